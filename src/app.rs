@@ -1,0 +1,191 @@
+//! Wiring: builds the parts from a validated [`Config`] and runs them until shutdown.
+//!
+//! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
+//! accepting HTTP connections, let in-flight requests finish (bounded by
+//! `http.shutdown_timeout`), stop the status endpoints, drain the NATS client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::event::Subjects;
+use crate::health::{healthz, readyz, Readiness, StreamState};
+use crate::ingress::{handle_webhook, Ingress};
+use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::schema::Schemas;
+use crate::telemetry::metrics_handle;
+
+/// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let subjects = Subjects::new(&config.nats.subject_prefix);
+    let client = connect(&config.nats, true)
+        .await
+        .context("connecting to NATS")?;
+    let metrics = metrics_handle();
+    let mut router = Router::new().route("/healthz", get(healthz)).route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+    let mut stream_state = None;
+    let mut keeper = None;
+
+    if config.ingress.enabled {
+        let verifier = Verifier::from_config(&config.webhook.auth).context("webhook.auth")?;
+        if verifier.is_none() {
+            tracing::warn!(
+                "WEBHOOK AUTHENTICATION IS OFF (webhook.auth.mode = \"none\"): anyone who can reach {} can publish events. Use this for tests only.",
+                config.http.webhook_path
+            );
+        }
+        let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
+        let state = Arc::new(StreamState::default());
+        keeper = Some(tokio::spawn(keep_stream(
+            publisher.clone(),
+            config.clone(),
+            subjects.clone(),
+            state.clone(),
+            shutdown.clone(),
+        )));
+        let ingress = Arc::new(Ingress {
+            verifier,
+            schemas: Schemas::get(),
+            subjects: subjects.clone(),
+            publisher,
+            in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
+            max_body_bytes: config.http.max_body_bytes,
+            body_timeout: config.http.body_timeout,
+            retry_after_secs: config.http.retry_after_secs,
+            stream_state: state.clone(),
+        });
+        router = router.route(
+            &config.http.webhook_path,
+            post(handle_webhook).with_state(ingress),
+        );
+        stream_state = Some(state);
+        tracing::info!(
+            path = %config.http.webhook_path,
+            stream = %config.nats.stream.name,
+            prefix = %subjects.prefix(),
+            "webhook ingress enabled"
+        );
+    }
+
+    let status = if config.status.enabled {
+        Some(crate::status::start(&config, client.clone(), shutdown.clone()).await?)
+    } else {
+        None
+    };
+
+    let readiness = Readiness {
+        client: client.clone(),
+        stream: stream_state,
+    };
+    let router = router
+        .route("/readyz", get(readyz).with_state(readiness))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+
+    tracing::info!(listen = %listener.local_addr()?, "vx-bridge serving");
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        res = &mut server => {
+            shutdown.cancel();
+            res.context("HTTP server task")?.context("HTTP server")?;
+        }
+        _ = shutdown.cancelled() => {
+            tracing::info!("shutting down: finishing in-flight requests");
+            match tokio::time::timeout(config.http.shutdown_timeout, &mut server).await {
+                Ok(res) => res.context("HTTP server task")?.context("HTTP server")?,
+                Err(_) => {
+                    server.abort();
+                    tracing::warn!(timeout = ?config.http.shutdown_timeout, "in-flight requests did not finish in time");
+                }
+            }
+        }
+    }
+    if let Some(s) = status {
+        s.stop().await;
+    }
+    if let Some(k) = keeper {
+        k.abort();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
+        Err(_) => tracing::warn!("draining NATS timed out"),
+    }
+    tracing::info!("vx-bridge stopped");
+    Ok(())
+}
+
+/// Makes sure the stream is in place: at start, whenever a publish finds it missing, and every
+/// 30 s. Marks readiness accordingly and warns once when it has a single replica.
+async fn keep_stream(
+    publisher: Publisher,
+    config: Config,
+    subjects: Subjects,
+    state: Arc<StreamState>,
+    shutdown: CancellationToken,
+) {
+    let js = publisher.jetstream();
+    let cfg = &config.nats.stream;
+    let mut warned = false;
+    loop {
+        let result = if state.is_ready() {
+            // Already set up: only look that it is still there and still right.
+            match js.get_stream(&cfg.name).await {
+                Ok(s) => {
+                    let info = s.cached_info();
+                    check_subjects(&cfg.name, &info.config.subjects, &subjects)
+                        .map(|_| info.config.num_replicas)
+                }
+                Err(e) => Err(StreamError::Api(e.to_string())),
+            }
+        } else {
+            ensure_stream(js, cfg, &subjects).await
+        };
+        match result {
+            Ok(replicas) => {
+                if !state.is_ready() {
+                    tracing::info!(stream = %cfg.name, replicas, "stream ready");
+                }
+                state.set_ready(true);
+                if replicas < 3 && !warned {
+                    warned = true;
+                    tracing::warn!(
+                        stream = %cfg.name,
+                        replicas,
+                        "the stream has fewer than 3 replicas: a 202 means the event reached one server's memory and disk cache, and a single server failure can lose it; use replicas = 3 in production"
+                    );
+                }
+            }
+            Err(e) => {
+                state.set_ready(false);
+                tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
+            }
+        }
+        let wait = if state.is_ready() {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = state.wait_recheck() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

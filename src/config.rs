@@ -1,0 +1,832 @@
+//! Configuration: documented defaults → optional TOML file → `VXB_SECTION__KEY` environment,
+//! then one validation pass that names the bad key.
+//!
+//! Every field has a default here and is documented in `config/vx-bridge.example.toml`; a key
+//! added here must be added there (a test checks that the sample parses and matches the defaults).
+//! Secrets are [`Secret`]s and can come from files (`…_file` keys). This module only reads and
+//! checks values; it starts nothing.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Process exit code for a bad configuration (`EX_USAGE` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A configuration error: the key it concerns and what is wrong, on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `nats.stream.replicas`.
+    pub key: String,
+    /// What is wrong with it (never a secret's value).
+    pub message: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `key`.
+    pub fn new(key: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener and webhook endpoint.
+    pub http: HttpConfig,
+    /// NATS connection, subjects and stream.
+    pub nats: NatsConfig,
+    /// How webhooks are authenticated.
+    pub webhook: WebhookConfig,
+    /// Whether this process serves the webhook ingress.
+    pub ingress: IngressConfig,
+    /// The status/result request-reply service.
+    pub status: StatusConfig,
+    /// The VX API client used by the status service.
+    pub upstream: UpstreamConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server listens on (webhook, health, metrics).
+    pub listen: SocketAddr,
+    /// Path that receives VX webhooks.
+    pub webhook_path: String,
+    /// Largest accepted webhook body, in bytes; larger → 413.
+    pub max_body_bytes: usize,
+    /// Webhook requests processed at once; more → 429.
+    pub max_in_flight: usize,
+    /// Time allowed to read a request body; slower → 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// `Retry-After` seconds sent with 503 and 429.
+    pub retry_after_secs: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            webhook_path: "/webhooks/vx".into(),
+            max_body_bytes: 1024 * 1024,
+            max_in_flight: 1024,
+            body_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(20),
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated, e.g. `nats://a:4222,nats://b:4222`.
+    pub url: String,
+    /// Connection name shown in the server's monitoring.
+    pub name: String,
+    /// First subject token(s) of every subject, e.g. `verification`.
+    pub subject_prefix: String,
+    /// How long to wait for a PubAck before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// NATS credentials file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// File holding an nkey seed (`SU…`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// Token authentication.
+    pub token: Option<Secret>,
+    /// Token authentication, read from a file.
+    pub token_file: Option<PathBuf>,
+    /// User for user/password authentication.
+    pub user: Option<String>,
+    /// Password for user/password authentication.
+    pub password: Option<Secret>,
+    /// Password, read from a file.
+    pub password_file: Option<PathBuf>,
+    /// TLS to the NATS server.
+    pub tls: NatsTlsConfig,
+    /// The JetStream stream events are stored in.
+    pub stream: StreamConfig,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            name: "vx-bridge".into(),
+            subject_prefix: "verification".into(),
+            publish_timeout: Duration::from_secs(5),
+            creds_file: None,
+            nkey_seed_file: None,
+            token: None,
+            token_file: None,
+            user: None,
+            password: None,
+            password_file: None,
+            tls: NatsTlsConfig::default(),
+            stream: StreamConfig::default(),
+        }
+    }
+}
+
+/// `[nats.tls]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsTlsConfig {
+    /// Require TLS even when the URL is `nats://`.
+    pub required: bool,
+    /// CA certificate(s) to trust (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM), for mutual TLS.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where JetStream keeps messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// On disk.
+    File,
+    /// In memory (lost on restart; tests and demos only).
+    Memory,
+}
+
+/// `[nats.stream]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Stream name.
+    pub name: String,
+    /// Create or update the stream at start; when false, check that it exists and captures our subjects.
+    pub create: bool,
+    /// Replicas (3 for durability in production).
+    pub replicas: usize,
+    /// Storage backend.
+    pub storage: StorageKind,
+    /// Window in which a repeated `Nats-Msg-Id` is recognised as a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// Oldest message kept; `0s` keeps messages without an age limit.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Largest stream size in bytes; `-1` for no limit.
+    pub max_bytes: i64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            name: "VERIFICATIONS".into(),
+            create: true,
+            replicas: 1,
+            storage: StorageKind::File,
+            duplicate_window: Duration::from_secs(3600),
+            max_age: Duration::ZERO,
+            max_bytes: -1,
+        }
+    }
+}
+
+/// `[webhook]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Authentication of incoming webhooks.
+    pub auth: AuthConfig,
+}
+
+/// `webhook.auth.mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication: only when set explicitly (tests, demos).
+    None,
+    /// HTTP Basic authentication.
+    Basic,
+    /// An HMAC signature header.
+    Hmac,
+}
+
+/// `[webhook.auth]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none`, `basic` or `hmac`; unset refuses to start.
+    pub mode: Option<AuthMode>,
+    /// Basic authentication settings.
+    pub basic: BasicAuthConfig,
+    /// HMAC signature settings.
+    pub hmac: HmacConfig,
+}
+
+/// `[webhook.auth.basic]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// Expected user name.
+    pub username: String,
+    /// Accepted passwords (several during rotation).
+    pub passwords: Vec<Secret>,
+    /// File with one accepted password per line.
+    pub passwords_file: Option<PathBuf>,
+}
+
+/// `webhook.auth.hmac.scheme`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HmacScheme {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    StandardWebhooks,
+    /// Stripe style: `t=<unix>,v1=<hex>` over `<t>.<body>`.
+    #[serde(alias = "stripe-style")]
+    Stripe,
+    /// GitHub style: `sha256=<hex>` over the body.
+    Hex,
+    /// Everything configurable.
+    Generic,
+}
+
+/// Hash of the generic scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// Encoding of a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hex.
+    Hex,
+    /// Standard base64 (padding optional).
+    Base64,
+}
+
+/// `[webhook.auth.hmac]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HmacConfig {
+    /// Which signature scheme the sender uses.
+    pub scheme: HmacScheme,
+    /// Accepted secrets (several during rotation). `whsec_…` secrets are base64-decoded.
+    pub secrets: Vec<Secret>,
+    /// File with one accepted secret per line.
+    pub secrets_file: Option<PathBuf>,
+    /// Largest accepted clock difference for signed timestamps, both directions.
+    #[serde(with = "humantime_serde")]
+    pub tolerance: Duration,
+    /// Signature header; default by scheme (`webhook-signature`, `stripe-signature`, `x-hub-signature-256`).
+    pub header: Option<String>,
+    /// Prefix before the signature in the header (`hex` default `sha256=`; `generic` default none).
+    pub prefix: Option<String>,
+    /// `generic`: hash algorithm.
+    pub algorithm: HmacAlgorithm,
+    /// `generic`: signature encoding.
+    pub encoding: SignatureEncoding,
+    /// `generic`: header holding a unix timestamp (seconds) that is checked against `tolerance`.
+    pub timestamp_header: Option<String>,
+    /// `generic`: header holding a delivery id, used for deduplication.
+    pub id_header: Option<String>,
+    /// `generic`: the signed string; `{body}`, `{timestamp}` and `{id}` are replaced.
+    pub signed_template: Option<String>,
+}
+
+impl Default for HmacConfig {
+    fn default() -> Self {
+        Self {
+            scheme: HmacScheme::StandardWebhooks,
+            secrets: Vec::new(),
+            secrets_file: None,
+            tolerance: Duration::from_secs(300),
+            header: None,
+            prefix: None,
+            algorithm: HmacAlgorithm::Sha256,
+            encoding: SignatureEncoding::Hex,
+            timestamp_header: None,
+            id_header: None,
+            signed_template: None,
+        }
+    }
+}
+
+/// `[ingress]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressConfig {
+    /// Serve the webhook endpoint (health and metrics are always served).
+    pub enabled: bool,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[status]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Serve `{prefix}.status.get` and `{prefix}.result.get`.
+    pub enabled: bool,
+    /// Queue group the endpoints join, so replicas share requests.
+    pub queue_group: String,
+    /// How long a non-terminal reply is cached.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long a terminal reply (COMPLETED, PASS, FAIL) is cached.
+    #[serde(with = "humantime_serde")]
+    pub terminal_cache_ttl: Duration,
+    /// Most cached replies.
+    pub cache_max_entries: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            queue_group: "vx-bridge".into(),
+            cache_ttl: Duration::from_secs(2),
+            terminal_cache_ttl: Duration::from_secs(300),
+            cache_max_entries: 10_000,
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of the VX API.
+    pub base_url: String,
+    /// Static bearer token (instead of OAuth).
+    pub token: Option<Secret>,
+    /// Static bearer token, read from a file.
+    pub token_file: Option<PathBuf>,
+    /// OAuth2 client credentials.
+    pub oauth: OAuthConfig,
+    /// Path for a lookup by email, with `{email}` replaced (URL-encoded); unset disables it.
+    pub email_lookup_path: Option<String>,
+    /// Total time for one lookup, retries included; keep it under requesters' timeout (10 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time to establish a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt (connection errors, 429, 5xx).
+    pub max_retries: u32,
+    /// Upstream calls at once.
+    pub max_concurrency: usize,
+    /// Consecutive failures that open the circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long the circuit stays open before a probe.
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_for: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://vx.dcams.app".into(),
+            token: None,
+            token_file: None,
+            oauth: OAuthConfig::default(),
+            email_lookup_path: None,
+            timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(2),
+            max_retries: 2,
+            max_concurrency: 32,
+            circuit_failure_threshold: 5,
+            circuit_open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[upstream.oauth]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Token endpoint.
+    pub token_url: String,
+    /// OAuth client id; empty disables OAuth.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Option<Secret>,
+    /// OAuth client secret, read from a file.
+    pub client_secret_file: Option<PathBuf>,
+    /// Audience sent with the token request.
+    pub audience: String,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            token_url: "https://auth.dcams.app/oauth/token".into(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            audience: "dcams.app".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level or `tracing` filter, e.g. `info` or `vx_bridge=debug,info`.
+    pub level: String,
+    /// `json` or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (if any), then `VXB_SECTION__KEY` variables from `env`,
+    /// and validates the result. `env` is passed in so that tests need no process-global state.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("VXB_") && k != "VXB_CONFIG")
+            .collect();
+        // Same mapping as figment's `Env::prefixed("VXB_").split("__")`, but over the variables
+        // we were handed rather than the process environment.
+        let figment = vars.iter().fold(figment, |fig, (k, v)| {
+            let key = k["VXB_".len()..].to_ascii_lowercase().replace("__", ".");
+            fig.merge(Serialized::default(&key, env_value(v)))
+        });
+        let config: Config = figment.extract().map_err(figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone cannot: names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        if !h.webhook_path.starts_with('/') || h.webhook_path.len() < 2 {
+            return Err(ConfigError::new(
+                "http.webhook_path",
+                "must start with `/` and name a path, e.g. `/webhooks/vx`",
+            ));
+        }
+        if ["/healthz", "/readyz", "/metrics"].contains(&h.webhook_path.as_str()) {
+            return Err(ConfigError::new(
+                "http.webhook_path",
+                "collides with a health or metrics path",
+            ));
+        }
+        if h.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "http.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        if h.max_in_flight == 0 {
+            return Err(ConfigError::new("http.max_in_flight", "must be at least 1"));
+        }
+        let n = &self.nats;
+        if n.url.split(',').all(|u| u.trim().is_empty()) {
+            return Err(ConfigError::new("nats.url", "is empty"));
+        }
+        validate_prefix(&n.subject_prefix)?;
+        if n.publish_timeout.is_zero() {
+            return Err(ConfigError::new("nats.publish_timeout", "must be above 0"));
+        }
+        if n.token.is_some() && n.token_file.is_some() {
+            return Err(ConfigError::new(
+                "nats.token_file",
+                "set either nats.token or nats.token_file, not both",
+            ));
+        }
+        if n.password.is_some() && n.password_file.is_some() {
+            return Err(ConfigError::new(
+                "nats.password_file",
+                "set either nats.password or nats.password_file, not both",
+            ));
+        }
+        if (n.password.is_some() || n.password_file.is_some()) && n.user.is_none() {
+            return Err(ConfigError::new("nats.user", "a password needs a user"));
+        }
+        if n.tls.cert_file.is_some() != n.tls.key_file.is_some() {
+            return Err(ConfigError::new(
+                "nats.tls.key_file",
+                "nats.tls.cert_file and nats.tls.key_file go together",
+            ));
+        }
+        for (key, path) in [
+            ("nats.creds_file", &n.creds_file),
+            ("nats.nkey_seed_file", &n.nkey_seed_file),
+            ("nats.token_file", &n.token_file),
+            ("nats.password_file", &n.password_file),
+            ("nats.tls.ca_file", &n.tls.ca_file),
+            ("nats.tls.cert_file", &n.tls.cert_file),
+            ("nats.tls.key_file", &n.tls.key_file),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("{} is not a readable file", p.display()),
+                    ));
+                }
+            }
+        }
+        let s = &n.stream;
+        if s.name.is_empty()
+            || !s
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::new(
+                "nats.stream.name",
+                "must be letters, digits, `-` or `_`",
+            ));
+        }
+        if !(1..=5).contains(&s.replicas) {
+            return Err(ConfigError::new("nats.stream.replicas", "must be 1 to 5"));
+        }
+        if s.duplicate_window.is_zero() {
+            return Err(ConfigError::new(
+                "nats.stream.duplicate_window",
+                "must be above 0, or retried deliveries would be stored twice",
+            ));
+        }
+        if !s.max_age.is_zero() && s.max_age < s.duplicate_window {
+            return Err(ConfigError::new(
+                "nats.stream.max_age",
+                "must be 0 (no limit) or at least nats.stream.duplicate_window",
+            ));
+        }
+        if s.max_bytes == 0 || s.max_bytes < -1 {
+            return Err(ConfigError::new(
+                "nats.stream.max_bytes",
+                "must be -1 or above 0",
+            ));
+        }
+        if self.ingress.enabled {
+            // Building the verifier reads secret files and checks every auth key.
+            crate::auth::Verifier::from_config(&self.webhook.auth)?;
+        }
+        if !self.ingress.enabled && !self.status.enabled {
+            return Err(ConfigError::new(
+                "ingress.enabled",
+                "ingress and status are both disabled: nothing to run",
+            ));
+        }
+        if self.status.enabled {
+            self.validate_status()?;
+            return Err(ConfigError::new(
+                "status.enabled",
+                "the status service is not available in this build yet",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                "is not a level or tracing filter",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_status(&self) -> Result<(), ConfigError> {
+        let st = &self.status;
+        if st.queue_group.is_empty() || st.queue_group.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "status.queue_group",
+                "must be one non-empty token",
+            ));
+        }
+        if st.cache_max_entries == 0 {
+            return Err(ConfigError::new(
+                "status.cache_max_entries",
+                "must be at least 1",
+            ));
+        }
+        let u = &self.upstream;
+        if !(u.base_url.starts_with("https://") || u.base_url.starts_with("http://")) {
+            return Err(ConfigError::new(
+                "upstream.base_url",
+                "must be an http(s) URL",
+            ));
+        }
+        if u.timeout.is_zero() || u.timeout >= Duration::from_secs(10) {
+            return Err(ConfigError::new(
+                "upstream.timeout",
+                "must be above 0 and under 10s, the requesters' default timeout",
+            ));
+        }
+        if u.connect_timeout.is_zero() || u.connect_timeout > u.timeout {
+            return Err(ConfigError::new(
+                "upstream.connect_timeout",
+                "must be above 0 and at most upstream.timeout",
+            ));
+        }
+        if u.max_concurrency == 0 {
+            return Err(ConfigError::new(
+                "upstream.max_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if u.circuit_failure_threshold == 0 {
+            return Err(ConfigError::new(
+                "upstream.circuit_failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if u.token.is_some() && u.token_file.is_some() {
+            return Err(ConfigError::new(
+                "upstream.token_file",
+                "set either upstream.token or upstream.token_file, not both",
+            ));
+        }
+        let o = &u.oauth;
+        let has_static = u.token.is_some() || u.token_file.is_some();
+        let has_oauth = !o.client_id.is_empty();
+        if has_static && has_oauth {
+            return Err(ConfigError::new(
+                "upstream.oauth.client_id",
+                "set either a static upstream.token or OAuth client credentials, not both",
+            ));
+        }
+        if !has_static && !has_oauth {
+            return Err(ConfigError::new(
+                "upstream.oauth.client_id",
+                "the status service needs upstream.oauth.client_id (with a client secret) or upstream.token; or set status.enabled = false",
+            ));
+        }
+        if has_oauth {
+            if o.client_secret.is_some() == o.client_secret_file.is_some() {
+                return Err(ConfigError::new(
+                    "upstream.oauth.client_secret",
+                    "set exactly one of upstream.oauth.client_secret and upstream.oauth.client_secret_file",
+                ));
+            }
+            if !(o.token_url.starts_with("https://") || o.token_url.starts_with("http://")) {
+                return Err(ConfigError::new(
+                    "upstream.oauth.token_url",
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        for (key, path) in [
+            ("upstream.token_file", &u.token_file),
+            ("upstream.oauth.client_secret_file", &o.client_secret_file),
+        ] {
+            if let Some(p) = path {
+                crate::secret::read_secret_file(p).map_err(|e| ConfigError::new(key, e))?;
+            }
+        }
+        if let Some(p) = &u.email_lookup_path {
+            if !p.starts_with('/') || !p.contains("{email}") {
+                return Err(ConfigError::new(
+                    "upstream.email_lookup_path",
+                    "must start with `/` and contain `{email}`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets shown as `[redacted]`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// An environment value as figment would read it: TOML-like scalars and arrays, else a string.
+fn env_value(raw: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let parsed: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned()));
+    parsed
+}
+
+/// Subject prefix: one or more tokens of `[A-Za-z0-9_-]`, separated by dots.
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let ok = !prefix.is_empty()
+        && prefix.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "nats.subject_prefix",
+            "must be dot-separated tokens of letters, digits, `-` or `_` (no wildcards or spaces)",
+        ))
+    }
+}
+
+/// Turns figment's error into ours, naming the first bad key.
+fn figment_error(err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let first = err.into_iter().next();
+    let Some(e) = first else {
+        return ConfigError::new("(config)", "unreadable configuration");
+    };
+    let mut key = e.path.join(".");
+    let message = match &e.kind {
+        Kind::UnknownField(field, _) => {
+            if key.is_empty() {
+                key = field.clone();
+            } else {
+                key = format!("{key}.{field}");
+            }
+            "unknown key".to_owned()
+        }
+        Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {}", kind_of(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("expected {expected}, found {}", kind_of(actual))
+        }
+        Kind::UnknownVariant(_, expected) => {
+            format!("must be one of: {}", expected.join(", "))
+        }
+        Kind::Message(m) => {
+            // Messages from parsers (TOML syntax, durations) do not contain secrets we hold.
+            m.clone()
+        }
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        key = "(config file)".into();
+    }
+    ConfigError::new(key, message)
+}
+
+/// Describes a value's type without its content (a wrong-typed secret must not be echoed).
+fn kind_of(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map => "a table",
+        _ => "another type",
+    }
+}

@@ -1,0 +1,614 @@
+//! From a verified, parsed VX body to the message we publish: classification to a subject, the
+//! versioned envelope, the dedup id and the CloudEvents headers.
+//!
+//! Nothing here does I/O. No value from the payload ever becomes a subject token: subjects are
+//! fixed suffixes under the configured prefix. The envelope embeds the received bytes unchanged
+//! under `result` instead of re-serializing them.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Verified;
+use crate::schema::Violation;
+
+/// Version of the envelope (`schema_version`).
+pub const SCHEMA_VERSION: u8 = 1;
+/// `ce-source` of every event.
+pub const CE_SOURCE: &str = "urn:vx-bridge:webhook";
+/// Prefix of every `ce-type`.
+pub const CE_TYPE_PREFIX: &str = "vx.verification.";
+
+/// The kind of a verification event, from the VX `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `status` = PASS.
+    CompletedPass,
+    /// `status` = FAIL.
+    CompletedFail,
+    /// `status` = PENDING, empty or null.
+    Pending,
+    /// Any other `status`: still published, never dropped.
+    Unrecognized,
+}
+
+impl EventKind {
+    /// Every kind, in subject order.
+    pub const ALL: [EventKind; 4] = [
+        EventKind::CompletedPass,
+        EventKind::CompletedFail,
+        EventKind::Pending,
+        EventKind::Unrecognized,
+    ];
+
+    /// Classifies a VX `status` (exact, case-sensitive, as the vendor documents it).
+    pub fn classify(status: &str) -> EventKind {
+        match status {
+            "PASS" => EventKind::CompletedPass,
+            "FAIL" => EventKind::CompletedFail,
+            "PENDING" | "" => EventKind::Pending,
+            _ => EventKind::Unrecognized,
+        }
+    }
+
+    /// The subject without its prefix; also the envelope's `type`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            EventKind::CompletedPass => "completed.pass",
+            EventKind::CompletedFail => "completed.fail",
+            EventKind::Pending => "pending",
+            EventKind::Unrecognized => "unrecognized",
+        }
+    }
+
+    /// Label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::CompletedPass => "pass",
+            EventKind::CompletedFail => "fail",
+            EventKind::Pending => "pending",
+            EventKind::Unrecognized => "unrecognized",
+        }
+    }
+}
+
+/// Every subject vx-bridge uses, under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// `prefix` must already be validated (`config::validate`).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subject of an event kind.
+    pub fn event(&self, kind: EventKind) -> String {
+        format!("{}.{}", self.prefix, kind.suffix())
+    }
+
+    /// Where authenticated bodies that failed parsing or the schema are kept.
+    pub fn rejected(&self) -> String {
+        format!("{}.rejected", self.prefix)
+    }
+
+    /// Request-reply: status of a session.
+    pub fn status_get(&self) -> String {
+        format!("{}.status.get", self.prefix)
+    }
+
+    /// Request-reply: result of a session.
+    pub fn result_get(&self) -> String {
+        format!("{}.result.get", self.prefix)
+    }
+
+    /// The subjects the stream must capture, listed explicitly.
+    pub fn stream_subjects(&self) -> Vec<String> {
+        let mut s: Vec<String> = EventKind::ALL.iter().map(|k| self.event(*k)).collect();
+        s.push(self.rejected());
+        s
+    }
+
+    /// The request-reply subjects, which the stream must never capture.
+    pub fn request_subjects(&self) -> Vec<String> {
+        vec![self.status_get(), self.result_get()]
+    }
+}
+
+/// The fields of a VX body that the envelope and headers use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary<'a> {
+    /// `request_id` (schema-checked UUID).
+    pub request_id: &'a str,
+    /// `status`, "" when null or absent.
+    pub status: &'a str,
+    /// `reference`, if a string.
+    pub reference: Option<&'a str>,
+    /// Number of `journey.stops`.
+    pub stops: usize,
+}
+
+impl<'a> Summary<'a> {
+    /// Reads the summary from a schema-valid body.
+    pub fn of(body: &'a Value) -> Summary<'a> {
+        Summary {
+            request_id: body["request_id"].as_str().unwrap_or_default(),
+            status: body["status"].as_str().unwrap_or_default(),
+            reference: body["reference"].as_str(),
+            stops: body["journey"]["stops"].as_array().map_or(0, Vec::len),
+        }
+    }
+}
+
+/// A message ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    /// Full subject.
+    pub subject: String,
+    /// Headers, `Nats-Msg-Id` first.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub payload: Bytes,
+    /// The stable event id (`ce-id`).
+    pub event_id: String,
+    /// The `Nats-Msg-Id`.
+    pub msg_id: String,
+}
+
+impl OutboundMessage {
+    /// The headers as NATS headers.
+    pub fn nats_headers(&self) -> async_nats::HeaderMap {
+        let mut h = async_nats::HeaderMap::new();
+        for (k, v) in &self.headers {
+            h.insert(*k, v.as_str());
+        }
+        h
+    }
+}
+
+/// Trace context to carry into the message, already checked to be well-formed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// W3C `traceparent`.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate`.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// Keeps `traceparent` only if it has the W3C shape, and `tracestate` only with it.
+    pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
+        let Some(tp) = traceparent.filter(|t| valid_traceparent(t)) else {
+            return Self::default();
+        };
+        let ts =
+            tracestate.filter(|s| s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        Self {
+            traceparent: Some(tp.to_owned()),
+            tracestate: ts.map(str::to_owned),
+        }
+    }
+}
+
+fn valid_traceparent(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1] != "0".repeat(32)
+        && hex(parts[2], 16)
+        && parts[2] != "0".repeat(16)
+        && hex(parts[3], 2)
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    schema_version: u8,
+    event_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    request_id: &'a str,
+    status: &'a str,
+    reference: Option<&'a str>,
+    received_at: &'a str,
+    progress: Progress,
+}
+
+#[derive(Serialize)]
+struct Progress {
+    stops: usize,
+}
+
+/// Builds the event for a verified, schema-valid body. `raw` is the body exactly as received.
+pub fn build_event(
+    subjects: &Subjects,
+    verified: &Verified,
+    raw: &[u8],
+    body: &Value,
+    received_at: &str,
+    trace: &TraceContext,
+) -> OutboundMessage {
+    let summary = Summary::of(body);
+    let kind = EventKind::classify(summary.status);
+    let msg_id = match verified.delivery_id() {
+        Some(id) => id.to_owned(),
+        None => format!("sha256:{}", hex::encode(canonical_hash(body))),
+    };
+    let event_id = event_id_for(&msg_id);
+    let envelope = Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: &event_id,
+        kind: kind.suffix(),
+        request_id: summary.request_id,
+        status: summary.status,
+        reference: summary.reference,
+        received_at,
+        progress: Progress {
+            stops: summary.stops,
+        },
+    };
+    let payload = embed_result(&envelope, raw);
+    let mut headers = vec![
+        ("Nats-Msg-Id", msg_id.clone()),
+        ("ce-specversion", "1.0".to_owned()),
+        ("ce-id", event_id.clone()),
+        ("ce-type", format!("{CE_TYPE_PREFIX}{}", kind.suffix())),
+        ("ce-source", CE_SOURCE.to_owned()),
+        ("ce-time", received_at.to_owned()),
+        ("ce-subject", summary.request_id.to_owned()),
+        ("ce-datacontenttype", "application/json".to_owned()),
+    ];
+    push_trace(&mut headers, trace);
+    OutboundMessage {
+        subject: subjects.event(kind),
+        headers,
+        payload,
+        event_id,
+        msg_id,
+    }
+}
+
+/// Why an authenticated body was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not JSON.
+    InvalidJson,
+    /// JSON that fails the schema.
+    SchemaViolation,
+}
+
+impl RejectReason {
+    /// Stable code, also the `vx-reject-reason` header.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::SchemaViolation => "schema_violation",
+        }
+    }
+}
+
+/// Largest `vx-reject-errors` header we write.
+const MAX_REASON_HEADER: usize = 4096;
+
+/// Builds the audit message for an authenticated body that failed parsing or the schema:
+/// the raw bytes, with the reasons in headers.
+pub fn build_rejected(
+    subjects: &Subjects,
+    verified: &Verified,
+    raw: &[u8],
+    reason: RejectReason,
+    errors: &[Violation],
+    received_at: &str,
+    trace: &TraceContext,
+) -> OutboundMessage {
+    let msg_id = match verified.delivery_id() {
+        Some(id) => format!("rejected:{id}"),
+        None => format!("rejected:sha256:{}", hex::encode(Sha256::digest(raw))),
+    };
+    let event_id = event_id_for(&msg_id);
+    let mut errors_json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
+    if errors_json.len() > MAX_REASON_HEADER {
+        // Keep the header bounded; the count of violations stays in the 422 answer.
+        errors_json =
+            serde_json::to_string(&errors[..1.min(errors.len())]).unwrap_or_else(|_| "[]".into());
+    }
+    let mut headers = vec![
+        ("Nats-Msg-Id", msg_id.clone()),
+        ("ce-specversion", "1.0".to_owned()),
+        ("ce-id", event_id.clone()),
+        ("ce-type", format!("{CE_TYPE_PREFIX}rejected")),
+        ("ce-source", CE_SOURCE.to_owned()),
+        ("ce-time", received_at.to_owned()),
+        ("vx-reject-reason", reason.code().to_owned()),
+        ("vx-reject-errors", errors_json),
+    ];
+    push_trace(&mut headers, trace);
+    OutboundMessage {
+        subject: subjects.rejected(),
+        headers,
+        payload: Bytes::copy_from_slice(raw),
+        event_id,
+        msg_id,
+    }
+}
+
+fn push_trace(headers: &mut Vec<(&'static str, String)>, trace: &TraceContext) {
+    if let Some(tp) = &trace.traceparent {
+        headers.push(("traceparent", tp.clone()));
+    }
+    if let Some(ts) = &trace.tracestate {
+        headers.push(("tracestate", ts.clone()));
+    }
+}
+
+/// A stable UUID (version 8) for a message id, so a retried delivery keeps its event id.
+pub fn event_id_for(msg_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"vx-bridge/event-id/");
+    h.update(msg_id.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).hyphenated().to_string()
+}
+
+/// Serializes the envelope and appends `"result":<raw body>`, without re-serializing the body.
+fn embed_result(envelope: &Envelope<'_>, raw: &[u8]) -> Bytes {
+    let trimmed = trim_json_ws(raw);
+    let mut out = Vec::with_capacity(256 + trimmed.len());
+    // Serializing a struct of strings and numbers cannot fail.
+    if serde_json::to_writer(&mut out, envelope).is_err() {
+        out.clear();
+        out.extend_from_slice(b"{");
+    } else {
+        out.pop(); // the closing '}'
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"result\":");
+    out.extend_from_slice(trimmed);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+fn trim_json_ws(raw: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = raw.iter().position(|b| !ws(b)).unwrap_or(raw.len());
+    let end = raw.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    &raw[start..end]
+}
+
+/// SHA-256 of the canonical JSON of a value: object keys sorted by their UTF-8 bytes, no insignificant whitespace, strings and numbers as serde_json writes them.
+/// Two bodies that differ only in key order or whitespace hash alike.
+pub fn canonical_hash(value: &Value) -> [u8; 32] {
+    let mut h = Sha256::new();
+    write_canonical(value, &mut h);
+    h.finalize().into()
+}
+
+fn write_canonical(value: &Value, h: &mut Sha256) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable();
+            h.update(b"{");
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                write_scalar(&Value::String(k.clone()), h);
+                h.update(b":");
+                write_canonical(&map[k], h);
+            }
+            h.update(b"}");
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                write_canonical(item, h);
+            }
+            h.update(b"]");
+        }
+        scalar => write_scalar(scalar, h),
+    }
+}
+
+fn write_scalar(value: &Value, h: &mut Sha256) {
+    // Writing a scalar Value to a Vec cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    h.update(&bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
+    const AT: &str = "2026-11-27T10:00:00.123Z";
+
+    fn subjects() -> Subjects {
+        Subjects::new("verification")
+    }
+
+    #[test]
+    fn status_classifies_to_the_documented_subjects() {
+        let s = subjects();
+        let cases = [
+            ("PASS", "verification.completed.pass"),
+            ("FAIL", "verification.completed.fail"),
+            ("PENDING", "verification.pending"),
+            ("", "verification.pending"),
+            ("REVIEW", "verification.unrecognized"),
+            ("pass", "verification.unrecognized"),
+        ];
+        for (status, subject) in cases {
+            assert_eq!(s.event(EventKind::classify(status)), subject, "{status}");
+        }
+    }
+
+    #[test]
+    fn stream_subjects_are_explicit_and_exclude_request_subjects() {
+        let s = Subjects::new("acme.kyc");
+        assert_eq!(
+            s.stream_subjects(),
+            [
+                "acme.kyc.completed.pass",
+                "acme.kyc.completed.fail",
+                "acme.kyc.pending",
+                "acme.kyc.unrecognized",
+                "acme.kyc.rejected"
+            ]
+        );
+        for r in s.request_subjects() {
+            assert!(!s.stream_subjects().contains(&r));
+        }
+    }
+
+    #[test]
+    fn event_embeds_the_body_unchanged_and_validates() {
+        let body: Value = serde_json::from_str(SEED).unwrap();
+        let msg = build_event(
+            &subjects(),
+            &Verified::for_tests(None),
+            SEED.as_bytes(),
+            &body,
+            AT,
+            &TraceContext::default(),
+        );
+        assert_eq!(msg.subject, "verification.completed.pass");
+        let event: Value = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(event["result"], body);
+        assert_eq!(event["type"], "completed.pass");
+        assert_eq!(event["request_id"], "4ed2ec66-9471-415d-99ce-7bd1742fc2b8");
+        assert_eq!(event["reference"], "Ref123");
+        assert_eq!(event["progress"]["stops"], 2);
+        assert_eq!(event["received_at"], AT);
+        assert_eq!(crate::schema::Schemas::get().check_event(&event), Ok(()));
+        // The raw bytes appear verbatim (field order and spacing kept).
+        let text = std::str::from_utf8(&msg.payload).unwrap();
+        assert!(text.ends_with(&format!("\"result\":{}}}", SEED.trim())));
+    }
+
+    #[test]
+    fn dedup_id_is_the_delivery_id_or_a_canonical_hash() {
+        let a: Value = serde_json::from_str(
+            r#"{"status":"PENDING","request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8"}"#,
+        )
+        .unwrap();
+        let b: Value = serde_json::from_str(
+            r#"{ "request_id" : "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status" : "PENDING" }"#,
+        )
+        .unwrap();
+        let c: Value = serde_json::from_str(
+            r#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PASS"}"#,
+        )
+        .unwrap();
+        let none = Verified::for_tests(None);
+        let t = TraceContext::default();
+        let ma = build_event(&subjects(), &none, b"{}", &a, AT, &t);
+        let mb = build_event(&subjects(), &none, b"{}", &b, AT, &t);
+        let mc = build_event(&subjects(), &none, b"{}", &c, AT, &t);
+        assert_eq!(ma.msg_id, mb.msg_id);
+        assert_eq!(ma.event_id, mb.event_id);
+        assert_ne!(ma.msg_id, mc.msg_id);
+        assert!(ma.msg_id.starts_with("sha256:"));
+        let with_id = build_event(
+            &subjects(),
+            &Verified::for_tests(Some("msg_1".into())),
+            b"{}",
+            &a,
+            AT,
+            &t,
+        );
+        assert_eq!(with_id.msg_id, "msg_1");
+        assert_eq!(with_id.headers[0], ("Nats-Msg-Id", "msg_1".to_owned()));
+    }
+
+    #[test]
+    fn cloudevents_headers_are_complete() {
+        let body = json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "FAIL"});
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace = TraceContext::from_headers(Some(tp), Some("vendor=x"));
+        let msg = build_event(
+            &subjects(),
+            &Verified::for_tests(None),
+            b"{}",
+            &body,
+            AT,
+            &trace,
+        );
+        let get = |k: &str| {
+            msg.headers
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("ce-specversion"), Some("1.0"));
+        assert_eq!(get("ce-id"), Some(msg.event_id.as_str()));
+        assert_eq!(get("ce-type"), Some("vx.verification.completed.fail"));
+        assert_eq!(get("ce-source"), Some(CE_SOURCE));
+        assert_eq!(get("ce-time"), Some(AT));
+        assert_eq!(
+            get("ce-subject"),
+            Some("4ed2ec66-9471-415d-99ce-7bd1742fc2b8")
+        );
+        assert_eq!(get("ce-datacontenttype"), Some("application/json"));
+        assert_eq!(get("traceparent"), Some(tp));
+        assert_eq!(get("tracestate"), Some("vendor=x"));
+    }
+
+    #[test]
+    fn malformed_trace_context_is_dropped() {
+        for tp in [
+            "",
+            "00-xyz",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(
+                TraceContext::from_headers(Some(tp), Some("a=b")),
+                TraceContext::default(),
+                "{tp}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejected_message_keeps_raw_bytes_and_reasons() {
+        let raw = b"{not json";
+        let msg = build_rejected(
+            &subjects(),
+            &Verified::for_tests(None),
+            raw,
+            RejectReason::InvalidJson,
+            &[],
+            AT,
+            &TraceContext::default(),
+        );
+        assert_eq!(msg.subject, "verification.rejected");
+        assert_eq!(&msg.payload[..], raw);
+        assert!(msg.msg_id.starts_with("rejected:sha256:"));
+        assert!(msg
+            .headers
+            .contains(&("vx-reject-reason", "invalid_json".to_owned())));
+    }
+}

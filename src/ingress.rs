@@ -1,0 +1,392 @@
+//! The webhook endpoint: `POST {http.webhook_path}`.
+//!
+//! Steps, in this order, each with its own answer: in-flight limit (429) → declared size (413) →
+//! content type (415) → read the body within the size and time limits (413, 408) →
+//! authenticate the raw bytes (401) → parse JSON (400) → JSON Schema (422) → build the event →
+//! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`.
+//! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
+//! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
+//! Logs carry the request_id and outcome, never the body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::auth::{Verified, Verifier};
+use crate::event::{
+    build_event, build_rejected, OutboundMessage, RejectReason, Subjects, TraceContext,
+};
+use crate::health::StreamState;
+use crate::problem::Problem;
+use crate::publish::{PublishError, Publisher, Stored};
+use crate::schema::{Schemas, Violation};
+use crate::telemetry::{record_webhook, WebhookOutcome};
+
+/// What the webhook handler needs, shared by all requests.
+pub struct Ingress {
+    /// Authentication.
+    pub verifier: Verifier,
+    /// Compiled schemas.
+    pub schemas: Schemas,
+    /// Subjects under the prefix.
+    pub subjects: Subjects,
+    /// JetStream publisher.
+    pub publisher: Publisher,
+    /// Bounds requests in flight (429 beyond).
+    pub in_flight: Arc<Semaphore>,
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Time to read a body.
+    pub body_timeout: Duration,
+    /// `Retry-After` for 429/503.
+    pub retry_after_secs: u32,
+    /// Told when a publish finds no stream, so it is re-created.
+    pub stream_state: Arc<StreamState>,
+}
+
+/// The 202 body.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// Stable event id (`ce-id`).
+    pub event_id: String,
+    /// Subject it was published on.
+    pub subject: String,
+    /// Stream it is stored in.
+    pub stream: String,
+    /// Stream sequence.
+    pub seq: u64,
+    /// The event was already stored (a retried delivery).
+    pub duplicate: bool,
+}
+
+/// `POST {webhook_path}`.
+pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (outcome, response) = process(&ingress, req).await;
+    record_webhook(outcome, started.elapsed());
+    response
+}
+
+async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
+    let Ok(_permit) = ing.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!(
+            outcome = "throttled",
+            "webhook refused: in-flight limit reached"
+        );
+        let p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests in flight",
+            "the bridge is at its in-flight limit; retry later",
+        )
+        .with_retry_after(ing.retry_after_secs);
+        return (WebhookOutcome::Throttled, p.into_response());
+    };
+    let (parts, body) = req.into_parts();
+    if let Some(len) = declared_length(&parts.headers) {
+        if len > ing.max_body_bytes as u64 {
+            return too_large(ing.max_body_bytes);
+        }
+    }
+    if !is_json_content_type(&parts.headers) {
+        tracing::info!(
+            outcome = "unsupported_media_type",
+            "webhook refused: content type is not JSON"
+        );
+        let p = Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        );
+        return (WebhookOutcome::Invalid, p.into_response());
+    }
+    let raw = match read_body(body, ing.max_body_bytes, ing.body_timeout).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return too_large(ing.max_body_bytes),
+        Err(ReadError::Timeout) => {
+            tracing::info!(
+                outcome = "body_timeout",
+                "webhook refused: body not received in time"
+            );
+            let p = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body too slow",
+                format!("the body was not received within {:?}", ing.body_timeout),
+            );
+            return (WebhookOutcome::Invalid, p.into_response());
+        }
+        Err(ReadError::Broken) => {
+            let p = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable-body",
+                "Unreadable request body",
+                "the request body could not be read",
+            );
+            return (WebhookOutcome::Invalid, p.into_response());
+        }
+    };
+    let now = SystemTime::now();
+    let unix = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let verified = match ing.verifier.verify(&parts.headers, &raw, unix) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(outcome = "unauthorized", reason = e.code(), error = %e, scheme = ing.verifier.scheme(), "webhook refused: authentication failed");
+            let p = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication failed",
+                e.to_string(),
+            );
+            return (WebhookOutcome::Unauthorized, p.into_response());
+        }
+    };
+    let received_at = rfc3339(now);
+    let trace = TraceContext::from_headers(
+        header_str(&parts.headers, "traceparent"),
+        header_str(&parts.headers, "tracestate"),
+    );
+    let value: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => {
+            let errors = vec![Violation {
+                instance_path: String::new(),
+                message: e.to_string(),
+            }];
+            let problem = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                "Body is not JSON",
+                format!("the body is not valid JSON: {e}"),
+            );
+            return reject(
+                ing,
+                &verified,
+                &raw,
+                RejectReason::InvalidJson,
+                errors,
+                &received_at,
+                &trace,
+                problem,
+            )
+            .await;
+        }
+    };
+    if let Err(errors) = ing.schemas.check_result(&value) {
+        let problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema-violation",
+            "Body does not match the VX result schema",
+            format!(
+                "{} schema violation(s); the body was kept for audit",
+                errors.len()
+            ),
+        )
+        .with_errors(errors.clone());
+        return reject(
+            ing,
+            &verified,
+            &raw,
+            RejectReason::SchemaViolation,
+            errors,
+            &received_at,
+            &trace,
+            problem,
+        )
+        .await;
+    }
+    let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, &trace);
+    let request_id = value["request_id"].as_str().unwrap_or_default();
+    match publish(ing, &msg).await {
+        Ok(stored) => {
+            let outcome = if stored.duplicate {
+                WebhookOutcome::Duplicate
+            } else {
+                WebhookOutcome::Accepted
+            };
+            tracing::info!(
+                outcome = outcome.label(),
+                request_id,
+                event_id = %msg.event_id,
+                subject = %msg.subject,
+                seq = stored.seq,
+                "webhook stored"
+            );
+            let body = Accepted {
+                event_id: msg.event_id.clone(),
+                subject: msg.subject.clone(),
+                stream: stored.stream,
+                seq: stored.seq,
+                duplicate: stored.duplicate,
+            };
+            (outcome, (StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(e) => {
+            tracing::error!(outcome = "unavailable", request_id, reason = e.code(), error = %e, "webhook not stored");
+            (WebhookOutcome::Unavailable, unavailable(ing, &e))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reject(
+    ing: &Ingress,
+    verified: &Verified,
+    raw: &Bytes,
+    reason: RejectReason,
+    errors: Vec<Violation>,
+    received_at: &str,
+    trace: &TraceContext,
+    problem: Problem,
+) -> (WebhookOutcome, Response) {
+    let msg = build_rejected(
+        &ing.subjects,
+        verified,
+        raw,
+        reason,
+        &errors,
+        received_at,
+        trace,
+    );
+    let paths: Vec<&str> = errors
+        .iter()
+        .map(|e| e.instance_path.as_str())
+        .take(8)
+        .collect();
+    match publish(ing, &msg).await {
+        Ok(stored) => {
+            tracing::warn!(outcome = "rejected", reason = reason.code(), instance_paths = ?paths, seq = stored.seq, "webhook rejected and kept for audit");
+            (WebhookOutcome::Rejected, problem.into_response())
+        }
+        Err(e) => {
+            tracing::error!(outcome = "unavailable", reason = e.code(), error = %e, "rejected webhook could not be kept");
+            (WebhookOutcome::Unavailable, unavailable(ing, &e))
+        }
+    }
+}
+
+async fn publish(ing: &Ingress, msg: &OutboundMessage) -> Result<Stored, PublishError> {
+    let result = ing.publisher.publish(msg).await;
+    if let Err(PublishError::NoStream) = result {
+        ing.stream_state.lost();
+    }
+    result
+}
+
+fn unavailable(ing: &Ingress, e: &PublishError) -> Response {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-stored",
+        "Event not stored",
+        format!("the event could not be stored ({}); retry later", e.code()),
+    )
+    .with_retry_after(ing.retry_after_secs)
+    .into_response()
+}
+
+fn too_large(max: usize) -> (WebhookOutcome, Response) {
+    tracing::info!(outcome = "too_large", "webhook refused: body too large");
+    let p = Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Body too large",
+        format!("the body exceeds {max} bytes"),
+    );
+    (WebhookOutcome::Invalid, p.into_response())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `application/json` or `application/<anything>+json`, parameters (charset) allowed.
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+enum ReadError {
+    TooLarge,
+    Timeout,
+    Broken,
+}
+
+async fn read_body(body: Body, max: usize, within: Duration) -> Result<Bytes, ReadError> {
+    let limited = Limited::new(body, max);
+    match tokio::time::timeout(within, limited.collect()).await {
+        Err(_) => Err(ReadError::Timeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ReadError::TooLarge),
+        Ok(Err(_)) => Err(ReadError::Broken),
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-27T10:00:00.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    dt.format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn json_content_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json_content_type(&h));
+        for (v, ok) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/cloudevents+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("application/jsonx", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            assert_eq!(is_json_content_type(&h), ok, "{v}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_237_600_123);
+        assert_eq!(rfc3339(t), "2025-11-27T10:00:00.123Z");
+    }
+}

@@ -1,0 +1,27 @@
+//! vx-bridge: receives VX verification webhooks, proves they are authentic, validates them, and
+//! publishes them as typed events on NATS JetStream; answers status lookups over NATS.
+//!
+//! # Layout
+//! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
+//! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
+//! - [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
+//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
+//! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
+//! - [`status`]: the request-reply status service.
+//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`cli`]: the command line.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod ingress;
+pub mod problem;
+pub mod publish;
+pub mod schema;
+pub mod secret;
+pub mod status;
+pub mod telemetry;
+
+pub use app::run;

@@ -1,0 +1,356 @@
+//! NATS and JetStream: the connection, the stream, and publishing with an awaited PubAck.
+//!
+//! [`connect`] builds the client from `[nats]` (several URLs, creds, nkey, token, user/password,
+//! TLS) and reconnects without end. [`ensure_stream`] creates or updates the stream, or checks it,
+//! so that it captures exactly our event subjects and never a request-reply subject.
+//! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
+//! with a [`PublishError`] that the ingress answers with 503.
+
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::{self, stream};
+
+use crate::config::{NatsConfig, StorageKind, StreamConfig};
+use crate::event::{OutboundMessage, Subjects};
+use crate::secret::read_secret_file;
+
+/// Where a message was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Stream name.
+    pub stream: String,
+    /// Stream sequence.
+    pub seq: u64,
+    /// The stream already held this `Nats-Msg-Id` (a retried delivery).
+    pub duplicate: bool,
+}
+
+/// Why a message was not stored. Every variant is transient: the sender should retry.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The client is not connected to any server.
+    #[error("not connected to NATS")]
+    Disconnected,
+    /// No PubAck within the timeout.
+    #[error("no PubAck within {0:?}")]
+    Timeout(Duration),
+    /// No stream captures the subject.
+    #[error("no stream captures the subject")]
+    NoStream,
+    /// Any other failure, with its source.
+    #[error("publish failed: {0}")]
+    Other(String),
+}
+
+impl PublishError {
+    /// Stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::Disconnected => "nats_disconnected",
+            PublishError::Timeout(_) => "puback_timeout",
+            PublishError::NoStream => "stream_missing",
+            PublishError::Other(_) => "publish_failed",
+        }
+    }
+}
+
+/// Connects to NATS as `[nats]` says. With `retry_initial`, returns at once and keeps trying in
+/// the background (the service starts while NATS is still coming up).
+pub async fn connect(cfg: &NatsConfig, retry_initial: bool) -> anyhow::Result<async_nats::Client> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(&cfg.name)
+        .max_reconnects(None::<usize>)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempts| {
+            // 0, 100, 200 … ms up to 2 s, with jitter so replicas do not reconnect in step.
+            let base = (attempts as u64).saturating_mul(100).min(2000);
+            Duration::from_millis(base + rand::random::<u64>() % 100)
+        })
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => {
+                    tracing::info!(target: "vx_bridge::nats", "connected to NATS")
+                }
+                async_nats::Event::Disconnected => {
+                    tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
+                }
+                other => tracing::info!(target: "vx_bridge::nats", event = %other, "NATS event"),
+            }
+        });
+    if retry_initial {
+        opts = opts.retry_on_initial_connect();
+    }
+    if let Some(path) = &cfg.creds_file {
+        opts = opts.credentials_file(path).await?;
+    }
+    if let Some(path) = &cfg.nkey_seed_file {
+        let seed = read_secret_file(path).map_err(anyhow::Error::msg)?;
+        opts = opts.nkey(seed.expose().trim().to_owned());
+    }
+    if let Some(token) = &cfg.token {
+        opts = opts.token(token.expose().to_owned());
+    }
+    if let Some(path) = &cfg.token_file {
+        opts = opts.token(
+            read_secret_file(path)
+                .map_err(anyhow::Error::msg)?
+                .expose()
+                .to_owned(),
+        );
+    }
+    if let Some(user) = &cfg.user {
+        let password = match (&cfg.password, &cfg.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(path)) => read_secret_file(path).map_err(anyhow::Error::msg)?,
+            (None, None) => Default::default(),
+        };
+        opts = opts.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if cfg.tls.required {
+        opts = opts.require_tls(true);
+    }
+    if let Some(ca) = &cfg.tls.ca_file {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    let urls: Vec<String> = cfg
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let addrs = urls
+        .iter()
+        .map(|u| u.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("nats.url: {e}"))?;
+    Ok(opts.connect(addrs).await?)
+}
+
+/// The stream configuration we want, from `[nats.stream]`.
+pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config {
+    stream::Config {
+        name: cfg.name.clone(),
+        description: Some("VX verification events published by vx-bridge".into()),
+        subjects: subjects.stream_subjects(),
+        storage: match cfg.storage {
+            StorageKind::File => stream::StorageType::File,
+            StorageKind::Memory => stream::StorageType::Memory,
+        },
+        num_replicas: cfg.replicas,
+        duplicate_window: cfg.duplicate_window,
+        max_age: cfg.max_age,
+        max_bytes: cfg.max_bytes,
+        max_messages: -1,
+        max_messages_per_subject: -1,
+        max_consumers: -1,
+        max_message_size: -1,
+        // When the stream is full, refuse new events (the sender gets 503 and retries) rather
+        // than silently dropping old ones.
+        discard: stream::DiscardPolicy::New,
+        retention: stream::RetentionPolicy::Limits,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Why the stream is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The stream does not exist and we may not create it.
+    #[error("stream {0} does not exist (nats.stream.create = false)")]
+    Missing(String),
+    /// It exists but does not capture one of our subjects.
+    #[error("stream {stream} does not capture subject {subject}")]
+    NotCapturing {
+        /// Stream name.
+        stream: String,
+        /// The subject it misses.
+        subject: String,
+    },
+    /// It captures a request-reply subject, which would answer requests with PubAcks.
+    #[error("stream {stream} captures request subject {subject}; requests would be answered by the stream")]
+    CapturesRequests {
+        /// Stream name.
+        stream: String,
+        /// The captured request subject.
+        subject: String,
+    },
+    /// The JetStream API failed.
+    #[error("JetStream: {0}")]
+    Api(String),
+}
+
+/// Creates or updates the stream (`create = true`), or checks that it exists and captures our
+/// subjects. Returns the stream's replica count.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &StreamConfig,
+    subjects: &Subjects,
+) -> Result<usize, StreamError> {
+    let info = if cfg.create {
+        js.create_or_update_stream(desired_stream(cfg, subjects))
+            .await
+            .map_err(|e| StreamError::Api(e.to_string()))?
+    } else {
+        let stream = js.get_stream(&cfg.name).await.map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                StreamError::Missing(cfg.name.clone())
+            }
+            _ => StreamError::Api(e.to_string()),
+        })?;
+        stream.cached_info().clone()
+    };
+    check_subjects(&info.config.name, &info.config.subjects, subjects)?;
+    Ok(info.config.num_replicas)
+}
+
+/// Checks that `captured` (a stream's subject filters) covers every event subject and no
+/// request subject.
+pub fn check_subjects(
+    stream: &str,
+    captured: &[String],
+    subjects: &Subjects,
+) -> Result<(), StreamError> {
+    for s in subjects.stream_subjects() {
+        if !captured.iter().any(|f| subject_matches(f, &s)) {
+            return Err(StreamError::NotCapturing {
+                stream: stream.into(),
+                subject: s,
+            });
+        }
+    }
+    for s in subjects.request_subjects() {
+        if captured.iter().any(|f| subject_matches(f, &s)) {
+            return Err(StreamError::CapturesRequests {
+                stream: stream.into(),
+                subject: s,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// NATS subject matching: `*` matches one token, `>` one or more trailing tokens.
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (f.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Publishes events and waits for their PubAcks.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    timeout: Duration,
+}
+
+impl Publisher {
+    /// A publisher over `client` whose PubAck wait is bounded by `timeout`.
+    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(timeout)
+            .ack_timeout(timeout)
+            .build(client.clone());
+        Self {
+            client,
+            js,
+            timeout,
+        }
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Publishes and awaits the PubAck. Fails fast while disconnected, so requests do not wait on
+    /// a dead connection (a message buffered now could be stored after we answered 503; the
+    /// sender's retry is then recognised as a duplicate by its `Nats-Msg-Id`).
+    pub async fn publish(&self, msg: &OutboundMessage) -> Result<Stored, PublishError> {
+        if self.client.connection_state() != State::Connected {
+            return Err(PublishError::Disconnected);
+        }
+        let work = async {
+            let ack = self
+                .js
+                .publish_with_headers(msg.subject.clone(), msg.nats_headers(), msg.payload.clone())
+                .await
+                .map_err(map_publish_error)?;
+            ack.await.map_err(map_publish_error)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(ack)) => Ok(Stored {
+                stream: ack.stream,
+                seq: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+        }
+    }
+}
+
+fn map_publish_error(e: jetstream::context::PublishError) -> PublishError {
+    use jetstream::context::PublishErrorKind as K;
+    match e.kind() {
+        K::StreamNotFound => PublishError::NoStream,
+        K::TimedOut => PublishError::Timeout(Duration::ZERO),
+        K::BrokenPipe => PublishError::Disconnected,
+        _ => PublishError::Other(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_nats() {
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(subject_matches("a.*", "a.b"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(subject_matches(">", "a"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(!subject_matches("a.b.c", "a.b"));
+    }
+
+    #[test]
+    fn a_catch_all_stream_is_refused_because_it_captures_requests() {
+        let s = Subjects::new("verification");
+        let err = check_subjects("X", &["verification.>".into()], &s).unwrap_err();
+        assert!(matches!(err, StreamError::CapturesRequests { .. }), "{err}");
+        let err = check_subjects("X", &["verification.completed.*".into()], &s).unwrap_err();
+        assert!(matches!(err, StreamError::NotCapturing { .. }), "{err}");
+        assert!(check_subjects("X", &s.stream_subjects(), &s).is_ok());
+        let ok = [
+            "verification.completed.*".into(),
+            "verification.pending".into(),
+            "verification.unrecognized".into(),
+            "verification.rejected".into(),
+        ];
+        assert!(check_subjects("X", &ok, &s).is_ok());
+    }
+}

@@ -1,0 +1,211 @@
+//! The JSON Schemas in `schemas/`, embedded at build time and compiled once.
+//!
+//! The running binary validates with exactly the files consumers read. Error messages are
+//! *masked*: they name the rule that failed and where, never the value (which may be PII).
+
+use std::sync::{Arc, OnceLock};
+
+use jsonschema::Validator;
+use serde::Serialize;
+use serde_json::Value;
+
+/// `schemas/vx-result.schema.json`: the body VX sends.
+pub const VX_RESULT: &str = include_str!("../schemas/vx-result.schema.json");
+/// `schemas/verification-event.schema.json`: the body we publish.
+pub const VERIFICATION_EVENT: &str = include_str!("../schemas/verification-event.schema.json");
+
+/// At most this many violations are reported for one body.
+pub const MAX_VIOLATIONS: usize = 32;
+
+/// One schema violation, as reported to the sender in the 422 problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// JSON Pointer into the body, e.g. `/journey/stops/0/status`.
+    pub instance_path: String,
+    /// What rule failed, without the offending value.
+    pub message: String,
+}
+
+/// Compiled validators, shared by every request.
+#[derive(Clone)]
+pub struct Schemas {
+    result: Arc<Validator>,
+    event: Arc<Validator>,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Schemas")
+    }
+}
+
+fn parse(name: &str, text: &str) -> Value {
+    // The schemas are part of the binary and tested; a broken one is a build defect.
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("embedded schema {name} is not JSON: {e}"))
+}
+
+fn id_of(schema: &Value) -> String {
+    schema["$id"].as_str().unwrap_or_default().to_owned()
+}
+
+impl Schemas {
+    /// The compiled schemas (compiled on first use, then shared).
+    pub fn get() -> Schemas {
+        static CELL: OnceLock<Schemas> = OnceLock::new();
+        CELL.get_or_init(Self::compile).clone()
+    }
+
+    fn compile() -> Schemas {
+        let result_schema = parse("vx-result", VX_RESULT);
+        let event_schema = parse("verification-event", VERIFICATION_EVENT);
+        let result = jsonschema::draft202012::new(&result_schema)
+            .unwrap_or_else(|e| panic!("embedded schema vx-result does not compile: {e}"));
+        let registry = jsonschema::Registry::new()
+            .add(id_of(&result_schema), result_schema.clone())
+            .and_then(|r| r.prepare())
+            .unwrap_or_else(|e| panic!("schema registry: {e}"));
+        let event = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .with_registry(&registry)
+            .build(&event_schema)
+            .unwrap_or_else(|e| panic!("embedded schema verification-event does not compile: {e}"));
+        Schemas {
+            result: Arc::new(result),
+            event: Arc::new(event),
+        }
+    }
+
+    /// Validates a VX body; `Err` lists the violations (at most [`MAX_VIOLATIONS`]).
+    pub fn check_result(&self, body: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.result, body)
+    }
+
+    /// Validates a published event body (used by tests and the demo).
+    pub fn check_event(&self, event: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.event, event)
+    }
+}
+
+fn check(validator: &Validator, value: &Value) -> Result<(), Vec<Violation>> {
+    if validator.is_valid(value) {
+        return Ok(());
+    }
+    let violations: Vec<Violation> = validator
+        .iter_errors(value)
+        .take(MAX_VIOLATIONS)
+        .map(|e| Violation {
+            instance_path: e.instance_path().to_string(),
+            message: e.masked().to_string(),
+        })
+        .collect();
+    Err(violations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
+
+    fn seed() -> Value {
+        serde_json::from_str(SEED).unwrap()
+    }
+
+    #[test]
+    fn the_vendor_example_is_valid() {
+        assert_eq!(Schemas::get().check_result(&seed()), Ok(()));
+    }
+
+    #[test]
+    fn every_documented_quirk_is_accepted() {
+        let s = Schemas::get();
+        let mut v = seed();
+        v["additionalData"] = json!([]);
+        v["journey"]["stops"][0]["status"] = json!("");
+        v["journey"]["stops"][1]["status"] = Value::Null;
+        v["journey"]["stops"][1]["timestamp"] = json!("2024-08-19 20:56:25.223174");
+        v["documents"] = Value::Null;
+        v["ssn"] = json!("<REDACTED>");
+        v["brand_new_field"] = json!({"nested": [1, 2, {"x": null}]});
+        v["dcams_plus"]["output"] =
+            json!({"vpin": {"uuid": "x"}, "age_estimate": 31, "spoof_score": 0.1});
+        v["dcams_plus"]["service"] = json!("PhoneMatch5.0.Smart2FA.SMS");
+        v["dcams_plus"]["unknown"] = json!(true);
+        v["status"] = json!("");
+        assert_eq!(s.check_result(&v), Ok(()));
+        v["status"] = json!("PENDING");
+        v["dcams_plus"] = Value::Null;
+        v["journey"] = json!({"stops": []});
+        assert_eq!(s.check_result(&v), Ok(()));
+        let minimal =
+            json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PENDING"});
+        assert_eq!(s.check_result(&minimal), Ok(()));
+    }
+
+    #[test]
+    fn missing_fields_bad_ids_and_wrong_types_are_rejected_with_paths() {
+        let s = Schemas::get();
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"status": "PASS"}), ""),
+            (
+                json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8"}),
+                "",
+            ),
+            (
+                json!({"request_id": "../../etc/passwd", "status": "PASS"}),
+                "/request_id",
+            ),
+            (
+                json!({"request_id": "4ed2ec66947141599ce7bd1742fc2b8", "status": "PASS"}),
+                "/request_id",
+            ),
+            (json!({"request_id": 42, "status": "PASS"}), "/request_id"),
+            (
+                json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": 1}),
+                "/status",
+            ),
+            (
+                json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PASS", "journey": {"stops": "x"}}),
+                "/journey/stops",
+            ),
+            (
+                json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PASS", "storage": {"success": "yes"}}),
+                "/storage/success",
+            ),
+            (json!([1, 2]), ""),
+        ];
+        for (body, path) in cases {
+            let errs = s.check_result(&body).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.instance_path == path),
+                "{body}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_never_contain_the_offending_value() {
+        let body = json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PASS", "dob": 19700101, "email": ["jane@example.com"]});
+        let errs = Schemas::get().check_result(&body).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        for e in errs {
+            assert!(
+                !e.message.contains("19700101") && !e.message.contains("jane@"),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn violations_are_capped() {
+        let mut body =
+            json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PASS"});
+        body["journey"] =
+            json!({"stops": (0..100).map(|_| json!({"type": 1})).collect::<Vec<_>>()});
+        assert_eq!(
+            Schemas::get().check_result(&body).unwrap_err().len(),
+            MAX_VIOLATIONS
+        );
+    }
+}
