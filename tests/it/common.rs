@@ -1,0 +1,192 @@
+//! Shared test helpers: real `nats-server` processes on free ports, and a running bridge.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vx_bridge::config::{AuthMode, Config, HmacScheme, StorageKind};
+use vx_bridge::secret::Secret;
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; a race with another process is unlikely).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `nats-server` with JetStream in a temp dir, killed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let store: PathBuf = self.dir.path().join("js");
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server on PATH (apt-get install nats-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server (its store stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The HMAC secret the test bridges accept.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A config for tests: Standard Webhooks with [`SECRET`], a unique stream and prefix, memory
+/// storage off (file store, as in production), short timeouts.
+pub fn test_config(nats_url: &str) -> Config {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let mut c = Config::default();
+    c.http.listen = "127.0.0.1:0".parse().expect("addr");
+    c.nats.url = nats_url.to_owned();
+    c.nats.subject_prefix = format!("t{}.verification", &unique[..12]);
+    c.nats.stream.name = format!("T_{}", &unique[..12]);
+    c.nats.stream.storage = StorageKind::File;
+    c.nats.publish_timeout = Duration::from_secs(2);
+    c.http.shutdown_timeout = Duration::from_secs(5);
+    c.webhook.auth.mode = Some(AuthMode::Hmac);
+    c.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
+    c.webhook.auth.hmac.secrets = vec![Secret::new(SECRET)];
+    c
+}
+
+/// A bridge running in this process.
+pub struct Bridge {
+    /// Its HTTP address.
+    pub addr: SocketAddr,
+    /// The config it runs with.
+    pub config: Config,
+    /// Cancel to shut it down.
+    pub shutdown: CancellationToken,
+    /// The `run` task.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Bridge {
+    /// Validates `config`, starts `run` on a free port, and waits until `/readyz` is 200.
+    pub async fn start(config: Config) -> Bridge {
+        let b = Self::start_unready(config).await;
+        b.wait_ready().await;
+        b
+    }
+
+    /// Starts without waiting for readiness.
+    pub async fn start_unready(config: Config) -> Bridge {
+        config.validate().expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(vx_bridge::run(config.clone(), listener, shutdown.clone()));
+        Bridge {
+            addr,
+            config,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://<addr><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The webhook URL.
+    pub fn webhook_url(&self) -> String {
+        self.url(&self.config.http.webhook_path)
+    }
+
+    /// Waits up to 10 s for `/readyz` to answer 200.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "bridge not ready within 10 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Cancels and waits for `run` to return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.expect("run task")
+    }
+}
+
+/// Current unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
