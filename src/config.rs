@@ -492,6 +492,17 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let config = Self::parse(file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`Config::load`] without [`Config::validate`]: for commands that need only part of
+    /// the configuration (the operator CLI needs `[nats]`, not webhook secrets).
+    pub fn parse(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.is_file() {
@@ -512,9 +523,7 @@ impl Config {
             let key = k["VXB_".len()..].to_ascii_lowercase().replace("__", ".");
             fig.merge(Serialized::default(&key, env_value(v)))
         });
-        let config: Config = figment.extract().map_err(figment_error)?;
-        config.validate()?;
-        Ok(config)
+        figment.extract().map_err(figment_error)
     }
 
     /// Checks values that the types alone cannot: names the first bad key.
@@ -787,10 +796,8 @@ fn figment_error(err: figment::Error) -> ConfigError {
     let mut key = e.path.join(".");
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
-            if key.is_empty() {
-                key = field.clone();
-            } else {
-                key = format!("{key}.{field}");
+            if e.path.last() != Some(field) {
+                key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
             }
             "unknown key".to_owned()
         }
@@ -828,5 +835,118 @@ fn kind_of(actual: &figment::error::Actual) -> &'static str {
         Actual::Seq => "a list",
         Actual::Map => "a table",
         _ => "another type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../config/vx-bridge.example.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    fn hmac_env() -> Vec<(String, String)> {
+        env(&[
+            ("VXB_WEBHOOK__AUTH__MODE", "hmac"),
+            ("VXB_WEBHOOK__AUTH__HMAC__SECRETS", "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]"),
+        ])
+    }
+
+    #[test]
+    fn the_sample_config_documents_exactly_the_defaults() {
+        let f = write(SAMPLE);
+        let sample = Config::parse(Some(f.path()), vec![]).unwrap();
+        let mut expected = Config::default();
+        expected.webhook.auth.mode = Some(AuthMode::Hmac);
+        expected.webhook.auth.hmac.secrets_file = Some("/etc/vx-bridge/secrets/hmac-secrets".into());
+        assert_eq!(sample.to_redacted_toml(), expected.to_redacted_toml());
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let f = write("[nats.stream]\nname = \"FROM_FILE\"\nreplicas = 3\n[http]\nmax_body_bytes = 10\n");
+        let mut vars = hmac_env();
+        vars.extend(env(&[
+            ("VXB_NATS__STREAM__NAME", "FROM_ENV"),
+            ("VXB_HTTP__MAX_IN_FLIGHT", "7"),
+            ("VXB_NATS__STREAM__DUPLICATE_WINDOW", "2h"),
+            ("VXB_CONFIG", "/ignored"),
+            ("PATH", "/usr/bin"),
+        ]));
+        let c = Config::load(Some(f.path()), vars).unwrap();
+        assert_eq!(c.nats.stream.name, "FROM_ENV");
+        assert_eq!(c.nats.stream.replicas, 3);
+        assert_eq!(c.http.max_body_bytes, 10);
+        assert_eq!(c.http.max_in_flight, 7);
+        assert_eq!(c.nats.stream.duplicate_window, Duration::from_secs(7200));
+        assert_eq!(c.webhook.auth.hmac.secrets.len(), 1);
+        assert_eq!(c.http.webhook_path, "/webhooks/vx");
+    }
+
+    #[test]
+    fn no_authentication_refuses_to_start() {
+        let err = Config::load(None, vec![]).unwrap_err();
+        assert_eq!(err.key, "webhook.auth.mode");
+        let ok = Config::load(None, env(&[("VXB_WEBHOOK__AUTH__MODE", "none")]));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+            ("[http]\nnope = 1\n", vec![], "http.nope"),
+            ("surprise = 1\n", vec![], "surprise"),
+            ("[nats.stream]\nreplicas = \"three\"\n", vec![], "nats.stream.replicas"),
+            ("[nats.stream]\nreplicas = 7\n", vec![], "nats.stream.replicas"),
+            ("[nats]\nsubject_prefix = \"a.*\"\n", vec![], "nats.subject_prefix"),
+            ("[nats]\nsubject_prefix = \"a..b\"\n", vec![], "nats.subject_prefix"),
+            ("[http]\nwebhook_path = \"nope\"\n", vec![], "http.webhook_path"),
+            ("[nats.stream]\nduplicate_window = \"forever\"\n", vec![], "nats.stream.duplicate_window"),
+            ("[nats.stream]\nstorage = \"tape\"\n", vec![], "nats.stream.storage"),
+            ("[webhook.auth.hmac]\nscheme = \"md5\"\n", vec![], "webhook.auth.hmac.scheme"),
+            ("", env(&[("VXB_HTTP__MAX_BODY_BYTES", "lots")]), "http.max_body_bytes"),
+            ("[nats]\ntoken_file = \"/nonexistent/token\"\n", vec![], "nats.token_file"),
+            ("[nats]\npassword = \"x\"\n", vec![], "nats.user"),
+            ("[log]\nlevel = \"[[[\"\n", vec![], "log.level"),
+        ];
+        for (file, extra, key) in cases {
+            let f = write(file);
+            let mut vars = hmac_env();
+            vars.extend(extra);
+            let err = Config::load(Some(f.path()), vars).unwrap_err();
+            assert_eq!(err.key, key, "{file}: {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn a_wrongly_typed_secret_is_not_echoed() {
+        let f = write("[webhook.auth.hmac]\nsecrets = \"s3cr3t-value\"\n");
+        let err = Config::load(Some(f.path()), env(&[("VXB_WEBHOOK__AUTH__MODE", "hmac")])).unwrap_err();
+        assert_eq!(err.key, "webhook.auth.hmac.secrets");
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/vx.toml")), hmac_env()).unwrap_err();
+        assert_eq!(err.key, "--config");
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let c = Config::load(None, hmac_env()).unwrap();
+        let out = c.to_redacted_toml();
+        assert!(out.contains("[redacted]"));
+        assert!(!out.contains("MfKQ9r8GKYqr"));
     }
 }

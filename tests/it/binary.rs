@@ -1,0 +1,175 @@
+//! The real binary: `check-config` exit codes and output, and SIGTERM under load.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use reqwest::StatusCode;
+use serde_json::Value;
+use vx_bridge::auth::hmac::sign_headers;
+
+use crate::common::{free_port, now, test_config, NatsServer, SECRET};
+use crate::ingress::{body_with, new_request_id};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vx-bridge");
+
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VXB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let out = clean_env(&mut Command::new(BIN))
+        .args(["check-config"])
+        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+        .env("VXB_WEBHOOK__AUTH__HMAC__SECRETS", "[\"whsec_c3VwZXJzZWNyZXQ=\"]")
+        .env("VXB_NATS__STREAM__REPLICAS", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("replicas = 3"), "{stdout}");
+    assert!(stdout.contains("[redacted]"));
+    assert!(!stdout.contains("c3VwZXJzZWNyZXQ"), "secret printed: {stdout}");
+    // What it prints is itself a valid config file (secrets aside).
+    let parsed: toml::Value = toml::from_str(&stdout).unwrap();
+    assert_eq!(parsed["nats"]["stream"]["replicas"].as_integer(), Some(3));
+}
+
+#[test]
+fn a_bad_config_exits_64_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vx.toml");
+    std::fs::write(&file, "[webhook.auth]\nmode = \"hmac\"\n[webhook.auth.hmac]\nsecrets = [\"k\"]\n[nats.stream]\nreplicas = 9\n").unwrap();
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["--config".into(), file.display().to_string(), "check-config".into()], vec![], "nats.stream.replicas"),
+        (vec!["check-config".into()], vec![], "webhook.auth.mode"),
+        (vec!["serve".into()], vec![], "webhook.auth.mode"),
+        (vec!["check-config".into()], vec![("VXB_WEBHOOK__AUTH__MODE", "sometimes")], "webhook.auth.mode"),
+        (vec!["check-config".into()], vec![("VXB_CONFIG", "/nonexistent.toml")], "--config"),
+    ];
+    for (args, env, key) in cases {
+        let mut cmd = Command::new(BIN);
+        clean_env(&mut cmd).args(&args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(&format!("`{key}`")), "{args:?}: {stderr}");
+    }
+}
+
+/// Starts `vx-bridge serve` configured through the environment, as a container would be.
+fn spawn_serve(nats_url: &str, port: u16, prefix: &str, stream: &str) -> std::process::Child {
+    clean_env(&mut Command::new(BIN))
+        .arg("serve")
+        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("VXB_NATS__URL", nats_url)
+        .env("VXB_NATS__SUBJECT_PREFIX", prefix)
+        .env("VXB_NATS__STREAM__NAME", stream)
+        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+        .env("VXB_WEBHOOK__AUTH__HMAC__SECRETS", format!("[\"{SECRET}\"]"))
+        .env("VXB_HTTP__SHUTDOWN_TIMEOUT", "10s")
+        .env("VXB_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "binary not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_accepted_event() {
+    let nats = NatsServer::start();
+    let template = test_config(&nats.url());
+    let (prefix, stream_name) = (template.nats.subject_prefix.clone(), template.nats.stream.name.clone());
+    let port = free_port();
+    let mut child = spawn_serve(&nats.url(), port, &prefix, &stream_name);
+    wait_ready(port).await;
+
+    let url = format!("http://127.0.0.1:{port}{}", template.http.webhook_path);
+    let hmac = template.webhook.auth.hmac.clone();
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (url, hmac) = (url.clone(), hmac.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut results: Vec<(String, Result<(StatusCode, Value), String>)> = Vec::new();
+            for i in 0..2000 {
+                let id = format!("msg_{w}_{i}");
+                let body = body_with("PASS", &new_request_id());
+                let mut req = http.post(&url).header("content-type", "application/json").body(body.clone());
+                for (k, v) in sign_headers(&hmac, SECRET, &body, now(), &id) {
+                    req = req.header(k, v);
+                }
+                match req.send().await {
+                    Ok(res) => {
+                        let status = res.status();
+                        let v = res.json::<Value>().await.unwrap_or(Value::Null);
+                        results.push((id, Ok((status, v))));
+                    }
+                    Err(e) => {
+                        results.push((id, Err(e.to_string())));
+                        break; // the server is gone
+                    }
+                }
+            }
+            results
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for w in workers {
+        for (id, r) in w.await.unwrap() {
+            match r {
+                Ok((s, v)) if s == StatusCode::ACCEPTED => accepted.push((id, v)),
+                Ok((s, _)) => {
+                    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{id}: only 202 or a retryable refusal");
+                    refused += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    assert!(accepted.len() > 50, "load ran before SIGTERM: {}", accepted.len());
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js.get_stream(&stream_name).await.unwrap();
+    for (id, v) in &accepted {
+        let msg = stream.get_raw_message(v["seq"].as_u64().unwrap()).await.unwrap();
+        assert_eq!(msg.headers.get("Nats-Msg-Id").map(|h| h.as_str()), Some(id.as_str()), "202 but not stored: {id}");
+    }
+    eprintln!("sigterm: {} accepted and stored, {} refused", accepted.len(), refused);
+}
