@@ -797,7 +797,11 @@ fn figment_error(err: figment::Error) -> ConfigError {
     let message = match &e.kind {
         Kind::UnknownField(field, _) => {
             if e.path.last() != Some(field) {
-                key = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+                key = if key.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
             }
             "unknown key".to_owned()
         }
@@ -845,7 +849,10 @@ mod tests {
     const SAMPLE: &str = include_str!("../config/vx-bridge.example.toml");
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -857,7 +864,10 @@ mod tests {
     fn hmac_env() -> Vec<(String, String)> {
         env(&[
             ("VXB_WEBHOOK__AUTH__MODE", "hmac"),
-            ("VXB_WEBHOOK__AUTH__HMAC__SECRETS", "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]"),
+            (
+                "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+                "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            ),
         ])
     }
 
@@ -867,13 +877,16 @@ mod tests {
         let sample = Config::parse(Some(f.path()), vec![]).unwrap();
         let mut expected = Config::default();
         expected.webhook.auth.mode = Some(AuthMode::Hmac);
-        expected.webhook.auth.hmac.secrets_file = Some("/etc/vx-bridge/secrets/hmac-secrets".into());
+        expected.webhook.auth.hmac.secrets_file =
+            Some("/etc/vx-bridge/secrets/hmac-secrets".into());
         assert_eq!(sample.to_redacted_toml(), expected.to_redacted_toml());
     }
 
     #[test]
     fn environment_overrides_file_and_defaults() {
-        let f = write("[nats.stream]\nname = \"FROM_FILE\"\nreplicas = 3\n[http]\nmax_body_bytes = 10\n");
+        let f = write(
+            "[nats.stream]\nname = \"FROM_FILE\"\nreplicas = 3\n[http]\nmax_body_bytes = 10\n",
+        );
         let mut vars = hmac_env();
         vars.extend(env(&[
             ("VXB_NATS__STREAM__NAME", "FROM_ENV"),
@@ -902,19 +915,60 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        type Case = (&'static str, Vec<(String, String)>, &'static str);
+        let cases: Vec<Case> = vec![
             ("[http]\nnope = 1\n", vec![], "http.nope"),
             ("surprise = 1\n", vec![], "surprise"),
-            ("[nats.stream]\nreplicas = \"three\"\n", vec![], "nats.stream.replicas"),
-            ("[nats.stream]\nreplicas = 7\n", vec![], "nats.stream.replicas"),
-            ("[nats]\nsubject_prefix = \"a.*\"\n", vec![], "nats.subject_prefix"),
-            ("[nats]\nsubject_prefix = \"a..b\"\n", vec![], "nats.subject_prefix"),
-            ("[http]\nwebhook_path = \"nope\"\n", vec![], "http.webhook_path"),
-            ("[nats.stream]\nduplicate_window = \"forever\"\n", vec![], "nats.stream.duplicate_window"),
-            ("[nats.stream]\nstorage = \"tape\"\n", vec![], "nats.stream.storage"),
-            ("[webhook.auth.hmac]\nscheme = \"md5\"\n", vec![], "webhook.auth.hmac.scheme"),
-            ("", env(&[("VXB_HTTP__MAX_BODY_BYTES", "lots")]), "http.max_body_bytes"),
-            ("[nats]\ntoken_file = \"/nonexistent/token\"\n", vec![], "nats.token_file"),
+            (
+                "[nats.stream]\nreplicas = \"three\"\n",
+                vec![],
+                "nats.stream.replicas",
+            ),
+            (
+                "[nats.stream]\nreplicas = 7\n",
+                vec![],
+                "nats.stream.replicas",
+            ),
+            (
+                "[nats]\nsubject_prefix = \"a.*\"\n",
+                vec![],
+                "nats.subject_prefix",
+            ),
+            (
+                "[nats]\nsubject_prefix = \"a..b\"\n",
+                vec![],
+                "nats.subject_prefix",
+            ),
+            (
+                "[http]\nwebhook_path = \"nope\"\n",
+                vec![],
+                "http.webhook_path",
+            ),
+            (
+                "[nats.stream]\nduplicate_window = \"forever\"\n",
+                vec![],
+                "nats.stream.duplicate_window",
+            ),
+            (
+                "[nats.stream]\nstorage = \"tape\"\n",
+                vec![],
+                "nats.stream.storage",
+            ),
+            (
+                "[webhook.auth.hmac]\nscheme = \"md5\"\n",
+                vec![],
+                "webhook.auth.hmac.scheme",
+            ),
+            (
+                "",
+                env(&[("VXB_HTTP__MAX_BODY_BYTES", "lots")]),
+                "http.max_body_bytes",
+            ),
+            (
+                "[nats]\ntoken_file = \"/nonexistent/token\"\n",
+                vec![],
+                "nats.token_file",
+            ),
             ("[nats]\npassword = \"x\"\n", vec![], "nats.user"),
             ("[log]\nlevel = \"[[[\"\n", vec![], "log.level"),
         ];
@@ -931,7 +985,8 @@ mod tests {
     #[test]
     fn a_wrongly_typed_secret_is_not_echoed() {
         let f = write("[webhook.auth.hmac]\nsecrets = \"s3cr3t-value\"\n");
-        let err = Config::load(Some(f.path()), env(&[("VXB_WEBHOOK__AUTH__MODE", "hmac")])).unwrap_err();
+        let err =
+            Config::load(Some(f.path()), env(&[("VXB_WEBHOOK__AUTH__MODE", "hmac")])).unwrap_err();
         assert_eq!(err.key, "webhook.auth.hmac.secrets");
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }

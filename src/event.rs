@@ -176,26 +176,51 @@ impl OutboundMessage {
     }
 }
 
-/// Trace context to carry into the message, already checked to be well-formed.
+/// W3C trace context written into the message: the webhook's trace continued with a new span
+/// id for our hop, or a new trace when the webhook carried none (or a malformed one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceContext {
-    /// W3C `traceparent`.
+    /// W3C `traceparent` for our hop.
     pub traceparent: Option<String>,
-    /// W3C `tracestate`.
+    /// W3C `tracestate`, passed through.
     pub tracestate: Option<String>,
 }
 
 impl TraceContext {
-    /// Keeps `traceparent` only if it has the W3C shape, and `tracestate` only with it.
-    pub fn from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
-        let Some(tp) = traceparent.filter(|t| valid_traceparent(t)) else {
-            return Self::default();
-        };
-        let ts =
-            tracestate.filter(|s| s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
-        Self {
-            traceparent: Some(tp.to_owned()),
-            tracestate: ts.map(str::to_owned),
+    /// Continues a well-formed incoming `traceparent` (same trace id and flags, a new span id),
+    /// keeping `tracestate` with it; otherwise starts a new sampled trace.
+    pub fn continue_or_start(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
+        let span_id = random_hex(8);
+        match traceparent.filter(|t| valid_traceparent(t)) {
+            Some(tp) => {
+                let trace_id = &tp[3..35];
+                let flags = &tp[53..55];
+                let ts = tracestate
+                    .filter(|s| s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
+                Self {
+                    traceparent: Some(format!("00-{trace_id}-{span_id}-{flags}")),
+                    tracestate: ts.map(str::to_owned),
+                }
+            }
+            None => Self {
+                traceparent: Some(format!("00-{}-{span_id}-01", random_hex(16))),
+                tracestate: None,
+            },
+        }
+    }
+
+    /// The trace id, for logs.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.as_deref().map(|t| &t[3..35])
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    loop {
+        let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+        // All-zero ids are invalid in W3C trace context.
+        if v.iter().any(|b| *b != 0) {
+            return hex::encode(v);
         }
     }
 }
@@ -547,7 +572,7 @@ mod tests {
     fn cloudevents_headers_are_complete() {
         let body = json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "FAIL"});
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let trace = TraceContext::from_headers(Some(tp), Some("vendor=x"));
+        let trace = TraceContext::continue_or_start(Some(tp), Some("vendor=x"));
         let msg = build_event(
             &subjects(),
             &Verified::for_tests(None),
@@ -572,22 +597,39 @@ mod tests {
             Some("4ed2ec66-9471-415d-99ce-7bd1742fc2b8")
         );
         assert_eq!(get("ce-datacontenttype"), Some("application/json"));
-        assert_eq!(get("traceparent"), Some(tp));
+        assert_eq!(get("traceparent"), trace.traceparent.as_deref());
         assert_eq!(get("tracestate"), Some("vendor=x"));
     }
 
     #[test]
-    fn malformed_trace_context_is_dropped() {
+    fn a_valid_traceparent_is_continued_with_a_new_span_id() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = TraceContext::continue_or_start(Some(tp), Some("vendor=x"));
+        let out = t.traceparent.as_deref().unwrap();
+        assert!(valid_traceparent(out), "{out}");
+        assert_eq!(&out[..36], &tp[..36], "same version and trace id");
+        assert_ne!(&out[36..52], &tp[36..52], "our own span id");
+        assert_eq!(&out[52..], "-01");
+        assert_eq!(t.tracestate.as_deref(), Some("vendor=x"));
+        assert_eq!(t.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
+    fn a_missing_or_malformed_traceparent_starts_a_new_trace() {
         for tp in [
-            "",
-            "00-xyz",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            None,
+            Some(""),
+            Some("00-xyz"),
+            Some("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         ] {
+            let t = TraceContext::continue_or_start(tp, Some("a=b"));
+            let out = t.traceparent.as_deref().unwrap();
+            assert!(valid_traceparent(out), "{out}");
+            assert!(!out.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
             assert_eq!(
-                TraceContext::from_headers(Some(tp), Some("a=b")),
-                TraceContext::default(),
-                "{tp}"
+                t.tracestate, None,
+                "tracestate belongs to the dropped trace"
             );
         }
     }

@@ -26,6 +26,7 @@ pub struct StreamState {
 impl StreamState {
     /// The stream was found or created.
     pub fn set_ready(&self, ready: bool) {
+        crate::telemetry::set_stream_ready(ready);
         self.ready.store(ready, Ordering::Release);
     }
 

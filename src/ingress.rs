@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::auth::{Verified, Verifier};
 use crate::event::{
@@ -72,9 +73,32 @@ pub struct Accepted {
 /// `POST {webhook_path}`.
 pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -> Response {
     let started = Instant::now();
-    let (outcome, response) = process(&ingress, req).await;
+    let span = tracing::info_span!(
+        "webhook",
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let (outcome, response) = process(&ingress, req).instrument(span.clone()).await;
+    span.record("outcome", outcome.label());
     record_webhook(outcome, started.elapsed());
     response
+}
+
+/// Counts a webhook in the in-flight gauge while it lives.
+struct InFlightGuard;
+
+impl InFlightGuard {
+    fn new() -> Self {
+        metrics::gauge!("vx_bridge_webhooks_in_flight").increment(1.0);
+        InFlightGuard
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        metrics::gauge!("vx_bridge_webhooks_in_flight").decrement(1.0);
+    }
 }
 
 async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
@@ -92,6 +116,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
         .with_retry_after(ing.retry_after_secs);
         return (WebhookOutcome::Throttled, p.into_response());
     };
+    let _in_flight = InFlightGuard::new();
     let (parts, body) = req.into_parts();
     if let Some(len) = declared_length(&parts.headers) {
         if len > ing.max_body_bytes as u64 {
@@ -155,10 +180,14 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
         }
     };
     let received_at = rfc3339(now);
-    let trace = TraceContext::from_headers(
+    let trace = TraceContext::continue_or_start(
         header_str(&parts.headers, "traceparent"),
         header_str(&parts.headers, "tracestate"),
     );
+    let span = tracing::Span::current();
+    if let Some(trace_id) = trace.trace_id() {
+        span.record("trace_id", trace_id);
+    }
     let value: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => {
@@ -210,6 +239,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
     }
     let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, &trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
+    span.record("request_id", request_id);
     match publish(ing, &msg).await {
         Ok(stored) => {
             let outcome = if stored.duplicate {

@@ -299,7 +299,8 @@ impl Publisher {
                 .map_err(map_publish_error)?;
             ack.await.map_err(map_publish_error)
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(e),
             Ok(Ok(ack)) => Ok(Stored {
@@ -307,7 +308,10 @@ impl Publisher {
                 seq: ack.sequence,
                 duplicate: ack.duplicate,
             }),
-        }
+        };
+        let label = result.as_ref().map_or_else(PublishError::code, |_| "ok");
+        crate::telemetry::record_publish(label, started.elapsed());
+        result
     }
 }
 

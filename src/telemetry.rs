@@ -25,7 +25,12 @@ pub fn init_logging(cfg: &LogConfig) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal as _;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
     };
     drop(result);
 }
@@ -85,6 +90,22 @@ impl WebhookOutcome {
             WebhookOutcome::Throttled => "throttled",
         }
     }
+}
+
+/// Records how long a PubAck took, by result (`ok` or the error code).
+pub fn record_publish(result: &'static str, took: Duration) {
+    metrics::histogram!("vx_bridge_publish_duration_seconds", "result" => result)
+        .record(took.as_secs_f64());
+}
+
+/// Sets the NATS connection gauge (1 connected, 0 not).
+pub fn set_nats_connected(connected: bool) {
+    metrics::gauge!("vx_bridge_nats_connected").set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Sets the stream readiness gauge (1 ready, 0 not).
+pub fn set_stream_ready(ready: bool) {
+    metrics::gauge!("vx_bridge_stream_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
 /// Counts a webhook and its handling time.

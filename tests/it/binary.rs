@@ -27,15 +27,25 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     let out = clean_env(&mut Command::new(BIN))
         .args(["check-config"])
         .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env("VXB_WEBHOOK__AUTH__HMAC__SECRETS", "[\"whsec_c3VwZXJzZWNyZXQ=\"]")
+        .env(
+            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+            "[\"whsec_c3VwZXJzZWNyZXQ=\"]",
+        )
         .env("VXB_NATS__STREAM__REPLICAS", "3")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("replicas = 3"), "{stdout}");
     assert!(stdout.contains("[redacted]"));
-    assert!(!stdout.contains("c3VwZXJzZWNyZXQ"), "secret printed: {stdout}");
+    assert!(
+        !stdout.contains("c3VwZXJzZWNyZXQ"),
+        "secret printed: {stdout}"
+    );
     // What it prints is itself a valid config file (secrets aside).
     let parsed: toml::Value = toml::from_str(&stdout).unwrap();
     assert_eq!(parsed["nats"]["stream"]["replicas"].as_integer(), Some(3));
@@ -46,12 +56,29 @@ fn a_bad_config_exits_64_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("vx.toml");
     std::fs::write(&file, "[webhook.auth]\nmode = \"hmac\"\n[webhook.auth.hmac]\nsecrets = [\"k\"]\n[nats.stream]\nreplicas = 9\n").unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["--config".into(), file.display().to_string(), "check-config".into()], vec![], "nats.stream.replicas"),
+    type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                "--config".into(),
+                file.display().to_string(),
+                "check-config".into(),
+            ],
+            vec![],
+            "nats.stream.replicas",
+        ),
         (vec!["check-config".into()], vec![], "webhook.auth.mode"),
         (vec!["serve".into()], vec![], "webhook.auth.mode"),
-        (vec!["check-config".into()], vec![("VXB_WEBHOOK__AUTH__MODE", "sometimes")], "webhook.auth.mode"),
-        (vec!["check-config".into()], vec![("VXB_CONFIG", "/nonexistent.toml")], "--config"),
+        (
+            vec!["check-config".into()],
+            vec![("VXB_WEBHOOK__AUTH__MODE", "sometimes")],
+            "webhook.auth.mode",
+        ),
+        (
+            vec!["check-config".into()],
+            vec![("VXB_CONFIG", "/nonexistent.toml")],
+            "--config",
+        ),
     ];
     for (args, env, key) in cases {
         let mut cmd = Command::new(BIN);
@@ -76,7 +103,10 @@ fn spawn_serve(nats_url: &str, port: u16, prefix: &str, stream: &str) -> std::pr
         .env("VXB_NATS__SUBJECT_PREFIX", prefix)
         .env("VXB_NATS__STREAM__NAME", stream)
         .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env("VXB_WEBHOOK__AUTH__HMAC__SECRETS", format!("[\"{SECRET}\"]"))
+        .env(
+            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+            format!("[\"{SECRET}\"]"),
+        )
         .env("VXB_HTTP__SHUTDOWN_TIMEOUT", "10s")
         .env("VXB_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
@@ -98,11 +128,17 @@ async fn wait_ready(port: u16) {
     }
 }
 
+/// A response's status and body, or the transport error.
+type Outcome = Result<(StatusCode, Value), String>;
+
 #[tokio::test]
 async fn sigterm_under_load_loses_no_accepted_event() {
     let nats = NatsServer::start();
     let template = test_config(&nats.url());
-    let (prefix, stream_name) = (template.nats.subject_prefix.clone(), template.nats.stream.name.clone());
+    let (prefix, stream_name) = (
+        template.nats.subject_prefix.clone(),
+        template.nats.stream.name.clone(),
+    );
     let port = free_port();
     let mut child = spawn_serve(&nats.url(), port, &prefix, &stream_name);
     wait_ready(port).await;
@@ -114,11 +150,14 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         let (url, hmac) = (url.clone(), hmac.clone());
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let mut results: Vec<(String, Result<(StatusCode, Value), String>)> = Vec::new();
+            let mut results: Vec<(String, Outcome)> = Vec::new();
             for i in 0..2000 {
                 let id = format!("msg_{w}_{i}");
                 let body = body_with("PASS", &new_request_id());
-                let mut req = http.post(&url).header("content-type", "application/json").body(body.clone());
+                let mut req = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
                 for (k, v) in sign_headers(&hmac, SECRET, &body, now(), &id) {
                     req = req.header(k, v);
                 }
@@ -138,14 +177,20 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "did not exit after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status:?}");
@@ -157,19 +202,38 @@ async fn sigterm_under_load_loses_no_accepted_event() {
             match r {
                 Ok((s, v)) if s == StatusCode::ACCEPTED => accepted.push((id, v)),
                 Ok((s, _)) => {
-                    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{id}: only 202 or a retryable refusal");
+                    assert_eq!(
+                        s,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{id}: only 202 or a retryable refusal"
+                    );
                     refused += 1;
                 }
                 Err(_) => refused += 1,
             }
         }
     }
-    assert!(accepted.len() > 50, "load ran before SIGTERM: {}", accepted.len());
+    assert!(
+        accepted.len() > 50,
+        "load ran before SIGTERM: {}",
+        accepted.len()
+    );
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let stream = js.get_stream(&stream_name).await.unwrap();
     for (id, v) in &accepted {
-        let msg = stream.get_raw_message(v["seq"].as_u64().unwrap()).await.unwrap();
-        assert_eq!(msg.headers.get("Nats-Msg-Id").map(|h| h.as_str()), Some(id.as_str()), "202 but not stored: {id}");
+        let msg = stream
+            .get_raw_message(v["seq"].as_u64().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            msg.headers.get("Nats-Msg-Id").map(|h| h.as_str()),
+            Some(id.as_str()),
+            "202 but not stored: {id}"
+        );
     }
-    eprintln!("sigterm: {} accepted and stored, {} refused", accepted.len(), refused);
+    eprintln!(
+        "sigterm: {} accepted and stored, {} refused",
+        accepted.len(),
+        refused
+    );
 }

@@ -35,7 +35,13 @@ impl Sender {
         self.send_with(id, body, now(), &[]).await
     }
 
-    pub async fn send_with(&self, id: &str, body: &[u8], signed_at: i64, extra: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn send_with(
+        &self,
+        id: &str,
+        body: &[u8],
+        signed_at: i64,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(&self.url)
@@ -82,7 +88,10 @@ async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
     );
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["status"], status.as_u16());
-    assert!(p["type"].as_str().unwrap().starts_with("urn:vx-bridge:problem:"));
+    assert!(p["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("urn:vx-bridge:problem:"));
     assert!(p["title"].is_string() && p["detail"].is_string());
     p
 }
@@ -123,32 +132,60 @@ async fn each_status_is_published_on_its_subject_with_headers_and_a_valid_envelo
         assert_eq!(event["status"], *status);
         assert_eq!(event["event_id"], accepted["event_id"]);
         let h = |k: &str| msg.headers.get(k).map(|v| v.as_str().to_owned());
-        assert_eq!(h("Nats-Msg-Id").as_deref(), Some(format!("msg_{i}").as_str()));
+        assert_eq!(
+            h("Nats-Msg-Id").as_deref(),
+            Some(format!("msg_{i}").as_str())
+        );
         assert_eq!(h("ce-specversion").as_deref(), Some("1.0"));
         assert_eq!(h("ce-id"), accepted["event_id"].as_str().map(str::to_owned));
         assert_eq!(h("ce-type"), Some(format!("vx.verification.{suffix}")));
         assert_eq!(h("ce-subject").as_deref(), Some(rid.as_str()));
         assert_eq!(h("ce-datacontenttype").as_deref(), Some("application/json"));
-        assert_eq!(h("ce-time"), event["received_at"].as_str().map(str::to_owned));
+        assert_eq!(
+            h("ce-time"),
+            event["received_at"].as_str().map(str::to_owned)
+        );
         assert!(h("ce-source").is_some());
     }
     bridge.stop().await.unwrap();
 }
 
 #[tokio::test]
-async fn traceparent_is_carried_into_the_message() {
+async fn traceparent_is_continued_into_the_message() {
     let nats = NatsServer::start();
     let bridge = Bridge::start(test_config(&nats.url())).await;
     let sender = Sender::new(&bridge);
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let res = sender
-        .send_with("msg_tp", &body_with("PASS", &new_request_id()), now(), &[("traceparent", tp), ("tracestate", "vx=1")])
+        .send_with(
+            "msg_tp",
+            &body_with("PASS", &new_request_id()),
+            now(),
+            &[("traceparent", tp), ("tracestate", "vx=1")],
+        )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let seq = res.json::<Value>().await.unwrap()["seq"].as_u64().unwrap();
-    let msg = stream_of(&bridge, &nats.url()).await.get_raw_message(seq).await.unwrap();
-    assert_eq!(msg.headers.get("traceparent").map(|v| v.as_str()), Some(tp));
-    assert_eq!(msg.headers.get("tracestate").map(|v| v.as_str()), Some("vx=1"));
+    let msg = stream_of(&bridge, &nats.url())
+        .await
+        .get_raw_message(seq)
+        .await
+        .unwrap();
+    let carried = msg
+        .headers
+        .get("traceparent")
+        .map(|v| v.as_str().to_owned())
+        .unwrap();
+    assert_eq!(
+        &carried[..36],
+        &tp[..36],
+        "the webhook's trace is continued: {carried}"
+    );
+    assert_ne!(carried, tp, "with our own span id");
+    assert_eq!(
+        msg.headers.get("tracestate").map(|v| v.as_str()),
+        Some("vx=1")
+    );
 }
 
 #[tokio::test]
@@ -194,14 +231,34 @@ async fn without_a_delivery_id_the_canonical_body_hash_deduplicates() {
     let sender = Sender::new(&bridge);
     let mut stream = stream_of(&bridge, &nats.url()).await;
     let rid = new_request_id();
-    let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&body_with("PENDING", &rid)).unwrap()).unwrap();
+    let compact =
+        serde_json::to_vec(&serde_json::from_slice::<Value>(&body_with("PENDING", &rid)).unwrap())
+            .unwrap();
     let pretty = body_with("PENDING", &rid);
-    let first = sender.send("", &compact).await.json::<Value>().await.unwrap();
-    let second = sender.send("", &pretty).await.json::<Value>().await.unwrap();
+    let first = sender
+        .send("", &compact)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let second = sender
+        .send("", &pretty)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(first["duplicate"], false);
-    assert_eq!(second["duplicate"], true, "same JSON, other whitespace: same event");
+    assert_eq!(
+        second["duplicate"], true,
+        "same JSON, other whitespace: same event"
+    );
     // The next journey step (a changed body) is a new event.
-    let third = sender.send("", &body_with("PASS", &rid)).await.json::<Value>().await.unwrap();
+    let third = sender
+        .send("", &body_with("PASS", &rid))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(third["duplicate"], false);
     assert_eq!(message_count(&mut stream).await, 2);
 }
@@ -216,36 +273,83 @@ async fn bad_signatures_are_refused_and_never_published() {
     let http = reqwest::Client::new();
 
     // Tampered body: signed one thing, sent another.
-    let mut headers = sign_headers(&bridge.config.webhook.auth.hmac, SECRET, &body, now(), "msg_x");
-    let mut req = http.post(bridge.webhook_url()).header("content-type", "application/json");
+    let mut headers = sign_headers(
+        &bridge.config.webhook.auth.hmac,
+        SECRET,
+        &body,
+        now(),
+        "msg_x",
+    );
+    let mut req = http
+        .post(bridge.webhook_url())
+        .header("content-type", "application/json");
     for (k, v) in headers.drain(..) {
         req = req.header(k, v);
     }
     let tampered = body_with("FAIL", "4ed2ec66-9471-415d-99ce-7bd1742fc2b8");
-    let p = problem(req.body(tampered).send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    let p = problem(
+        req.body(tampered).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     assert_eq!(p["detail"], "signature does not match");
 
     // Wrong secret.
-    let mut req = http.post(bridge.webhook_url()).header("content-type", "application/json");
-    for (k, v) in sign_headers(&bridge.config.webhook.auth.hmac, "whsec_d3Jvbmc=", &body, now(), "msg_y") {
+    let mut req = http
+        .post(bridge.webhook_url())
+        .header("content-type", "application/json");
+    for (k, v) in sign_headers(
+        &bridge.config.webhook.auth.hmac,
+        "whsec_d3Jvbmc=",
+        &body,
+        now(),
+        "msg_y",
+    ) {
         req = req.header(k, v);
     }
-    problem(req.body(body.clone()).send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    problem(
+        req.body(body.clone()).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // Expired and future timestamps.
     for at in [now() - 3600, now() + 3600] {
-        let p = problem(sender.send_with("msg_t", &body, at, &[]).await, StatusCode::UNAUTHORIZED).await;
+        let p = problem(
+            sender.send_with("msg_t", &body, at, &[]).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
         assert!(p["detail"].as_str().unwrap().contains("tolerance"), "{p}");
     }
     // No signature at all.
-    let res = http.post(bridge.webhook_url()).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+    let res = http
+        .post(bridge.webhook_url())
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     let p = problem(res, StatusCode::UNAUTHORIZED).await;
-    assert!(p["detail"].as_str().unwrap().contains("missing header"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("missing header"),
+        "{p}"
+    );
     // Invalid JSON with no signature is refused before parsing: 401, not 400.
-    let res = http.post(bridge.webhook_url()).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let res = http
+        .post(bridge.webhook_url())
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     problem(res, StatusCode::UNAUTHORIZED).await;
 
-    assert_eq!(message_count(&mut stream).await, 0, "nothing forged reaches the stream");
+    assert_eq!(
+        message_count(&mut stream).await,
+        0,
+        "nothing forged reaches the stream"
+    );
 }
 
 #[tokio::test]
@@ -261,8 +365,13 @@ async fn every_error_row_of_the_http_table_answers_problem_json() {
 
     // 413 by Content-Length, and by a chunked body without one.
     let big = vec![b' '; 64 * 1024 + 1];
-    problem(sender.send("msg_big", &big).await, StatusCode::PAYLOAD_TOO_LARGE).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..70).map(|_| Ok(vec![b' '; 1024])).collect();
+    problem(
+        sender.send("msg_big", &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..70).map(|_| Ok(vec![b' '; 1024])).collect();
     let res = http
         .post(bridge.webhook_url())
         .header("content-type", "application/json")
@@ -274,36 +383,79 @@ async fn every_error_row_of_the_http_table_answers_problem_json() {
 
     // 415: missing and wrong content type.
     let body = body_with("PASS", &new_request_id());
-    let res = http.post(bridge.webhook_url()).body(body.clone()).send().await.unwrap();
+    let res = http
+        .post(bridge.webhook_url())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    let res = http.post(bridge.webhook_url()).header("content-type", "text/plain").body(body.clone()).send().await.unwrap();
+    let res = http
+        .post(bridge.webhook_url())
+        .header("content-type", "text/plain")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     // 400: authenticated, but not JSON. Kept on `rejected` with the raw bytes.
-    let not_json = b"{\"request_id\": \"4ed2ec66-9471-415d-99ce-7bd1742fc2b8\", \"status\": PASS}".to_vec();
-    let p = problem(sender.send("msg_not_json", &not_json).await, StatusCode::BAD_REQUEST).await;
+    let not_json =
+        b"{\"request_id\": \"4ed2ec66-9471-415d-99ce-7bd1742fc2b8\", \"status\": PASS}".to_vec();
+    let p = problem(
+        sender.send("msg_not_json", &not_json).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(p["detail"].as_str().unwrap().contains("not valid JSON"));
-    let kept = stream.get_last_raw_message_by_subject(&format!("{prefix}.rejected")).await.unwrap();
+    let kept = stream
+        .get_last_raw_message_by_subject(&format!("{prefix}.rejected"))
+        .await
+        .unwrap();
     assert_eq!(&kept.payload[..], &not_json[..]);
-    assert_eq!(kept.headers.get("vx-reject-reason").map(|v| v.as_str()), Some("invalid_json"));
+    assert_eq!(
+        kept.headers.get("vx-reject-reason").map(|v| v.as_str()),
+        Some("invalid_json")
+    );
 
     // 422: JSON that fails the schema, with every violation listed.
     let bad = json!({"request_id": "../../etc/passwd", "status": 7, "dob": 19700101});
     let raw = serde_json::to_vec(&bad).unwrap();
-    let p = problem(sender.send("msg_schema", &raw).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = problem(
+        sender.send("msg_schema", &raw).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     let errors = p["errors"].as_array().unwrap();
-    let paths: Vec<&str> = errors.iter().map(|e| e["instance_path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = errors
+        .iter()
+        .map(|e| e["instance_path"].as_str().unwrap())
+        .collect();
     for want in ["/request_id", "/status", "/dob"] {
         assert!(paths.contains(&want), "{paths:?}");
     }
     for e in errors {
         assert!(e["message"].is_string());
-        assert!(!e["message"].as_str().unwrap().contains("19700101"), "no values echoed: {e}");
+        assert!(
+            !e["message"].as_str().unwrap().contains("19700101"),
+            "no values echoed: {e}"
+        );
     }
-    let kept = stream.get_last_raw_message_by_subject(&format!("{prefix}.rejected")).await.unwrap();
+    let kept = stream
+        .get_last_raw_message_by_subject(&format!("{prefix}.rejected"))
+        .await
+        .unwrap();
     assert_eq!(&kept.payload[..], &raw[..]);
-    assert_eq!(kept.headers.get("vx-reject-reason").map(|v| v.as_str()), Some("schema_violation"));
-    assert!(kept.headers.get("vx-reject-errors").unwrap().as_str().contains("/request_id"));
+    assert_eq!(
+        kept.headers.get("vx-reject-reason").map(|v| v.as_str()),
+        Some("schema_violation")
+    );
+    assert!(kept
+        .headers
+        .get("vx-reject-errors")
+        .unwrap()
+        .as_str()
+        .contains("/request_id"));
 
     // Only the two rejected bodies were stored.
     assert_eq!(message_count(&mut stream).await, 2);
@@ -345,7 +497,10 @@ async fn over_the_in_flight_limit_answers_429_with_retry_after() {
     drop(tx);
     let _ = slow.await;
     // With the slot free again, the same delivery is stored.
-    assert_eq!(sender.send("msg_429", &body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        sender.send("msg_429", &body).await.status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
@@ -354,13 +509,21 @@ async fn nats_down_answers_503_and_recovers_without_a_restart() {
     let bridge = Bridge::start(test_config(&nats.url())).await;
     let sender = Sender::new(&bridge);
     let body = body_with("PASS", &new_request_id());
-    assert_eq!(sender.send("msg_before", &body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        sender.send("msg_before", &body).await.status(),
+        StatusCode::ACCEPTED
+    );
 
     nats.kill();
     // Every answer while NATS is down is a retryable 503, never a 2xx.
     let mut saw_503 = 0;
     for i in 0..20 {
-        let res = sender.send(&format!("msg_down_{i}"), &body_with("PASS", &new_request_id())).await;
+        let res = sender
+            .send(
+                &format!("msg_down_{i}"),
+                &body_with("PASS", &new_request_id()),
+            )
+            .await;
         assert_ne!(res.status().as_u16() / 100, 2, "2xx while NATS is down");
         if res.status() == StatusCode::SERVICE_UNAVAILABLE {
             assert!(res.headers().contains_key("retry-after"));
@@ -382,7 +545,10 @@ async fn nats_down_answers_503_and_recovers_without_a_restart() {
             break;
         }
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(std::time::Instant::now() < deadline, "no recovery within 15 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery within 15 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bridge.wait_ready().await;
@@ -410,26 +576,45 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     let bridge = Bridge::start_unready(config).await;
     let sender = Sender::new(&bridge);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(reqwest::get(bridge.url("/readyz")).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let body = body_with("PASS", &new_request_id());
-    problem(sender.send("msg_nostream", &body).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    problem(
+        sender.send("msg_nostream", &body).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
 
     // A stream that also captures the request subjects is refused.
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let prefix = bridge.config.nats.subject_prefix.clone();
-    let mut wrong = vx_bridge::publish::desired_stream(&bridge.config.nats.stream, &vx_bridge::event::Subjects::new(&prefix));
+    let mut wrong = vx_bridge::publish::desired_stream(
+        &bridge.config.nats.stream,
+        &vx_bridge::event::Subjects::new(&prefix),
+    );
     wrong.subjects = vec![format!("{prefix}.>")];
     js.create_stream(wrong.clone()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(reqwest::get(bridge.url("/readyz")).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // The right one makes it ready, and the delivery is then stored.
     js.delete_stream(&wrong.name).await.unwrap();
-    let right = vx_bridge::publish::desired_stream(&bridge.config.nats.stream, &vx_bridge::event::Subjects::new(&prefix));
+    let right = vx_bridge::publish::desired_stream(
+        &bridge.config.nats.stream,
+        &vx_bridge::event::Subjects::new(&prefix),
+    );
     js.create_stream(right).await.unwrap();
     // Being unready, the keeper re-checks every second.
     bridge.wait_ready().await;
-    assert_eq!(sender.send("msg_nostream", &body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        sender.send("msg_nostream", &body).await.status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
@@ -438,12 +623,17 @@ async fn a_deleted_stream_is_recreated_after_the_first_503() {
     let bridge = Bridge::start(test_config(&nats.url())).await;
     let sender = Sender::new(&bridge);
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    js.delete_stream(&bridge.config.nats.stream.name).await.unwrap();
+    js.delete_stream(&bridge.config.nats.stream.name)
+        .await
+        .unwrap();
     let body = body_with("PASS", &new_request_id());
     let first = sender.send("msg_recreate", &body).await;
     assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
     bridge.wait_ready().await;
-    assert_eq!(sender.send("msg_recreate", &body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        sender.send("msg_recreate", &body).await.status(),
+        StatusCode::ACCEPTED
+    );
 }
 
 #[tokio::test]
@@ -463,7 +653,10 @@ async fn basic_auth_end_to_end() {
             .body(body.clone())
             .send()
     };
-    assert_eq!(post("vx", "p4ss").await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        post("vx", "p4ss").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
     problem(post("vx", "wrong").await.unwrap(), StatusCode::UNAUTHORIZED).await;
 }
 
@@ -471,11 +664,29 @@ async fn basic_auth_end_to_end() {
 async fn health_and_metrics_endpoints_answer() {
     let nats = NatsServer::start();
     let bridge = Bridge::start(test_config(&nats.url())).await;
-    assert_eq!(reqwest::get(bridge.url("/healthz")).await.unwrap().status(), StatusCode::OK);
-    let ready: Value = reqwest::get(bridge.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        reqwest::get(bridge.url("/healthz")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let ready: Value = reqwest::get(bridge.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready, json!({"nats_connected": true, "stream_ready": true}));
     let sender = Sender::new(&bridge);
-    sender.send("msg_m", &body_with("PASS", &new_request_id())).await;
-    let metrics = reqwest::get(bridge.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("vx_bridge_webhooks_total{outcome=\"accepted\"}"), "{metrics}");
+    sender
+        .send("msg_m", &body_with("PASS", &new_request_id()))
+        .await;
+    let metrics = reqwest::get(bridge.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vx_bridge_webhooks_total{outcome=\"accepted\"}"),
+        "{metrics}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Integration tests: one binary, real `nats-server` processes on free ports, the bridge's
 //! `run()` in-process (and the real binary where a process boundary matters).
 
+mod binary;
 #[allow(dead_code)]
 mod common;
-mod binary;
 mod ingress;
