@@ -28,7 +28,7 @@ use crate::event::{
     build_event, build_rejected, OutboundMessage, RejectReason, Subjects, TraceContext,
 };
 use crate::health::StreamState;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemKind};
 use crate::publish::{PublishError, Publisher, Stored};
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{record_webhook, WebhookOutcome};
@@ -108,9 +108,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
             "webhook refused: in-flight limit reached"
         );
         let p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-requests",
-            "Too many requests in flight",
+            ProblemKind::TooManyRequests,
             "the bridge is at its in-flight limit; retry later",
         )
         .with_retry_after(ing.retry_after_secs);
@@ -129,9 +127,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
             "webhook refused: content type is not JSON"
         );
         let p = Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
+            ProblemKind::UnsupportedMediaType,
             "send the body as application/json",
         );
         return (WebhookOutcome::Invalid, p.into_response());
@@ -145,18 +141,14 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
                 "webhook refused: body not received in time"
             );
             let p = Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                "Request body too slow",
+                ProblemKind::BodyTimeout,
                 format!("the body was not received within {:?}", ing.body_timeout),
             );
             return (WebhookOutcome::Invalid, p.into_response());
         }
         Err(ReadError::Broken) => {
             let p = Problem::new(
-                StatusCode::BAD_REQUEST,
-                "unreadable-body",
-                "Unreadable request body",
+                ProblemKind::UnreadableBody,
                 "the request body could not be read",
             );
             return (WebhookOutcome::Invalid, p.into_response());
@@ -170,12 +162,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(outcome = "unauthorized", reason = e.code(), error = %e, scheme = ing.verifier.scheme(), "webhook refused: authentication failed");
-            let p = Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication failed",
-                e.to_string(),
-            );
+            let p = Problem::new(ProblemKind::Unauthorized, e.to_string());
             return (WebhookOutcome::Unauthorized, p.into_response());
         }
     };
@@ -196,9 +183,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
                 message: e.to_string(),
             }];
             let problem = Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-json",
-                "Body is not JSON",
+                ProblemKind::InvalidJson,
                 format!("the body is not valid JSON: {e}"),
             );
             return reject(
@@ -216,9 +201,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
     };
     if let Err(errors) = ing.schemas.check_result(&value) {
         let problem = Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "schema-violation",
-            "Body does not match the VX result schema",
+            ProblemKind::SchemaViolation,
             format!(
                 "{} schema violation(s); the body was kept for audit",
                 errors.len()
@@ -318,9 +301,7 @@ async fn publish(ing: &Ingress, msg: &OutboundMessage) -> Result<Stored, Publish
 
 fn unavailable(ing: &Ingress, e: &PublishError) -> Response {
     Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not-stored",
-        "Event not stored",
+        ProblemKind::NotStored,
         format!("the event could not be stored ({}); retry later", e.code()),
     )
     .with_retry_after(ing.retry_after_secs)
@@ -330,9 +311,7 @@ fn unavailable(ing: &Ingress, e: &PublishError) -> Response {
 fn too_large(max: usize) -> (WebhookOutcome, Response) {
     tracing::info!(outcome = "too_large", "webhook refused: body too large");
     let p = Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body-too-large",
-        "Body too large",
+        ProblemKind::BodyTooLarge,
         format!("the body exceeds {max} bytes"),
     );
     (WebhookOutcome::Invalid, p.into_response())

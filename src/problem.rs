@@ -12,6 +12,103 @@ use crate::schema::Violation;
 /// Content type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Every kind of problem the webhook endpoint answers with. The ingress can only build problems
+/// from these, so this list is the complete set of error answers (tests compare it with
+/// `schemas/openapi.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// 400: authenticated body is not JSON.
+    InvalidJson,
+    /// 400: the body could not be read (connection error mid-body).
+    UnreadableBody,
+    /// 401: authentication failed.
+    Unauthorized,
+    /// 408: body not received in time.
+    BodyTimeout,
+    /// 413: body too large.
+    BodyTooLarge,
+    /// 415: not a JSON content type.
+    UnsupportedMediaType,
+    /// 422: JSON that fails the schema.
+    SchemaViolation,
+    /// 429: over the in-flight limit.
+    TooManyRequests,
+    /// 503: not stored.
+    NotStored,
+}
+
+impl ProblemKind {
+    /// Every kind.
+    pub const ALL: [ProblemKind; 9] = [
+        ProblemKind::InvalidJson,
+        ProblemKind::UnreadableBody,
+        ProblemKind::Unauthorized,
+        ProblemKind::BodyTimeout,
+        ProblemKind::BodyTooLarge,
+        ProblemKind::UnsupportedMediaType,
+        ProblemKind::SchemaViolation,
+        ProblemKind::TooManyRequests,
+        ProblemKind::NotStored,
+    ];
+
+    /// HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::InvalidJson | ProblemKind::UnreadableBody => StatusCode::BAD_REQUEST,
+            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProblemKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ProblemKind::NotStored => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The last part of the `type` URI.
+    pub fn slug(self) -> &'static str {
+        match self {
+            ProblemKind::InvalidJson => "invalid-json",
+            ProblemKind::UnreadableBody => "unreadable-body",
+            ProblemKind::Unauthorized => "unauthorized",
+            ProblemKind::BodyTimeout => "body-timeout",
+            ProblemKind::BodyTooLarge => "body-too-large",
+            ProblemKind::UnsupportedMediaType => "unsupported-media-type",
+            ProblemKind::SchemaViolation => "schema-violation",
+            ProblemKind::TooManyRequests => "too-many-requests",
+            ProblemKind::NotStored => "not-stored",
+        }
+    }
+
+    /// The `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("urn:vx-bridge:problem:{}", self.slug())
+    }
+
+    /// The fixed `title`.
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::InvalidJson => "Body is not JSON",
+            ProblemKind::UnreadableBody => "Unreadable request body",
+            ProblemKind::Unauthorized => "Authentication failed",
+            ProblemKind::BodyTimeout => "Request body too slow",
+            ProblemKind::BodyTooLarge => "Body too large",
+            ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::SchemaViolation => "Body does not match the VX result schema",
+            ProblemKind::TooManyRequests => "Too many requests in flight",
+            ProblemKind::NotStored => "Event not stored",
+        }
+    }
+
+    /// Whether the sender should retry (the answer then carries `Retry-After`, except 408).
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ProblemKind::BodyTimeout | ProblemKind::TooManyRequests | ProblemKind::NotStored
+        )
+    }
+}
+
 /// One RFC 9457 problem.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -33,17 +130,12 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of kind `slug` (`urn:vx-bridge:problem:<slug>`).
-    pub fn new(
-        status: StatusCode,
-        slug: &str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// A problem of `kind` with this request's `detail`.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
-            type_uri: format!("urn:vx-bridge:problem:{slug}"),
-            title,
-            status: status.as_u16(),
+            type_uri: kind.type_uri(),
+            title: kind.title(),
+            status: kind.status().as_u16(),
             detail: detail.into(),
             errors: None,
             retry_after: None,

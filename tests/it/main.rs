@@ -4,4 +4,6 @@
 mod binary;
 #[allow(dead_code)]
 mod common;
+mod contract;
 mod ingress;
+mod pii;

@@ -1,0 +1,195 @@
+//! No PII and no secret in anything the bridge writes, even at TRACE: the real binary runs with
+//! `log.level = "trace"` through accepted, duplicate, rejected, unauthorized and unavailable
+//! webhooks, and its whole output is searched for every PII value of the fixture.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vx_bridge::auth::hmac::sign_headers;
+
+use crate::common::{free_port, now, test_config, NatsServer, SECRET};
+use crate::ingress::SEED;
+
+/// Distinctive PII values, so a hit is never a coincidence.
+pub const PII: &[&str] = &[
+    "Zebulon",
+    "Quackenbush",
+    "742 Evergreen Terrace",
+    "19561224",
+    "zebulon.q@example.org",
+    "555-867-5309",
+    "D99887766",
+    "NID-5566778899",
+    "078-05-1120",
+];
+
+/// The seed body with the PII values above.
+pub fn pii_body(status: &str) -> Value {
+    let mut v: Value = serde_json::from_str(SEED).unwrap();
+    v["request_id"] = json!(uuid::Uuid::new_v4().to_string());
+    v["status"] = json!(status);
+    v["fn"] = json!("Zebulon");
+    v["ln"] = json!("Quackenbush");
+    v["addr"] = json!("742 Evergreen Terrace");
+    v["dob"] = json!("19561224");
+    v["email"] = json!("zebulon.q@example.org");
+    v["phone"] = json!("555-867-5309");
+    v["ssn"] = json!("078-05-1120");
+    let d = &mut v["dcams_plus"]["document_data"];
+    d["FirstName"] = json!("Zebulon");
+    d["LastName"] = json!("Quackenbush");
+    d["Address"] = json!("742 Evergreen Terrace");
+    d["DateOfBirth"] = json!("19561224");
+    d["DocumentNumber"] = json!("D99887766");
+    d["NationalID"] = json!("NID-5566778899");
+    v
+}
+
+#[tokio::test]
+async fn trace_logs_of_every_webhook_outcome_hold_no_pii_and_no_secret() {
+    let mut nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    let port = free_port();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("bridge.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
+        .arg("serve")
+        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("VXB_NATS__URL", nats.url())
+        .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
+        .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
+        .env("VXB_NATS__PUBLISH_TIMEOUT", "1s")
+        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+        .env(
+            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+            format!("[\"{SECRET}\"]"),
+        )
+        .env("VXB_LOG__LEVEL", "trace")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("{base}{}", cfg.http.webhook_path);
+    let hmac = cfg.webhook.auth.hmac.clone();
+    let send = |id: &str, body: Vec<u8>, secret: &str| {
+        let mut req = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (k, v) in sign_headers(&hmac, secret, &body, now(), id) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let mut codes = Vec::new();
+    let pass = serde_json::to_vec(&pii_body("PASS")).unwrap();
+    codes.push(
+        send("msg_1", pass.clone(), SECRET)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+    );
+    codes.push(
+        send("msg_1", pass.clone(), SECRET)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+    );
+    codes.push(
+        send(
+            "msg_2",
+            serde_json::to_vec(&pii_body("PENDING")).unwrap(),
+            SECRET,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16(),
+    );
+    // Schema violations whose values are PII.
+    let mut bad = pii_body("FAIL");
+    bad["dob"] = json!(19561224);
+    bad["email"] = json!(["zebulon.q@example.org"]);
+    bad["request_id"] = json!("Zebulon Quackenbush");
+    codes.push(
+        send("msg_3", serde_json::to_vec(&bad).unwrap(), SECRET)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+    );
+    // Not JSON, with PII in it.
+    codes.push(
+        send(
+            "msg_4",
+            b"{\"fn\": \"Zebulon\", \"ssn\": 078-05-1120".to_vec(),
+            SECRET,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16(),
+    );
+    // Wrong signature.
+    codes.push(
+        send("msg_5", pass.clone(), "whsec_d3Jvbmc=")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+    );
+    // NATS down.
+    nats.kill();
+    codes.push(
+        send(
+            "msg_6",
+            serde_json::to_vec(&pii_body("PASS")).unwrap(),
+            SECRET,
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16(),
+    );
+    assert_eq!(codes, [202, 202, 202, 422, 400, 401, 503]);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        text.lines().count() > 20,
+        "trace logging produced output: {} lines",
+        text.lines().count()
+    );
+    assert!(
+        text.contains("webhook stored"),
+        "the capture holds the bridge's own logs"
+    );
+    for value in PII {
+        let hits: Vec<&str> = text.lines().filter(|l| l.contains(value)).take(3).collect();
+        assert!(hits.is_empty(), "PII {value:?} in logs: {hits:#?}");
+    }
+    for secret in [SECRET, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "d3Jvbmc"] {
+        assert!(!text.contains(secret), "secret in logs");
+    }
+}
