@@ -23,4 +23,7 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print the effective values, secrets redacted.
     CheckConfig,
+    /// Show the whole flow on this machine: NATS (found or started), a mock VX API, the bridge,
+    /// signed sample webhooks, the events a subscriber receives, and a status lookup.
+    Demo,
 }

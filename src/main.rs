@@ -9,6 +9,9 @@ use vx_bridge::config::{Config, EXIT_CONFIG};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo) {
+        return demo(&cli);
+    }
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -23,6 +26,40 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Demo => demo(&cli),
+    }
+}
+
+/// `vx-bridge demo`: needs only `[nats]` and `[log]` from the configuration.
+fn demo(cli: &Cli) -> ExitCode {
+    let mut config = match Config::parse(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if std::env::var_os("VXB_LOG__LEVEL").is_none() {
+        config.log.level = "warn".into();
+        config.log.format = vx_bridge::config::LogFormat::Text;
+    }
+    vx_bridge::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(vx_bridge::demo::run_demo(config)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,340 @@
+//! `vx-bridge demo`: the whole flow on one machine, for a newcomer.
+//!
+//! Uses the NATS server at `nats.url`, or starts a `nats-server` from PATH in a temp directory
+//! (and says how to install one when there is none). Starts an in-process mock of the VX API and
+//! the bridge itself, sends signed sample webhooks (PENDING then PASS for one session, FAIL for
+//! another), prints each event as a subscriber receives it (PII masked), looks a status up over
+//! NATS, and prints a summary. Everything it creates uses a unique prefix and stream, removed at
+//! the end, so it never touches a real deployment's subjects.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt as _;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::hmac::sign_headers;
+use crate::config::{AuthMode, Config, HmacScheme, StorageKind};
+use crate::secret::Secret;
+
+/// The demo's HMAC secret (Standard Webhooks' published example key).
+const DEMO_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The mock VX API's bearer token.
+const DEMO_TOKEN: &str = "demo-token";
+/// The sample body (the vendor's example, with obviously fake PII).
+const SAMPLE: &str = include_str!("../tests/fixtures/seed-pass.json");
+
+/// Runs the demo; returns the process exit code.
+pub async fn run_demo(base: Config) -> anyhow::Result<i32> {
+    println!(
+        "vx-bridge demo: VX webhooks -> NATS JetStream events, and a status lookup over NATS\n"
+    );
+    let (nats_url, _nats) = match find_nats(&base.nats.url).await {
+        Some(url) => {
+            println!("[1/6] NATS: using the server at {url}");
+            (url, None)
+        }
+        None => match start_nats().await? {
+            Some((url, guard)) => {
+                println!(
+                    "[1/6] NATS: none answered at {}; started nats-server at {url} (temporary)",
+                    base.nats.url
+                );
+                (url, Some(guard))
+            }
+            None => {
+                eprintln!(
+                    "No NATS server answers at {} and no `nats-server` is on PATH.\n\
+                     Install one, then run the demo again:\n\
+                     \x20 Debian/Ubuntu:  sudo apt-get install nats-server\n\
+                     \x20 macOS:          brew install nats-server\n\
+                     \x20 or point the demo at a server: VXB_NATS__URL=nats://host:4222 vx-bridge demo",
+                    base.nats.url
+                );
+                return Ok(1);
+            }
+        },
+    };
+
+    let sessions = Arc::new(Mutex::new(HashMap::<String, &'static str>::new()));
+    let vx_addr = start_mock_vx(sessions.clone()).await?;
+    println!("[2/6] mock VX API listening on http://{vx_addr}");
+
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = Config {
+        log: base.log.clone(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.nats.url = nats_url.clone();
+    config.nats.subject_prefix = format!("demo{}.verification", &unique[..8]);
+    config.nats.stream.name = format!("VX_DEMO_{}", &unique[..8]);
+    config.nats.stream.storage = StorageKind::Memory;
+    config.webhook.auth.mode = Some(AuthMode::Hmac);
+    config.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
+    config.webhook.auth.hmac.secrets = vec![Secret::new(DEMO_SECRET)];
+    config.status.enabled = true;
+    config.upstream.base_url = format!("http://{vx_addr}");
+    config.upstream.token = Some(Secret::new(DEMO_TOKEN));
+    config.validate().context("demo configuration")?;
+
+    let listener = TcpListener::bind(config.http.listen).await?;
+    let bridge_addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let bridge = tokio::spawn(crate::run(config.clone(), listener, shutdown.clone()));
+    wait_ready(bridge_addr).await?;
+    println!(
+        "[3/6] vx-bridge listening on http://{bridge_addr}{} (stream {}, subjects {}.*)",
+        config.http.webhook_path, config.nats.stream.name, config.nats.subject_prefix
+    );
+
+    let client = async_nats::connect(&nats_url).await?;
+    let prefix = config.nats.subject_prefix.clone();
+    let mut events = client.subscribe(format!("{prefix}.>")).await?;
+    client.flush().await?;
+    println!("[4/6] subscribed to {prefix}.> — sending signed webhooks:\n");
+
+    let alice = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
+    let bob = uuid::Uuid::new_v4().to_string();
+    let deliveries = [
+        (alice.to_owned(), "PENDING", "IN PROGRESS"),
+        (alice.to_owned(), "PASS", "COMPLETED"),
+        (bob.clone(), "FAIL", "COMPLETED"),
+    ];
+    let http = reqwest::Client::new();
+    let url = format!("http://{bridge_addr}{}", config.http.webhook_path);
+    let mut stored = 0;
+    for (i, (rid, status, vx_state)) in deliveries.iter().enumerate() {
+        if let Ok(mut s) = sessions.lock() {
+            s.insert(rid.clone(), vx_state);
+        }
+        let body = sample_body(rid, status, i)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        let mut req = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (k, v) in sign_headers(
+            &config.webhook.auth.hmac,
+            DEMO_SECRET,
+            &body,
+            now,
+            &format!("msg_demo_{unique}_{i}"),
+        ) {
+            req = req.header(k, v);
+        }
+        let res = req.send().await?;
+        let code = res.status();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        println!(
+            "  POST webhook  status={status:<8} request_id={rid}  ->  HTTP {code} seq={}",
+            answer["seq"]
+        );
+        if code == StatusCode::ACCEPTED {
+            stored += 1;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .context("no event arrived within 5 s")?
+            .context("subscription closed")?;
+        print_event(&msg);
+    }
+
+    println!("[5/6] status lookup over NATS ({prefix}.status.get):");
+    let reply = client
+        .request(
+            format!("{prefix}.status.get"),
+            json!({"request_id": alice}).to_string().into(),
+        )
+        .await;
+    let status_ok = match reply {
+        Ok(m) => {
+            println!("  request  {{\"request_id\": \"{alice}\"}}");
+            println!("  reply    {}", String::from_utf8_lossy(&m.payload));
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Service-Error"))
+                .is_none()
+        }
+        Err(e) => {
+            println!("  no reply: {e}");
+            false
+        }
+    };
+
+    shutdown.cancel();
+    let _ = bridge.await;
+    let js = async_nats::jetstream::new(client.clone());
+    let _ = js.delete_stream(&config.nats.stream.name).await;
+    println!(
+        "\n[6/6] summary: {stored}/3 webhooks stored and delivered as events, status lookup {}; demo stream {} removed.",
+        if status_ok { "answered" } else { "FAILED" },
+        config.nats.stream.name
+    );
+    println!("Next: README.md (configuration, subjects, event format, operations).");
+    Ok(if stored == 3 && status_ok { 0 } else { 1 })
+}
+
+fn sample_body(request_id: &str, status: &str, i: usize) -> anyhow::Result<Vec<u8>> {
+    let mut v: Value = serde_json::from_str(SAMPLE)?;
+    v["request_id"] = json!(request_id);
+    v["status"] = json!(status);
+    v["reference"] = json!(format!("demo-{i}"));
+    if status == "PENDING" {
+        v["dcams_plus"] = Value::Null;
+        if let Some(stops) = v["journey"]["stops"].as_array_mut() {
+            stops.truncate(1);
+        }
+    }
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// Prints an event as a consumer sees it, with personal data masked.
+fn print_event(msg: &async_nats::Message) {
+    println!("  <- event on {}", msg.subject);
+    if let Some(h) = &msg.headers {
+        for name in [
+            "Nats-Msg-Id",
+            "ce-type",
+            "ce-id",
+            "ce-subject",
+            "ce-time",
+            "traceparent",
+        ] {
+            if let Some(v) = h.get(name) {
+                println!("       {name}: {v}");
+            }
+        }
+    }
+    let v: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+    let r = &v["result"];
+    println!(
+        "       body: type={} status={} reference={} stops={} result.fn={} result.email={} (+{} more fields)",
+        v["type"],
+        v["status"],
+        v["reference"],
+        v["progress"]["stops"],
+        mask(&r["fn"]),
+        mask(&r["email"]),
+        r.as_object().map_or(0, |o| o.len().saturating_sub(2)),
+    );
+}
+
+/// `"John"` → `"J***"`: enough to see data flows, never the data.
+fn mask(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => format!("\"{}***\"", s.chars().next().unwrap_or('*')),
+        None => v.to_string(),
+    }
+}
+
+async fn find_nats(url: &str) -> Option<String> {
+    let first = url.split(',').next()?.trim().to_owned();
+    let opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(1));
+    match tokio::time::timeout(Duration::from_secs(2), opts.connect(first.as_str())).await {
+        // JetStream must be enabled too.
+        Ok(Ok(c)) if c.server_info().jetstream => Some(first),
+        _ => None,
+    }
+}
+
+/// A `nats-server` child process and its temp dir, killed and removed on drop.
+struct NatsGuard {
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsGuard {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn start_nats() -> anyhow::Result<Option<(String, NatsGuard)>> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    let Some(bin) = found else { return Ok(None) };
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = tokio::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if find_nats(&url).await.is_some() {
+            return Ok(Some((url, NatsGuard { child, _dir: dir })));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("nats-server started but did not answer on port {port}")
+}
+
+async fn start_mock_vx(
+    sessions: Arc<Mutex<HashMap<String, &'static str>>>,
+) -> anyhow::Result<SocketAddr> {
+    async fn result(
+        State(sessions): State<Arc<Mutex<HashMap<String, &'static str>>>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> impl IntoResponse {
+        let authorized = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == format!("Bearer {DEMO_TOKEN}"));
+        if !authorized {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "access_denied", "error_description": "Unauthorized"})),
+            );
+        }
+        let state = sessions.lock().ok().and_then(|s| s.get(&id).copied());
+        match state {
+            Some(s) => (StatusCode::OK, Json(json!({"current_status": s}))),
+            None => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))),
+        }
+    }
+    let app = Router::new()
+        .route("/api/session/result/{id}", get(result))
+        .with_state(sessions);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("http://{addr}/readyz")).send().await {
+            if r.status() == StatusCode::OK {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the bridge did not become ready within 5 s")
+}
