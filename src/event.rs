@@ -654,3 +654,53 @@ mod tests {
             .contains(&("vx-reject-reason", "invalid_json".to_owned())));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[\\PC]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever else a valid body holds, the event carries it unchanged, validates, and is
+        /// deduplicated by content regardless of formatting.
+        #[test]
+        fn any_body_becomes_a_valid_event_carrying_it_unchanged(extra in proptest::collection::btree_map("[a-z]{1,10}", json_value(), 0..6), status in "[A-Z ]{0,10}") {
+            let mut body = json!({"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": status});
+            for (k, v) in extra {
+                if k != "request_id" && k != "status" && k != "reference" && k != "journey" {
+                    body[k] = v;
+                }
+            }
+            let compact = serde_json::to_vec(&body).unwrap();
+            let pretty = serde_json::to_vec_pretty(&body).unwrap();
+            let none = crate::auth::Verified::for_tests(None);
+            let t = TraceContext::default();
+            let a = build_event(&Subjects::new("p"), &none, &compact, &body, "2026-01-01T00:00:00.000Z", &t);
+            let b = build_event(&Subjects::new("p"), &none, &pretty, &body, "2026-01-01T00:00:00.000Z", &t);
+            prop_assert_eq!(&a.msg_id, &b.msg_id);
+            let event: Value = serde_json::from_slice(&b.payload).unwrap();
+            prop_assert_eq!(&event["result"], &body);
+            prop_assert_eq!(crate::schema::Schemas::get().check_event(&event), Ok(()));
+            prop_assert_eq!(a.subject, format!("p.{}", EventKind::classify(body["status"].as_str().unwrap()).suffix()));
+        }
+    }
+}

@@ -827,3 +827,79 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn configs() -> Vec<HmacConfig> {
+        let base = |scheme| HmacConfig {
+            scheme,
+            secrets: vec![Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
+            ..HmacConfig::default()
+        };
+        vec![
+            base(HmacScheme::StandardWebhooks),
+            base(HmacScheme::Stripe),
+            base(HmacScheme::Hex),
+            HmacConfig {
+                header: Some("x-sig".into()),
+                timestamp_header: Some("x-ts".into()),
+                id_header: Some("x-id".into()),
+                encoding: SignatureEncoding::Base64,
+                signed_template: Some("{id}|{timestamp}|{body}".into()),
+                ..base(HmacScheme::Generic)
+            },
+        ]
+    }
+
+    const HEADERS: [&str; 8] = [
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "stripe-signature",
+        "x-hub-signature-256",
+        "x-sig",
+        "x-ts",
+        "x-id",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any header values at all: an error or a success, never a panic.
+        #[test]
+        fn arbitrary_headers_never_panic(values in proptest::collection::vec("[ -~]{0,120}", 8), body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut h = HeaderMap::new();
+            for (name, v) in HEADERS.iter().zip(values.iter()) {
+                if let Ok(hv) = HeaderValue::from_str(v) {
+                    h.insert(*name, hv);
+                }
+            }
+            for c in configs() {
+                let v = HmacVerifier::from_config(&c).unwrap();
+                let _ = v.verify(&h, &body, 1_700_000_000);
+            }
+        }
+
+        /// A correct signature verifies for any body; flipping any bit of the body breaks it.
+        #[test]
+        fn signatures_bind_every_byte(body in proptest::collection::vec(any::<u8>(), 1..512), flip in any::<proptest::sample::Index>(), bit in 0u8..8) {
+            for c in configs() {
+                let v = HmacVerifier::from_config(&c).unwrap();
+                let pairs = sign_headers(&c, c.secrets[0].expose(), &body, 1_700_000_000, "msg_prop");
+                let mut h = HeaderMap::new();
+                for (k, val) in &pairs {
+                    h.insert(HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(), HeaderValue::from_str(val).unwrap());
+                }
+                prop_assert!(v.verify(&h, &body, 1_700_000_000).is_ok());
+                let mut tampered = body.clone();
+                let i = flip.index(tampered.len());
+                tampered[i] ^= 1 << bit;
+                prop_assert_eq!(v.verify(&h, &tampered, 1_700_000_000), Err(AuthError::SignatureMismatch));
+            }
+        }
+    }
+}
