@@ -61,7 +61,7 @@ check_set() {
   for c in lint render k8s models dupkeys drift; do
     ran=$((ran + 1))
     if [[ ${res[$c]} =~ ^0+$ ]]; then ok=pass; else ok=fail; fi
-    if [ "$ok" = "$expect" ]; then line+=" $c:ok"
+    if [ "$ok" = "$expect" ]; then line+=" $c:$([ "$expect" = pass ] && echo ok || echo caught)"
     else line+=" $c:BAD"; fails+=("$name/$c (expected $expect)"); fi
   done
   printf '%-22s%s\n' "$name" "$line"
@@ -85,6 +85,13 @@ else echo "appVersion $app != crate version $crate"; fails+=("appVersion"); fi
 ran=$((ran + 1))
 "$T/venv/bin/yamllint" -f parsable -d relaxed "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART"/ci/*-values.yaml >"$OUT/yamllint.log" 2>&1 \
   && ! grep -q error "$OUT/yamllint.log" && echo "yamllint values files: ok" || { cat "$OUT/yamllint.log"; fails+=("yamllint"); }
+
+ran=$((ran + 1))   # the README's values table is the one generated from values.yaml
+cp "$CHART/README.md" "$OUT/README.md"
+"$T/venv/bin/python" scripts/chart-values-table.py "$CHART/values.yaml" "$OUT/README.md" \
+  && cmp -s "$CHART/README.md" "$OUT/README.md" && echo "README values table up to date: ok" \
+  || { echo "README values table out of date: run scripts/chart-values-table.py $CHART/values.yaml $CHART/README.md"
+       fails+=("readme"); }
 
 for f in "$CHART"/ci/*-values.yaml; do
   check_set "$(basename "$f" -values.yaml)" "$f" pass
