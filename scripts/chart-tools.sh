@@ -26,7 +26,12 @@ fi
 if [ "$(cat stamp 2>/dev/null)" != "$STAMP" ]; then
   echo "chart-tools: installing ${PY_PKGS[*]} ${NPM_PKGS[*]}" >&2
   rm -rf venv node
-  python3 -m venv venv
+  # Debian's python3 lacks ensurepip unless python3-venv is installed: add it once if needed.
+  if ! python3 -m venv venv 2>/dev/null; then
+    rm -rf venv
+    command -v apt-get >/dev/null && { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+    python3 -m venv venv
+  fi
   venv/bin/pip install -q --disable-pip-version-check "${PY_PKGS[@]}"
   npm install -s --prefix node --no-audit --no-fund "${NPM_PKGS[@]}" >/dev/null
   echo "$STAMP" >stamp
