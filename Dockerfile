@@ -6,6 +6,7 @@
 # binary writes nothing to disk.
 
 ARG RUST_VERSION=1.95
+# The build stage's Debian must match the runtime's (distroless debian12 = bookworm): same glibc.
 ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
