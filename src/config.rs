@@ -474,6 +474,11 @@ pub struct LogConfig {
     pub level: String,
     /// `json` or `text`.
     pub format: LogFormat,
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; unset: no export.
+    /// Needs a binary built with the `otlp` cargo feature.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces.
+    pub service_name: String,
 }
 
 impl Default for LogConfig {
@@ -481,6 +486,8 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Json,
+            otlp_endpoint: None,
+            service_name: "vx-bridge".into(),
         }
     }
 }
@@ -528,6 +535,12 @@ impl Config {
 
     /// Checks values that the types alone cannot: names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                "is not a level or tracing filter",
+            ));
+        }
         let h = &self.http;
         if !h.webhook_path.starts_with('/') || h.webhook_path.len() < 2 {
             return Err(ConfigError::new(

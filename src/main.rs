@@ -43,7 +43,7 @@ fn demo(cli: &Cli) -> ExitCode {
         config.log.level = "warn".into();
         config.log.format = vx_bridge::config::LogFormat::Text;
     }
-    vx_bridge::telemetry::init_logging(&config.log);
+    let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,7 +64,7 @@ fn demo(cli: &Cli) -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    vx_bridge::telemetry::init_logging(&config.log);
+    let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,4 +6,6 @@ mod binary;
 mod common;
 mod contract;
 mod ingress;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod pii;
