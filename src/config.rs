@@ -492,6 +492,28 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let config = Self::read(file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Like [`Config::load`], but checks only `[nats]`: for the operator commands that only
+    /// send requests (`vx-bridge status`, `vx-bridge result`) and need no webhook auth or
+    /// upstream credentials.
+    pub fn load_for_requests(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config = Self::read(file, env)?;
+        config.validate_nats()?;
+        Ok(config)
+    }
+
+    /// The layers merged, not validated.
+    fn read(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
             if !path.is_file() {
@@ -512,9 +534,7 @@ impl Config {
             let key = k["VXB_".len()..].to_ascii_lowercase().replace("__", ".");
             fig.merge(Serialized::default(&key, env_value(v)))
         });
-        let config: Config = figment.extract().map_err(figment_error)?;
-        config.validate()?;
-        Ok(config)
+        figment.extract().map_err(figment_error)
     }
 
     /// Checks values that the types alone cannot: names the first bad key.
@@ -541,6 +561,31 @@ impl Config {
         if h.max_in_flight == 0 {
             return Err(ConfigError::new("http.max_in_flight", "must be at least 1"));
         }
+        self.validate_nats()?;
+        if self.ingress.enabled {
+            // Building the verifier reads secret files and checks every auth key.
+            crate::auth::Verifier::from_config(&self.webhook.auth)?;
+        }
+        if !self.ingress.enabled && !self.status.enabled {
+            return Err(ConfigError::new(
+                "ingress.enabled",
+                "ingress and status are both disabled: nothing to run",
+            ));
+        }
+        if self.status.enabled {
+            self.validate_status()?;
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                "is not a level or tracing filter",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `[nats]` (connection, subjects, stream).
+    pub fn validate_nats(&self) -> Result<(), ConfigError> {
         let n = &self.nats;
         if n.url.split(',').all(|u| u.trim().is_empty()) {
             return Err(ConfigError::new("nats.url", "is empty"));
@@ -619,29 +664,6 @@ impl Config {
             return Err(ConfigError::new(
                 "nats.stream.max_bytes",
                 "must be -1 or above 0",
-            ));
-        }
-        if self.ingress.enabled {
-            // Building the verifier reads secret files and checks every auth key.
-            crate::auth::Verifier::from_config(&self.webhook.auth)?;
-        }
-        if !self.ingress.enabled && !self.status.enabled {
-            return Err(ConfigError::new(
-                "ingress.enabled",
-                "ingress and status are both disabled: nothing to run",
-            ));
-        }
-        if self.status.enabled {
-            self.validate_status()?;
-            return Err(ConfigError::new(
-                "status.enabled",
-                "the status service is not available in this build yet",
-            ));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(ConfigError::new(
-                "log.level",
-                "is not a level or tracing filter",
             ));
         }
         Ok(())
