@@ -1,6 +1,7 @@
 //! The `vx-bridge` binary: parses the command line and configuration, then calls the library.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -9,7 +10,14 @@ use vx_bridge::config::{Config, EXIT_CONFIG};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    let loaded = match &cli.command {
+        // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
+        Command::Status { .. } | Command::Result(_) => {
+            Config::load_for_requests(cli.config.as_deref(), std::env::vars())
+        }
+        _ => Config::load(cli.config.as_deref(), std::env::vars()),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -23,8 +31,96 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Status {
+            request_id,
+            timeout,
+        } => {
+            let payload = serde_json::json!({ "request_id": request_id });
+            lookup(config, Lookup::Status, payload, timeout)
+        }
+        Command::Result(args) => {
+            let payload = match (args.request_id, args.email) {
+                (Some(id), _) => serde_json::json!({ "request_id": id }),
+                (None, Some(email)) => serde_json::json!({ "email": email }),
+                // clap requires exactly one of them.
+                (None, None) => return ExitCode::from(EXIT_CONFIG as u8),
+            };
+            lookup(config, Lookup::Result, payload, args.timeout)
+        }
     }
 }
+
+/// Which lookup subject.
+enum Lookup {
+    Status,
+    Result,
+}
+
+/// Sends one request to the status service and prints the reply to stdout (errors to stderr).
+fn lookup(
+    config: Config,
+    which: Lookup,
+    payload: serde_json::Value,
+    timeout: Duration,
+) -> ExitCode {
+    use vx_bridge::status::client::{request, Reply};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
+    let subject = match which {
+        Lookup::Status => subjects.status_get(),
+        Lookup::Result => subjects.result_get(),
+    };
+    runtime.block_on(async move {
+        let client =
+            match tokio::time::timeout(timeout, vx_bridge::publish::connect(&config.nats, false))
+                .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    eprintln!("cannot connect to NATS: {e:#}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+                Err(_) => {
+                    eprintln!("cannot connect to NATS within {timeout:?}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+            };
+        let body = bytes::Bytes::from(payload.to_string());
+        let code = match request(&client, &subject, body, timeout).await {
+            Ok(Reply::Ok(body)) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                ExitCode::SUCCESS
+            }
+            Ok(Reply::Error {
+                code,
+                message,
+                body,
+            }) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                eprintln!("error {code}: {message}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+        code
+    })
+}
+
+/// Exit code when no status service answers (`EX_UNAVAILABLE` from sysexits.h).
+const EXIT_UNAVAILABLE: u8 = 69;
 
 fn serve(config: Config) -> ExitCode {
     vx_bridge::telemetry::init_logging(&config.log);
