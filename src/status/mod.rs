@@ -113,6 +113,9 @@ impl StatusHandle {
                 tracing::warn!(error = %e, "status endpoint task failed");
             }
         }
+        // When this returns, the server has processed the unsubscriptions: no request is
+        // routed to this instance any more.
+        barrier(&self.state.client).await;
         if let Err(e) = self.service.stop().await {
             tracing::warn!(error = %e, "stopping the status service failed");
         }
@@ -159,6 +162,7 @@ pub async fn start_with_upstream(
         .add(subjects.result_get())
         .await
         .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
+    barrier(&client).await;
     let state = Arc::new(State {
         discard_subject: client.new_inbox(),
         client,
@@ -196,6 +200,30 @@ pub async fn start_with_upstream(
         stop,
         state,
     })
+}
+
+/// Waits (up to 5 s) until the server has processed this connection's earlier subscriptions:
+/// a message to our own inbox comes back only after them. So when [`start`] returns on a
+/// connected client, the endpoints receive requests. Not connected yet: logs and goes on.
+async fn barrier(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let round_trip = async {
+        let mut sub = client.subscribe(inbox.clone()).await.ok()?;
+        client.publish(inbox, Bytes::new()).await.ok()?;
+        let got = sub.next().await;
+        let _ = sub.unsubscribe().await;
+        got
+    };
+    if tokio::time::timeout(Duration::from_secs(5), round_trip)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        tracing::warn!(
+            "NATS did not confirm the status subscriptions yet; they apply once connected"
+        );
+    }
 }
 
 /// Takes requests from one endpoint until `stop`, one task each; then finishes in-flight ones.
