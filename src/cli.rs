@@ -41,13 +41,12 @@ pub enum Command {
 
 /// `vx-bridge result --request-id … | --email …`
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "lookup")]
 pub struct ResultArgs {
     /// The session's request_id (a UUID).
-    #[arg(long, group = "lookup")]
+    #[arg(long, required_unless_present = "email", conflicts_with = "email")]
     pub request_id: Option<String>,
     /// The user's email (only if the service has `upstream.email_lookup_path`).
-    #[arg(long, group = "lookup")]
+    #[arg(long)]
     pub email: Option<String>,
     /// How long to wait for the reply.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

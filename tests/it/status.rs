@@ -852,9 +852,15 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     assert_eq!(v["current_status"], "COMPLETED");
     assert_eq!(v["request_id"], id.as_str());
 
-    let (code, stdout, stderr) = run(vec!["result".into(), "--request-id".into(), "../x".into()])
-        .await
-        .unwrap();
+    let (code, stdout, stderr) = run(vec![
+        "result".into(),
+        "--request-id".into(),
+        "../x".into(),
+        "--timeout".into(),
+        "5s".into(),
+    ])
+    .await
+    .unwrap();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("error 400"), "{stderr}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -870,6 +876,14 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     .await
     .unwrap();
     assert_eq!(code, Some(2), "clap refuses both at once: {stderr}");
+    let (code, _, stderr) = run(vec!["result".into(), "--timeout".into(), "5s".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        code,
+        Some(2),
+        "clap wants a request_id or an email: {stderr}"
+    );
 
     bridge.stop().await.unwrap();
     let (code, _, stderr) = run(vec!["status".into(), id]).await.unwrap();
