@@ -9,3 +9,4 @@ mod ingress;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
+mod status;
