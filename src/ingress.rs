@@ -79,7 +79,7 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
         trace_id = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    let trace = crate::telemetry::webhook_trace(
+    let trace = crate::telemetry::continue_trace(
         &span,
         header_str(req.headers(), "traceparent"),
         header_str(req.headers(), "tracestate"),

@@ -195,7 +195,7 @@ fn demo(cli: &Cli) -> ExitCode {
         }
     };
     if std::env::var_os("VXB_LOG__LEVEL").is_none() {
-        config.log.level = "warn".into();
+        config.log.level = "error".into();
         config.log.format = vx_bridge::config::LogFormat::Text;
     }
     let _telemetry = vx_bridge::telemetry::init_logging(&config.log);

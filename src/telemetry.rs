@@ -29,6 +29,21 @@ impl Drop for TelemetryGuard {
 
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
+/// The log filter for `level`. async-nats logs whole message payloads (which hold PII) at TRACE,
+/// so it is capped at DEBUG whatever the level asks for.
+pub fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if filter.max_level_hint() == Some(tracing::level_filters::LevelFilter::TRACE) {
+        match "async_nats=debug".parse() {
+            Ok(cap) => filter.add_directive(cap),
+            Err(_) => filter,
+        }
+    } else {
+        filter
+    }
+}
+
 /// Installs the global log subscriber (once; later calls are ignored), and the OTLP trace
 /// exporter when `log.otlp_endpoint` is set (binary built with the `otlp` feature).
 pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
@@ -36,8 +51,7 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
 
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(&cfg.level);
     let fmt: BoxedLayer = match cfg.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -72,10 +86,11 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
     guard
 }
 
-/// The trace context to write into a webhook's message: with OTLP export on, that of the
-/// exported webhook span (made a child of the webhook's `traceparent`); otherwise the webhook's
-/// trace continued with a new span id, or a new trace.
-pub fn webhook_trace(
+/// The trace context of one hop (a webhook, a status request), to write into what it sends on
+/// (the NATS message, the VX API call): with OTLP export on, that of the exported `span` (made a
+/// child of the incoming `traceparent`); otherwise the incoming trace continued with a new span
+/// id, or a new trace.
+pub fn continue_trace(
     span: &tracing::Span,
     traceparent: Option<&str>,
     tracestate: Option<&str>,
@@ -86,6 +101,27 @@ pub fn webhook_trace(
     }
     let _ = span;
     crate::event::TraceContext::continue_or_start(traceparent, tracestate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn async_nats_is_capped_at_debug_because_its_trace_logs_payloads() {
+        for level in [
+            "trace",
+            "vx_bridge=trace,async_nats=trace",
+            "async_nats=trace",
+        ] {
+            let f = log_filter(level).to_string();
+            assert!(f.contains("async_nats=debug"), "{level}: {f}");
+            assert!(!f.contains("async_nats=trace"), "{level}: {f}");
+        }
+        assert_eq!(log_filter("info").max_level_hint(), Some(LevelFilter::INFO));
+        assert!(!log_filter("debug").to_string().contains("async_nats"));
+    }
 }
 
 #[cfg(feature = "otlp")]

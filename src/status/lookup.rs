@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::StatusConfig;
+use crate::event::TraceContext;
 use crate::upstream::{SessionReply, UpstreamClient, UpstreamError};
 
 /// What a lookup is keyed by.
@@ -139,14 +140,20 @@ impl Lookups {
 
     /// The reply for `key`, from the cache or the upstream. `Key::Email` must only be asked for
     /// when an email path is configured.
-    pub async fn get(&self, key: Key) -> Result<(Arc<Fetched>, Source), Arc<UpstreamError>> {
+    /// `trace` goes with the upstream call (the first requester's, when lookups coalesce).
+    pub async fn get(
+        &self,
+        key: Key,
+        trace: &TraceContext,
+    ) -> Result<(Arc<Fetched>, Source), Arc<UpstreamError>> {
         let _in_flight = InFlight::enter(&self.in_flight);
         let upstream = self.upstream.clone();
         let load_key = key.clone();
+        let trace = trace.clone();
         let load = async move {
             let reply = match &load_key {
-                Key::Id(id) => upstream.session(*id).await,
-                Key::Email(email) => match upstream.by_email(email).await {
+                Key::Id(id) => upstream.session(*id, &trace).await,
+                Key::Email(email) => match upstream.by_email(email, &trace).await {
                     Some(r) => r,
                     None => Err(UpstreamError::NotFound),
                 },

@@ -27,12 +27,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::event::Subjects;
+use crate::event::TraceContext;
 use crate::schema::Schemas;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
 use lookup::{Key, Lookups, Source};
 use request::ResultRequest;
+use tracing::Instrument as _;
 
 /// The micro service's name in `$SRV` discovery.
 pub const SERVICE_NAME: &str = "vx-bridge";
@@ -262,10 +264,41 @@ async fn serve(
 }
 
 async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
+    let span = tracing::info_span!(
+        "status_request",
+        endpoint = kind.label(),
+        request_id = tracing::field::Empty,
+        code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let header = |name: &str| {
+        req.message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let (traceparent, tracestate) = (header("traceparent"), header("tracestate"));
+    let trace =
+        crate::telemetry::continue_trace(&span, traceparent.as_deref(), tracestate.as_deref());
+    if let Some(trace_id) = trace.trace_id() {
+        span.record("trace_id", trace_id);
+    }
+    handle_in_span(req, kind, state, trace)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_in_span(
+    req: service::Request,
+    kind: Endpoint,
+    state: Arc<State>,
+    trace: TraceContext,
+) {
     let started = Instant::now();
     let (result, request_id, source) = match kind {
-        Endpoint::Status => status_get(&state, &req.message.payload).await,
-        Endpoint::Result => result_get(&state, &req.message.payload).await,
+        Endpoint::Status => status_get(&state, &req.message.payload, &trace).await,
+        Endpoint::Result => result_get(&state, &req.message.payload, &trace).await,
     };
     let code = match &result {
         Ok(_) => 200,
@@ -274,6 +307,9 @@ async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let request_id = request_id.as_deref().unwrap_or("-");
     let source = source.map(Source::as_str).unwrap_or("-");
+    let span = tracing::Span::current();
+    span.record("request_id", request_id);
+    span.record("code", code);
     match &result {
         Err(e) if e.code >= 500 => {
             tracing::warn!(endpoint = kind.label(), request_id, code, elapsed_ms, error = %e.message, "status request failed")
@@ -299,13 +335,13 @@ async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
 
 type Handled = (Result<Bytes, ServiceError>, Option<String>, Option<Source>);
 
-async fn status_get(state: &State, payload: &[u8]) -> Handled {
+async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
     let req = match request::parse_status(payload, &state.schemas) {
         Ok(r) => r,
         Err(e) => return (Err(e), None, None),
     };
     let id = req.request_id.hyphenated().to_string();
-    let (fetched, source) = match state.lookups.get(Key::Id(req.request_id)).await {
+    let (fetched, source) = match state.lookups.get(Key::Id(req.request_id), trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), Some(id), None),
     };
@@ -333,7 +369,7 @@ async fn status_get(state: &State, payload: &[u8]) -> Handled {
     (body, Some(id), Some(source))
 }
 
-async fn result_get(state: &State, payload: &[u8]) -> Handled {
+async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
     let req = match request::parse_result(payload, &state.schemas) {
         Ok(r) => r,
         Err(e) => return (Err(e), None, None),
@@ -353,7 +389,7 @@ async fn result_get(state: &State, payload: &[u8]) -> Handled {
             (Key::Email(email), None)
         }
     };
-    let (fetched, source) = match state.lookups.get(key).await {
+    let (fetched, source) = match state.lookups.get(key, trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), id, None),
     };

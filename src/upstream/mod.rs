@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::UpstreamConfig;
+use crate::event::TraceContext;
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
 use breaker::CircuitBreaker;
@@ -187,28 +188,37 @@ impl UpstreamClient {
     }
 
     /// Looks a session up by id.
-    pub async fn session(&self, id: Uuid) -> Result<SessionReply, UpstreamError> {
+    pub async fn session(
+        &self,
+        id: Uuid,
+        trace: &TraceContext,
+    ) -> Result<SessionReply, UpstreamError> {
         let id = id.hyphenated().to_string();
         let url = format!("{}{SESSION_PATH}{id}", self.base_url);
-        self.lookup(&url, Some(&id)).await
+        self.lookup(&url, Some(&id), trace).await
     }
 
     /// Looks a session up by the user's email; `None` when no email path is configured.
     /// `email` must already be validated; it is percent-encoded into the path.
-    pub async fn by_email(&self, email: &str) -> Option<Result<SessionReply, UpstreamError>> {
+    pub async fn by_email(
+        &self,
+        email: &str,
+        trace: &TraceContext,
+    ) -> Option<Result<SessionReply, UpstreamError>> {
         let path = self.email_lookup_path.as_ref()?;
         let encoded = utf8_percent_encode(email, NON_ALPHANUMERIC).to_string();
         let url = format!("{}{}", self.base_url, path.replace("{email}", &encoded));
-        Some(self.lookup(&url, None).await)
+        Some(self.lookup(&url, None, trace).await)
     }
 
     async fn lookup(
         &self,
         url: &str,
         expected_id: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<SessionReply, UpstreamError> {
         let started = Instant::now();
-        let result = self.lookup_inner(url, expected_id, started).await;
+        let result = self.lookup_inner(url, expected_id, started, trace).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.label(),
@@ -224,6 +234,7 @@ impl UpstreamClient {
         url: &str,
         expected_id: Option<&str>,
         started: Instant,
+        trace: &TraceContext,
     ) -> Result<SessionReply, UpstreamError> {
         let deadline = started + self.timeout;
         let _slot = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
@@ -233,7 +244,7 @@ impl UpstreamClient {
         let mut retries = 0u32;
         let mut refreshed_after_401 = false;
         loop {
-            match self.attempt(url, expected_id, deadline).await {
+            match self.attempt(url, expected_id, deadline, trace).await {
                 Attempt::Done(result) => return result,
                 Attempt::Unauthorized(token) => {
                     if !refreshed_after_401 && self.tokens.invalidate(&token).await {
@@ -262,7 +273,13 @@ impl UpstreamClient {
         }
     }
 
-    async fn attempt(&self, url: &str, expected_id: Option<&str>, deadline: Instant) -> Attempt {
+    async fn attempt(
+        &self,
+        url: &str,
+        expected_id: Option<&str>,
+        deadline: Instant,
+        trace: &TraceContext,
+    ) -> Attempt {
         let timeout = UpstreamError::Timeout(self.timeout);
         let token = match self.tokens.get(deadline).await {
             Ok(t) => t,
@@ -283,14 +300,19 @@ impl UpstreamClient {
         if remaining.is_zero() {
             return Attempt::Done(Err(timeout));
         }
-        let sent = self
+        let mut request = self
             .http
             .get(url)
             .bearer_auth(token.value.expose())
             .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(remaining)
-            .send()
-            .await;
+            .timeout(remaining);
+        if let Some(tp) = &trace.traceparent {
+            request = request.header("traceparent", tp);
+        }
+        if let Some(ts) = &trace.tracestate {
+            request = request.header("tracestate", ts);
+        }
+        let sent = request.send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {

@@ -70,6 +70,8 @@ struct Vx {
     bearers: Mutex<Vec<String>>,
     /// Raw paths seen by the email endpoint.
     email_paths: Mutex<Vec<String>>,
+    /// `traceparent` headers seen by the session endpoint.
+    traceparents: Mutex<Vec<Option<String>>>,
     gate: Semaphore,
 }
 
@@ -86,6 +88,7 @@ impl Vx {
             refuse_all: false.into(),
             bearers: Mutex::new(Vec::new()),
             email_paths: Mutex::new(Vec::new()),
+            traceparents: Mutex::new(Vec::new()),
             gate: Semaphore::new(0),
         })
     }
@@ -184,6 +187,11 @@ async fn session(
     headers: HeaderMap,
 ) -> Response {
     vx.session_calls.fetch_add(1, Ordering::SeqCst);
+    let tp = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    vx.traceparents.lock().unwrap().push(tp);
     if !vx.authorized(&headers) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -380,15 +388,21 @@ async fn token_is_refreshed_shortly_before_it_expires() {
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id).await.unwrap();
+    up.session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap();
     assert_eq!(vx.tokens(), 1);
     // 3600 s lifetime: still used 3539 s later …
     clock.advance(Duration::from_secs(3539));
-    up.session(id).await.unwrap();
+    up.session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap();
     assert_eq!(vx.tokens(), 1);
     // … replaced from 60 s before expiry on.
     clock.advance(Duration::from_secs(1));
-    up.session(id).await.unwrap();
+    up.session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap();
     assert_eq!(vx.tokens(), 2);
     assert_eq!(*vx.bearers.lock().unwrap(), ["tok-1", "tok-1", "tok-2"]);
 }
@@ -399,9 +413,14 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id).await.unwrap();
+    up.session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap();
     vx.revoked.lock().unwrap().insert("tok-1".into());
-    let reply = up.session(id).await.unwrap();
+    let reply = up
+        .session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap();
     assert_eq!(reply, SessionReply::Status(CurrentStatus::InProgress));
     assert_eq!(vx.tokens(), 2);
     assert_eq!(*vx.bearers.lock().unwrap(), ["tok-1", "tok-1", "tok-2"]);
@@ -409,7 +428,10 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     // An API that refuses every token: one refresh, then an auth error (502), no loop.
     vx.refuse_all.store(true, Ordering::SeqCst);
     let before = vx.sessions();
-    let err = up.session(id).await.unwrap_err();
+    let err = up
+        .session(id, &vx_bridge::event::TraceContext::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpstreamError::Auth(_)), "{err:?}");
     assert_eq!(err.code(), 502);
     assert_eq!(vx.sessions() - before, 2);
@@ -890,4 +912,39 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     assert_eq!(code, Some(69), "{stderr}");
     assert!(stderr.contains("no responder"), "{stderr}");
     assert_eq!(vx.sessions(), 1);
+}
+
+#[tokio::test]
+async fn a_status_request_trace_is_continued_into_the_vx_call() {
+    let env = env().await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", tp);
+    let body = json!({ "request_id": new_id() }).to_string();
+    let reply = env
+        .client
+        .request_with_headers(env.subjects().status_get(), headers, body.into())
+        .await
+        .unwrap();
+    assert!(reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error"))
+        .is_none());
+    // Without one, a new trace is started for the call.
+    ok_status(env.status(&new_id()).await);
+    let seen = env.vx.traceparents.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let first = seen[0].clone().expect("traceparent sent to the VX API");
+    assert_eq!(&first[..36], &tp[..36], "same trace: {first}");
+    assert_ne!(
+        &first[36..52],
+        &tp[36..52],
+        "the bridge's own span: {first}"
+    );
+    let second = seen[1]
+        .clone()
+        .expect("a new trace for an untraced request");
+    assert_eq!(second.len(), 55);
+    assert_ne!(&second[3..35], &tp[3..35]);
 }
