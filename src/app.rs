@@ -30,10 +30,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let subjects = Subjects::new(&config.nats.subject_prefix);
+    // The recorder first, so the connection events are counted.
+    let metrics = metrics_handle();
+    crate::telemetry::set_nats_connected(false);
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
-    let metrics = metrics_handle();
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
         get(move || std::future::ready(metrics.render())),

@@ -169,6 +169,11 @@ impl Lookups {
         } else {
             Source::Cache
         };
+        let result = match source {
+            Source::Upstream => "miss",
+            Source::Cache => "hit",
+        };
+        metrics::counter!("vx_bridge_status_cache_total", "result" => result).increment(1);
         Ok((entry.into_value(), source))
     }
 }

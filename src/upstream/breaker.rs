@@ -54,6 +54,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// `vx_bridge_upstream_circuit_state`: 0 closed, 1 half-open (probing), 2 open.
+    fn report(state: &State) {
+        let v = match state {
+            State::Closed { .. } => 0.0,
+            State::HalfOpen => 1.0,
+            State::Open { .. } => 2.0,
+        };
+        metrics::gauge!("vx_bridge_upstream_circuit_state").set(v);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -65,6 +75,7 @@ impl CircuitBreaker {
             State::Closed { .. } => false,
             State::Open { until } if self.clock.now() >= until => {
                 *state = State::HalfOpen;
+                Self::report(&state);
                 tracing::info!("upstream circuit half-open: probing");
                 true
             }
@@ -115,6 +126,7 @@ impl CircuitBreaker {
             // stale; the probe decides.
             _ => {}
         }
+        Self::report(&state);
     }
 }
 

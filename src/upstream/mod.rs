@@ -312,7 +312,18 @@ impl UpstreamClient {
         if let Some(ts) = &trace.tracestate {
             request = request.header("tracestate", ts);
         }
+        let sent_at = Instant::now();
         let sent = request.send().await;
+        let class = match &sent {
+            Ok(r) if r.status().is_success() => "2xx",
+            Ok(r) if r.status().is_client_error() => "4xx",
+            Ok(r) if r.status().is_server_error() => "5xx",
+            Ok(_) => "other",
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "error",
+        };
+        metrics::histogram!("vx_bridge_upstream_request_duration_seconds", "class" => class)
+            .record(sent_at.elapsed().as_secs_f64());
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {

@@ -237,3 +237,159 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         refused
     );
 }
+
+/// A VX API with an OAuth token endpoint and a session endpoint.
+async fn vx_api_with_oauth() -> String {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/oauth/token",
+            post(|| async { axum::Json(serde_json::json!({"access_token": "t-1", "expires_in": 3600, "token_type": "Bearer"})) }),
+        )
+        .route(
+            "/api/session/result/{id}",
+            get(|| async { axum::Json(serde_json::json!({"current_status": "COMPLETED"})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn every_metric_in_the_readme_is_exported() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("<!-- METRICS:START -->")
+        .nth(1)
+        .and_then(|r| r.split("<!-- METRICS:END -->").next())
+        .expect("metrics table markers in README.md");
+    let names: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+
+    let nats = NatsServer::start();
+    let vx = vx_api_with_oauth().await;
+    let template = test_config(&nats.url());
+    let port = free_port();
+    let mut child = clean_env(&mut Command::new(BIN))
+        .arg("serve")
+        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("VXB_NATS__URL", nats.url())
+        .env("VXB_NATS__SUBJECT_PREFIX", &template.nats.subject_prefix)
+        .env("VXB_NATS__STREAM__NAME", &template.nats.stream.name)
+        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+        .env(
+            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+            format!("[\"{SECRET}\"]"),
+        )
+        .env("VXB_STATUS__ENABLED", "true")
+        .env("VXB_UPSTREAM__BASE_URL", &vx)
+        .env(
+            "VXB_UPSTREAM__OAUTH__TOKEN_URL",
+            format!("{vx}/oauth/token"),
+        )
+        .env("VXB_UPSTREAM__OAUTH__CLIENT_ID", "c")
+        .env("VXB_UPSTREAM__OAUTH__CLIENT_SECRET", "s")
+        .env("VXB_LOG__LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    let http = reqwest::Client::new();
+    let body = body_with("PASS", &new_request_id());
+    let mut req = http
+        .post(format!(
+            "http://127.0.0.1:{port}{}",
+            template.http.webhook_path
+        ))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (k, v) in sign_headers(
+        &template.webhook.auth.hmac,
+        SECRET,
+        &body,
+        now(),
+        "msg_metrics",
+    ) {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 202);
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{}.status.get", template.nats.subject_prefix);
+    let ask = serde_json::json!({"request_id": new_request_id()}).to_string();
+    for _ in 0..2 {
+        nc.request(subject.clone(), ask.clone().into())
+            .await
+            .unwrap();
+    }
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let missing: Vec<&&str> = names.iter().filter(|n| !metrics.contains(**n)).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not exported: {missing:?}\n{metrics}"
+    );
+    // Every exported vx_bridge_ metric is documented too.
+    for line in metrics.lines().filter(|l| l.starts_with("vx_bridge_")) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(names.contains(&base), "exported but not documented: {base}");
+    }
+}
+
+#[test]
+fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
+    let nats = NatsServer::start();
+    let out = clean_env(&mut Command::new(BIN))
+        .arg("demo")
+        .env("VXB_NATS__URL", nats.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("3/3 webhooks stored"), "{stdout}");
+    assert!(stdout.contains("current_status"), "{stdout}");
+    for subject in [
+        "verification.pending",
+        "verification.completed.pass",
+        "verification.completed.fail",
+    ] {
+        assert!(stdout.contains(subject), "{subject}: {stdout}");
+    }
+    // PII is masked in what the demo prints.
+    assert!(
+        !stdout.contains("John") && !stdout.contains("123 Main St"),
+        "{stdout}"
+    );
+
+    // No NATS at the URL and no nats-server on PATH: exit 1 with install instructions.
+    let out = clean_env(&mut Command::new(BIN))
+        .arg("demo")
+        .env("VXB_NATS__URL", format!("nats://127.0.0.1:{}", free_port()))
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("apt-get install nats-server"), "{stderr}");
+}
