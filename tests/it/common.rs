@@ -23,16 +23,23 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g. `--auth TOKEN`).
+    pub fn start_with(extra: &[&str]) -> NatsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = NatsServer {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -51,6 +58,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&store)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -691,3 +691,61 @@ async fn health_and_metrics_endpoints_answer() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn nats_token_and_user_password_authentication_work_and_a_wrong_one_stays_unready() {
+    use vx_bridge::secret::Secret;
+    // Token.
+    let nats = NatsServer::start_with(&["--auth", "s3cr3t-token"]);
+    let mut config = test_config(&nats.url());
+    config.nats.token = Some(Secret::new("s3cr3t-token"));
+    let bridge = Bridge::start(config).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_tok", &body_with("PASS", &new_request_id()))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    bridge.stop().await.unwrap();
+
+    // Token from a file, and a wrong token: never ready, every webhook 503.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "wrong-token\n").unwrap();
+    let mut config = test_config(&nats.url());
+    config.nats.token_file = Some(token_file);
+    let bridge = Bridge::start_unready(config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let sender = Sender::new(&bridge);
+    problem(
+        sender
+            .send("msg_tok2", &body_with("PASS", &new_request_id()))
+            .await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    bridge.shutdown.cancel();
+
+    // User and password (from a file).
+    let nats = NatsServer::start_with(&["--user", "bridge", "--pass", "p4ssw0rd"]);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "p4ssw0rd\n").unwrap();
+    let mut config = test_config(&nats.url());
+    config.nats.user = Some("bridge".into());
+    config.nats.password_file = Some(pw);
+    let bridge = Bridge::start(config).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_up", &body_with("PASS", &new_request_id()))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}

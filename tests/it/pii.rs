@@ -64,10 +64,11 @@ async fn pii_vx_api() -> String {
 }
 
 const UPSTREAM_TOKEN: &str = "tok-Upstream-Secret-7731";
+const NATS_TOKEN: &str = "nats-Token-Secret-4410";
 
 #[tokio::test]
 async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secret() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start_with(&["--auth", NATS_TOKEN]);
     let vx_url = pii_vx_api().await;
     let cfg = test_config(&nats.url());
     let port = free_port();
@@ -90,6 +91,7 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         .env("VXB_STATUS__ENABLED", "true")
         .env("VXB_UPSTREAM__BASE_URL", &vx_url)
         .env("VXB_UPSTREAM__TOKEN", UPSTREAM_TOKEN)
+        .env("VXB_NATS__TOKEN", NATS_TOKEN)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -179,7 +181,10 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
             .as_u16(),
     );
     // Status and result lookups whose replies hold PII, and bad requests holding PII.
-    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let nc = async_nats::ConnectOptions::with_token(NATS_TOKEN.into())
+        .connect(nats.url())
+        .await
+        .unwrap();
     let prefix = &cfg.nats.subject_prefix;
     let id = uuid::Uuid::new_v4().to_string();
     let mut replies = Vec::new();
