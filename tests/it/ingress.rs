@@ -749,3 +749,118 @@ async fn nats_token_and_user_password_authentication_work_and_a_wrong_one_stays_
         StatusCode::ACCEPTED
     );
 }
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cd {} && {args}", dir.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)")
+            .success();
+        assert!(ok, "openssl failed: {args}");
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    run(&format!(
+        "openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 1 -subj /CN=vx-test-ca"
+    ));
+    run(&format!(
+        "openssl req {ec} -keyout server.key -out server.csr -subj /CN=localhost"
+    ));
+    run("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile server.ext");
+    run(&format!(
+        "openssl req {ec} -keyout client.key -out client.csr -subj /CN=vx-bridge"
+    ));
+    run("printf 'extendedKeyUsage=clientAuth\\n' > client.ext && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 -extfile client.ext");
+}
+
+#[tokio::test]
+async fn nats_over_tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let p = |f: &str| dir.path().join(f);
+    let (cert, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+    let tls_args = [
+        "--tls",
+        "--tlscert",
+        cert.to_str().unwrap(),
+        "--tlskey",
+        key.to_str().unwrap(),
+    ];
+
+    // Server TLS, our CA trusted.
+    let nats = NatsServer::start_with(&tls_args);
+    let mut config = test_config(&nats.url().replace("nats://", "tls://"));
+    config.nats.tls.ca_file = Some(ca.clone());
+    let bridge = Bridge::start(config).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_tls", &body_with("PASS", &new_request_id()))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    bridge.stop().await.unwrap();
+
+    // Mutual TLS: the server verifies our client certificate.
+    let mut mtls_args = tls_args.to_vec();
+    mtls_args.extend(["--tlsverify", "--tlscacert", ca.to_str().unwrap()]);
+    let nats = NatsServer::start_with(&mtls_args);
+    let mut config = test_config(&nats.url().replace("nats://", "tls://"));
+    config.nats.tls.ca_file = Some(ca.clone());
+    config.nats.tls.cert_file = Some(p("client.crt"));
+    config.nats.tls.key_file = Some(p("client.key"));
+    let bridge = Bridge::start(config).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_mtls", &body_with("PASS", &new_request_id()))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    bridge.stop().await.unwrap();
+
+    // Without the client certificate the same server refuses us: never ready.
+    let mut config = test_config(&nats.url().replace("nats://", "tls://"));
+    config.nats.tls.ca_file = Some(ca);
+    let bridge = Bridge::start_unready(config).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn nats_nkey_authentication() {
+    let user = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let seed = dir.path().join("seed");
+    std::fs::write(&seed, format!("{}\n", user.seed().unwrap())).unwrap();
+    let nats = NatsServer::start_with(&["-c", conf.to_str().unwrap()]);
+    let mut config = test_config(&nats.url());
+    config.nats.nkey_seed_file = Some(seed);
+    let bridge = Bridge::start(config).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_nkey", &body_with("PASS", &new_request_id()))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+}
