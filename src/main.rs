@@ -68,15 +68,9 @@ fn lookup(
     timeout: Duration,
 ) -> ExitCode {
     use vx_bridge::status::client::{request, Reply};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
     let subject = match which {
@@ -123,20 +117,22 @@ fn lookup(
     })
 }
 
+/// Builds a Tokio runtime, or says why not.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Exit code when no status service answers (`EX_UNAVAILABLE` from sysexits.h).
 const EXIT_UNAVAILABLE: u8 = 69;
 
 fn serve(config: Config) -> ExitCode {
     let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
@@ -199,15 +195,9 @@ fn demo(cli: &Cli) -> ExitCode {
         config.log.format = vx_bridge::config::LogFormat::Text;
     }
     let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(vx_bridge::demo::run_demo(config)) {
         Ok(code) => ExitCode::from(code as u8),

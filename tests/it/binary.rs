@@ -1,26 +1,17 @@
 //! The real binary: `check-config` exit codes and output, and SIGTERM under load.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use reqwest::StatusCode;
 use serde_json::Value;
 use vx_bridge::auth::hmac::sign_headers;
 
-use crate::common::{free_port, now, test_config, NatsServer, SECRET};
+use crate::common::{
+    clean_env, free_port, now, test_config, BinaryBridge, NatsServer, BIN, SECRET,
+};
 use crate::ingress::{body_with, new_request_id};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vx-bridge");
-
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VXB_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
@@ -94,40 +85,6 @@ fn a_bad_config_exits_64_with_one_line_naming_the_key() {
     }
 }
 
-/// Starts `vx-bridge serve` configured through the environment, as a container would be.
-fn spawn_serve(nats_url: &str, port: u16, prefix: &str, stream: &str) -> std::process::Child {
-    clean_env(&mut Command::new(BIN))
-        .arg("serve")
-        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("VXB_NATS__URL", nats_url)
-        .env("VXB_NATS__SUBJECT_PREFIX", prefix)
-        .env("VXB_NATS__STREAM__NAME", stream)
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env("VXB_HTTP__SHUTDOWN_TIMEOUT", "10s")
-        .env("VXB_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "binary not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A response's status and body, or the transport error.
 type Outcome = Result<(StatusCode, Value), String>;
 
@@ -135,13 +92,14 @@ type Outcome = Result<(StatusCode, Value), String>;
 async fn sigterm_under_load_loses_no_accepted_event() {
     let nats = NatsServer::start();
     let template = test_config(&nats.url());
-    let (prefix, stream_name) = (
-        template.nats.subject_prefix.clone(),
-        template.nats.stream.name.clone(),
+    let stream_name = template.nats.stream.name.clone();
+    let mut bridge = BinaryBridge::spawn(
+        &template,
+        &[("VXB_HTTP__SHUTDOWN_TIMEOUT", "10s".into())],
+        Stdio::null(),
     );
-    let port = free_port();
-    let mut child = spawn_serve(&nats.url(), port, &prefix, &stream_name);
-    wait_ready(port).await;
+    bridge.wait_ready().await;
+    let port = bridge.port;
 
     let url = format!("http://127.0.0.1:{port}{}", template.http.webhook_path);
     let hmac = template.webhook.auth.hmac.clone();
@@ -177,22 +135,7 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = bridge.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
 
     let mut accepted = Vec::new();
@@ -275,32 +218,19 @@ async fn every_metric_in_the_readme_is_exported() {
     let nats = NatsServer::start();
     let vx = vx_api_with_oauth().await;
     let template = test_config(&nats.url());
-    let port = free_port();
-    let mut child = clean_env(&mut Command::new(BIN))
-        .arg("serve")
-        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("VXB_NATS__URL", nats.url())
-        .env("VXB_NATS__SUBJECT_PREFIX", &template.nats.subject_prefix)
-        .env("VXB_NATS__STREAM__NAME", &template.nats.stream.name)
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env("VXB_STATUS__ENABLED", "true")
-        .env("VXB_UPSTREAM__BASE_URL", &vx)
-        .env(
+    let env = [
+        ("VXB_STATUS__ENABLED", "true".to_owned()),
+        ("VXB_UPSTREAM__BASE_URL", vx.clone()),
+        (
             "VXB_UPSTREAM__OAUTH__TOKEN_URL",
             format!("{vx}/oauth/token"),
-        )
-        .env("VXB_UPSTREAM__OAUTH__CLIENT_ID", "c")
-        .env("VXB_UPSTREAM__OAUTH__CLIENT_SECRET", "s")
-        .env("VXB_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_ready(port).await;
+        ),
+        ("VXB_UPSTREAM__OAUTH__CLIENT_ID", "c".to_owned()),
+        ("VXB_UPSTREAM__OAUTH__CLIENT_SECRET", "s".to_owned()),
+    ];
+    let bridge = BinaryBridge::spawn(&template, &env, Stdio::null());
+    bridge.wait_ready().await;
+    let port = bridge.port;
     let http = reqwest::Client::new();
     let body = body_with("PASS", &new_request_id());
     let mut req = http
@@ -336,8 +266,7 @@ async fn every_metric_in_the_readme_is_exported() {
         .text()
         .await
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(bridge);
     let missing: Vec<&&str> = names.iter().filter(|n| !metrics.contains(**n)).collect();
     assert!(
         missing.is_empty(),

@@ -198,3 +198,101 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// The `vx-bridge` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_vx-bridge");
+
+/// Removes inherited `VXB_*` variables, so only what a test sets configures the binary.
+pub fn clean_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VXB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// `vx-bridge serve` as a process, configured through the environment only, as a container is.
+pub struct BinaryBridge {
+    /// The process.
+    pub child: Child,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl BinaryBridge {
+    /// Starts it with `cfg`'s NATS URL, prefix and stream, Standard Webhooks with [`SECRET`] and
+    /// log level `warn`; `env` adds or overrides variables. stderr goes to `stderr`.
+    pub fn spawn(cfg: &Config, env: &[(&str, String)], stderr: Stdio) -> BinaryBridge {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        clean_env(&mut cmd)
+            .arg("serve")
+            .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("VXB_NATS__URL", &cfg.nats.url)
+            .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
+            .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
+            .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+            .env(
+                "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+                format!("[\"{SECRET}\"]"),
+            )
+            .env("VXB_LOG__LEVEL", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn vx-bridge");
+        BinaryBridge { child, port }
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits up to 15 s for `/readyz` to answer 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base())).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "binary not ready within 15 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for the exit status.
+    pub async fn sigterm(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "SIGTERM not delivered");
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "did not exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for BinaryBridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

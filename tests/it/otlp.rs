@@ -2,7 +2,7 @@
 //! is the exported webhook span, a child of the webhook's own `traceparent`.
 //! Run with `cargo test --features otlp --test it otlp`.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use axum::routing::post;
 use serde_json::Value;
 use vx_bridge::auth::hmac::sign_headers;
 
-use crate::common::{free_port, now, test_config, NatsServer, SECRET};
+use crate::common::{now, test_config, BinaryBridge, NatsServer, SECRET};
 use crate::ingress::{body_with, new_request_id, stream_of_name};
 
 #[tokio::test]
@@ -34,40 +34,17 @@ async fn spans_are_exported_and_the_webhook_trace_is_continued() {
 
     let nats = NatsServer::start();
     let cfg = test_config(&nats.url());
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
-        .arg("serve")
-        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("VXB_NATS__URL", nats.url())
-        .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
-        .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env(
+    let mut bridge = BinaryBridge::spawn(
+        &cfg,
+        &[(
             "VXB_LOG__OTLP_ENDPOINT",
             format!("http://{collector}/v1/traces"),
-        )
-        .env("VXB_LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        )],
+        Stdio::null(),
+    );
+    bridge.wait_ready().await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = bridge.base();
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let body = body_with("PASS", &new_request_id());
     let mut req = http
@@ -92,11 +69,7 @@ async fn spans_are_exported_and_the_webhook_trace_is_continued() {
     );
 
     // SIGTERM flushes the exporter.
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = child.wait();
+    bridge.sigterm().await;
     // Protobuf carries trace and span ids as raw bytes: the exported webhook span has the
     // webhook's trace id, the carried span id, and the webhook's span as parent.
     let trace_id = hex::decode(&tp[3..35]).unwrap();

@@ -2,13 +2,10 @@
 //! `log.level = "trace"` through accepted, duplicate, rejected, unauthorized and unavailable
 //! webhooks, and its whole output is searched for every PII value of the fixture.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use vx_bridge::auth::hmac::sign_headers;
 
-use crate::common::{free_port, now, test_config, NatsServer, SECRET};
+use crate::common::{now, test_config, BinaryBridge, NatsServer, SECRET};
 use crate::ingress::SEED;
 
 /// Distinctive PII values, so a hit is never a coincidence.
@@ -71,44 +68,21 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
     let mut nats = NatsServer::start_with(&["--auth", NATS_TOKEN]);
     let vx_url = pii_vx_api().await;
     let cfg = test_config(&nats.url());
-    let port = free_port();
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("bridge.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
-        .arg("serve")
-        .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("VXB_NATS__URL", nats.url())
-        .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
-        .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
-        .env("VXB_NATS__PUBLISH_TIMEOUT", "1s")
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env("VXB_LOG__LEVEL", "trace")
-        .env("VXB_STATUS__ENABLED", "true")
-        .env("VXB_UPSTREAM__BASE_URL", &vx_url)
-        .env("VXB_UPSTREAM__TOKEN", UPSTREAM_TOKEN)
-        .env("VXB_NATS__TOKEN", NATS_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let env = [
+        ("VXB_NATS__PUBLISH_TIMEOUT", "1s".to_owned()),
+        ("VXB_LOG__LEVEL", "trace".to_owned()),
+        ("VXB_STATUS__ENABLED", "true".to_owned()),
+        ("VXB_UPSTREAM__BASE_URL", vx_url.clone()),
+        ("VXB_UPSTREAM__TOKEN", UPSTREAM_TOKEN.to_owned()),
+        ("VXB_NATS__TOKEN", NATS_TOKEN.to_owned()),
+    ];
+    let mut bridge = BinaryBridge::spawn(&cfg, &env, log.into());
+    bridge.wait_ready().await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = bridge.base();
     let url = format!("{base}{}", cfg.http.webhook_path);
     let hmac = cfg.webhook.auth.hmac.clone();
     let send = |id: &str, body: Vec<u8>, secret: &str| {
@@ -234,11 +208,7 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
     );
     assert_eq!(codes, [202, 202, 202, 422, 400, 401, 503]);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = child.wait();
+    bridge.sigterm().await;
     let text = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         text.lines().count() > 20,
