@@ -163,6 +163,8 @@ pub struct OutboundMessage {
     pub event_id: String,
     /// The `Nats-Msg-Id`.
     pub msg_id: String,
+    /// Metric label of the event's kind: pass, fail, pending, unrecognized or rejected.
+    pub kind: &'static str,
 }
 
 impl OutboundMessage {
@@ -306,6 +308,7 @@ pub fn build_event(
         payload,
         event_id,
         msg_id,
+        kind: kind.label(),
     }
 }
 
@@ -370,6 +373,7 @@ pub fn build_rejected(
         payload: Bytes::copy_from_slice(raw),
         event_id,
         msg_id,
+        kind: "rejected",
     }
 }
 

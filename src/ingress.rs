@@ -296,6 +296,11 @@ async fn reject(
 
 async fn publish(ing: &Ingress, msg: &OutboundMessage) -> Result<Stored, PublishError> {
     let result = ing.publisher.publish(msg).await;
+    if let Ok(stored) = &result {
+        if !stored.duplicate {
+            crate::telemetry::record_event(msg.kind);
+        }
+    }
     if let Err(PublishError::NoStream) = result {
         ing.stream_state.lost();
     }

@@ -276,6 +276,11 @@ pub fn set_stream_ready(ready: bool) {
     metrics::gauge!("vx_bridge_stream_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
+/// Counts a newly stored event by kind (pass, fail, pending, unrecognized, rejected).
+pub fn record_event(kind: &'static str) {
+    metrics::counter!("vx_bridge_events_total", "type" => kind).increment(1);
+}
+
 /// Counts a webhook and its handling time.
 pub fn record_webhook(outcome: WebhookOutcome, took: Duration) {
     metrics::counter!("vx_bridge_webhooks_total", "outcome" => outcome.label()).increment(1);
