@@ -10,7 +10,7 @@ Absolute mount paths in the TOML and in VXB_* env values are rewritten to that r
 `vx-bridge check-config --config ROOT/<path from args>` runs with only the container's
 plain VXB_* variables. Secret contents are written to the temp dir only, never printed.
 
-Exit 0 when every Deployment passes (or is an expected XFAIL, below); 1 otherwise.
+Exit 0 when every Deployment passes; 1 otherwise.
 Usage: chart-drift.py VXB_BIN MANIFEST.yaml
 """
 import base64
@@ -22,10 +22,6 @@ import tempfile
 
 import yaml
 
-# The status service is built on another branch; until it lands, check-config refuses
-# `status.enabled = true` with exactly this line (after checking every status key first).
-# Deployments that run status count as XFAIL on that line; remove this after the merge.
-STATUS_NOT_BUILT = "invalid config: `status.enabled`: the status service is not available in this build yet"
 PLACEHOLDER = "placeholder-for-existing-secret\n"
 
 
@@ -106,8 +102,6 @@ def check_deployment(binary, dep, configmaps, secrets):
         line = (p.stderr.strip().splitlines() or [""])[-1].replace(root, "")
         if p.returncode == 0:
             return "PASS", line, notes
-        if p.returncode == 64 and line == STATUS_NOT_BUILT:
-            return "XFAIL", "status service not in this build (expected until the status branch lands)", notes
         return "FAIL", f"exit {p.returncode}: {line}", notes
     finally:
         shutil.rmtree(root)

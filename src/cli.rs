@@ -1,8 +1,10 @@
-//! Command-line interface: `serve` and `check-config`.
+//! Command-line interface: `serve`, `check-config`, and the operator lookups `status` and
+//! `result`, which send one request to a running status service over NATS.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// vx-bridge: VX verification webhooks → NATS JetStream events, and status lookups over NATS.
 #[derive(Debug, Parser)]
@@ -26,4 +28,30 @@ pub enum Command {
     /// Show the whole flow on this machine: NATS (found or started), a mock VX API, the bridge,
     /// signed sample webhooks, the events a subscriber receives, and a status lookup.
     Demo,
+    /// Ask the status service for a session's current status and print the reply.
+    /// Uses only the `[nats]` settings. Exit 0 on success, 1 on an error reply, 69 when no
+    /// service answers.
+    Status {
+        /// The session's request_id (a UUID).
+        request_id: String,
+        /// How long to wait for the reply.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Ask the status service for a session's full result and print it (exit codes as `status`).
+    Result(ResultArgs),
+}
+
+/// `vx-bridge result --request-id … | --email …`
+#[derive(Debug, Args)]
+pub struct ResultArgs {
+    /// The session's request_id (a UUID).
+    #[arg(long, required_unless_present = "email", conflicts_with = "email")]
+    pub request_id: Option<String>,
+    /// The user's email (only if the service has `upstream.email_lookup_path`).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// How long to wait for the reply.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }

@@ -474,6 +474,11 @@ pub struct LogConfig {
     pub level: String,
     /// `json` or `text`.
     pub format: LogFormat,
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; unset: no export.
+    /// Needs a binary built with the `otlp` cargo feature.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces.
+    pub service_name: String,
 }
 
 impl Default for LogConfig {
@@ -481,6 +486,8 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Json,
+            otlp_endpoint: None,
+            service_name: "vx-bridge".into(),
         }
     }
 }
@@ -497,8 +504,20 @@ impl Config {
         Ok(config)
     }
 
-    /// Like [`Config::load`] without [`Config::validate`]: for commands that need only part of
-    /// the configuration (the operator CLI needs `[nats]`, not webhook secrets).
+    /// Like [`Config::load`], but checks only `[nats]`: for the operator commands that only
+    /// send requests (`vx-bridge status`, `vx-bridge result`) and need no webhook auth or
+    /// upstream credentials.
+    pub fn load_for_requests(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let config = Self::parse(file, env)?;
+        config.validate_nats()?;
+        Ok(config)
+    }
+
+    /// The layers merged, not validated: for commands that need only part of the
+    /// configuration (`demo` uses `[nats]` and `[log]`).
     pub fn parse(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -528,6 +547,12 @@ impl Config {
 
     /// Checks values that the types alone cannot: names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                "is not a level or tracing filter",
+            ));
+        }
         let h = &self.http;
         if !h.webhook_path.starts_with('/') || h.webhook_path.len() < 2 {
             return Err(ConfigError::new(
@@ -550,6 +575,31 @@ impl Config {
         if h.max_in_flight == 0 {
             return Err(ConfigError::new("http.max_in_flight", "must be at least 1"));
         }
+        self.validate_nats()?;
+        if self.ingress.enabled {
+            // Building the verifier reads secret files and checks every auth key.
+            crate::auth::Verifier::from_config(&self.webhook.auth)?;
+        }
+        if !self.ingress.enabled && !self.status.enabled {
+            return Err(ConfigError::new(
+                "ingress.enabled",
+                "ingress and status are both disabled: nothing to run",
+            ));
+        }
+        if self.status.enabled {
+            self.validate_status()?;
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                "is not a level or tracing filter",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `[nats]` (connection, subjects, stream).
+    pub fn validate_nats(&self) -> Result<(), ConfigError> {
         let n = &self.nats;
         if n.url.split(',').all(|u| u.trim().is_empty()) {
             return Err(ConfigError::new("nats.url", "is empty"));
@@ -628,29 +678,6 @@ impl Config {
             return Err(ConfigError::new(
                 "nats.stream.max_bytes",
                 "must be -1 or above 0",
-            ));
-        }
-        if self.ingress.enabled {
-            // Building the verifier reads secret files and checks every auth key.
-            crate::auth::Verifier::from_config(&self.webhook.auth)?;
-        }
-        if !self.ingress.enabled && !self.status.enabled {
-            return Err(ConfigError::new(
-                "ingress.enabled",
-                "ingress and status are both disabled: nothing to run",
-            ));
-        }
-        if self.status.enabled {
-            self.validate_status()?;
-            return Err(ConfigError::new(
-                "status.enabled",
-                "the status service is not available in this build yet",
-            ));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(ConfigError::new(
-                "log.level",
-                "is not a level or tracing filter",
             ));
         }
         Ok(())

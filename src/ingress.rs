@@ -79,7 +79,17 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
         trace_id = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    let (outcome, response) = process(&ingress, req).instrument(span.clone()).await;
+    let trace = crate::telemetry::continue_trace(
+        &span,
+        header_str(req.headers(), "traceparent"),
+        header_str(req.headers(), "tracestate"),
+    );
+    if let Some(trace_id) = trace.trace_id() {
+        span.record("trace_id", trace_id);
+    }
+    let (outcome, response) = process(&ingress, req, &trace)
+        .instrument(span.clone())
+        .await;
     span.record("outcome", outcome.label());
     record_webhook(outcome, started.elapsed());
     response
@@ -101,7 +111,7 @@ impl Drop for InFlightGuard {
     }
 }
 
-async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
+async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookOutcome, Response) {
     let Ok(_permit) = ing.in_flight.clone().try_acquire_owned() else {
         tracing::warn!(
             outcome = "throttled",
@@ -167,14 +177,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
         }
     };
     let received_at = rfc3339(now);
-    let trace = TraceContext::continue_or_start(
-        header_str(&parts.headers, "traceparent"),
-        header_str(&parts.headers, "tracestate"),
-    );
     let span = tracing::Span::current();
-    if let Some(trace_id) = trace.trace_id() {
-        span.record("trace_id", trace_id);
-    }
     let value: Value = match serde_json::from_slice(&raw) {
         Ok(v) => v,
         Err(e) => {
@@ -193,7 +196,7 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
                 RejectReason::InvalidJson,
                 errors,
                 &received_at,
-                &trace,
+                trace,
                 problem,
             )
             .await;
@@ -215,12 +218,12 @@ async fn process(ing: &Ingress, req: Request) -> (WebhookOutcome, Response) {
             RejectReason::SchemaViolation,
             errors,
             &received_at,
-            &trace,
+            trace,
             problem,
         )
         .await;
     }
-    let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, &trace);
+    let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
     span.record("request_id", request_id);
     match publish(ing, &msg).await {

@@ -7,7 +7,7 @@
 //! - [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
-//! - [`status`]: the request-reply status service.
+//! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`cli`]: the command line.
 
 pub mod app;
@@ -24,5 +24,6 @@ pub mod schema;
 pub mod secret;
 pub mod status;
 pub mod telemetry;
+pub mod upstream;
 
 pub use app::run;

@@ -1,6 +1,7 @@
 //! The `vx-bridge` binary: parses the command line and configuration, then calls the library.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,14 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Demo) {
         return demo(&cli);
     }
-    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    let loaded = match &cli.command {
+        // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
+        Command::Status { .. } | Command::Result(_) => {
+            Config::load_for_requests(cli.config.as_deref(), std::env::vars())
+        }
+        _ => Config::load(cli.config.as_deref(), std::env::vars()),
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -27,24 +35,40 @@ fn main() -> ExitCode {
         }
         Command::Serve => serve(config),
         Command::Demo => demo(&cli),
+        Command::Status {
+            request_id,
+            timeout,
+        } => {
+            let payload = serde_json::json!({ "request_id": request_id });
+            lookup(config, Lookup::Status, payload, timeout)
+        }
+        Command::Result(args) => {
+            let payload = match (args.request_id, args.email) {
+                (Some(id), _) => serde_json::json!({ "request_id": id }),
+                (None, Some(email)) => serde_json::json!({ "email": email }),
+                // clap requires exactly one of them.
+                (None, None) => return ExitCode::from(EXIT_CONFIG as u8),
+            };
+            lookup(config, Lookup::Result, payload, args.timeout)
+        }
     }
 }
 
-/// `vx-bridge demo`: needs only `[nats]` and `[log]` from the configuration.
-fn demo(cli: &Cli) -> ExitCode {
-    let mut config = match Config::parse(cli.config.as_deref(), std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
-    if std::env::var_os("VXB_LOG__LEVEL").is_none() {
-        config.log.level = "warn".into();
-        config.log.format = vx_bridge::config::LogFormat::Text;
-    }
-    vx_bridge::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// Which lookup subject.
+enum Lookup {
+    Status,
+    Result,
+}
+
+/// Sends one request to the status service and prints the reply to stdout (errors to stderr).
+fn lookup(
+    config: Config,
+    which: Lookup,
+    payload: serde_json::Value,
+    timeout: Duration,
+) -> ExitCode {
+    use vx_bridge::status::client::{request, Reply};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -54,17 +78,56 @@ fn demo(cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vx_bridge::demo::run_demo(config)) {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
-            eprintln!("demo failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
+    let subject = match which {
+        Lookup::Status => subjects.status_get(),
+        Lookup::Result => subjects.result_get(),
+    };
+    runtime.block_on(async move {
+        let client =
+            match tokio::time::timeout(timeout, vx_bridge::publish::connect(&config.nats, false))
+                .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    eprintln!("cannot connect to NATS: {e:#}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+                Err(_) => {
+                    eprintln!("cannot connect to NATS within {timeout:?}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+            };
+        let body = bytes::Bytes::from(payload.to_string());
+        let code = match request(&client, &subject, body, timeout).await {
+            Ok(Reply::Ok(body)) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                ExitCode::SUCCESS
+            }
+            Ok(Reply::Error {
+                code,
+                message,
+                body,
+            }) => {
+                println!("{}", String::from_utf8_lossy(&body));
+                eprintln!("error {code}: {message}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+        code
+    })
 }
 
+/// Exit code when no status service answers (`EX_UNAVAILABLE` from sysexits.h).
+const EXIT_UNAVAILABLE: u8 = 69;
+
 fn serve(config: Config) -> ExitCode {
-    vx_bridge::telemetry::init_logging(&config.log);
+    let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,4 +183,37 @@ async fn on_signal(token: CancellationToken) {
         let _ = ctrl_c.await;
     }
     token.cancel();
+}
+
+/// `vx-bridge demo`: needs only `[nats]` and `[log]` from the configuration.
+fn demo(cli: &Cli) -> ExitCode {
+    let mut config = match Config::parse(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if std::env::var_os("VXB_LOG__LEVEL").is_none() {
+        config.log.level = "error".into();
+        config.log.format = vx_bridge::config::LogFormat::Text;
+    }
+    let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(vx_bridge::demo::run_demo(config)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -13,6 +13,14 @@ use serde_json::Value;
 pub const VX_RESULT: &str = include_str!("../schemas/vx-result.schema.json");
 /// `schemas/verification-event.schema.json`: the body we publish.
 pub const VERIFICATION_EVENT: &str = include_str!("../schemas/verification-event.schema.json");
+/// `schemas/status-request.schema.json`: a request on `{prefix}.status.get`.
+pub const STATUS_REQUEST: &str = include_str!("../schemas/status-request.schema.json");
+/// `schemas/status-reply.schema.json`: a successful reply on `{prefix}.status.get`.
+pub const STATUS_REPLY: &str = include_str!("../schemas/status-reply.schema.json");
+/// `schemas/result-request.schema.json`: a request on `{prefix}.result.get`.
+pub const RESULT_REQUEST: &str = include_str!("../schemas/result-request.schema.json");
+/// `schemas/service-error.schema.json`: the body of an error reply of the status service.
+pub const SERVICE_ERROR: &str = include_str!("../schemas/service-error.schema.json");
 
 /// At most this many violations are reported for one body.
 pub const MAX_VIOLATIONS: usize = 32;
@@ -31,6 +39,8 @@ pub struct Violation {
 pub struct Schemas {
     result: Arc<Validator>,
     event: Arc<Validator>,
+    status_request: Arc<Validator>,
+    result_request: Arc<Validator>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -69,15 +79,31 @@ impl Schemas {
             .with_registry(&registry)
             .build(&event_schema)
             .unwrap_or_else(|e| panic!("embedded schema verification-event does not compile: {e}"));
+        let simple = |name: &str, text: &str| {
+            jsonschema::draft202012::new(&parse(name, text))
+                .unwrap_or_else(|e| panic!("embedded schema {name} does not compile: {e}"))
+        };
         Schemas {
             result: Arc::new(result),
             event: Arc::new(event),
+            status_request: Arc::new(simple("status-request", STATUS_REQUEST)),
+            result_request: Arc::new(simple("result-request", RESULT_REQUEST)),
         }
     }
 
     /// Validates a VX body; `Err` lists the violations (at most [`MAX_VIOLATIONS`]).
     pub fn check_result(&self, body: &Value) -> Result<(), Vec<Violation>> {
         check(&self.result, body)
+    }
+
+    /// Validates a request on `{prefix}.status.get`.
+    pub fn check_status_request(&self, request: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.status_request, request)
+    }
+
+    /// Validates a request on `{prefix}.result.get`.
+    pub fn check_result_request(&self, request: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.result_request, request)
     }
 
     /// Validates a published event body (used by tests and the demo).

@@ -11,28 +11,196 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global log subscriber (once; later calls are ignored).
-pub fn init_logging(cfg: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.level)
+/// Keeps the trace exporter (if any) alive; flushes and stops it when dropped.
+#[derive(Default)]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The log filter for `level`. async-nats logs whole message payloads (which hold PII) at TRACE,
+/// so it is capped at DEBUG whatever the level asks for.
+pub fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match cfg.format {
-        LogFormat::Json => builder
+    if filter.max_level_hint() == Some(tracing::level_filters::LevelFilter::TRACE) {
+        match "async_nats=debug".parse() {
+            Ok(cap) => filter.add_directive(cap),
+            Err(_) => filter,
+        }
+    } else {
+        filter
+    }
+}
+
+/// Installs the global log subscriber (once; later calls are ignored), and the OTLP trace
+/// exporter when `log.otlp_endpoint` is set (binary built with the `otlp` feature).
+pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
+    let filter = log_filter(&cfg.level);
+    let fmt: BoxedLayer = match cfg.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Text => {
             use std::io::IsTerminal as _;
-            builder
+            tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::stderr().is_terminal())
-                .try_init()
+                .with_writer(std::io::stderr)
+                .boxed()
         }
     };
-    drop(result);
+    #[allow(unused_mut)]
+    let mut layers: Vec<BoxedLayer> = vec![fmt.with_filter(filter).boxed()];
+    #[allow(unused_mut)]
+    let mut guard = TelemetryGuard::default();
+    #[cfg(feature = "otlp")]
+    if let Some(endpoint) = &cfg.otlp_endpoint {
+        match otel::layer(endpoint, &cfg.service_name) {
+            Ok((layer, provider)) => {
+                layers.push(layer);
+                guard.provider = Some(provider);
+            }
+            Err(e) => eprintln!("OTLP trace export disabled: {e}"),
+        }
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    guard
+}
+
+/// The trace context of one hop (a webhook, a status request), to write into what it sends on
+/// (the NATS message, the VX API call): with OTLP export on, that of the exported `span` (made a
+/// child of the incoming `traceparent`); otherwise the incoming trace continued with a new span
+/// id, or a new trace.
+pub fn continue_trace(
+    span: &tracing::Span,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> crate::event::TraceContext {
+    #[cfg(feature = "otlp")]
+    if let Some(t) = otel::link(span, traceparent, tracestate) {
+        return t;
+    }
+    let _ = span;
+    crate::event::TraceContext::continue_or_start(traceparent, tracestate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn async_nats_is_capped_at_debug_because_its_trace_logs_payloads() {
+        for level in [
+            "trace",
+            "vx_bridge=trace,async_nats=trace",
+            "async_nats=trace",
+        ] {
+            let f = log_filter(level).to_string();
+            assert!(f.contains("async_nats=debug"), "{level}: {f}");
+            assert!(!f.contains("async_nats=trace"), "{level}: {f}");
+        }
+        assert_eq!(log_filter("info").max_level_hint(), Some(LevelFilter::INFO));
+        assert!(!log_filter("debug").to_string().contains("async_nats"));
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod otel {
+    //! OTLP/HTTP export of `tracing` spans, and W3C trace context linking.
+
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+        TracerProvider as _,
+    };
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::BoxedLayer;
+    use crate::event::TraceContext;
+
+    pub(super) fn layer(
+        endpoint: &str,
+        service_name: &str,
+    ) -> anyhow::Result<(BoxedLayer, opentelemetry_sdk::trace::SdkTracerProvider)> {
+        use tracing_subscriber::Layer as _;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("vx-bridge");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("vx_bridge", tracing::Level::INFO),
+            )
+            .boxed();
+        Ok((layer, provider))
+    }
+
+    /// Makes `span` a child of a valid incoming `traceparent`, and returns the trace context
+    /// of `span` itself; `None` when spans are not exported.
+    pub(super) fn link(
+        span: &tracing::Span,
+        traceparent: Option<&str>,
+        tracestate: Option<&str>,
+    ) -> Option<TraceContext> {
+        // `continue_or_start` keeps the trace id (and tracestate) only of a well-formed parent.
+        let incoming = TraceContext::continue_or_start(traceparent, tracestate);
+        let kept_state = incoming.tracestate.clone();
+        if let Some(tp) = traceparent.filter(|tp| incoming.trace_id() == tp.get(3..35)) {
+            let trace_id = TraceId::from_hex(tp.get(3..35)?).ok()?;
+            let span_id = SpanId::from_hex(tp.get(36..52)?).ok()?;
+            let flags = u8::from_str_radix(tp.get(53..55)?, 16).ok()?;
+            let state = kept_state
+                .as_deref()
+                .and_then(|s| s.parse::<TraceState>().ok())
+                .unwrap_or_default();
+            let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        }
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        if !sc.is_valid() {
+            return None;
+        }
+        Some(TraceContext {
+            traceparent: Some(format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            )),
+            tracestate: kept_state,
+        })
+    }
 }
 
 /// The Prometheus recorder, installed on first use (metrics are process-wide by nature).

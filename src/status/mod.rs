@@ -1,25 +1,442 @@
-//! The status and result request-reply service (`{prefix}.status.get`, `{prefix}.result.get`).
+//! The status and result request-reply service: a NATS micro service (`$SRV.PING/INFO/STATS`)
+//! with two endpoints in the queue group `status.queue_group`, so replicas share requests:
 //!
-//! Not built yet: `status.enabled = true` is refused by config validation until it is.
+//! - `{prefix}.status.get`: `{"request_id"}` → `{"request_id", "current_status", "checked_at", "source"}`
+//! - `{prefix}.result.get`: `{"request_id"}` or `{"email"}` (if configured) → the VX result body
+//!
+//! Requests are validated ([`request`]) before anything reaches the upstream; lookups are
+//! cached and coalesced ([`lookup`]); errors are answered with the `Nats-Service-Error` headers
+//! and a JSON body ([`error`]). [`client`] is the requester side (the CLI and tests). Logs carry
+//! the request_id, never an email or a body.
 
+pub mod client;
+pub mod error;
+pub mod lookup;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::event::Subjects;
+use crate::event::TraceContext;
+use crate::schema::Schemas;
+use crate::upstream::clock::{Clock, SystemClock};
+use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
+use error::ServiceError;
+use lookup::{Key, Lookups, Source};
+use request::ResultRequest;
+use tracing::Instrument as _;
 
-/// A running status service.
-#[derive(Debug)]
-pub struct StatusHandle;
+/// The micro service's name in `$SRV` discovery.
+pub const SERVICE_NAME: &str = "vx-bridge";
+/// Endpoint name of `{prefix}.status.get`.
+pub const STATUS_ENDPOINT: &str = "status-get";
+/// Endpoint name of `{prefix}.result.get`.
+pub const RESULT_ENDPOINT: &str = "result-get";
 
-impl StatusHandle {
-    /// Stops the endpoints.
-    pub async fn stop(self) {}
+/// A successful `status.get` reply (`schemas/status-reply.schema.json`).
+#[derive(Debug, Serialize)]
+pub struct StatusReply {
+    /// The session, lower-case hyphenated.
+    pub request_id: String,
+    /// INIT, IN PROGRESS, COMPLETED or PENDING.
+    pub current_status: CurrentStatus,
+    /// When the upstream was asked, RFC 3339.
+    pub checked_at: String,
+    /// `upstream` or `cache`.
+    pub source: &'static str,
 }
 
-/// Starts the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Status,
+    Result,
+}
+
+impl Endpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Status => "status",
+            Endpoint::Result => "result",
+        }
+    }
+}
+
+struct State {
+    client: async_nats::Client,
+    lookups: Lookups,
+    schemas: Schemas,
+    /// Where the stats-only copy of an error reply goes (see [`respond`]).
+    discard_subject: String,
+}
+
+/// A running status service.
+pub struct StatusHandle {
+    service: service::Service,
+    loops: Vec<JoinHandle<()>>,
+    stop: CancellationToken,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for StatusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusHandle")
+            .field("lookups", &self.state.lookups)
+            .finish()
+    }
+}
+
+impl StatusHandle {
+    /// Lookups waiting for the upstream or for a concurrent lookup of the same key.
+    pub fn lookups_in_flight(&self) -> usize {
+        self.state.lookups.in_flight()
+    }
+
+    /// The service's instance id in `$SRV` discovery.
+    pub async fn service_id(&self) -> String {
+        self.service.info().await.id
+    }
+
+    /// Stops taking requests, lets in-flight ones finish (bounded by `upstream.timeout` + 1 s),
+    /// then removes the service from discovery.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for l in self.loops {
+            if let Err(e) = l.await {
+                tracing::warn!(error = %e, "status endpoint task failed");
+            }
+        }
+        // When this returns, the server has processed the unsubscriptions: no request is
+        // routed to this instance any more.
+        barrier(&self.state.client).await;
+        if let Err(e) = self.service.stop().await {
+            tracing::warn!(error = %e, "stopping the status service failed");
+        }
+        tracing::info!("status service stopped");
+    }
+}
+
+/// Starts the service with an upstream client built from `config` (the system clock).
+/// The endpoints answer until [`StatusHandle::stop`]; `app::run` calls it after the HTTP
+/// server has finished, before draining NATS.
 pub async fn start(
-    _config: &Config,
-    _client: async_nats::Client,
+    config: &Config,
+    client: async_nats::Client,
     _shutdown: CancellationToken,
 ) -> anyhow::Result<StatusHandle> {
-    anyhow::bail!("the status service is not available in this build (set status.enabled = false)")
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let upstream = UpstreamClient::from_config(&config.upstream, clock)?;
+    start_with_upstream(config, client, Arc::new(upstream)).await
+}
+
+/// Starts the service with a given upstream client (tests pass one with a manual clock).
+pub async fn start_with_upstream(
+    config: &Config,
+    client: async_nats::Client,
+    upstream: Arc<UpstreamClient>,
+) -> anyhow::Result<StatusHandle> {
+    let subjects = Subjects::new(&config.nats.subject_prefix);
+    let service = client
+        .service_builder()
+        .description("vx-bridge: status and result of VX verification sessions")
+        .queue_group(&config.status.queue_group)
+        .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the NATS status service: {e}"))?;
+    let status_ep = service
+        .endpoint_builder()
+        .name(STATUS_ENDPOINT)
+        .add(subjects.status_get())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.status_get()))?;
+    let result_ep = service
+        .endpoint_builder()
+        .name(RESULT_ENDPOINT)
+        .add(subjects.result_get())
+        .await
+        .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
+    barrier(&client).await;
+    let state = Arc::new(State {
+        discard_subject: client.new_inbox(),
+        client,
+        lookups: Lookups::new(&config.status, upstream),
+        schemas: Schemas::get(),
+    });
+    let stop = CancellationToken::new();
+    let grace = config.upstream.timeout + Duration::from_secs(1);
+    let loops = vec![
+        tokio::spawn(serve(
+            status_ep,
+            Endpoint::Status,
+            state.clone(),
+            stop.clone(),
+            grace,
+        )),
+        tokio::spawn(serve(
+            result_ep,
+            Endpoint::Result,
+            state.clone(),
+            stop.clone(),
+            grace,
+        )),
+    ];
+    tracing::info!(
+        status = %subjects.status_get(),
+        result = %subjects.result_get(),
+        queue_group = %config.status.queue_group,
+        email_lookup = state.lookups.upstream().email_lookup_enabled(),
+        "status service started"
+    );
+    Ok(StatusHandle {
+        service,
+        loops,
+        stop,
+        state,
+    })
+}
+
+/// Waits (up to 5 s) until the server has processed this connection's earlier subscriptions:
+/// a message to our own inbox comes back only after them. So when [`start`] returns on a
+/// connected client, the endpoints receive requests. Not connected yet: logs and goes on.
+async fn barrier(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let round_trip = async {
+        let mut sub = client.subscribe(inbox.clone()).await.ok()?;
+        client.publish(inbox, Bytes::new()).await.ok()?;
+        let got = sub.next().await;
+        let _ = sub.unsubscribe().await;
+        got
+    };
+    if tokio::time::timeout(Duration::from_secs(5), round_trip)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        tracing::warn!(
+            "NATS did not confirm the status subscriptions yet; they apply once connected"
+        );
+    }
+}
+
+/// Takes requests from one endpoint until `stop`, one task each; then finishes in-flight ones.
+async fn serve(
+    mut endpoint: service::endpoint::Endpoint,
+    kind: Endpoint,
+    state: Arc<State>,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            next = endpoint.next() => match next {
+                Some(req) => {
+                    tasks.spawn(handle(req, kind, state.clone()));
+                }
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    if let Err(e) = endpoint.stop().await {
+        tracing::warn!(endpoint = kind.label(), error = %e, "unsubscribing failed");
+    }
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            endpoint = kind.label(),
+            "in-flight status requests did not finish in time"
+        );
+        tasks.abort_all();
+    }
+}
+
+async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
+    let span = tracing::info_span!(
+        "status_request",
+        endpoint = kind.label(),
+        request_id = tracing::field::Empty,
+        code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let header = |name: &str| {
+        req.message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let (traceparent, tracestate) = (header("traceparent"), header("tracestate"));
+    let trace =
+        crate::telemetry::continue_trace(&span, traceparent.as_deref(), tracestate.as_deref());
+    if let Some(trace_id) = trace.trace_id() {
+        span.record("trace_id", trace_id);
+    }
+    handle_in_span(req, kind, state, trace)
+        .instrument(span)
+        .await;
+}
+
+async fn handle_in_span(
+    req: service::Request,
+    kind: Endpoint,
+    state: Arc<State>,
+    trace: TraceContext,
+) {
+    let started = Instant::now();
+    let (result, request_id, source) = match kind {
+        Endpoint::Status => status_get(&state, &req.message.payload, &trace).await,
+        Endpoint::Result => result_get(&state, &req.message.payload, &trace).await,
+    };
+    let code = match &result {
+        Ok(_) => 200,
+        Err(e) => e.code,
+    };
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let request_id = request_id.as_deref().unwrap_or("-");
+    let source = source.map(Source::as_str).unwrap_or("-");
+    let span = tracing::Span::current();
+    span.record("request_id", request_id);
+    span.record("code", code);
+    match &result {
+        Err(e) if e.code >= 500 => {
+            tracing::warn!(endpoint = kind.label(), request_id, code, elapsed_ms, error = %e.message, "status request failed")
+        }
+        Err(e) => {
+            tracing::info!(endpoint = kind.label(), request_id, code, elapsed_ms, error = %e.message, "status request refused")
+        }
+        Ok(_) => {
+            tracing::debug!(
+                endpoint = kind.label(),
+                request_id,
+                code,
+                source,
+                elapsed_ms,
+                "status request answered"
+            )
+        }
+    }
+    metrics::counter!("vx_bridge_status_requests_total", "endpoint" => kind.label(), "code" => code.to_string())
+        .increment(1);
+    respond(req, result, &state).await;
+}
+
+type Handled = (Result<Bytes, ServiceError>, Option<String>, Option<Source>);
+
+async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
+    let req = match request::parse_status(payload, &state.schemas) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None, None),
+    };
+    let id = req.request_id.hyphenated().to_string();
+    let (fetched, source) = match state.lookups.get(Key::Id(req.request_id), trace).await {
+        Ok(v) => v,
+        Err(e) => return (Err(ServiceError::from(e.as_ref())), Some(id), None),
+    };
+    let Some(current_status) = fetched.reply.current_status() else {
+        return (
+            Err(ServiceError::bad_gateway(
+                "the VX result has an unrecognized status; see result.get",
+            )),
+            Some(id),
+            Some(source),
+        );
+    };
+    let reply = StatusReply {
+        request_id: id.clone(),
+        current_status,
+        checked_at: fetched
+            .checked_at
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into()),
+        source: source.as_str(),
+    };
+    let body = serde_json::to_vec(&reply)
+        .map(Bytes::from)
+        .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
+    (body, Some(id), Some(source))
+}
+
+async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
+    let req = match request::parse_result(payload, &state.schemas) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None, None),
+    };
+    let (key, id) = match req {
+        ResultRequest::Id(id) => (Key::Id(id), Some(id.hyphenated().to_string())),
+        ResultRequest::Email(email) => {
+            if !state.lookups.upstream().email_lookup_enabled() {
+                return (
+                    Err(ServiceError::bad_request(
+                        "lookup by email is not configured on this bridge (upstream.email_lookup_path); use request_id",
+                    )),
+                    None,
+                    None,
+                );
+            }
+            (Key::Email(email), None)
+        }
+    };
+    let (fetched, source) = match state.lookups.get(key, trace).await {
+        Ok(v) => v,
+        Err(e) => return (Err(ServiceError::from(e.as_ref())), id, None),
+    };
+    let body = match &fetched.reply {
+        SessionReply::Result(r) => Ok(r.raw.clone()),
+        SessionReply::Status(s) => Err(ServiceError::not_found(format!(
+            "the VX API has no result body for this session yet (current_status: {})",
+            s.as_str()
+        ))),
+    };
+    (body, id, Some(source))
+}
+
+/// Sends the reply. An error reply carries the `Nats-Service-Error` headers *and* a JSON body;
+/// async-nats' `respond(Err(..))` sends an empty body, and only it counts the error in the
+/// endpoint's `$SRV.STATS`. So the error is published to the requester here, and then
+/// `respond(Err(..))` is pointed at an inbox nobody listens on, to count it.
+async fn respond(mut req: service::Request, result: Result<Bytes, ServiceError>, state: &State) {
+    let outcome = match result {
+        Ok(body) => req.respond(Ok(body)).await.map_err(|e| e.to_string()),
+        Err(e) => {
+            let Some(reply) = req.message.reply.clone() else {
+                return;
+            };
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(service::NATS_SERVICE_ERROR, e.header_message().as_str());
+            headers.insert(
+                service::NATS_SERVICE_ERROR_CODE,
+                e.code.to_string().as_str(),
+            );
+            let sent = state
+                .client
+                .publish_with_headers(reply, headers, e.body())
+                .await
+                .map_err(|e| e.to_string());
+            req.message.reply = Some(state.discard_subject.clone().into());
+            let counted = req
+                .respond(Err(service::error::Error {
+                    status: e.header_message(),
+                    code: e.code as usize,
+                }))
+                .await
+                .map_err(|e| e.to_string());
+            sent.and(counted)
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "sending a status reply failed");
+    }
 }

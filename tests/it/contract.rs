@@ -50,3 +50,67 @@ fn the_default_webhook_path_is_the_documented_one() {
     let path = vx_bridge::config::Config::default().http.webhook_path;
     assert!(doc["paths"][path.as_str()]["post"].is_object());
 }
+
+#[test]
+fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
+    let doc = yaml("schemas/asyncapi.yaml");
+    let prefix = vx_bridge::config::Config::default().nats.subject_prefix;
+    assert_eq!(
+        doc["components"]["parameters"]["prefix"]["default"],
+        prefix.as_str()
+    );
+    let documented: BTreeSet<String> = doc["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["address"].as_str())
+        .map(|a| a.replace("{prefix}", &prefix))
+        .collect();
+    let subjects = vx_bridge::event::Subjects::new(&prefix);
+    let used: BTreeSet<String> = subjects
+        .stream_subjects()
+        .into_iter()
+        .chain(subjects.request_subjects())
+        .collect();
+    assert_eq!(documented, used);
+}
+
+#[test]
+fn asyncapi_lists_the_ce_types_and_service_error_codes_the_code_uses() {
+    use vx_bridge::event::{EventKind, CE_SOURCE, CE_TYPE_PREFIX};
+    let doc = yaml("schemas/asyncapi.yaml");
+    let msgs = &doc["components"]["messages"];
+    let types: BTreeSet<String> = msgs["verificationEvent"]["headers"]["properties"]["ce-type"]
+        ["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let used: BTreeSet<String> = EventKind::ALL
+        .iter()
+        .map(|k| format!("{CE_TYPE_PREFIX}{}", k.suffix()))
+        .collect();
+    assert_eq!(types, used);
+    assert_eq!(
+        msgs["verificationEvent"]["headers"]["properties"]["ce-source"]["const"],
+        CE_SOURCE
+    );
+    let codes: BTreeSet<String> = msgs["serviceError"]["headers"]["properties"]
+        ["Nats-Service-Error-Code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schemas/service-error.schema.json")).unwrap();
+    let schema_codes: BTreeSet<String> = schema["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(codes, schema_codes);
+}

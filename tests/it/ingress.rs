@@ -69,11 +69,12 @@ pub fn new_request_id() -> String {
 }
 
 pub async fn stream_of(bridge: &Bridge, nats_url: &str) -> jetstream::stream::Stream {
+    stream_of_name(&bridge.config.nats.stream.name, nats_url).await
+}
+
+pub async fn stream_of_name(name: &str, nats_url: &str) -> jetstream::stream::Stream {
     let client = async_nats::connect(nats_url).await.unwrap();
-    jetstream::new(client)
-        .get_stream(&bridge.config.nats.stream.name)
-        .await
-        .unwrap()
+    jetstream::new(client).get_stream(name).await.unwrap()
 }
 
 pub async fn message_count(stream: &mut jetstream::stream::Stream) -> u64 {

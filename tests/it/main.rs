@@ -6,4 +6,7 @@ mod binary;
 mod common;
 mod contract;
 mod ingress;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod pii;
+mod status;

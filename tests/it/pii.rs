@@ -46,9 +46,29 @@ pub fn pii_body(status: &str) -> Value {
     v
 }
 
+/// A VX API that answers every session with [`pii_body`].
+async fn pii_vx_api() -> String {
+    use axum::extract::Path;
+    let app = axum::Router::new().route(
+        "/api/session/result/{id}",
+        axum::routing::get(|Path(id): Path<String>| async move {
+            let mut v = pii_body("PASS");
+            v["request_id"] = json!(id);
+            axum::Json(v)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+const UPSTREAM_TOKEN: &str = "tok-Upstream-Secret-7731";
+
 #[tokio::test]
-async fn trace_logs_of_every_webhook_outcome_hold_no_pii_and_no_secret() {
+async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secret() {
     let mut nats = NatsServer::start();
+    let vx_url = pii_vx_api().await;
     let cfg = test_config(&nats.url());
     let port = free_port();
     let log_dir = tempfile::tempdir().unwrap();
@@ -67,6 +87,9 @@ async fn trace_logs_of_every_webhook_outcome_hold_no_pii_and_no_secret() {
             format!("[\"{SECRET}\"]"),
         )
         .env("VXB_LOG__LEVEL", "trace")
+        .env("VXB_STATUS__ENABLED", "true")
+        .env("VXB_UPSTREAM__BASE_URL", &vx_url)
+        .env("VXB_UPSTREAM__TOKEN", UPSTREAM_TOKEN)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -155,6 +178,42 @@ async fn trace_logs_of_every_webhook_outcome_hold_no_pii_and_no_secret() {
             .status()
             .as_u16(),
     );
+    // Status and result lookups whose replies hold PII, and bad requests holding PII.
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let prefix = &cfg.nats.subject_prefix;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut replies = Vec::new();
+    for (subject, body) in [
+        (
+            format!("{prefix}.status.get"),
+            json!({"request_id": id}).to_string(),
+        ),
+        (
+            format!("{prefix}.result.get"),
+            json!({"request_id": id}).to_string(),
+        ),
+        (
+            format!("{prefix}.result.get"),
+            json!({"email": "zebulon.q@example.org"}).to_string(),
+        ),
+        (
+            format!("{prefix}.status.get"),
+            json!({"request_id": "Zebulon Quackenbush"}).to_string(),
+        ),
+        (
+            format!("{prefix}.status.get"),
+            "{\"ssn\": 078-05-1120".to_owned(),
+        ),
+    ] {
+        let reply = nc.request(subject, body.into()).await.unwrap();
+        let code = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .map_or_else(|| "ok".to_owned(), |c| c.to_string());
+        replies.push(code);
+    }
+    assert_eq!(replies, ["ok", "ok", "400", "400", "400"]);
     // NATS down.
     nats.kill();
     codes.push(
@@ -189,7 +248,16 @@ async fn trace_logs_of_every_webhook_outcome_hold_no_pii_and_no_secret() {
         let hits: Vec<&str> = text.lines().filter(|l| l.contains(value)).take(3).collect();
         assert!(hits.is_empty(), "PII {value:?} in logs: {hits:#?}");
     }
-    for secret in [SECRET, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "d3Jvbmc"] {
+    assert!(
+        text.contains("status_request"),
+        "the capture holds the status service's logs"
+    );
+    for secret in [
+        SECRET,
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "d3Jvbmc",
+        UPSTREAM_TOKEN,
+    ] {
         assert!(!text.contains(secret), "secret in logs");
     }
 }

@@ -1,0 +1,194 @@
+//! Parsing and validating requests before anything reaches the upstream: JSON, then the
+//! request schema (`status-request`, `result-request`), then typed values. A `request_id` is
+//! a UUID from here on, so no path characters can ever reach a URL; an email is only checked
+//! and passed on, never logged. Every failure is a 400 whose message names the rule, not the
+//! value.
+
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ServiceError;
+use crate::schema::{Schemas, Violation};
+
+/// A validated `{prefix}.status.get` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRequest {
+    /// The session.
+    pub request_id: Uuid,
+}
+
+/// A validated `{prefix}.result.get` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultRequest {
+    /// By session id.
+    Id(Uuid),
+    /// By the user's email (PII).
+    Email(String),
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    request_id: Option<String>,
+    email: Option<String>,
+}
+
+fn json(payload: &[u8], example: &str) -> Result<Value, ServiceError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Err(ServiceError::bad_request(format!(
+            "empty request: send JSON like {example}"
+        )));
+    }
+    serde_json::from_slice(payload).map_err(|_| {
+        ServiceError::bad_request(format!("the request is not JSON: send JSON like {example}"))
+    })
+}
+
+fn schema_error(schema: &str, violations: &[Violation]) -> ServiceError {
+    let list: Vec<String> = violations
+        .iter()
+        .take(5)
+        .map(|v| {
+            let at = if v.instance_path.is_empty() {
+                "(root)"
+            } else {
+                &v.instance_path
+            };
+            format!("{at}: {}", v.message)
+        })
+        .collect();
+    ServiceError::bad_request(format!(
+        "the request does not match {schema}: {}",
+        list.join("; ")
+    ))
+}
+
+fn uuid(s: &str) -> Result<Uuid, ServiceError> {
+    // The schema allows only the 36-character hyphenated form; parse it to be sure.
+    if s.len() != 36 {
+        return Err(ServiceError::bad_request("request_id is not a UUID"));
+    }
+    Uuid::try_parse(s).map_err(|_| ServiceError::bad_request("request_id is not a UUID"))
+}
+
+/// Parses a status request.
+pub fn parse_status(payload: &[u8], schemas: &Schemas) -> Result<StatusRequest, ServiceError> {
+    let value = json(payload, r#"{"request_id": "<uuid>"}"#)?;
+    schemas
+        .check_status_request(&value)
+        .map_err(|v| schema_error("status-request.schema.json", &v))?;
+    let raw: Raw = serde_json::from_value(value)
+        .map_err(|_| ServiceError::bad_request("request_id must be a string"))?;
+    let id = raw
+        .request_id
+        .ok_or_else(|| ServiceError::bad_request("request_id is missing"))?;
+    Ok(StatusRequest {
+        request_id: uuid(&id)?,
+    })
+}
+
+/// Parses a result request.
+pub fn parse_result(payload: &[u8], schemas: &Schemas) -> Result<ResultRequest, ServiceError> {
+    let value = json(
+        payload,
+        r#"{"request_id": "<uuid>"} or {"email": "<address>"}"#,
+    )?;
+    schemas
+        .check_result_request(&value)
+        .map_err(|v| schema_error("result-request.schema.json", &v))?;
+    let raw: Raw = serde_json::from_value(value)
+        .map_err(|_| ServiceError::bad_request("request_id and email must be strings"))?;
+    match (raw.request_id, raw.email) {
+        (Some(id), None) => Ok(ResultRequest::Id(uuid(&id)?)),
+        (None, Some(email)) => Ok(ResultRequest::Email(email)),
+        _ => Err(ServiceError::bad_request(
+            "send exactly one of request_id and email",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
+
+    fn status(body: &str) -> Result<StatusRequest, ServiceError> {
+        parse_status(body.as_bytes(), &Schemas::get())
+    }
+
+    fn result(body: &str) -> Result<ResultRequest, ServiceError> {
+        parse_result(body.as_bytes(), &Schemas::get())
+    }
+
+    #[test]
+    fn good_requests_parse() {
+        let want = Uuid::parse_str(ID).unwrap();
+        assert_eq!(
+            status(&format!(r#"{{"request_id":"{ID}"}}"#))
+                .unwrap()
+                .request_id,
+            want
+        );
+        assert_eq!(
+            status(&format!(r#"{{"request_id":"{}"}}"#, ID.to_uppercase()))
+                .unwrap()
+                .request_id,
+            want
+        );
+        assert_eq!(
+            result(&format!(r#"{{"request_id":"{ID}"}}"#)).unwrap(),
+            ResultRequest::Id(want)
+        );
+        assert_eq!(
+            result(r#"{"email":"jane.doe+vx@example.co.uk"}"#).unwrap(),
+            ResultRequest::Email("jane.doe+vx@example.co.uk".into())
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_400_without_echoing_values() {
+        let bad_status = [
+            "",
+            "   ",
+            "not json",
+            "[]",
+            "{}",
+            r#"{"request_id": 42}"#,
+            r#"{"request_id": "../x"}"#,
+            r#"{"request_id": "a%2Fb"}"#,
+            r#"{"request_id": " "}"#,
+            r#"{"request_id": "4ed2ec6694714159 9ce7bd1742fc2b8"}"#,
+            r#"{"request_id": "4ed2ec66947141599ce7bd1742fc2b8a"}"#,
+            r#"{"request_id": "{4ed2ec66-9471-415d-99ce-7bd1742fc2b8}"}"#,
+            r#"{"request_id": "urn:uuid:4ed2ec66-9471-415d-99ce-7bd1742fc2b8"}"#,
+            r#"{"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8/../x"}"#,
+            r#"{"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "extra": 1}"#,
+        ];
+        for b in bad_status {
+            let e = status(b).unwrap_err();
+            assert_eq!(e.code, 400, "{b}");
+            assert!(
+                !e.message.contains("../x") && !e.message.contains("a%2Fb"),
+                "{e:?}"
+            );
+        }
+        let bad_result = [
+            "nope",
+            "{}",
+            r#"{"request_id": "../x"}"#,
+            r#"{"email": "no-at-sign"}"#,
+            r#"{"email": "a@b"}"#,
+            r#"{"email": "a b@example.com"}"#,
+            r#"{"email": "a/../b@example.com"}"#,
+            r#"{"email": "a@example.com?x=1"}"#,
+            r#"{"email": 7}"#,
+            r#"{"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "email": "a@example.com"}"#,
+        ];
+        for b in bad_result {
+            let e = result(b).unwrap_err();
+            assert_eq!(e.code, 400, "{b}");
+            assert!(!e.message.contains("no-at-sign"), "{e:?}");
+        }
+    }
+}
