@@ -6,6 +6,7 @@
 //! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
 //! with a [`PublishError`] that the ingress answers with 503.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -14,6 +15,7 @@ use async_nats::jetstream::{self, stream};
 use crate::config::{NatsConfig, StorageKind, StreamConfig};
 use crate::event::{OutboundMessage, Subjects};
 use crate::secret::read_secret_file;
+use crate::telemetry::PublishMetrics;
 
 /// Where a message was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +260,8 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     timeout: Duration,
+    /// PubAck durations by result, registered once.
+    metrics: Arc<PublishMetrics>,
 }
 
 impl Publisher {
@@ -271,6 +275,7 @@ impl Publisher {
             client,
             js,
             timeout,
+            metrics: Arc::new(PublishMetrics::new()),
         }
     }
 
@@ -287,14 +292,16 @@ impl Publisher {
     /// Publishes and awaits the PubAck. Fails fast while disconnected, so requests do not wait on
     /// a dead connection (a message buffered now could be stored after we answered 503; the
     /// sender's retry is then recognised as a duplicate by its `Nats-Msg-Id`).
-    pub async fn publish(&self, msg: &OutboundMessage) -> Result<Stored, PublishError> {
+    /// Takes the message by value so its header values move into the NATS headers uncopied.
+    pub async fn publish(&self, msg: OutboundMessage) -> Result<Stored, PublishError> {
         if self.client.connection_state() != State::Connected {
             return Err(PublishError::Disconnected);
         }
+        let (subject, headers, payload) = msg.into_nats();
         let work = async {
             let ack = self
                 .js
-                .publish_with_headers(msg.subject.clone(), msg.nats_headers(), msg.payload.clone())
+                .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(map_publish_error)?;
             ack.await.map_err(map_publish_error)
@@ -310,7 +317,7 @@ impl Publisher {
             }),
         };
         let label = result.as_ref().map_or_else(PublishError::code, |_| "ok");
-        crate::telemetry::record_publish(label, started.elapsed());
+        self.metrics.record(label, started.elapsed());
         result
     }
 }
