@@ -82,13 +82,13 @@ fn hot(c: &mut Criterion) {
     g.bench_function("event_build", |b| {
         b.iter(|| {
             let m = build_event(&subjects, &with_id, raw, black_box(&value), AT, &trace);
-            m.nats_headers()
+            m.into_nats()
         })
     });
     g.bench_function("event_build_hashed_id", |b| {
         b.iter(|| {
             let m = build_event(&subjects, &without_id, raw, black_box(&value), AT, &trace);
-            m.nats_headers()
+            m.into_nats()
         })
     });
     g.bench_function("all_steps", |b| {
@@ -100,7 +100,7 @@ fn hot(c: &mut Criterion) {
             let value: Value = serde_json::from_slice(raw).expect("JSON");
             schemas.check_result(&value).expect("valid");
             let m = build_event(&subjects, &v, raw, &value, AT, &trace);
-            m.nats_headers()
+            m.into_nats()
         })
     });
     g.finish();

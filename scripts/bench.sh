@@ -8,6 +8,9 @@
 #                 ingress and its callgrind instructions per request: before/after in one run
 #   --no-profile  skip the callgrind profile
 #   --out FILE    write the report there instead of docs/PERFORMANCE.md
+#   --report-from DIR  measure nothing: write the report again from a kept run's results
+#                 (every run keeps them in target/bench/last-run), e.g. after editing
+#                 scripts/bench-analysis.md
 #
 # Environment: BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_IN_FLIGHT (256), BENCH_PROFILE_REQUESTS (2000).
@@ -28,6 +31,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=0
 BEFORE=""
+BEFORE_REV=""
+REPORT_FROM=""
 PROFILE=1
 OUT="$ROOT/docs/PERFORMANCE.md"
 while [ $# -gt 0 ]; do
@@ -36,6 +41,7 @@ while [ $# -gt 0 ]; do
     --before) BEFORE="$2"; shift ;;
     --no-profile) PROFILE=0 ;;
     --out) OUT="$2"; shift ;;
+    --report-from) REPORT_FROM="$2"; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -62,7 +68,10 @@ need jq jq
 need curl curl
 [ "$PROFILE" = 1 ] && { need valgrind valgrind; need callgrind_annotate valgrind; }
 
+if [ -z "$REPORT_FROM" ]; then  # ------------------------------------- measurements
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+MEASURED_AT=$(date -u +%Y-%m-%dT%H:%MZ)
+MEASURED_REV="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches scripts Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
 say "load average before: $LOAD_START (2 cores; run when the 1-minute figure is low)"
 
 say "building release binaries"
@@ -76,7 +85,8 @@ if [ -n "$BEFORE" ]; then
   src=$ROOT/target/bench-before/src
   rm -rf "$src" && mkdir -p "$src"
   git archive "$BEFORE" | tar -x -C "$src"
-  (cd "$src" && CARGO_TARGET_DIR=$ROOT/target/bench-before/target cargo build --release --locked --bin vx-bridge >&2)
+  # Not --locked: an older revision's lock file may need a touch; it is a temp copy.
+  (cd "$src" && CARGO_TARGET_DIR=$ROOT/target/bench-before/target cargo build --release --bin vx-bridge >&2)
   BEFORE_BIN=$ROOT/target/bench-before/target/release/vx-bridge
   BEFORE_REV=$(git rev-parse --short "$BEFORE")
 fi
@@ -134,12 +144,20 @@ webhook() {  # URL OUT [extra vx-load args]
   cat "$out" >&2
 }
 j() { jq -r "$1" "$2"; }
+ticks() {  # PID: CPU time used so far (user + system), in 1/100 s
+  awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
+}
+cpu_note() {  # NAME PID T0: write the CPU seconds PID used since T0 ticks to $TMP/NAME
+  awk -v a="$3" -v b="$(ticks "$2")" 'BEGIN { printf "%.2f", (b - a) / 100 }' >"$TMP/$1"
+}
 
 # ---------------------------------------------------------------- (a) raw JetStream publish
 say "(a) raw JetStream publish, $IN_FLIGHT PubAcks in flight, unique Nats-Msg-Id, file store"
 start_nats a
+t_nats=$(ticks "$NATS_PID")
 $LOAD jspub --nats "$NATS_URL" --in-flight "$IN_FLIGHT" --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/a.json"
 cat "$TMP/a.json" >&2
+cpu_note a-nats-cpu "$NATS_PID" "$t_nats"
 stop_nats a
 
 # ---------------------------------------------------------------- (b) plain axum 202
@@ -148,7 +166,9 @@ port=$($LOAD free-port)
 $LOAD serve202 --listen "127.0.0.1:$port" --duration 300s >/dev/null &
 S202=$!; PIDS+=("$S202")
 wait_port "$port"
+t_srv=$(ticks "$S202")
 webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/b.json"
+cpu_note b-srv-cpu "$S202" "$t_srv"
 stop "$S202"
 
 # ---------------------------------------------------------------- (c) vx-bridge ingress
@@ -157,7 +177,9 @@ ingress() {  # NAME BIN: peak, half of peak, RSS
   start_nats "$name"
   port=$($LOAD free-port)
   start_bridge "$name" "$bin" "$port"
+  local t_nats t_srv; t_nats=$(ticks "$NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name.json"
+  cpu_note "$name-nats-cpu" "$NATS_PID" "$t_nats"; cpu_note "$name-srv-cpu" "$BRIDGE_PID" "$t_srv"
   local half; half=$(jq -r '.rps / 2 | floor' "$TMP/$name.json")
   say "($name) at half of peak: $half req/s"
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name-half.json" --rate "$half"
@@ -171,6 +193,13 @@ if [ -n "$BEFORE_BIN" ]; then
   say "(c) before: vx-bridge at $BEFORE_REV"
   ingress cbefore "$BEFORE_BIN"
 fi
+say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
+start_nats cwarn
+port=$($LOAD free-port)
+start_bridge cwarn "$BIN" "$port" VXB_LOG__LEVEL=warn
+webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cwarn.json"
+stop "$BRIDGE_PID"
+stop_nats cwarn
 
 say "start to ready (5 starts, each from exec to /readyz 200)"
 start_nats s
@@ -209,7 +238,7 @@ if [ "$STATUS" = 1 ]; then
   $LOAD status --nats "$NATS_URL" --ids 100 --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-cache.json"
   cat "$TMP/d-cache.json" >&2
   say "(d) status through the 20 ms mock VX API: every lookup a new request_id"
-  $LOAD status --nats "$NATS_URL" --ids 10000000 --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-upstream.json"
+  $LOAD status --nats "$NATS_URL" --ids 0 --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-upstream.json"
   cat "$TMP/d-upstream.json" >&2
   say "(d) burst: 100 identical lookups of a new request_id"
   calls0=$(curl -fs "http://127.0.0.1:$mport/mock/stats" | jq .result_calls)
@@ -258,11 +287,40 @@ fi
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# Keep the raw results, so the report can be written again from them (--report-from).
+BEFORE_BIN_SET=$([ -n "$BEFORE_BIN" ] && echo 1 || echo "")
+declare -p QUICK BEFORE BEFORE_REV DURATION WARMUP CONNS IN_FLIGHT PROFILE PROFILE_REQUESTS STATUS \
+  LOAD_START LOAD_END BIN_BYTES BEFORE_BIN_SET MEASURED_AT MEASURED_REV 2>/dev/null >"$TMP/vars.sh" || true
+KEEP=$ROOT/target/bench/last-run
+rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$TMP/vars.sh" "$KEEP"/ 2>/dev/null || true
+else  # ---------------------------------------------------------------- --report-from DIR
+  TMP=$REPORT_FROM
+  # shellcheck disable=SC1091
+  . "$TMP/vars.sh"
+  BEFORE_BIN=${BEFORE_BIN_SET:+before}
+fi
+
 # ---------------------------------------------------------------- report
 say "writing $OUT"
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "n/a" }'; }
 row() {  # LABEL FILE
   jq -r --arg l "$1" '"| \($l) | \(.rps | floor) | \(.p50_ms) | \(.p90_ms) | \(.p99_ms) | \(.codes | to_entries | map("\(.key): \(.value)") | join(", ")) |"' "$2"
+}
+step_ir() {  # ANNOTATE FUNCTION: inclusive instructions per webhook of the first exact match
+  awk -v fn="$2" -v n="$PROFILE_REQUESTS" '
+    { line = $0; sub(/^ *[0-9,]+ *(\([ 0-9.%]*\))? */, "", line); sub(/ \[.*$/, "", line); sub(/^[^:]*:/, "", line) }
+    line == fn { ir = $1; gsub(",", "", ir); printf "%d", ir / n; found = 1; exit }
+    END { if (!found) printf "n/a" }' "$1"
+}
+cpu_row() {  # LABEL LOAD_JSON NATS_CPU_FILE SERVER_CPU_FILE
+  local n l s
+  n=$(jq -r '.all_requests' "$2"); l=$(jq -r '.cpu_s' "$2")
+  local nats=0 srv=0
+  [ -n "$3" ] && nats=$(cat "$3"); [ -n "$4" ] && srv=$(cat "$4")
+  awk -v label="$1" -v n="$n" -v l="$l" -v a="$nats" -v b="$srv" -v has_a="$3" -v has_b="$4" -v cores="$(nproc)" 'BEGIN {
+    f = 1e6 / n; sum = (a + b + l) * f
+    printf "| %s | %s | %s | %.1f | %.1f | %.0f req/s |\n", label,
+      has_a == "" ? "-" : sprintf("%.1f", a * f), has_b == "" ? "-" : sprintf("%.1f", b * f), l * f, sum, cores * 1e6 / sum }'
 }
 yes_no() { if [ "$1" = 1 ]; then echo "**met**"; else echo "**missed**"; fi; }
 A=$(j .rps "$TMP/a.json"); B=$(j .rps "$TMP/b.json"); C=$(j .rps "$TMP/c.json")
@@ -276,7 +334,7 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
 {
   echo "# Performance"
   echo
-  echo "Written by \`scripts/bench.sh$([ "$QUICK" = 1 ] && echo ' --quick')$([ -n "$BEFORE" ] && echo " --before $BEFORE")\` on $(date -u +%Y-%m-%dT%H:%MZ), at commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)'). Do not edit by hand: run the script again."
+  echo "Written by \`scripts/bench.sh$([ "$QUICK" = 1 ] && echo ' --quick')$([ -n "$BEFORE" ] && echo " --before $BEFORE")\` on $MEASURED_AT, at commit \`$MEASURED_REV\`. Do not edit by hand: run the script again."
   [ "$QUICK" = 1 ] && { echo; echo "**A quick run (3 s per measurement): indicative only.**"; }
   echo
   echo "Load generator, NATS and vx-bridge share the machine's cores, so absolute numbers drift from run to run;"
@@ -297,6 +355,7 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
   row "(b) plain axum 202, $CONNS connections (baseline)" "$TMP/b.json"
   row "(c) vx-bridge ingress, $CONNS connections, peak" "$TMP/c.json"
   row "(c) vx-bridge ingress at half of peak (open loop)" "$TMP/c-half.json"
+  row "(c) vx-bridge ingress, log.level = warn, peak" "$TMP/cwarn.json"
   if [ -n "$BEFORE_BIN" ]; then
     row "(c) before ($BEFORE_REV), peak" "$TMP/cbefore.json"
     row "(c) before ($BEFORE_REV), half of its peak" "$TMP/cbefore-half.json"
@@ -306,6 +365,19 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
     row "(d) status from cache, 64 requesters" "$TMP/d-cache.json"
     row "(d) status, each lookup upstream (mock VX API, 20 ms)" "$TMP/d-upstream.json"
   fi
+  echo
+  echo "## Where the CPU goes (peak runs)"
+  echo
+  echo "CPU time (user + system, from \`/proc/PID/stat\`) each process used during the run, divided by every"
+  echo "request it served (warm-up included). The three share $(nproc) cores, so their sum bounds the rate:"
+  echo "$(nproc) cores ÷ (µs per request) is the most the machine could do if nothing else ran."
+  echo
+  echo "| run | nats-server µs/req | server µs/req | load generator µs/req | sum | $(nproc) cores ÷ sum |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  cpu_row "(a) raw JetStream publish" "$TMP/a.json" "$TMP/a-nats-cpu" ""
+  cpu_row "(b) plain axum 202" "$TMP/b.json" "" "$TMP/b-srv-cpu"
+  cpu_row "(c) vx-bridge ingress" "$TMP/c.json" "$TMP/c-nats-cpu" "$TMP/c-srv-cpu"
+  [ -n "$BEFORE_BIN" ] && cpu_row "(c) before ($BEFORE_REV)" "$TMP/cbefore.json" "$TMP/cbefore-nats-cpu" "$TMP/cbefore-srv-cpu"
   echo
   echo "## Targets"
   echo
@@ -342,6 +414,33 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
     echo "| this commit | $(cat "$TMP/p-ir") |"
     [ -n "$BEFORE_BIN" ] && echo "| before ($BEFORE_REV) | $(cat "$TMP/pbefore-ir") |"
     echo
+    echo "By step (inclusive instructions per webhook; functions as named in the release binary's symbols):"
+    echo
+    echo "| step | function | this commit |$([ -n "$BEFORE_BIN" ] && echo " before ($BEFORE_REV) |")"
+    echo "|---|---|---:|$([ -n "$BEFORE_BIN" ] && echo "---:|")"
+    while IFS='|' read -r step fn; do
+      local_now=$(step_ir "$TMP/p-annotate.txt" "$fn")
+      if [ -n "$BEFORE_BIN" ]; then
+        echo "| $step | \`$fn\` | $local_now | $(step_ir "$TMP/pbefore-annotate.txt" "$fn") |"
+      else
+        echo "| $step | \`$fn\` | $local_now |"
+      fi
+    done <<'STEPS'
+whole handler|<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}
+signature (HMAC-SHA256 over the body)|vx_bridge::auth::Verifier::verify
+JSON parse to Value|serde_json::de::from_slice
+dropping the Value|core::ptr::drop_in_place<serde_json::value::Value>
+schema validation|vx_bridge::schema::check
+event build (envelope, ids, headers)|vx_bridge::event::build_event
+trace context|vx_bridge::event::TraceContext::continue_or_start
+publish and PubAck (incl. NATS headers)|vx_bridge::ingress::publish::{{closure}}
+log line (tracing JSON formatter)|<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event
+glibc malloc (all callers)|malloc
+glibc free (all callers)|free
+mimalloc alloc (all callers)|mi_malloc_aligned
+mimalloc free (all callers)|mi_free
+STEPS
+    echo
     echo "Largest inclusive costs, this commit (\`callgrind_annotate --inclusive=yes\`, per webhook):"
     echo
     echo '```'
@@ -354,6 +453,10 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
         printf "%10d  %s\n", ir / n, name; if (++shown == 30) exit
       }' "$TMP/p-annotate.txt"
     echo '```'
+  fi
+  if [ -f "$ROOT/scripts/bench-analysis.md" ]; then
+    echo
+    cat "$ROOT/scripts/bench-analysis.md"
   fi
   echo
   echo "Reproduce: \`scripts/bench.sh$([ -n "$BEFORE" ] && echo " --before $BEFORE")\` (needs nats-server; installs jq and valgrind with apt-get when missing)."

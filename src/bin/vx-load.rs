@@ -127,7 +127,8 @@ struct StatusArgs {
     /// Answers to requests started in this first part of `duration` are not counted.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// How many distinct request_ids to cycle through (1 = all from cache after the first).
+    /// How many distinct request_ids to cycle through (1 = all from cache after the first;
+    /// 0 = a new request_id for every lookup, so none can come from the cache).
     #[arg(long, default_value_t = 100)]
     ids: usize,
     /// Instead of a timed run: send this many lookups of one new request_id at once.
@@ -232,6 +233,8 @@ struct Stats {
     hist: Mutex<Histogram<u64>>,
     codes: Mutex<BTreeMap<String, u64>>,
     done: AtomicU64,
+    /// Every answer, warm-up included (to divide CPU time by).
+    all: AtomicU64,
     /// Requests started before this instant are not recorded.
     measure_from: Instant,
 }
@@ -244,12 +247,14 @@ impl Stats {
             ),
             codes: Mutex::new(BTreeMap::new()),
             done: AtomicU64::new(0),
+            all: AtomicU64::new(0),
             measure_from,
         })
     }
 
     /// Records an answer to a request started at `t0`.
     fn record(&self, code: &str, t0: Instant) {
+        self.all.fetch_add(1, Ordering::Relaxed);
         if t0 < self.measure_from {
             return;
         }
@@ -283,7 +288,7 @@ impl Stats {
             let v = serde_json::json!({
                 "mode": mode, "requests": n, "seconds": elapsed.as_secs_f64(), "rps": rate,
                 "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
-                "codes": codes,
+                "codes": codes, "all_requests": self.all.load(Ordering::Relaxed), "cpu_s": own_cpu_seconds(),
             });
             println!("{v}");
         } else {
@@ -301,6 +306,25 @@ impl Stats {
             println!("answers: {codes:?}");
         }
     }
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`; 0 elsewhere.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: indexes 11 and 12 after the name. Linux
+    // counts them in USER_HZ, which is 100.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -562,7 +586,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
         return status_burst(client, subject, n, a.json).await;
     }
     let ids: Arc<Vec<Bytes>> = Arc::new(
-        (0..a.ids.max(1))
+        (0..a.ids)
             .map(|_| Bytes::from(status_request(&uuid::Uuid::new_v4().to_string())))
             .collect(),
     );
@@ -582,7 +606,10 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let payload = ids[n % ids.len()].clone();
+                let payload = match ids.len() {
+                    0 => Bytes::from(status_request(&uuid::Uuid::new_v4().to_string())),
+                    len => ids[n % len].clone(),
+                };
                 let t0 = Instant::now();
                 let res = client.request(subject.clone(), payload).await;
                 stats.record(&reply_code(res), t0);
