@@ -6,6 +6,7 @@
 //! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
 //! with a [`PublishError`] that the ingress answers with 503.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,24 +61,38 @@ impl PublishError {
 /// Connects to NATS as `[nats]` says. With `retry_initial`, returns at once and keeps trying in
 /// the background (the service starts while NATS is still coming up).
 pub async fn connect(cfg: &NatsConfig, retry_initial: bool) -> anyhow::Result<async_nats::Client> {
+    // Whether this client has ever been connected: the very first attempt at start-up goes at
+    // once (readiness waits on it; async-nats calls the delay callback before every attempt,
+    // the first included), while reconnects keep their back-off and jitter.
+    let ever_connected = Arc::new(AtomicBool::new(false));
+    let connected_flag = ever_connected.clone();
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.name)
         .max_reconnects(None::<usize>)
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            // 0, 100, 200 … ms up to 2 s, with jitter so replicas do not reconnect in step.
+        .reconnect_delay_callback(move |attempts| {
+            if attempts <= 1 && !ever_connected.load(Ordering::Relaxed) {
+                return Duration::ZERO;
+            }
+            // 100, 200 … ms up to 2 s, with jitter so replicas do not reconnect in step.
             let base = (attempts as u64).saturating_mul(100).min(2000);
             Duration::from_millis(base + rand::random::<u64>() % 100)
         })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => {
-                    tracing::info!(target: "vx_bridge::nats", "connected to NATS")
+        .event_callback(move |event| {
+            let connected_flag = connected_flag.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        connected_flag.store(true, Ordering::Relaxed);
+                        tracing::info!(target: "vx_bridge::nats", "connected to NATS")
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
+                    }
+                    other => {
+                        tracing::info!(target: "vx_bridge::nats", event = %other, "NATS event")
+                    }
                 }
-                async_nats::Event::Disconnected => {
-                    tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
-                }
-                other => tracing::info!(target: "vx_bridge::nats", event = %other, "NATS event"),
             }
         });
     if retry_initial {
