@@ -68,6 +68,8 @@ need jq jq
 need curl curl
 [ "$PROFILE" = 1 ] && { need valgrind valgrind; need callgrind_annotate valgrind; }
 
+j() { jq -r "$1" "$2"; }
+
 if [ -z "$REPORT_FROM" ]; then  # ------------------------------------- measurements
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MEASURED_AT=$(date -u +%Y-%m-%dT%H:%MZ)
@@ -143,7 +145,6 @@ webhook() {  # URL OUT [extra vx-load args]
     --id-prefix "$(basename "$out" .json)-$RANDOM" --json "$@" >"$out"
   cat "$out" >&2
 }
-j() { jq -r "$1" "$2"; }
 ticks() {  # PID: CPU time used so far (user + system), in 1/100 s
   awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
 }
