@@ -21,7 +21,7 @@ use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
 use crate::schema::Schemas;
-use crate::telemetry::metrics_handle;
+use crate::telemetry::{metrics_handle, WebhookMetrics};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
 pub async fn run(
@@ -70,6 +70,7 @@ pub async fn run(
             body_timeout: config.http.body_timeout,
             retry_after_secs: config.http.retry_after_secs,
             stream_state: state.clone(),
+            metrics: WebhookMetrics::new(),
         });
         router = router.route(
             &config.http.webhook_path,

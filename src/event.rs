@@ -77,6 +77,8 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subjects {
     prefix: String,
+    /// The event subjects in [`EventKind::ALL`] order, formatted once rather than per webhook.
+    events: [String; 4],
 }
 
 impl Subjects {
@@ -84,6 +86,7 @@ impl Subjects {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            events: EventKind::ALL.map(|k| format!("{prefix}.{}", k.suffix())),
         }
     }
 
@@ -94,7 +97,7 @@ impl Subjects {
 
     /// Subject of an event kind.
     pub fn event(&self, kind: EventKind) -> String {
-        format!("{}.{}", self.prefix, kind.suffix())
+        self.events[kind as usize].clone()
     }
 
     /// Where authenticated bodies that failed parsing or the schema are kept.
@@ -168,13 +171,33 @@ pub struct OutboundMessage {
 }
 
 impl OutboundMessage {
-    /// The headers as NATS headers.
+    /// The headers as NATS headers (copies the values; [`OutboundMessage::into_nats`] moves them).
     pub fn nats_headers(&self) -> async_nats::HeaderMap {
-        let mut h = async_nats::HeaderMap::new();
-        for (k, v) in &self.headers {
-            h.insert(*k, v.as_str());
-        }
-        h
+        self.headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    async_nats::header::HeaderName::from_static(k),
+                    async_nats::HeaderValue::from(v.as_str()),
+                )
+            })
+            .collect()
+    }
+
+    /// Subject, NATS headers and payload, moving the header values rather than copying them and
+    /// naming headers without parsing or allocating (they are `'static`).
+    pub fn into_nats(self) -> (String, async_nats::HeaderMap, Bytes) {
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    async_nats::header::HeaderName::from_static(k),
+                    async_nats::HeaderValue::from(v),
+                )
+            })
+            .collect();
+        (self.subject, headers, self.payload)
     }
 }
 
@@ -192,7 +215,7 @@ impl TraceContext {
     /// Continues a well-formed incoming `traceparent` (same trace id and flags, a new span id),
     /// keeping `tracestate` with it; otherwise starts a new sampled trace.
     pub fn continue_or_start(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
-        let span_id = random_hex(8);
+        let span_id = random_span_id();
         match traceparent.filter(|t| valid_traceparent(t)) {
             Some(tp) => {
                 let trace_id = &tp[3..35];
@@ -200,12 +223,12 @@ impl TraceContext {
                 let ts = tracestate
                     .filter(|s| s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
                 Self {
-                    traceparent: Some(format!("00-{trace_id}-{span_id}-{flags}")),
+                    traceparent: Some(format!("00-{trace_id}-{span_id:016x}-{flags}")),
                     tracestate: ts.map(str::to_owned),
                 }
             }
             None => Self {
-                traceparent: Some(format!("00-{}-{span_id}-01", random_hex(16))),
+                traceparent: Some(format!("00-{:032x}-{span_id:016x}-01", random_trace_id())),
                 tracestate: None,
             },
         }
@@ -217,12 +240,22 @@ impl TraceContext {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
+// One random word per id (formatted as lower-case hex, zero-padded) rather than one RNG call and a
+// vector per byte. All-zero ids are invalid in W3C trace context.
+fn random_span_id() -> u64 {
     loop {
-        let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-        // All-zero ids are invalid in W3C trace context.
-        if v.iter().any(|b| *b != 0) {
-            return hex::encode(v);
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn random_trace_id() -> u128 {
+    loop {
+        let v: u128 = rand::random();
+        if v != 0 {
+            return v;
         }
     }
 }
@@ -433,16 +466,18 @@ pub fn canonical_hash(value: &Value) -> [u8; 32] {
 fn write_canonical(value: &Value, h: &mut Sha256) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
+            // serde_json's map is ordered by key already unless `preserve_order` is on; sorting
+            // the (key, value) pairs keeps this right either way and needs no lookup per key.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             h.update(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     h.update(b",");
                 }
-                write_scalar(&Value::String(k.clone()), h);
+                write_scalar(k, h);
                 h.update(b":");
-                write_canonical(&map[k], h);
+                write_canonical(v, h);
             }
             h.update(b"}");
         }
@@ -460,16 +495,52 @@ fn write_canonical(value: &Value, h: &mut Sha256) {
     }
 }
 
-fn write_scalar(value: &Value, h: &mut Sha256) {
-    // Writing a scalar Value to a Vec cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    h.update(&bytes);
+/// Writes a scalar (or a key, as a JSON string) as serde_json does, straight into the hash.
+fn write_scalar<T: Serialize + ?Sized>(value: &T, h: &mut Sha256) {
+    // Writing into a hash cannot fail.
+    let _ = serde_json::to_writer(HashWriter(h), value);
+}
+
+/// Feeds serialized bytes to the hash without an intermediate buffer.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn precomputed_event_subjects_are_prefix_dot_suffix() {
+        let s = Subjects::new("a.b");
+        for kind in EventKind::ALL {
+            assert_eq!(s.event(kind), format!("a.b.{}", kind.suffix()));
+        }
+    }
+
+    #[test]
+    fn new_trace_ids_are_well_formed() {
+        for _ in 0..200 {
+            let t = TraceContext::continue_or_start(None, None);
+            let tp = t.traceparent.unwrap();
+            assert!(valid_traceparent(&tp), "{tp}");
+            assert!(tp.ends_with("-01"));
+            let cont = TraceContext::continue_or_start(Some(&tp), Some("k=v"));
+            let cp = cont.traceparent.unwrap();
+            assert!(valid_traceparent(&cp), "{cp}");
+            assert_eq!(&cp[3..35], &tp[3..35]);
+        }
+    }
 
     const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
     const AT: &str = "2026-11-27T10:00:00.123Z";

@@ -31,7 +31,7 @@ use crate::health::StreamState;
 use crate::problem::{Problem, ProblemKind};
 use crate::publish::{PublishError, Publisher, Stored};
 use crate::schema::{Schemas, Violation};
-use crate::telemetry::{record_webhook, WebhookOutcome};
+use crate::telemetry::{WebhookMetrics, WebhookOutcome};
 
 /// What the webhook handler needs, shared by all requests.
 pub struct Ingress {
@@ -53,6 +53,8 @@ pub struct Ingress {
     pub retry_after_secs: u32,
     /// Told when a publish finds no stream, so it is re-created.
     pub stream_state: Arc<StreamState>,
+    /// Metric handles, registered once rather than looked up per webhook.
+    pub metrics: WebhookMetrics,
 }
 
 /// The 202 body.
@@ -91,23 +93,23 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
         .instrument(span.clone())
         .await;
     span.record("outcome", outcome.label());
-    record_webhook(outcome, started.elapsed());
+    ingress.metrics.record(outcome, started.elapsed());
     response
 }
 
 /// Counts a webhook in the in-flight gauge while it lives.
-struct InFlightGuard;
+struct InFlightGuard<'a>(&'a metrics::Gauge);
 
-impl InFlightGuard {
-    fn new() -> Self {
-        metrics::gauge!("vx_bridge_webhooks_in_flight").increment(1.0);
-        InFlightGuard
+impl<'a> InFlightGuard<'a> {
+    fn new(gauge: &'a metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        InFlightGuard(gauge)
     }
 }
 
-impl Drop for InFlightGuard {
+impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        metrics::gauge!("vx_bridge_webhooks_in_flight").decrement(1.0);
+        self.0.decrement(1.0);
     }
 }
 
@@ -124,7 +126,7 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
         .with_retry_after(ing.retry_after_secs);
         return (WebhookOutcome::Throttled, p.into_response());
     };
-    let _in_flight = InFlightGuard::new();
+    let _in_flight = InFlightGuard::new(ing.metrics.in_flight());
     let (parts, body) = req.into_parts();
     if let Some(len) = declared_length(&parts.headers) {
         if len > ing.max_body_bytes as u64 {
@@ -226,7 +228,8 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
     span.record("request_id", request_id);
-    match publish(ing, &msg).await {
+    let (event_id, subject) = (msg.event_id.clone(), msg.subject.clone());
+    match publish(ing, msg).await {
         Ok(stored) => {
             let outcome = if stored.duplicate {
                 WebhookOutcome::Duplicate
@@ -236,14 +239,14 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             tracing::info!(
                 outcome = outcome.label(),
                 request_id,
-                event_id = %msg.event_id,
-                subject = %msg.subject,
+                event_id = %event_id,
+                subject = %subject,
                 seq = stored.seq,
                 "webhook stored"
             );
             let body = Accepted {
-                event_id: msg.event_id.clone(),
-                subject: msg.subject.clone(),
+                event_id,
+                subject,
                 stream: stored.stream,
                 seq: stored.seq,
                 duplicate: stored.duplicate,
@@ -282,7 +285,7 @@ async fn reject(
         .map(|e| e.instance_path.as_str())
         .take(8)
         .collect();
-    match publish(ing, &msg).await {
+    match publish(ing, msg).await {
         Ok(stored) => {
             tracing::warn!(outcome = "rejected", reason = reason.code(), instance_paths = ?paths, seq = stored.seq, "webhook rejected and kept for audit");
             (WebhookOutcome::Rejected, problem.into_response())
@@ -294,7 +297,7 @@ async fn reject(
     }
 }
 
-async fn publish(ing: &Ingress, msg: &OutboundMessage) -> Result<Stored, PublishError> {
+async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
     let result = ing.publisher.publish(msg).await;
     if let Ok(stored) = &result {
         if !stored.duplicate {

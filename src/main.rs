@@ -8,6 +8,12 @@ use tokio_util::sync::CancellationToken;
 use vx_bridge::cli::{Cli, Command};
 use vx_bridge::config::{Config, EXIT_CONFIG};
 
+/// mimalloc rather than the system allocator: parsing a webhook into a `serde_json::Value`
+/// allocates every key and string, and glibc's malloc/free were ~20 % of the instructions per
+/// webhook (callgrind; docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Demo) {

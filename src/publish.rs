@@ -6,6 +6,8 @@
 //! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
 //! with a [`PublishError`] that the ingress answers with 503.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -14,6 +16,7 @@ use async_nats::jetstream::{self, stream};
 use crate::config::{NatsConfig, StorageKind, StreamConfig};
 use crate::event::{OutboundMessage, Subjects};
 use crate::secret::read_secret_file;
+use crate::telemetry::PublishMetrics;
 
 /// Where a message was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,24 +61,38 @@ impl PublishError {
 /// Connects to NATS as `[nats]` says. With `retry_initial`, returns at once and keeps trying in
 /// the background (the service starts while NATS is still coming up).
 pub async fn connect(cfg: &NatsConfig, retry_initial: bool) -> anyhow::Result<async_nats::Client> {
+    // Whether this client has ever been connected: the very first attempt at start-up goes at
+    // once (readiness waits on it; async-nats calls the delay callback before every attempt,
+    // the first included), while reconnects keep their back-off and jitter.
+    let ever_connected = Arc::new(AtomicBool::new(false));
+    let connected_flag = ever_connected.clone();
     let mut opts = async_nats::ConnectOptions::new()
         .name(&cfg.name)
         .max_reconnects(None::<usize>)
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            // 0, 100, 200 … ms up to 2 s, with jitter so replicas do not reconnect in step.
+        .reconnect_delay_callback(move |attempts| {
+            if attempts <= 1 && !ever_connected.load(Ordering::Relaxed) {
+                return Duration::ZERO;
+            }
+            // 100, 200 … ms up to 2 s, with jitter so replicas do not reconnect in step.
             let base = (attempts as u64).saturating_mul(100).min(2000);
             Duration::from_millis(base + rand::random::<u64>() % 100)
         })
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => {
-                    tracing::info!(target: "vx_bridge::nats", "connected to NATS")
+        .event_callback(move |event| {
+            let connected_flag = connected_flag.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        connected_flag.store(true, Ordering::Relaxed);
+                        tracing::info!(target: "vx_bridge::nats", "connected to NATS")
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
+                    }
+                    other => {
+                        tracing::info!(target: "vx_bridge::nats", event = %other, "NATS event")
+                    }
                 }
-                async_nats::Event::Disconnected => {
-                    tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
-                }
-                other => tracing::info!(target: "vx_bridge::nats", event = %other, "NATS event"),
             }
         });
     if retry_initial {
@@ -258,6 +275,8 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     timeout: Duration,
+    /// PubAck durations by result, registered once.
+    metrics: Arc<PublishMetrics>,
 }
 
 impl Publisher {
@@ -271,6 +290,7 @@ impl Publisher {
             client,
             js,
             timeout,
+            metrics: Arc::new(PublishMetrics::new()),
         }
     }
 
@@ -287,14 +307,16 @@ impl Publisher {
     /// Publishes and awaits the PubAck. Fails fast while disconnected, so requests do not wait on
     /// a dead connection (a message buffered now could be stored after we answered 503; the
     /// sender's retry is then recognised as a duplicate by its `Nats-Msg-Id`).
-    pub async fn publish(&self, msg: &OutboundMessage) -> Result<Stored, PublishError> {
+    /// Takes the message by value so its header values move into the NATS headers uncopied.
+    pub async fn publish(&self, msg: OutboundMessage) -> Result<Stored, PublishError> {
         if self.client.connection_state() != State::Connected {
             return Err(PublishError::Disconnected);
         }
+        let (subject, headers, payload) = msg.into_nats();
         let work = async {
             let ack = self
                 .js
-                .publish_with_headers(msg.subject.clone(), msg.nats_headers(), msg.payload.clone())
+                .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(map_publish_error)?;
             ack.await.map_err(map_publish_error)
@@ -310,7 +332,7 @@ impl Publisher {
             }),
         };
         let label = result.as_ref().map_or_else(PublishError::code, |_| "ok");
-        crate::telemetry::record_publish(label, started.elapsed());
+        self.metrics.record(label, started.elapsed());
         result
     }
 }

@@ -287,3 +287,116 @@ pub fn record_webhook(outcome: WebhookOutcome, took: Duration) {
     metrics::histogram!("vx_bridge_webhook_duration_seconds", "outcome" => outcome.label())
         .record(took.as_secs_f64());
 }
+
+impl WebhookOutcome {
+    /// Every outcome, in declaration order (the index of each in per-outcome tables).
+    pub const ALL: [WebhookOutcome; 7] = [
+        WebhookOutcome::Accepted,
+        WebhookOutcome::Duplicate,
+        WebhookOutcome::Unauthorized,
+        WebhookOutcome::Invalid,
+        WebhookOutcome::Rejected,
+        WebhookOutcome::Unavailable,
+        WebhookOutcome::Throttled,
+    ];
+}
+
+/// The webhook metrics' handles, each registered with the installed recorder on first use and
+/// kept, so recording does not build, hash and look up a key per webhook. Same names and labels
+/// as [`record_webhook`], and a series still appears only once it has been recorded.
+pub struct WebhookMetrics {
+    in_flight: OnceLock<metrics::Gauge>,
+    /// `(count, duration)` per outcome, indexed like [`WebhookOutcome::ALL`].
+    by_outcome: [OnceLock<(metrics::Counter, metrics::Histogram)>; 7],
+}
+
+impl WebhookMetrics {
+    /// No handle is registered yet.
+    pub fn new() -> Self {
+        Self {
+            in_flight: OnceLock::new(),
+            by_outcome: Default::default(),
+        }
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &metrics::Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!("vx_bridge_webhooks_in_flight"))
+    }
+
+    /// Counts a webhook and its handling time.
+    pub fn record(&self, outcome: WebhookOutcome, took: Duration) {
+        if let Some(cell) = self.by_outcome.get(outcome as usize) {
+            let (count, duration) = cell.get_or_init(|| {
+                (
+                    metrics::counter!("vx_bridge_webhooks_total", "outcome" => outcome.label()),
+                    metrics::histogram!("vx_bridge_webhook_duration_seconds", "outcome" => outcome.label()),
+                )
+            });
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        }
+    }
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WebhookMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookMetrics")
+    }
+}
+
+/// The publish-duration histogram's handles by result, registered on first use (see
+/// [`WebhookMetrics`]).
+pub struct PublishMetrics {
+    /// Indexed like `RESULTS`.
+    by_result: [OnceLock<metrics::Histogram>; 5],
+}
+
+impl PublishMetrics {
+    /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
+    const RESULTS: [&'static str; 5] = [
+        "ok",
+        "nats_disconnected",
+        "puback_timeout",
+        "stream_missing",
+        "publish_failed",
+    ];
+
+    /// No handle is registered yet.
+    pub fn new() -> Self {
+        Self {
+            by_result: Default::default(),
+        }
+    }
+
+    /// Records how long a PubAck took, by result (`ok` or the error code).
+    pub fn record(&self, result: &'static str, took: Duration) {
+        match Self::RESULTS.iter().position(|r| *r == result) {
+            Some(i) => self.by_result[i]
+                .get_or_init(|| {
+                    metrics::histogram!("vx_bridge_publish_duration_seconds", "result" => result)
+                })
+                .record(took.as_secs_f64()),
+            None => record_publish(result, took),
+        }
+    }
+}
+
+impl Default for PublishMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for PublishMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishMetrics")
+    }
+}

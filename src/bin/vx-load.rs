@@ -1,22 +1,41 @@
-//! `vx-load`: a load generator for vx-bridge, used by `scripts/` (benchmarks, fault suites).
+//! `vx-load`: a load generator for vx-bridge, used by `scripts/bench.sh` and the fault suites.
 //!
-//! `webhook` mode sends signed, seed-like webhooks with distinct request_ids over N connections
-//! for T seconds (or a fixed count, optionally at a fixed total rate) and reports req/s,
-//! latency percentiles and answers by code; `--record` writes one CSV line per answer so a suite
-//! can check afterwards that every 202 is in the stream. `status` mode drives
-//! `{prefix}.status.get` over NATS. Traffic goes only where `--url`/`--nats` point.
+//! Modes, each bounded in time and aimed only where its `--url`/`--nats`/`--listen` point:
+//! - `webhook`: signed, seed-like webhooks with distinct request_ids over N HTTP/1.1 connections
+//!   (a bare hyper client: one connection per worker, no pool) for T seconds, or a fixed count,
+//!   optionally at a fixed total rate; reports req/s, latency percentiles and answers by code.
+//!   `--record` writes one CSV line per answer so a suite can check that every 202 is stored.
+//! - `status`: drives `{prefix}.status.get` (or any subject) over NATS request-reply; `--burst`
+//!   sends N identical lookups at once.
+//! - `jspub`: the raw JetStream baseline: the same event messages the bridge would publish, each
+//!   with a unique `Nats-Msg-Id`, with a fixed number of PubAcks in flight.
+//! - `echo`: the raw request-reply baseline: a NATS responder that answers every request with
+//!   a fixed status-like reply.
+//! - `serve202`: the plain HTTP baseline: axum answering 202 to every POST after reading its body.
+//! - `mock-vx`: a stand-in for the VX API (OAuth token endpoint and session results) with a fixed
+//!   latency, counting upstream calls.
+//! - `startup`: starts a command, polls a readiness URL, and reports the time from spawn to 200.
+//! - `free-port`: prints a free loopback port, for scripts.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::config::{HmacConfig, HmacScheme};
 use vx_bridge::secret::Secret;
+
+/// The load generator shares the cores with what it measures: keep its allocations cheap too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SEED: &str = include_str!("../../tests/fixtures/seed-pass.json");
 const SEED_ID: &str = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
@@ -24,7 +43,7 @@ const SEED_ID: &str = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
 #[derive(Parser)]
 #[command(
     name = "vx-load",
-    about = "Load generator for vx-bridge (loopback targets only)"
+    about = "Load generator and baselines for vx-bridge (loopback targets only)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,22 +56,37 @@ enum Mode {
     Webhook(WebhookArgs),
     /// Send status requests over NATS.
     Status(StatusArgs),
+    /// Publish to JetStream directly (baseline).
+    Jspub(JsPubArgs),
+    /// Answer NATS requests with a fixed reply (baseline).
+    Echo(EchoArgs),
+    /// Answer every POST with 202 after reading the body (baseline).
+    Serve202(Serve202Args),
+    /// A mock VX API with a fixed latency.
+    MockVx(MockVxArgs),
+    /// Measure the time from spawning a command to its readiness URL answering 200.
+    Startup(StartupArgs),
+    /// Print a free TCP port on 127.0.0.1 (for scripts).
+    FreePort,
 }
 
 #[derive(clap::Args)]
 struct WebhookArgs {
-    /// Webhook URL.
+    /// Webhook URL (http only).
     #[arg(long, default_value = "http://127.0.0.1:8080/webhooks/vx")]
     url: String,
     /// Standard Webhooks secret the bridge accepts.
     #[arg(long, default_value = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     secret: String,
-    /// Concurrent connections.
+    /// Concurrent connections (one request in flight on each).
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// How long to send.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Answers to requests started in this first part of `duration` are not counted.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
     /// Stop after this many deliveries (in total).
     #[arg(long)]
     requests: Option<u64>,
@@ -62,7 +96,7 @@ struct WebhookArgs {
     /// Send each delivery this many times (same webhook-id and body), to test dedup.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
-    /// With --repeat: send the copies concurrently rather than one after another.
+    /// With --repeat: send the copies concurrently (over separate connections).
     #[arg(long)]
     concurrent_repeats: bool,
     /// Write `msg_id,http_code,seq,duplicate,event_id` per answer to this CSV file.
@@ -90,15 +124,108 @@ struct StatusArgs {
     /// How long to send.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// How many distinct request_ids to cycle through (1 = all from cache after the first).
+    /// Answers to requests started in this first part of `duration` are not counted.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// How many distinct request_ids to cycle through (1 = all from cache after the first;
+    /// 0 = a new request_id for every lookup, so none can come from the cache).
     #[arg(long, default_value_t = 100)]
     ids: usize,
+    /// Instead of a timed run: send this many lookups of one new request_id at once.
+    #[arg(long)]
+    burst: Option<usize>,
     /// Subject to request instead of `{prefix}.status.get` (e.g. a raw echo responder).
     #[arg(long)]
     subject: Option<String>,
+    /// Request timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Args)]
+struct JsPubArgs {
+    /// NATS URL.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Stream to create (file storage) and publish into.
+    #[arg(long, default_value = "VXLOAD_BASELINE")]
+    stream: String,
+    /// Subject (the stream captures exactly this one).
+    #[arg(long, default_value = "vxload.baseline")]
+    subject: String,
+    /// PubAcks in flight.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// PubAcks to publishes started in this first part of `duration` are not counted.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Use memory storage instead of file storage.
+    #[arg(long)]
+    memory: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct EchoArgs {
+    /// NATS URL.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Subject to answer.
+    #[arg(long, default_value = "vxload.echo")]
+    subject: String,
+    /// Stop after this long.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(clap::Args)]
+struct Serve202Args {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: std::net::SocketAddr,
+    /// Stop after this long.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(clap::Args)]
+struct MockVxArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    listen: std::net::SocketAddr,
+    /// Latency added to every answer.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Stop after this long.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(clap::Args)]
+struct StartupArgs {
+    /// Readiness URL (http, loopback), polled every 2 ms.
+    #[arg(long)]
+    ready_url: String,
+    /// How many times to start the command.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Give up on one start after this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 /// Latencies and outcomes shared by the workers.
@@ -106,30 +233,48 @@ struct Stats {
     hist: Mutex<Histogram<u64>>,
     codes: Mutex<BTreeMap<String, u64>>,
     done: AtomicU64,
+    /// Every answer, warm-up included (to divide CPU time by).
+    all: AtomicU64,
+    /// Requests started before this instant are not recorded.
+    measure_from: Instant,
 }
 
 impl Stats {
-    fn new() -> Arc<Stats> {
+    fn new(measure_from: Instant) -> Arc<Stats> {
         Arc::new(Stats {
             hist: Mutex::new(
                 Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
             ),
             codes: Mutex::new(BTreeMap::new()),
             done: AtomicU64::new(0),
+            all: AtomicU64::new(0),
+            measure_from,
         })
     }
 
-    fn record(&self, code: &str, took: Duration) {
+    /// Records an answer to a request started at `t0`.
+    fn record(&self, code: &str, t0: Instant) {
+        self.all.fetch_add(1, Ordering::Relaxed);
+        if t0 < self.measure_from {
+            return;
+        }
+        let took = t0.elapsed();
         if let Ok(mut h) = self.hist.lock() {
             let _ = h.record((took.as_micros() as u64).max(1));
         }
         if let Ok(mut c) = self.codes.lock() {
-            *c.entry(code.to_owned()).or_default() += 1;
+            match c.get_mut(code) {
+                Some(n) => *n += 1,
+                None => {
+                    c.insert(code.to_owned(), 1);
+                }
+            }
         }
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn report(&self, mode: &str, elapsed: Duration, json: bool) {
+    fn report(&self, mode: &str, json: bool) {
+        let elapsed = self.measure_from.elapsed();
         let h = self
             .hist
             .lock()
@@ -143,7 +288,7 @@ impl Stats {
             let v = serde_json::json!({
                 "mode": mode, "requests": n, "seconds": elapsed.as_secs_f64(), "rps": rate,
                 "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
-                "codes": codes,
+                "codes": codes, "all_requests": self.all.load(Ordering::Relaxed), "cpu_s": own_cpu_seconds(),
             });
             println!("{v}");
         } else {
@@ -163,8 +308,38 @@ impl Stats {
     }
 }
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`; 0 elsewhere.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: indexes 11 and 12 after the name. Linux
+    // counts them in USER_HZ, which is 100.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match cli.mode {
+        Mode::Startup(a) => return startup(a),
+        Mode::FreePort => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            println!("{port}");
+            return Ok(());
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -172,17 +347,118 @@ fn main() -> anyhow::Result<()> {
         match cli.mode {
             Mode::Webhook(a) => webhook(a).await,
             Mode::Status(a) => status(a).await,
+            Mode::Jspub(a) => jspub(a).await,
+            Mode::Echo(a) => echo(a).await,
+            Mode::Serve202(a) => serve202(a).await,
+            Mode::MockVx(a) => mock_vx(a).await,
+            Mode::Startup(_) | Mode::FreePort => Ok(()),
         }
     })
 }
 
+/// Where a webhook goes: the TCP address, the `Host` header and the path.
+#[derive(Clone)]
+struct Target {
+    addr: String,
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri: http::Uri = url.parse()?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http"),
+            "only http:// URLs are supported"
+        );
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("URL without host"))?
+            .clone();
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Target {
+            addr: format!("{}:{port}", authority.host()),
+            authority: authority.to_string(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        })
+    }
+}
+
+type Sender = http1::SendRequest<Full<Bytes>>;
+
+async fn open(target: &Target) -> std::io::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(&target.addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One POST over `slot`'s connection (opened or re-opened as needed): the code (or error kind)
+/// and, when `want_body`, the parsed JSON answer.
+async fn post(
+    slot: &mut Option<Sender>,
+    target: &Target,
+    headers: &[(String, String)],
+    body: Bytes,
+    want_body: bool,
+) -> (String, serde_json::Value) {
+    let attempt = async {
+        if slot.is_none() {
+            *slot = Some(open(target).await.map_err(|_| "connect_error")?);
+        }
+        let sender = slot.as_mut().ok_or("connect_error")?;
+        sender.ready().await.map_err(|_| "io_error")?;
+        let mut req = http::Request::post(target.path.as_str())
+            .header(http::header::HOST, target.authority.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(Full::new(body)).map_err(|_| "bad_request")?;
+        let res = sender.send_request(req).await.map_err(|_| "io_error")?;
+        let code = res.status().as_u16();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "io_error")?
+            .to_bytes();
+        let v = if want_body {
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Null
+        };
+        Ok::<_, &'static str>((code.to_string(), v))
+    };
+    match tokio::time::timeout(Duration::from_secs(30), attempt).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(kind)) => {
+            *slot = None;
+            (kind.to_owned(), serde_json::Value::Null)
+        }
+        Err(_) => {
+            *slot = None;
+            ("timeout".to_owned(), serde_json::Value::Null)
+        }
+    }
+}
+
 async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
+    let target = Target::parse(&a.url)?;
     let hmac = HmacConfig {
         scheme: HmacScheme::StandardWebhooks,
         secrets: vec![Secret::new(a.secret.clone())],
         ..HmacConfig::default()
     };
-    let stats = Stats::new();
+    let started = Instant::now();
+    let stats = Stats::new(started + a.warmup);
     let record = match &a.record {
         Some(p) => Some(Arc::new(Mutex::new(std::io::BufWriter::new(
             std::fs::File::create(p)?,
@@ -190,33 +466,29 @@ async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
         None => None,
     };
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let deadline = started + a.duration;
     let per_conn_interval = a
         .rate
         .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
     let mut tasks = Vec::new();
     for c in 0..a.connections {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .http1_only()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let (stats, record, next, hmac, url, prefix) = (
+        let (stats, record, next, hmac, target, prefix) = (
             stats.clone(),
             record.clone(),
             next.clone(),
             hmac.clone(),
-            a.url.clone(),
+            target.clone(),
             a.id_prefix.clone(),
         );
-        let (limit, repeat, concurrent) = (a.requests, a.repeat, a.concurrent_repeats);
+        let (limit, repeat, concurrent) = (a.requests, a.repeat.max(1), a.concurrent_repeats);
+        let n_conns = connections_for(concurrent, repeat);
+        let connections = a.connections;
         tasks.push(tokio::spawn(async move {
+            let mut slots: Vec<Option<Sender>> = (0..n_conns).map(|_| None).collect();
             let mut tick = per_conn_interval.map(|i| {
-                let mut t = tokio::time::interval_at(
-                    tokio::time::Instant::now() + i.mul_f64(c as f64 / 64.0 % 1.0),
-                    i,
-                );
+                // Spread the workers' first ticks evenly over one interval.
+                let offset = i.mul_f64(c as f64 / connections as f64);
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, i);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
@@ -230,58 +502,41 @@ async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
                 }
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                 }
                 let id = format!("{prefix}_{n}");
-                let body = SEED
-                    .replace(SEED_ID, &uuid::Uuid::new_v4().to_string())
-                    .into_bytes();
-                let send = |client: reqwest::Client, id: String, body: Vec<u8>| {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
-                    let mut req = client.post(&url).header("content-type", "application/json");
-                    for (k, v) in sign_headers(&hmac, hmac.secrets[0].expose(), &body, now, &id) {
-                        req = req.header(k, v);
-                    }
-                    let req = req.body(body);
-                    async move {
-                        let t0 = Instant::now();
-                        let res = req.send().await;
-                        let took = t0.elapsed();
-                        match res {
-                            Ok(r) => {
-                                let code = r.status().as_u16();
-                                let v: serde_json::Value =
-                                    r.json().await.unwrap_or(serde_json::Value::Null);
-                                (id, code.to_string(), took, v)
-                            }
-                            Err(e) => {
-                                let kind = if e.is_timeout() {
-                                    "timeout"
-                                } else if e.is_connect() {
-                                    "connect_error"
-                                } else {
-                                    "io_error"
-                                };
-                                (id, kind.to_owned(), took, serde_json::Value::Null)
-                            }
-                        }
-                    }
-                };
-                let results = if concurrent && repeat > 1 {
-                    futures::future::join_all(
-                        (0..repeat).map(|_| send(client.clone(), id.clone(), body.clone())),
+                let body = Bytes::from(
+                    SEED.replace(SEED_ID, &uuid::Uuid::new_v4().to_string())
+                        .into_bytes(),
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let headers = sign_headers(&hmac, hmac.secrets[0].expose(), &body, now, &id);
+                let want_body = record.is_some();
+                let results: Vec<(String, Instant, serde_json::Value)> = if concurrent {
+                    let t0 = Instant::now();
+                    let answers = futures::future::join_all(
+                        slots
+                            .iter_mut()
+                            .map(|s| post(s, &target, &headers, body.clone(), want_body)),
                     )
-                    .await
+                    .await;
+                    answers.into_iter().map(|(c, v)| (c, t0, v)).collect()
                 } else {
                     let mut out = Vec::new();
                     for _ in 0..repeat {
-                        out.push(send(client.clone(), id.clone(), body.clone()).await);
+                        let t0 = Instant::now();
+                        let (code, v) =
+                            post(&mut slots[0], &target, &headers, body.clone(), want_body).await;
+                        out.push((code, t0, v));
                     }
                     out
                 };
-                for (id, code, took, v) in results {
-                    stats.record(&code, took);
+                for (code, t0, v) in results {
+                    stats.record(&code, t0);
                     if let Some(rec) = &record {
                         if let Ok(mut w) = rec.lock() {
                             let _ = writeln!(
@@ -305,23 +560,38 @@ async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
             w.flush()?;
         }
     }
-    stats.report("webhook", started.elapsed(), a.json);
+    stats.report("webhook", a.json);
     Ok(())
 }
 
+/// Connections one webhook worker keeps: one per concurrent copy, else one.
+fn connections_for(concurrent: bool, repeat: u32) -> usize {
+    if concurrent {
+        repeat as usize
+    } else {
+        1
+    }
+}
+
 async fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let client = async_nats::connect(&a.nats).await?;
+    let client = async_nats::ConnectOptions::new()
+        .request_timeout(Some(a.timeout))
+        .connect(&a.nats)
+        .await?;
     let subject = a
         .subject
         .clone()
         .unwrap_or_else(|| format!("{}.status.get", a.prefix));
-    let ids: Arc<Vec<String>> = Arc::new(
-        (0..a.ids.max(1))
-            .map(|_| uuid::Uuid::new_v4().to_string())
+    if let Some(n) = a.burst {
+        return status_burst(client, subject, n, a.json).await;
+    }
+    let ids: Arc<Vec<Bytes>> = Arc::new(
+        (0..a.ids)
+            .map(|_| Bytes::from(status_request(&uuid::Uuid::new_v4().to_string())))
             .collect(),
     );
-    let stats = Stats::new();
     let started = Instant::now();
+    let stats = Stats::new(started + a.warmup);
     let deadline = started + a.duration;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -336,24 +606,316 @@ async fn status(a: StatusArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let payload = format!("{{\"request_id\":\"{}\"}}", ids[n % ids.len()]);
-                let t0 = Instant::now();
-                let res = client.request(subject.clone(), payload.into()).await;
-                let code = match res {
-                    Ok(m) => m
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get("Nats-Service-Error-Code"))
-                        .map_or_else(|| "ok".to_owned(), |c| c.to_string()),
-                    Err(e) => format!("{:?}", e.kind()),
+                let payload = match ids.len() {
+                    0 => Bytes::from(status_request(&uuid::Uuid::new_v4().to_string())),
+                    len => ids[n % len].clone(),
                 };
-                stats.record(&code, t0.elapsed());
+                let t0 = Instant::now();
+                let res = client.request(subject.clone(), payload).await;
+                stats.record(&reply_code(res), t0);
             }
         }));
     }
     for t in tasks {
         let _ = t.await;
     }
-    stats.report("status", started.elapsed(), a.json);
+    stats.report("status", a.json);
+    Ok(())
+}
+
+fn status_request(request_id: &str) -> String {
+    format!("{{\"request_id\":\"{request_id}\"}}")
+}
+
+fn reply_code(res: Result<async_nats::Message, async_nats::RequestError>) -> String {
+    match res {
+        Ok(m) => m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Service-Error-Code"))
+            .map_or_else(|| "ok".to_owned(), |c| c.to_string()),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+/// `n` lookups of one new request_id, all sent before any answer is awaited.
+async fn status_burst(
+    client: async_nats::Client,
+    subject: String,
+    n: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let stats = Stats::new(started);
+    let payload = Bytes::from(status_request(&uuid::Uuid::new_v4().to_string()));
+    let answers = futures::future::join_all((0..n).map(|_| {
+        let (client, subject, payload, stats) = (
+            client.clone(),
+            subject.clone(),
+            payload.clone(),
+            stats.clone(),
+        );
+        async move {
+            let t0 = Instant::now();
+            let res = client.request(subject, payload).await;
+            stats.record(&reply_code(res), t0);
+        }
+    }));
+    answers.await;
+    stats.report("status-burst", json);
+    Ok(())
+}
+
+/// The message the bridge would publish for the seed body, with a fresh request_id.
+fn sample_event() -> vx_bridge::event::OutboundMessage {
+    let raw = SEED.replace(SEED_ID, &uuid::Uuid::new_v4().to_string());
+    let body: serde_json::Value = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
+    let verified = vx_bridge::auth::Verified::for_tests(Some("baseline".into()));
+    vx_bridge::event::build_event(
+        &vx_bridge::event::Subjects::new("vxload"),
+        &verified,
+        raw.as_bytes(),
+        &body,
+        "2026-01-01T00:00:00.000Z",
+        &vx_bridge::event::TraceContext::continue_or_start(None, None),
+    )
+}
+
+async fn jspub(a: JsPubArgs) -> anyhow::Result<()> {
+    use async_nats::jetstream::{self, stream};
+    let client = async_nats::connect(&a.nats).await?;
+    let js = jetstream::new(client);
+    js.create_or_update_stream(stream::Config {
+        name: a.stream.clone(),
+        subjects: vec![a.subject.clone()],
+        storage: if a.memory {
+            stream::StorageType::Memory
+        } else {
+            stream::StorageType::File
+        },
+        duplicate_window: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await?;
+    let template = Arc::new(sample_event());
+    let started = Instant::now();
+    let stats = Stats::new(started + a.warmup);
+    let deadline = started + a.duration;
+    let next = Arc::new(AtomicU64::new(0));
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..a.in_flight {
+        let (js, stats, next, template, subject, run) = (
+            js.clone(),
+            stats.clone(),
+            next.clone(),
+            template.clone(),
+            a.subject.clone(),
+            run.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let mut headers = template.nats_headers();
+                headers.insert("Nats-Msg-Id", format!("{run}-{n}").as_str());
+                let t0 = Instant::now();
+                let res = async {
+                    js.publish_with_headers(subject.clone(), headers, template.payload.clone())
+                        .await?
+                        .await
+                }
+                .await;
+                let code = match res {
+                    Ok(ack) if ack.duplicate => "duplicate".to_owned(),
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("{:?}", e.kind()),
+                };
+                stats.record(&code, t0);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    stats.report("jspub", a.json);
+    Ok(())
+}
+
+/// A reply of the size and shape of a status answer.
+const ECHO_REPLY: &str = r#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","current_status":"COMPLETED","checked_at":"2026-01-01T00:00:00.000Z","source":"cache"}"#;
+
+async fn echo(a: EchoArgs) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let client = async_nats::connect(&a.nats).await?;
+    let mut sub = client
+        .queue_subscribe(a.subject.clone(), "vxload-echo".into())
+        .await?;
+    client.flush().await?;
+    println!("echo: answering {}", a.subject);
+    let reply = Bytes::from_static(ECHO_REPLY.as_bytes());
+    let stop = tokio::time::sleep(a.duration);
+    tokio::pin!(stop);
+    let mut answered = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::signal::ctrl_c() => break,
+            m = sub.next() => match m {
+                Some(m) => {
+                    if let Some(to) = m.reply {
+                        client.publish(to, reply.clone()).await?;
+                        answered += 1;
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+    println!("echo: answered {answered}");
+    Ok(())
+}
+
+async fn serve_until(
+    listen: std::net::SocketAddr,
+    router: axum::Router,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn serve202(a: Serve202Args) -> anyhow::Result<()> {
+    use axum::routing::post;
+    async fn accept(body: Bytes) -> impl axum::response::IntoResponse {
+        std::hint::black_box(&body);
+        (
+            http::StatusCode::ACCEPTED,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            r#"{"event_id":"0b6f8c1e-0000-8000-8000-000000000000","subject":"verification.completed.pass","stream":"VERIFICATIONS","seq":1,"duplicate":false}"#,
+        )
+    }
+    let router = axum::Router::new().route("/{*path}", post(accept));
+    serve_until(a.listen, router, a.duration).await
+}
+
+/// Counts of what the mock VX API served.
+#[derive(Default)]
+struct MockCounts {
+    token: AtomicU64,
+    result: AtomicU64,
+}
+
+async fn mock_vx(a: MockVxArgs) -> anyhow::Result<()> {
+    use axum::extract::{Path, State};
+    use axum::routing::{get, post};
+    let counts = Arc::new(MockCounts::default());
+    let latency = a.latency;
+    let token = {
+        let counts = counts.clone();
+        move || async move {
+            counts.token.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(latency).await;
+            axum::Json(serde_json::json!({
+                "access_token": "mock-token", "token_type": "Bearer", "expires_in": 3600
+            }))
+        }
+    };
+    let result = move |State(counts): State<Arc<MockCounts>>, Path(id): Path<String>| async move {
+        counts.result.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(latency).await;
+        let body = SEED.replace(SEED_ID, &id);
+        (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body.into_bytes(),
+        )
+    };
+    let stats = |State(counts): State<Arc<MockCounts>>| async move {
+        axum::Json(serde_json::json!({
+            "token_calls": counts.token.load(Ordering::Relaxed),
+            "result_calls": counts.result.load(Ordering::Relaxed),
+        }))
+    };
+    let router = axum::Router::new()
+        .route("/oauth/token", post(token))
+        .route("/api/session/result/{id}", get(result))
+        .route("/mock/stats", get(stats))
+        .with_state(counts);
+    serve_until(a.listen, router, a.duration).await
+}
+
+/// Blocking: one `GET` over a new connection; the status code, if any.
+fn get_status(addr: &str, authority: &str, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn startup(a: StartupArgs) -> anyhow::Result<()> {
+    let target = Target::parse(&a.ready_url)?;
+    let (program, args) = a
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command"))?;
+    let mut times = Vec::new();
+    let mut failures = 0u32;
+    for _ in 0..a.runs.max(1) {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut ready = None;
+        while t0.elapsed() < a.timeout {
+            if get_status(&target.addr, &target.authority, &target.path) == Some(200) {
+                ready = Some(t0.elapsed());
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        match ready {
+            Some(t) => times.push(t.as_secs_f64() * 1000.0),
+            None => failures += 1,
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let (min, max) = (
+        times.first().copied().unwrap_or(f64::NAN),
+        times.last().copied().unwrap_or(f64::NAN),
+    );
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"mode": "startup", "runs": times.len(), "failures": failures,
+                "median_ms": median, "min_ms": min, "max_ms": max})
+        );
+    } else {
+        println!(
+            "startup: {} runs, median {median:.1} ms (min {min:.1}, max {max:.1}), {failures} failed",
+            times.len()
+        );
+    }
     Ok(())
 }
