@@ -298,10 +298,11 @@ async fn reject(
 }
 
 async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
+    let kind = msg.kind;
     let result = ing.publisher.publish(msg).await;
     if let Ok(stored) = &result {
         if !stored.duplicate {
-            crate::telemetry::record_event(msg.kind);
+            crate::telemetry::record_event(kind);
         }
     }
     if let Err(PublishError::NoStream) = result {
