@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
 //! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
-//! - [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
+//! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`status`]: the request-reply status service.
@@ -18,6 +18,7 @@ pub mod demo;
 pub mod event;
 pub mod health;
 pub mod ingress;
+pub mod json;
 pub mod problem;
 pub mod publish;
 pub mod schema;
