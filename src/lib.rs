@@ -8,7 +8,8 @@
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`status`]: the request-reply status service.
-//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`cli`]: the command line.
+//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
+//!   loop with header timeouts; [`cli`]: the command line.
 
 pub mod app;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod problem;
 pub mod publish;
 pub mod schema;
 pub mod secret;
+pub mod server;
 pub mod status;
 pub mod telemetry;
 
