@@ -17,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ingress;
 pub mod json;

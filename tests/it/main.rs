@@ -5,6 +5,7 @@ mod binary;
 #[allow(dead_code)]
 mod common;
 mod contract;
+mod fuzz_corpus;
 mod ingress;
 #[cfg(feature = "otlp")]
 mod otlp;
