@@ -40,7 +40,7 @@ echo "=== build: ${build[*]}"
 "${build[@]}"
 
 export REL_MODE=$MODE REL_PROFILE=$PROFILE
-export REL_OUT="$PWD/target/reliability/$MODE"
+export REL_OUT="${REL_OUT:-$PWD/target/reliability/$MODE}"
 mkdir -p "$REL_OUT"
 : >"$REL_OUT/results.jsonl"
 # Per-suite bound: the suites bound their own loops; this is the backstop.

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 if [[ $REL_MODE == full ]]; then RATE=300 ROUNDS=3 UP=8 DOWN=4; else RATE=200 ROUNDS=1 UP=4 DOWN=3; fi
 declare -A CP NP
-for n in n1 n2 n3; do NP[$n]=$(free_port); CP[$n]=$(free_port); done
+for n in n1 n2 n3; do free_port p; NP[$n]=$p; free_port p; CP[$n]=$p; done
 start_node() {
   local n=$1 routes=()
   for m in n1 n2 n3; do [[ $m == "$n" ]] || routes+=("nats://127.0.0.1:${CP[$m]}"); done
@@ -16,7 +16,7 @@ start_node() {
 }
 for n in n1 n2 n3; do start_node "$n"; done
 URLS="nats://127.0.0.1:${NP[n1]},nats://127.0.0.1:${NP[n2]},nats://127.0.0.1:${NP[n3]}"
-BP=$(free_port)
+free_port BP
 STREAM=REL_CLUSTER
 # The keeper retries stream creation every second until the cluster has a meta leader.
 bridge_start "$BP" "$URLS" "$STREAM" rel VXB_NATS__STREAM__REPLICAS=3 VXB_NATS__PUBLISH_TIMEOUT=3s

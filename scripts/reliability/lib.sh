@@ -36,8 +36,21 @@ log() { printf '[%s %s] %s\n' "$(date -u +%H:%M:%S)" "${REL_SUITE:-rel}" "$*" >&
 die() { log "FAIL: $*"; REL_KEEP=1; exit 1; }
 now_ms() { date +%s%3N; }
 
+# free_port VAR: sets VAR to a port in 20000-59999 that nothing listens on and that this suite
+# has not handed out yet (no subshell, so the list of handed-out ports is kept).
+REL_PORTS=" "
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 40000))
+    [[ $REL_PORTS == *" $p "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      REL_PORTS+="$p "
+      printf -v "$1" '%s' "$p"
+      return 0
+    fi
+  done
+  return 1
 }
 
 # wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.

@@ -7,8 +7,8 @@ REL_SUITE=nats-restarts
 source "$(dirname "$0")/lib.sh"
 
 if [[ $REL_MODE == full ]]; then RATE=300 KILLS=6 UP=6 DOWN=2; else RATE=200 KILLS=5 UP=2 DOWN=1; fi
-NP=$(free_port)
-BP=$(free_port)
+free_port NP
+free_port BP
 STREAM=REL_RESTARTS
 nats_start n1 "$NP"
 bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel VXB_NATS__PUBLISH_TIMEOUT=2s

@@ -6,8 +6,8 @@ REL_SUITE=retries
 source "$(dirname "$0")/lib.sh"
 
 if [[ $REL_MODE == full ]]; then N=5000; else N=1000; fi
-NP=$(free_port)
-BP=$(free_port)
+free_port NP
+free_port BP
 STREAM=REL_RETRIES
 nats_start n1 "$NP"
 bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel

@@ -6,13 +6,13 @@ REL_SUITE=sigterm
 source "$(dirname "$0")/lib.sh"
 
 if [[ $REL_MODE == full ]]; then ROUNDS=3 BEFORE=5; else ROUNDS=1 BEFORE=3; fi
-NP=$(free_port)
+free_port NP
 STREAM=REL_SIGTERM
 nats_start n1 "$NP"
 records=()
 exits=()
 for r in $(seq 1 "$ROUNDS"); do
-  BP=$(free_port)
+  free_port BP
   bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel VXB_HTTP__SHUTDOWN_TIMEOUT=10s
   "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
     --connections 64 --duration "$((BEFORE + 2))s" --id-prefix "term$r" \

@@ -6,8 +6,8 @@ REL_SUITE=soak
 source "$(dirname "$0")/lib.sh"
 
 if [[ $REL_MODE == full ]]; then SECS=600 RATE=200; else SECS=30 RATE=200; fi
-NP=$(free_port)
-BP=$(free_port)
+free_port NP
+free_port BP
 STREAM=REL_SOAK
 nats_start n1 "$NP"
 bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel
