@@ -100,18 +100,24 @@ pub async fn run(
         .layer(tower_http::catch_panic::CatchPanicLayer::new());
 
     tracing::info!(listen = %listener.local_addr()?, "vx-bridge serving");
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut server = tokio::spawn(async move { server.await });
+    let opts = crate::server::ServeOptions {
+        header_timeout: config.http.header_timeout,
+    };
+    let mut server = tokio::spawn(crate::server::serve(
+        listener,
+        router,
+        opts,
+        shutdown.clone(),
+    ));
     tokio::select! {
         res = &mut server => {
             shutdown.cancel();
-            res.context("HTTP server task")?.context("HTTP server")?;
+            res.context("HTTP server task")?;
         }
         _ = shutdown.cancelled() => {
             tracing::info!("shutting down: finishing in-flight requests");
             match tokio::time::timeout(config.http.shutdown_timeout, &mut server).await {
-                Ok(res) => res.context("HTTP server task")?.context("HTTP server")?,
+                Ok(res) => res.context("HTTP server task")?,
                 Err(_) => {
                     server.abort();
                     tracing::warn!(timeout = ?config.http.shutdown_timeout, "in-flight requests did not finish in time");

@@ -75,6 +75,10 @@ pub struct HttpConfig {
     /// Time allowed to read a request body; slower → 408.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Time allowed to receive a request's headers, from the connection's start or the end of
+    /// its previous request; slower → the connection is closed (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -90,6 +94,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 1024,
             body_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(20),
             retry_after_secs: 5,
         }
@@ -574,6 +579,9 @@ impl Config {
         }
         if h.max_in_flight == 0 {
             return Err(ConfigError::new("http.max_in_flight", "must be at least 1"));
+        }
+        if h.header_timeout.is_zero() {
+            return Err(ConfigError::new("http.header_timeout", "must be above 0"));
         }
         self.validate_nats()?;
         if self.ingress.enabled {

@@ -308,7 +308,7 @@ pub fn build_event(
     let kind = EventKind::classify(summary.status);
     let msg_id = match verified.delivery_id() {
         Some(id) => id.to_owned(),
-        None => format!("sha256:{}", hex::encode(canonical_hash(body))),
+        None => format!("sha256:{}", hex::encode(dedup_hash(raw, body))),
     };
     let event_id = event_id_for(&msg_id);
     let envelope = Envelope {
@@ -453,6 +453,22 @@ fn trim_json_ws(raw: &[u8]) -> &[u8] {
     let start = raw.iter().position(|b| !ws(b)).unwrap_or(raw.len());
     let end = raw.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
     &raw[start..end]
+}
+
+/// The dedup hash of a body without a delivery id: [`canonical_hash`] of the parsed value, so a
+/// retry that only changes whitespace or key order is recognised; but when the body holds a
+/// number that the parsed value cannot hold exactly ([`crate::json::has_inexact_number`]),
+/// the hash of the raw bytes, so two bodies differing only in such a number are never taken
+/// for one another (which would answer 202 "duplicate" for an event that was never stored).
+pub fn dedup_hash(raw: &[u8], value: &Value) -> [u8; 32] {
+    if crate::json::has_inexact_number(raw) {
+        let mut h = Sha256::new();
+        h.update(b"raw:");
+        h.update(trim_json_ws(raw));
+        h.finalize().into()
+    } else {
+        canonical_hash(value)
+    }
 }
 
 /// SHA-256 of the canonical JSON of a value: object keys sorted by their UTF-8 bytes, no insignificant whitespace, strings and numbers as serde_json writes them.
@@ -641,6 +657,25 @@ mod tests {
         );
         assert_eq!(with_id.msg_id, "msg_1");
         assert_eq!(with_id.headers[0], ("Nats-Msg-Id", "msg_1".to_owned()));
+    }
+
+    #[test]
+    fn bodies_differing_only_in_a_number_beyond_f64_are_different_events() {
+        // Regression: both numbers parse to the same f64, so their canonical JSON is the same;
+        // the second body was answered 202 "duplicate" and never stored.
+        let raw_a = br#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PASS","n":12345678901234567890123}"#;
+        let raw_b = br#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PASS","n":12345678901234567890124}"#;
+        let a: Value = serde_json::from_slice(raw_a).unwrap();
+        let b: Value = serde_json::from_slice(raw_b).unwrap();
+        assert_eq!(canonical_hash(&a), canonical_hash(&b), "the lossy case");
+        let none = Verified::for_tests(None);
+        let t = TraceContext::default();
+        let ma = build_event(&subjects(), &none, raw_a, &a, AT, &t);
+        let mb = build_event(&subjects(), &none, raw_b, &b, AT, &t);
+        assert_ne!(ma.msg_id, mb.msg_id);
+        // The same bytes sent again are still one event.
+        let again = build_event(&subjects(), &none, raw_a, &a, AT, &t);
+        assert_eq!(ma.msg_id, again.msg_id);
     }
 
     #[test]

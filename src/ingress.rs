@@ -2,7 +2,7 @@
 //!
 //! Steps, in this order, each with its own answer: in-flight limit (429) → declared size (413) →
 //! content type (415) → read the body within the size and time limits (413, 408) →
-//! authenticate the raw bytes (401) → parse JSON (400) → JSON Schema (422) → build the event →
+//! authenticate the raw bytes (401) → parse JSON strictly, duplicate keys refused (400) → JSON Schema (422) → build the event →
 //! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`.
 //! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
 //! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
@@ -180,7 +180,7 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     };
     let received_at = rfc3339(now);
     let span = tracing::Span::current();
-    let value: Value = match serde_json::from_slice(&raw) {
+    let value: Value = match crate::json::parse_strict(&raw) {
         Ok(v) => v,
         Err(e) => {
             let errors = vec![Violation {

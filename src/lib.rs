@@ -4,11 +4,12 @@
 //! # Layout
 //! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
 //! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
-//! - [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
+//! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
-//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`cli`]: the command line.
+//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
+//!   loop with header timeouts; [`cli`]: the command line.
 
 pub mod app;
 pub mod auth;
@@ -16,12 +17,16 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ingress;
+pub mod json;
 pub mod problem;
 pub mod publish;
 pub mod schema;
 pub mod secret;
+pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod upstream;

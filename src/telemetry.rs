@@ -221,9 +221,31 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (tests embedding us); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            start_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets.
+pub const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Name of the upkeep thread (15 characters: the Linux limit).
+pub const METRICS_UPKEEP_THREAD: &str = "vx-metrics-upkp";
+
+/// A recorder from `build_recorder` keeps every histogram sample until someone renders or runs
+/// upkeep: without a Prometheus scraping `/metrics`, memory grew by every request (found by the
+/// soak suite: +4.8 MB RSS over 121 k webhooks). This thread drains them every few seconds.
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(METRICS_UPKEEP_THREAD.into())
+        .spawn(move || loop {
+            std::thread::sleep(METRICS_UPKEEP);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started; histogram samples are only drained by /metrics scrapes");
+    }
 }
 
 /// How a webhook ended.
@@ -398,5 +420,33 @@ impl Default for PublishMetrics {
 impl std::fmt::Debug for PublishMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PublishMetrics")
+    }
+}
+
+#[cfg(test)]
+mod upkeep_tests {
+    use super::*;
+
+    #[test]
+    fn histogram_samples_are_drained_without_a_scrape() {
+        // Regression (soak suite): samples piled up until /metrics was scraped.
+        let _ = metrics_handle();
+        // The thread names itself once it runs: look for up to 5 s.
+        let named = || {
+            std::fs::read_dir("/proc/self/task")
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                        .any(|c| c.trim() == METRICS_UPKEEP_THREAD)
+                })
+                .unwrap_or(true)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = named();
+        while !found && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = named();
+        }
+        assert!(found, "no {METRICS_UPKEEP_THREAD} thread");
     }
 }

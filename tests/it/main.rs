@@ -1,10 +1,12 @@
 //! Integration tests: one binary, real `nats-server` processes on free ports, the bridge's
 //! `run()` in-process (and the real binary where a process boundary matters).
 
+mod bad_input;
 mod binary;
 #[allow(dead_code)]
 mod common;
 mod contract;
+mod fuzz_corpus;
 mod ingress;
 #[cfg(feature = "otlp")]
 mod otlp;

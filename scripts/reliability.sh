@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Reliability suites (issue 6). One entry point:
+#
+#   scripts/reliability.sh [--short|--full] [--debug|--release] [suite...]
+#
+# Suites: nats-restarts cluster retries sigterm status bad-input fuzz soak (default: all).
+# --short (default) is the CI version: every suite, a few seconds each, debug binaries (which
+# `cargo test` has already built), at most ~4 minutes in total on a 2-core machine.
+# --full is the version whose figures docs/RELIABILITY.md reports: release binaries, longer
+# load, more faults, the 10-minute soak and 10-minute cargo-fuzz runs per target.
+# Everything runs on 127.0.0.1 with nats-server processes on free ports (never 4222) and temp
+# stores; each suite kills what it started. Results: target/reliability/<mode>/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=short
+PROFILE=""
+SUITES=()
+for arg in "$@"; do
+  case "$arg" in
+    --short) MODE=short ;;
+    --full) MODE=full ;;
+    --debug) PROFILE=debug ;;
+    --release) PROFILE=release ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -*) echo "unknown option $arg" >&2; exit 64 ;;
+    *) SUITES+=("$arg") ;;
+  esac
+done
+ALL=(bad-input retries nats-restarts cluster sigterm status fuzz soak)
+((${#SUITES[@]})) || SUITES=("${ALL[@]}")
+[[ -n "$PROFILE" ]] || { [[ $MODE == full ]] && PROFILE=release || PROFILE=debug; }
+
+command -v nats-server >/dev/null || { echo "nats-server is not on PATH" >&2; exit 1; }
+command -v jq >/dev/null || { echo "jq is not on PATH" >&2; exit 1; }
+
+build=(cargo build --locked --bins)
+[[ $PROFILE == release ]] && build+=(--release)
+echo "=== build: ${build[*]}"
+"${build[@]}"
+
+export REL_MODE=$MODE REL_PROFILE=$PROFILE
+export REL_OUT="${REL_OUT:-$PWD/target/reliability/$MODE}"
+mkdir -p "$REL_OUT"
+: >"$REL_OUT/results.jsonl"
+# Per-suite bound: the suites bound their own loops; this is the backstop.
+if [[ $MODE == full ]]; then LIMIT=2400; else LIMIT=150; fi
+
+declare -A STATUS
+started=$SECONDS
+for s in "${SUITES[@]}"; do
+  script="scripts/reliability/$s.sh"
+  [[ -f "$script" ]] || { echo "unknown suite $s" >&2; exit 64; }
+  echo "=== suite $s ($MODE, $PROFILE) at $((SECONDS - started))s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  t0=$SECONDS
+  if timeout --kill-after=10 "$LIMIT" bash "$script"; then
+    STATUS[$s]="ok ($((SECONDS - t0))s)"
+  else
+    STATUS[$s]="FAILED ($((SECONDS - t0))s)"
+  fi
+done
+echo
+echo "=== summary ($MODE, $PROFILE, $((SECONDS - started))s; figures in $REL_OUT/results.jsonl)"
+rc=0
+for s in "${SUITES[@]}"; do
+  printf '%-14s %s\n' "$s" "${STATUS[$s]}"
+  [[ ${STATUS[$s]} == ok* ]] || rc=1
+done
+exit $rc

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Suite 2: a 3-node JetStream cluster on loopback, stream with 3 replicas; under load the node
+# leading the stream is SIGKILLed and brought back (ROUNDS times). Afterwards no delivery
+# answered 202 is missing, every other answer was retryable.
+REL_SUITE=cluster
+source "$(dirname "$0")/lib.sh"
+
+if [[ $REL_MODE == full ]]; then RATE=300 ROUNDS=3 UP=8 DOWN=4; else RATE=200 ROUNDS=1 UP=4 DOWN=3; fi
+declare -A CP NP
+for n in n1 n2 n3; do free_port p; NP[$n]=$p; free_port p; CP[$n]=$p; done
+start_node() {
+  local n=$1 routes=()
+  for m in n1 n2 n3; do [[ $m == "$n" ]] || routes+=("nats://127.0.0.1:${CP[$m]}"); done
+  nats_start "$n" "${NP[$n]}" --cluster_name rel --cluster "nats://127.0.0.1:${CP[$n]}" \
+    --routes "$(IFS=,; echo "${routes[*]}")"
+}
+for n in n1 n2 n3; do start_node "$n"; done
+URLS="nats://127.0.0.1:${NP[n1]},nats://127.0.0.1:${NP[n2]},nats://127.0.0.1:${NP[n3]}"
+free_port BP
+STREAM=REL_CLUSTER
+# The keeper retries stream creation every second until the cluster has a meta leader.
+bridge_start "$BP" "$URLS" "$STREAM" rel VXB_NATS__STREAM__REPLICAS=3 VXB_NATS__PUBLISH_TIMEOUT=3s
+BRIDGE=$BRIDGE_PID
+DURATION=$((ROUNDS * (UP + DOWN) + UP + 2))
+log "load ${RATE}/s for ${DURATION}s; $ROUNDS round(s) of killing the stream leader (down ${DOWN}s)"
+"$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
+  --connections 32 --rate "$RATE" --duration "${DURATION}s" --id-prefix cluster \
+  --record "$REL_WORK/answers.csv" --json >"$REL_WORK/load.json" &
+LOAD=$!
+REL_PIDS+=("$LOAD")
+sleep "$UP"
+KILLED=()
+for i in $(seq 1 "$ROUNDS"); do
+  leader=$(timeout 10 "$REL_BIN/vx-load" leader --nats "$URLS" --stream "$STREAM" || true)
+  [[ -n "$leader" && -n "${NP[$leader]:-}" ]] || leader=n1
+  KILLED+=("$leader")
+  log "round $i: SIGKILL $leader (stream leader)"
+  echo "kill$i $(now_ms)" >>"$REL_WORK/marks"
+  nats_kill "$leader"
+  sleep "$DOWN"
+  start_node "$leader"
+  echo "up$i $(now_ms)" >>"$REL_WORK/marks"
+  sleep "$UP"
+done
+wait "$LOAD" || die "vx-load failed"
+kill -0 "$BRIDGE" 2>/dev/null || die "the bridge process died"
+wait_ready "$BP" 30 || die "the bridge did not become ready again"
+V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$REL_WORK/answers.csv" \
+  --marks <(grep '^kill' "$REL_WORK/marks")) || { echo "$V"; die "verification failed"; }
+REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
+result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" \
+  --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" \
+  '{suite:"cluster", mode:$mode, rate:$rate, replicas:3, killed:$killed, answers, codes,
+    accepted_deliveries, stream_messages, missing_after_202, wrong_event_id, non_retryable_answers,
+    first_202_after_kill_ms:$rec, p99_ms:$l[0].p99_ms, loadavg:$load, ok}' <<<"$V")"
