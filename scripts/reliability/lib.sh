@@ -40,13 +40,13 @@ now_ms() { date +%s%3N; }
 # has not handed out yet (no subshell, so the list of handed-out ports is kept).
 REL_PORTS=" "
 free_port() {
-  local p
+  local _fp
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    [[ $REL_PORTS == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      REL_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
+    _fp=$((20000 + RANDOM % 40000))
+    [[ $REL_PORTS == *" $_fp "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$_fp") 2>/dev/null; then
+      REL_PORTS+="$_fp "
+      printf -v "$1" '%s' "$_fp"
       return 0
     fi
   done
