@@ -36,17 +36,18 @@ log() { printf '[%s %s] %s\n' "$(date -u +%H:%M:%S)" "${REL_SUITE:-rel}" "$*" >&
 die() { log "FAIL: $*"; REL_KEEP=1; exit 1; }
 now_ms() { date +%s%3N; }
 
-# free_port VAR: sets VAR to a port in 20000-59999 that nothing listens on and that this suite
-# has not handed out yet (no subshell, so the list of handed-out ports is kept).
+# free_port VAR: sets VAR to a port in 20000-32767 that nothing listens on and that this suite
+# has not handed out yet (no subshell, so the list of handed-out ports is kept). Below Linux's
+# ephemeral range (32768+), so no client connection of the load can be holding it.
 REL_PORTS=" "
 free_port() {
-  local p
+  local _fp
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
-    [[ $REL_PORTS == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      REL_PORTS+="$p "
-      printf -v "$1" '%s' "$p"
+    _fp=$((20000 + RANDOM % 12768))
+    [[ $REL_PORTS == *" $_fp "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$_fp") 2>/dev/null; then
+      REL_PORTS+="$_fp "
+      printf -v "$1" '%s' "$_fp"
       return 0
     fi
   done
