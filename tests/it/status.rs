@@ -48,6 +48,8 @@ enum Step {
     RetryAfter(u64),
     /// Never answers.
     Hang,
+    /// Answers `{"current_status": "IN PROGRESS"}` after this many milliseconds.
+    Slow(u64),
     /// 200 with a body that is not JSON.
     Garbage,
     /// Waits for a permit on `Vx::gate`, then does the inner step.
@@ -155,6 +157,10 @@ async fn play(vx: &Vx, step: Step, id: &str) -> Response {
         )
             .into_response(),
         Step::Hang => std::future::pending().await,
+        Step::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Json(json!({ "current_status": "IN PROGRESS" })).into_response()
+        }
         Step::Garbage => (StatusCode::OK, "<html>surprise</html>").into_response(),
         Step::Held(_) => unreachable!(),
     }
@@ -947,4 +953,66 @@ async fn a_status_request_trace_is_continued_into_the_vx_call() {
         .expect("a new trace for an untraced request");
     assert_eq!(second.len(), 55);
     assert_ne!(&second[3..35], &tp[3..35]);
+}
+
+/// An "API" that accepts connections and closes them without answering.
+async fn resetting_api() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Reliability suite 5 (`scripts/reliability/status.sh`): every kind of upstream fault is
+/// answered with its code before the upstream deadline, and well before the requester's 10 s.
+#[tokio::test]
+async fn every_upstream_fault_is_answered_before_the_deadline() {
+    let reset_url = resetting_api().await;
+    let cases: Vec<(&str, Option<Step>, u16)> = vec![
+        ("slow", Some(Step::Slow(1500)), 200),
+        ("500", Some(Step::Code(500)), 502),
+        ("429", Some(Step::RetryAfter(30)), 503),
+        ("401", None, 502),
+        ("garbage", Some(Step::Garbage), 502),
+        ("reset", None, 502),
+        ("hang", Some(Step::Hang), 504),
+    ];
+    let mut figures = serde_json::Map::new();
+    for (name, step, want) in cases {
+        let reset = reset_url.clone();
+        let env = env_with(move |c| {
+            if name == "reset" {
+                c.upstream.base_url = reset;
+            }
+        })
+        .await;
+        if let Some(step) = step {
+            env.vx.set_default(step);
+        }
+        if name == "401" {
+            env.vx.refuse_all.store(true, Ordering::SeqCst);
+        }
+        let started = Instant::now();
+        let reply = env.status(&new_id()).await;
+        let took = started.elapsed();
+        let code = match &reply {
+            Reply::Ok(_) => 200,
+            Reply::Error { code, .. } => *code,
+        };
+        assert_eq!(code, want, "{name}: {reply:?}");
+        let limit = env.config.upstream.timeout + Duration::from_millis(500);
+        assert!(
+            took < limit,
+            "{name}: answered after {took:?} (limit {limit:?})"
+        );
+        figures.insert(
+            name.into(),
+            json!({"code": code, "ms": took.as_millis() as u64}),
+        );
+    }
+    println!("status-faults: {}", Value::Object(figures));
 }
