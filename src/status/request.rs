@@ -192,3 +192,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bytes at all: a parsed UUID or a 400, never a panic, and never a request_id that
+        /// is anything but a canonical UUID (the only thing that reaches a URL).
+        #[test]
+        fn arbitrary_payloads_parse_to_a_uuid_or_a_400(payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let schemas = Schemas::get();
+            match parse_status(&payload, &schemas) {
+                Ok(r) => prop_assert_eq!(r.request_id.hyphenated().to_string().len(), 36),
+                Err(e) => prop_assert_eq!(e.code, 400),
+            }
+            if let Err(e) = parse_result(&payload, &schemas) {
+                prop_assert_eq!(e.code, 400);
+            }
+        }
+
+        /// A `request_id` string that is not a UUID is refused, whatever it holds.
+        #[test]
+        fn non_uuid_request_ids_are_refused(id in "\\PC{0,60}") {
+            prop_assume!(uuid::Uuid::parse_str(&id).is_err());
+            let body = serde_json::json!({ "request_id": id }).to_string();
+            let err = parse_status(body.as_bytes(), &Schemas::get()).unwrap_err();
+            prop_assert_eq!(err.code, 400);
+            prop_assert!(!err.message.contains(&id) || id.len() < 3, "the value is not echoed");
+        }
+    }
+}
