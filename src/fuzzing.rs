@@ -162,3 +162,31 @@ pub fn body_to_event(raw: &[u8]) {
     let again = build_event(&subjects, &verified, raw, &value, at, &trace);
     assert_eq!(msg.msg_id, again.msg_id, "the dedup id is deterministic");
 }
+
+/// Status and result request parsing: a request either becomes a canonical UUID (the only thing
+/// that ever reaches a VX URL) or an email, or is a 400 whose message does not echo the input.
+pub fn status_request(data: &[u8]) {
+    let schemas = Schemas::get();
+    match crate::status::request::parse_status(data, &schemas) {
+        Ok(r) => {
+            let id = r.request_id.hyphenated().to_string();
+            assert!(
+                id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+                "a non-canonical id would reach a URL: {id}"
+            );
+        }
+        Err(e) => assert_eq!(e.code, 400, "a bad request must be a 400: {e:?}"),
+    }
+    match crate::status::request::parse_result(data, &schemas) {
+        Ok(crate::status::request::ResultRequest::Id(id)) => {
+            assert_eq!(id.hyphenated().to_string().len(), 36);
+        }
+        Ok(crate::status::request::ResultRequest::Email(email)) => {
+            assert!(
+                email.contains('@') && !email.chars().any(char::is_control),
+                "an unchecked email would reach a URL"
+            );
+        }
+        Err(e) => assert_eq!(e.code, 400, "a bad request must be a 400: {e:?}"),
+    }
+}

@@ -29,3 +29,8 @@ fn signature_header_corpus_replays_without_panic_or_forgery() {
 fn body_to_event_corpus_replays_without_panic() {
     replay("body_to_event", vx_bridge::fuzzing::body_to_event);
 }
+
+#[test]
+fn status_request_corpus_replays_without_panic() {
+    replay("status_request", vx_bridge::fuzzing::status_request);
+}
