@@ -100,6 +100,11 @@ pub fn parse_result(payload: &[u8], schemas: &Schemas) -> Result<ResultRequest, 
         .map_err(|_| ServiceError::bad_request("request_id and email must be strings"))?;
     match (raw.request_id, raw.email) {
         (Some(id), None) => Ok(ResultRequest::Id(uuid(&id)?)),
+        // The schema's pattern already refuses control characters; this keeps the guarantee
+        // even if the schema is loosened (found by the status_request fuzz target: DEL).
+        (None, Some(email)) if email.chars().any(char::is_control) => Err(
+            ServiceError::bad_request("email must not contain control characters"),
+        ),
         (None, Some(email)) => Ok(ResultRequest::Email(email)),
         _ => Err(ServiceError::bad_request(
             "send exactly one of request_id and email",
@@ -189,6 +194,25 @@ mod tests {
             let e = result(b).unwrap_err();
             assert_eq!(e.code, 400, "{b}");
             assert!(!e.message.contains("no-at-sign"), "{e:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod regression {
+    use super::*;
+
+    #[test]
+    fn emails_with_control_characters_are_refused() {
+        // Found by the status_request fuzz target: DEL (0x7f) passed the schema's pattern.
+        for email in [
+            "jane@\u{7f}example.com",
+            "jane@exa\u{85}mple.com",
+            "ja\u{9f}ne@example.com",
+        ] {
+            let body = serde_json::json!({ "email": email }).to_string();
+            let err = parse_result(body.as_bytes(), &Schemas::get()).unwrap_err();
+            assert_eq!(err.code, 400, "{email:?}");
         }
     }
 }
