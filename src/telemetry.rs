@@ -303,13 +303,6 @@ pub fn record_event(kind: &'static str) {
     metrics::counter!("vx_bridge_events_total", "type" => kind).increment(1);
 }
 
-/// Counts a webhook and its handling time.
-pub fn record_webhook(outcome: WebhookOutcome, took: Duration) {
-    metrics::counter!("vx_bridge_webhooks_total", "outcome" => outcome.label()).increment(1);
-    metrics::histogram!("vx_bridge_webhook_duration_seconds", "outcome" => outcome.label())
-        .record(took.as_secs_f64());
-}
-
 impl WebhookOutcome {
     /// Every outcome, in declaration order (the index of each in per-outcome tables).
     pub const ALL: [WebhookOutcome; 7] = [
@@ -323,9 +316,10 @@ impl WebhookOutcome {
     ];
 }
 
-/// The webhook metrics' handles, each registered with the installed recorder on first use and
-/// kept, so recording does not build, hash and look up a key per webhook. Same names and labels
-/// as [`record_webhook`], and a series still appears only once it has been recorded.
+/// The webhook metrics' handles (`vx_bridge_webhooks_total`, `vx_bridge_webhook_duration_seconds`,
+/// `vx_bridge_webhooks_in_flight`), each registered with the installed recorder on first use and
+/// kept, so recording does not build, hash and look up a key per webhook. A series still appears
+/// only once it has been recorded.
 pub struct WebhookMetrics {
     in_flight: OnceLock<metrics::Gauge>,
     /// `(count, duration)` per outcome, indexed like [`WebhookOutcome::ALL`].
