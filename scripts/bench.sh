@@ -214,7 +214,7 @@ BIN_BYTES=$(stat -c %s "$BIN")
 # ---------------------------------------------------------------- (d) status lookups
 STATUS=0
 start_nats d
-if env VXB_WEBHOOK__AUTH__MODE=none VXB_INGRESS__ENABLED=false VXB_STATUS__ENABLED=true \
+if env VXB_WEBHOOK__AUTH__MODE=none VXB_WEBHOOK__ENABLED=false VXB_STATUS__ENABLED=true \
      VXB_UPSTREAM__BASE_URL=http://127.0.0.1:1 VXB_UPSTREAM__TOKEN=bench \
      "$BIN" check-config >/dev/null 2>&1; then
   STATUS=1
@@ -233,7 +233,7 @@ if [ "$STATUS" = 1 ]; then
   MOCK=$!; PIDS+=("$MOCK")
   wait_port "$mport"
   port=$($LOAD free-port)
-  start_bridge d "$BIN" "$port" VXB_INGRESS__ENABLED=false VXB_STATUS__ENABLED=true \
+  start_bridge d "$BIN" "$port" VXB_WEBHOOK__ENABLED=false VXB_STATUS__ENABLED=true \
     VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$mport" VXB_UPSTREAM__TOKEN=bench
   say "(d) status from cache: 100 request_ids, 64 requesters (first lookups in the warm-up)"
   $LOAD status --nats "$NATS_URL" --ids 100 --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-cache.json"

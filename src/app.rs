@@ -29,6 +29,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for warning in config.deprecations() {
+        tracing::warn!("{warning}");
+    }
     let subjects = Subjects::new(&config.nats.subject_prefix);
     // The recorder first, so the connection events are counted.
     let metrics = metrics_handle();
@@ -43,7 +46,7 @@ pub async fn run(
     let mut stream_state = None;
     let mut keeper = None;
 
-    if config.ingress.enabled {
+    if config.webhook.enabled {
         let verifier = Verifier::from_config(&config.webhook.auth).context("webhook.auth")?;
         if verifier.is_none() {
             tracing::warn!(

@@ -48,10 +48,12 @@ pub struct Config {
     pub http: HttpConfig,
     /// NATS connection, subjects and stream.
     pub nats: NatsConfig,
-    /// How webhooks are authenticated.
+    /// The webhook role: whether it runs, and how webhooks are authenticated.
     pub webhook: WebhookConfig,
-    /// Whether this process serves the webhook ingress.
-    pub ingress: IngressConfig,
+    /// Deprecated: `ingress.enabled` is now `webhook.enabled` (accepted for one release, with a
+    /// warning at start). Never printed by `check-config`.
+    #[serde(skip_serializing)]
+    pub ingress: LegacyIngressConfig,
     /// The status/result request-reply service.
     pub status: StatusConfig,
     /// The VX API client used by the status service.
@@ -215,11 +217,22 @@ impl Default for StreamConfig {
 }
 
 /// `[webhook]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Serve the webhook endpoint (health and metrics are always served).
+    pub enabled: bool,
     /// Authentication of incoming webhooks.
     pub auth: AuthConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auth: AuthConfig::default(),
+        }
+    }
 }
 
 /// `webhook.auth.mode`
@@ -340,18 +353,12 @@ impl Default for HmacConfig {
     }
 }
 
-/// `[ingress]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[ingress]`: deprecated, kept for one release so that existing configurations still start.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct IngressConfig {
-    /// Serve the webhook endpoint (health and metrics are always served).
-    pub enabled: bool,
-}
-
-impl Default for IngressConfig {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
+pub struct LegacyIngressConfig {
+    /// Deprecated alias of `webhook.enabled`; [`Config::parse`] copies it there.
+    pub enabled: Option<bool>,
 }
 
 /// `[status]`
@@ -547,7 +554,27 @@ impl Config {
             let key = k["VXB_".len()..].to_ascii_lowercase().replace("__", ".");
             fig.merge(Serialized::default(&key, env_value(v)))
         });
-        figment.extract().map_err(figment_error)
+        let mut config: Config = figment.extract().map_err(figment_error)?;
+        if let Some(legacy) = config.ingress.enabled {
+            let new_key_set = figment.find_value("webhook.enabled").is_ok();
+            if new_key_set && legacy != config.webhook.enabled {
+                return Err(ConfigError::new(
+                    "ingress.enabled",
+                    "is the deprecated name of webhook.enabled, which is also set, to a different value: remove ingress.enabled",
+                ));
+            }
+            config.webhook.enabled = legacy;
+        }
+        Ok(config)
+    }
+
+    /// Warnings about deprecated keys in use, to log at start (and print in `check-config`).
+    pub fn deprecations(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.ingress.enabled.is_some() {
+            out.push("`ingress.enabled` (VXB_INGRESS__ENABLED) is deprecated and will be removed in the next release: use `webhook.enabled` (VXB_WEBHOOK__ENABLED)");
+        }
+        out
     }
 
     /// Checks values that the types alone cannot: names the first bad key.
@@ -584,14 +611,14 @@ impl Config {
             return Err(ConfigError::new("http.header_timeout", "must be above 0"));
         }
         self.validate_nats()?;
-        if self.ingress.enabled {
+        if self.webhook.enabled {
             // Building the verifier reads secret files and checks every auth key.
             crate::auth::Verifier::from_config(&self.webhook.auth)?;
         }
-        if !self.ingress.enabled && !self.status.enabled {
+        if !self.webhook.enabled && !self.status.enabled {
             return Err(ConfigError::new(
-                "ingress.enabled",
-                "ingress and status are both disabled: nothing to run",
+                "webhook.enabled",
+                "the webhook endpoint and the status service are both disabled: nothing to run",
             ));
         }
         if self.status.enabled {
@@ -790,9 +817,166 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML, secrets shown as `[redacted]`.
+    /// The effective configuration as TOML (what `check-config` prints): only the keys that
+    /// apply to the chosen `webhook.auth.mode` and `webhook.auth.hmac.scheme`, unset optional
+    /// keys as `# key = (unset)` comments, secrets as `[redacted]`. The output parses as TOML.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        // Through JSON, which keeps unset options (as null) and the fields' order.
+        let tree = serde_json::to_string(self)
+            .map_err(|e| e.to_string())
+            .and_then(|json| serde_json::from_str::<Node>(&json).map_err(|e| e.to_string()));
+        let mut tree = match tree {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render config: {e}\n"),
+        };
+        for path in self.inapplicable_keys() {
+            tree.remove(path);
+        }
+        let mut out = String::new();
+        tree.render("", &mut out);
+        out
+    }
+
+    /// Dotted keys that do nothing with this configuration's mode, scheme and roles.
+    fn inapplicable_keys(&self) -> Vec<&'static str> {
+        if !self.webhook.enabled {
+            return vec!["webhook.auth"];
+        }
+        let mut keys = match self.webhook.auth.mode {
+            Some(AuthMode::Hmac) => vec!["webhook.auth.basic"],
+            Some(AuthMode::Basic) => return vec!["webhook.auth.hmac"],
+            Some(AuthMode::None) => return vec!["webhook.auth.basic", "webhook.auth.hmac"],
+            None => vec![],
+        };
+        const GENERIC_ONLY: [&str; 5] = [
+            "webhook.auth.hmac.algorithm",
+            "webhook.auth.hmac.encoding",
+            "webhook.auth.hmac.timestamp_header",
+            "webhook.auth.hmac.id_header",
+            "webhook.auth.hmac.signed_template",
+        ];
+        match self.webhook.auth.hmac.scheme {
+            HmacScheme::StandardWebhooks => {
+                keys.extend(GENERIC_ONLY);
+                keys.extend(["webhook.auth.hmac.header", "webhook.auth.hmac.prefix"]);
+            }
+            HmacScheme::Stripe => {
+                keys.extend(GENERIC_ONLY);
+                keys.push("webhook.auth.hmac.prefix");
+            }
+            // No timestamp: nothing to hold against the tolerance.
+            HmacScheme::Hex => {
+                keys.extend(GENERIC_ONLY);
+                keys.push("webhook.auth.hmac.tolerance");
+            }
+            HmacScheme::Generic => {}
+        }
+        keys
+    }
+}
+
+/// The configuration as an ordered tree, for [`Config::to_redacted_toml`]: unlike
+/// `toml::Value` it keeps unset keys, and unlike `serde_json::Value` (without its
+/// `preserve_order` feature) the fields' order.
+enum Node {
+    Unset,
+    Value(toml::Value),
+    Table(Vec<(String, Node)>),
+}
+
+impl Node {
+    fn remove(&mut self, dotted: &str) {
+        let (head, rest) = match dotted.split_once('.') {
+            Some((h, r)) => (h, Some(r)),
+            None => (dotted, None),
+        };
+        if let Node::Table(entries) = self {
+            match rest {
+                None => entries.retain(|(k, _)| k != head),
+                Some(rest) => {
+                    for (k, v) in entries.iter_mut() {
+                        if k == head {
+                            v.remove(rest);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the table at `path`: its keys, then its sub-tables.
+    fn render(&self, path: &str, out: &mut String) {
+        let Node::Table(entries) = self else { return };
+        if !path.is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("[{path}]\n"));
+        }
+        for (k, v) in entries {
+            match v {
+                Node::Unset => out.push_str(&format!("# {k} = (unset)\n")),
+                Node::Value(v) => out.push_str(&format!("{k} = {v}\n")),
+                Node::Table(_) => {}
+            }
+        }
+        for (k, v) in entries {
+            if let Node::Table(_) = v {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                v.render(&sub, out);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a configuration value")
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Unset)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+                Ok(Node::Value(v.into()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+                Ok(Node::Value(v.into()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Node, E> {
+                i64::try_from(v)
+                    .map(|v| Node::Value(v.into()))
+                    .map_err(|_| E::custom("integer too large for TOML"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+                Ok(Node::Value(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+                Ok(Node::Value(v.into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<toml::Value>()? {
+                    items.push(item);
+                }
+                Ok(Node::Value(toml::Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Node>()? {
+                    entries.push((k, v));
+                }
+                Ok(Node::Table(entries))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -840,14 +1024,20 @@ fn figment_error(err: figment::Error) -> ConfigError {
             }
             "unknown key".to_owned()
         }
-        Kind::InvalidType(actual, expected) => {
-            format!("expected {expected}, found {}", kind_of(actual))
-        }
-        Kind::InvalidValue(actual, expected) => {
-            format!("expected {expected}, found {}", kind_of(actual))
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!(
+                "expected {}, found {}",
+                expected_in_words(expected),
+                kind_of(actual)
+            )
         }
         Kind::UnknownVariant(_, expected) => {
-            format!("must be one of: {}", expected.join(", "))
+            let documented: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|v| !UNDOCUMENTED_ALIASES.contains(v))
+                .collect();
+            format!("must be one of: {}", documented.join(", "))
         }
         Kind::Message(m) => {
             // Messages from parsers (TOML syntax, durations) do not contain secrets we hold.
@@ -861,11 +1051,32 @@ fn figment_error(err: figment::Error) -> ConfigError {
     ConfigError::new(key, message)
 }
 
+/// Values serde accepts for compatibility but the documentation does not list: left out of
+/// "must be one of" messages.
+const UNDOCUMENTED_ALIASES: &[&str] = &["stripe-style"];
+
+/// serde's description of the expected type, in words for a config file's author
+/// (`usize` → `a non-negative integer`).
+fn expected_in_words(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "socket address" => "an address like \"0.0.0.0:8080\"",
+        "path string" => "a file path",
+        "a duration" => "a duration like \"5s\" or \"500ms\"",
+        "option" => "a value",
+        other => other,
+    }
+}
+
 /// Describes a value's type without its content (a wrong-typed secret must not be echoed).
 fn kind_of(actual: &figment::error::Actual) -> &'static str {
     use figment::error::Actual;
     match actual {
         Actual::Bool(_) => "a boolean",
+        Actual::Signed(n) if *n < 0 => "a negative integer",
         Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
         Actual::Float(_) => "a float",
         Actual::Char(_) | Actual::Str(_) => "a string",
@@ -906,15 +1117,253 @@ mod tests {
         ])
     }
 
+    /// Every leaf key of `value` (unset options included), as `(table, key)`.
+    fn leaf_keys(table: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                if v.is_object() {
+                    let sub = if table.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{table}.{k}")
+                    };
+                    leaf_keys(&sub, v, out);
+                } else {
+                    out.push((table.to_owned(), k.clone()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_sample_config_documents_exactly_the_defaults() {
         let f = write(SAMPLE);
         let sample = Config::parse(Some(f.path()), vec![]).unwrap();
-        let mut expected = Config::default();
-        expected.webhook.auth.mode = Some(AuthMode::Hmac);
-        expected.webhook.auth.hmac.secrets_file =
-            Some("/etc/vx-bridge/secrets/hmac-secrets".into());
-        assert_eq!(sample.to_redacted_toml(), expected.to_redacted_toml());
+        // Exactly: every field, unset options included, compared as values.
+        assert_eq!(
+            serde_json::to_value(&sample).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+        assert!(
+            sample.deprecations().is_empty(),
+            "the sample uses a deprecated key"
+        );
+        // Every key is in the sample, set to its default or commented out on its own line.
+        let mut written = Vec::new();
+        let mut table = String::new();
+        for line in SAMPLE.lines() {
+            if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = h.to_owned();
+            } else if let Some((k, _)) = line.trim_start_matches("# ").split_once(" = ") {
+                written.push((table.clone(), k.trim().to_owned()));
+            }
+        }
+        let mut keys = Vec::new();
+        leaf_keys(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut keys,
+        );
+        for (table, key) in keys {
+            assert!(
+                written.contains(&(table.clone(), key.clone())),
+                "`{table}.{key}` is not in config/vx-bridge.example.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bare_sample_is_refused_only_for_the_missing_auth_mode() {
+        let f = write(SAMPLE);
+        let err = Config::load(Some(f.path()), vec![]).unwrap_err();
+        assert_eq!(err.key, "webhook.auth.mode", "{err}");
+        assert!(err.message.contains("\"hmac\""), "{err}");
+        // What the sample's header tells the user to add is enough.
+        Config::load(Some(f.path()), hmac_env()).unwrap();
+    }
+
+    #[test]
+    fn ingress_enabled_is_a_deprecated_alias_of_webhook_enabled() {
+        let status_only = env(&[
+            ("VXB_STATUS__ENABLED", "true"),
+            ("VXB_UPSTREAM__TOKEN", "t"),
+        ]);
+        let mut vars = status_only.clone();
+        vars.extend(env(&[("VXB_INGRESS__ENABLED", "false")]));
+        let c = Config::load(None, vars).unwrap();
+        assert!(!c.webhook.enabled);
+        assert_eq!(c.deprecations().len(), 1);
+        assert!(c.deprecations()[0].contains("webhook.enabled"));
+        assert!(!c.to_redacted_toml().contains("[ingress]"));
+
+        let f = write("[webhook]\nenabled = false\n");
+        let c = Config::load(Some(f.path()), status_only.clone()).unwrap();
+        assert!(!c.webhook.enabled);
+        assert!(c.deprecations().is_empty());
+
+        // Both set: agreeing is fine, disagreeing is an error naming the old key.
+        let mut vars = status_only.clone();
+        vars.extend(env(&[("VXB_INGRESS__ENABLED", "false")]));
+        assert!(!Config::load(Some(f.path()), vars).unwrap().webhook.enabled);
+        let mut vars = status_only;
+        vars.extend(env(&[("VXB_INGRESS__ENABLED", "true")]));
+        let err = Config::load(Some(f.path()), vars).unwrap_err();
+        assert_eq!(err.key, "ingress.enabled");
+        assert!(err.message.contains("webhook.enabled"), "{err}");
+
+        let err = Config::load(None, env(&[("VXB_WEBHOOK__ENABLED", "false")])).unwrap_err();
+        assert_eq!(err.key, "webhook.enabled", "{err}");
+    }
+
+    #[test]
+    fn type_errors_are_in_words_and_list_only_documented_values() {
+        let cases = [
+            (
+                "[nats.stream]\nreplicas = \"three\"\n",
+                "expected a non-negative integer, found a string",
+            ),
+            (
+                "[nats.stream]\nreplicas = -1\n",
+                "expected a non-negative integer, found a negative integer",
+            ),
+            (
+                "[http]\nmax_in_flight = 1.5\n",
+                "expected a non-negative integer, found a float",
+            ),
+            (
+                "[http]\nbody_timeout = 5\n",
+                "expected a duration like \"5s\"",
+            ),
+            (
+                "[nats.stream]\nmax_bytes = \"lots\"\n",
+                "expected an integer, found a string",
+            ),
+            (
+                "[nats]\ncreds_file = 5\n",
+                "expected a file path, found an integer",
+            ),
+            (
+                "[webhook.auth.hmac]\nsecrets = \"k\"\n",
+                "expected a list, found a string",
+            ),
+            (
+                "[webhook.auth.hmac]\nscheme = \"md5\"\n",
+                "must be one of: standard-webhooks, stripe, hex, generic",
+            ),
+        ];
+        for (file, message) in cases {
+            let f = write(file);
+            let mode = env(&[("VXB_WEBHOOK__AUTH__MODE", "hmac")]);
+            let err = Config::load(Some(f.path()), mode).unwrap_err();
+            assert!(err.message.contains(message), "{file}: {err}");
+            for rust in ["usize", "u32", "i64", "stripe-style", "sequence"] {
+                assert!(!err.message.contains(rust), "{file}: {err}");
+            }
+        }
+        // The alias itself is still accepted.
+        let f = write("[webhook.auth.hmac]\nscheme = \"stripe-style\"\n");
+        let c = Config::load(Some(f.path()), hmac_env()).unwrap();
+        assert_eq!(c.webhook.auth.hmac.scheme, HmacScheme::Stripe);
+    }
+
+    /// `[table]` of `check-config`'s output, as (key, value or "(unset)") lines.
+    fn printed_table(out: &str, table: &str) -> Option<Vec<String>> {
+        let header = format!("[{table}]\n");
+        let start = out.find(&header)? + header.len();
+        let body = &out[start..];
+        let end = body.find("\n[").map_or(body.len(), |i| i + 1);
+        Some(
+            body[..end]
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn check_config_output_shows_what_applies_and_the_unset_keys() {
+        let mut vars = hmac_env();
+        let c = Config::load(None, vars.clone()).unwrap();
+        let out = c.to_redacted_toml();
+        assert_eq!(
+            printed_table(&out, "webhook.auth.hmac").unwrap(),
+            [
+                "scheme = \"standard-webhooks\"",
+                "secrets = [\"[redacted]\"]",
+                "# secrets_file = (unset)",
+                "tolerance = \"5m\"",
+            ]
+        );
+        assert!(printed_table(&out, "webhook.auth.basic").is_none(), "{out}");
+        let nats = printed_table(&out, "nats").unwrap();
+        for unset in [
+            "# creds_file = (unset)",
+            "# token = (unset)",
+            "# password_file = (unset)",
+        ] {
+            assert!(nats.iter().any(|l| l == unset), "{nats:?}");
+        }
+
+        vars.extend(env(&[
+            ("VXB_WEBHOOK__AUTH__HMAC__SCHEME", "generic"),
+            ("VXB_WEBHOOK__AUTH__HMAC__HEADER", "x-sig"),
+        ]));
+        let out = Config::load(None, vars.clone()).unwrap().to_redacted_toml();
+        let hmac = printed_table(&out, "webhook.auth.hmac").unwrap();
+        for line in [
+            "header = \"x-sig\"",
+            "# prefix = (unset)",
+            "algorithm = \"sha256\"",
+            "encoding = \"hex\"",
+            "# timestamp_header = (unset)",
+            "# signed_template = (unset)",
+        ] {
+            assert!(hmac.iter().any(|l| l == line), "{line}: {hmac:?}");
+        }
+
+        vars.extend(env(&[("VXB_WEBHOOK__AUTH__HMAC__SCHEME", "hex")]));
+        let out = Config::load(None, vars).unwrap().to_redacted_toml();
+        let hmac = printed_table(&out, "webhook.auth.hmac").unwrap();
+        assert!(hmac.iter().any(|l| l == "# prefix = (unset)"), "{hmac:?}");
+        for gone in ["algorithm", "encoding", "tolerance", "signed_template"] {
+            assert!(!hmac.iter().any(|l| l.contains(gone)), "{gone}: {hmac:?}");
+        }
+
+        let basic = env(&[
+            ("VXB_WEBHOOK__AUTH__MODE", "basic"),
+            ("VXB_WEBHOOK__AUTH__BASIC__USERNAME", "vx"),
+            ("VXB_WEBHOOK__AUTH__BASIC__PASSWORDS", "[\"pw-secret\"]"),
+        ]);
+        let out = Config::load(None, basic).unwrap().to_redacted_toml();
+        assert!(printed_table(&out, "webhook.auth.hmac").is_none(), "{out}");
+        assert_eq!(
+            printed_table(&out, "webhook.auth.basic").unwrap(),
+            [
+                "username = \"vx\"",
+                "passwords = [\"[redacted]\"]",
+                "# passwords_file = (unset)",
+            ]
+        );
+        assert!(!out.contains("pw-secret"));
+    }
+
+    #[test]
+    fn check_config_output_reads_back_as_the_same_config() {
+        let vars = env(&[
+            ("VXB_WEBHOOK__AUTH__MODE", "none"),
+            ("VXB_NATS__STREAM__REPLICAS", "3"),
+            ("VXB_NATS__USER", "bridge"),
+            ("VXB_HTTP__LISTEN", "127.0.0.1:9000"),
+            ("VXB_LOG__OTLP_ENDPOINT", "http://collector:4318/v1/traces"),
+        ]);
+        let c = Config::load(None, vars).unwrap();
+        let printed = write(&c.to_redacted_toml());
+        let again = Config::load(Some(printed.path()), vec![]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&c).unwrap()
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig => {
+            for warning in config.deprecations() {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config.to_redacted_toml());
             eprintln!("config ok");
             ExitCode::SUCCESS
@@ -45,10 +48,16 @@ fn main() -> ExitCode {
             request_id,
             timeout,
         } => {
+            if let Err(code) = check_request_id(&request_id) {
+                return code;
+            }
             let payload = serde_json::json!({ "request_id": request_id });
             lookup(config, Lookup::Status, payload, timeout)
         }
         Command::Result(args) => {
+            if let Some(Err(code)) = args.request_id.as_deref().map(check_request_id) {
+                return code;
+            }
             let payload = match (args.request_id, args.email) {
                 (Some(id), _) => serde_json::json!({ "request_id": id }),
                 (None, Some(email)) => serde_json::json!({ "email": email }),
@@ -58,6 +67,18 @@ fn main() -> ExitCode {
             lookup(config, Lookup::Result, payload, args.timeout)
         }
     }
+}
+
+/// Refuses, before anything is sent, a request_id the service would refuse (exit 64).
+fn check_request_id(id: &str) -> Result<(), ExitCode> {
+    if vx_bridge::status::request::is_request_id(id) {
+        return Ok(());
+    }
+    // The value is not echoed: a mistyped argument may be an email or other personal data.
+    eprintln!(
+        "invalid request_id: not a UUID (36 characters, e.g. 4ed2ec66-9471-415d-99ce-7bd1742fc2b8); nothing was sent"
+    );
+    Err(ExitCode::from(EXIT_CONFIG as u8))
 }
 
 /// Which lookup subject.
@@ -84,17 +105,21 @@ fn lookup(
         Lookup::Result => subjects.result_get(),
     };
     runtime.block_on(async move {
+        let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
         let client =
             match tokio::time::timeout(timeout, vx_bridge::publish::connect(&config.nats, false))
                 .await
             {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    eprintln!("cannot connect to NATS: {e:#}");
+                    eprintln!(
+                        "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
+                        vx_bridge::status::client::connect_error_text(&e)
+                    );
                     return ExitCode::from(EXIT_UNAVAILABLE);
                 }
                 Err(_) => {
-                    eprintln!("cannot connect to NATS within {timeout:?}");
+                    eprintln!("cannot connect to NATS at {url} within {timeout:?}");
                     return ExitCode::from(EXIT_UNAVAILABLE);
                 }
             };

@@ -74,3 +74,76 @@ pub async fn request(
         None => Ok(Reply::Ok(msg.payload)),
     }
 }
+
+/// `nats.url` as it may be printed: any `user:password@` (or `token@`) part is replaced by
+/// `***@`.
+pub fn redacted_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+            let rest = match rest.split_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => rest.to_owned(),
+            };
+            if scheme.is_empty() {
+                rest
+            } else {
+                format!("{scheme}://{rest}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Why a connection to NATS failed, in one line: the cause once (async-nats' I/O error repeats
+/// its source in its own text), in lower case, e.g. `connection refused (os error 111)`.
+pub fn connect_error_text(err: &anyhow::Error) -> String {
+    use async_nats::ConnectErrorKind;
+    let Some(e) = err.downcast_ref::<async_nats::ConnectError>() else {
+        return err.to_string();
+    };
+    match e.kind() {
+        ConnectErrorKind::Io => match std::error::Error::source(e) {
+            Some(io) => io.to_string().to_lowercase(),
+            None => "I/O error".to_owned(),
+        },
+        ConnectErrorKind::TimedOut => "timed out".to_owned(),
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+            "the server refused our credentials (check the nats.* credentials)".to_owned()
+        }
+        ConnectErrorKind::Tls => format!("TLS failed: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_urls_hide_credentials() {
+        assert_eq!(
+            redacted_urls("nats://user:pw@a:4222, tls://tok@b:4222,nats://c:4222"),
+            "nats://***@a:4222,tls://***@b:4222,nats://c:4222"
+        );
+        assert_eq!(redacted_urls("localhost:4222"), "localhost:4222");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_one_short_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let cfg = crate::config::NatsConfig {
+            url: format!("nats://127.0.0.1:{port}"),
+            ..Default::default()
+        };
+        let err = crate::publish::connect(&cfg, false).await.unwrap_err();
+        let text = connect_error_text(&err);
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
+        assert!(text.starts_with("connection refused"), "{text}");
+    }
+}

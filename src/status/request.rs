@@ -63,9 +63,15 @@ fn schema_error(schema: &str, violations: &[Violation]) -> ServiceError {
     ))
 }
 
+/// Whether `s` is a request_id the service accepts: a UUID in the 36-character hyphenated form
+/// (the only form the schema allows). The CLI checks this before sending.
+pub fn is_request_id(s: &str) -> bool {
+    s.len() == 36 && Uuid::try_parse(s).is_ok()
+}
+
 fn uuid(s: &str) -> Result<Uuid, ServiceError> {
     // The schema allows only the 36-character hyphenated form; parse it to be sure.
-    if s.len() != 36 {
+    if !is_request_id(s) {
         return Err(ServiceError::bad_request("request_id is not a UUID"));
     }
     Uuid::try_parse(s).map_err(|_| ServiceError::bad_request("request_id is not a UUID"))

@@ -244,7 +244,7 @@ async fn vx_api() -> (Arc<Vx>, String) {
 /// Status on, ingress off, OAuth against the scripted API, short deadlines.
 fn status_config(nats_url: &str, vx_url: &str) -> Config {
     let mut c = test_config(nats_url);
-    c.ingress.enabled = false;
+    c.webhook.enabled = false;
     c.status.enabled = true;
     c.upstream.base_url = vx_url.to_owned();
     c.upstream.oauth.token_url = format!("{vx_url}/oauth/token");
@@ -880,10 +880,27 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     assert_eq!(v["current_status"], "COMPLETED");
     assert_eq!(v["request_id"], id.as_str());
 
+    // A malformed request_id is refused before anything is sent (the VX mock sees one session).
+    for args in [
+        vec!["status".to_owned(), "../x".into()],
+        vec!["status".to_owned(), format!("{id}0")],
+        vec!["result".to_owned(), "--request-id".into(), "../x".into()],
+    ] {
+        let (code, stdout, stderr) = run(args.clone()).await.unwrap();
+        assert_eq!(code, Some(64), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("not a UUID"), "{stderr}");
+        assert!(
+            !stderr.contains("../x"),
+            "the argument is not echoed: {stderr}"
+        );
+    }
+    // An error reply: printed, and exit 1 (this service has no email lookup path).
     let (code, stdout, stderr) = run(vec![
         "result".into(),
-        "--request-id".into(),
-        "../x".into(),
+        "--email".into(),
+        "a@example.com".into(),
         "--timeout".into(),
         "5s".into(),
     ])
@@ -914,10 +931,28 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     );
 
     bridge.stop().await.unwrap();
-    let (code, _, stderr) = run(vec!["status".into(), id]).await.unwrap();
+    let (code, _, stderr) = run(vec!["status".into(), id.clone()]).await.unwrap();
     assert_eq!(code, Some(69), "{stderr}");
     assert!(stderr.contains("no responder"), "{stderr}");
     assert_eq!(vx.sessions(), 1);
+
+    // No NATS at the URL: one line naming the URL and the cause once, exit 69.
+    let dead = format!("nats://127.0.0.1:{}", crate::common::free_port());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
+            .args(["status", &id])
+            .env_clear()
+            .env("VXB_NATS__URL", &dead)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nats://127.0.0.1:"), "{stderr}");
+    assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
 }
 
 #[tokio::test]
