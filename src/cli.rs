@@ -1,5 +1,6 @@
-//! Command-line interface: `serve`, `check-config`, and the operator lookups `status` and
-//! `result`, which send one request to a running status service over NATS.
+//! Command-line interface: `serve`, `check-config`, `demo`, the operator lookups `status` and
+//! `result`, which send one request to a running status service over NATS, and `mock-vx`, a
+//! stand-in VX API for local runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,18 @@ pub enum Command {
     },
     /// Ask the status service for a session's full result and print it (exit codes as `status`).
     Result(ResultArgs),
+    /// Run a mock of the VX API's session lookup, for local runs of the status service: point
+    /// `upstream.base_url` at it and set `upstream.token` to TOKEN. Unknown ids answer INIT,
+    /// then IN PROGRESS, then COMPLETED; `PUT /mock/sessions/{id}` with
+    /// `{"current_status": "PENDING"}` sets one; the nil UUID is 404. Runs until SIGINT/SIGTERM.
+    MockVx {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// The bearer token it accepts.
+        #[arg(long, default_value = "mock-token")]
+        token: String,
+    },
 }
 
 /// `vx-bridge result --request-id … | --email …`

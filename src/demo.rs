@@ -1,24 +1,18 @@
 //! `vx-bridge demo`: the whole flow on one machine, for a newcomer.
 //!
 //! Uses the NATS server at `nats.url`, or starts a `nats-server` from PATH in a temp directory
-//! (and says how to install one when there is none). Starts an in-process mock of the VX API and
-//! the bridge itself, sends signed sample webhooks (PENDING then PASS for one session, FAIL for
-//! another), prints each event as a subscriber receives it (PII masked), looks a status up over
+//! (and says how to install one when there is none). Starts an in-process mock of the VX API
+//! ([`crate::mock_vx`]) and the bridge itself, sends signed sample webhooks (PENDING then PASS
+//! for one session, FAIL for another), prints each event as a subscriber receives it (PII masked), looks a status up over
 //! NATS, and prints a summary. Everything it creates uses a unique prefix and stream, removed at
 //! the end, so it never touches a real deployment's subjects.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::StatusCode;
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -26,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::hmac::sign_headers;
 use crate::config::{AuthMode, Config, HmacScheme, StorageKind};
+use crate::mock_vx::MockVx;
 use crate::secret::Secret;
+use crate::upstream::reply::CurrentStatus;
 
 /// The demo's HMAC secret (Standard Webhooks' published example key).
 const DEMO_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -67,8 +63,10 @@ pub async fn run_demo(base: Config) -> anyhow::Result<i32> {
         },
     };
 
-    let sessions = Arc::new(Mutex::new(HashMap::<String, &'static str>::new()));
-    let vx_addr = start_mock_vx(sessions.clone()).await?;
+    let vx = MockVx::new(DEMO_TOKEN);
+    let mock_shutdown = CancellationToken::new();
+    let _stop_mock = mock_shutdown.clone().drop_guard();
+    let vx_addr = vx.start("127.0.0.1:0".parse()?, mock_shutdown).await?;
     println!("[2/6] mock VX API listening on http://{vx_addr}");
 
     let unique = uuid::Uuid::new_v4().simple().to_string();
@@ -108,17 +106,15 @@ pub async fn run_demo(base: Config) -> anyhow::Result<i32> {
     let alice = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
     let bob = uuid::Uuid::new_v4().to_string();
     let deliveries = [
-        (alice.to_owned(), "PENDING", "IN PROGRESS"),
-        (alice.to_owned(), "PASS", "COMPLETED"),
-        (bob.clone(), "FAIL", "COMPLETED"),
+        (alice.to_owned(), "PENDING", CurrentStatus::InProgress),
+        (alice.to_owned(), "PASS", CurrentStatus::Completed),
+        (bob.clone(), "FAIL", CurrentStatus::Completed),
     ];
     let http = reqwest::Client::new();
     let url = format!("http://{bridge_addr}{}", config.http.webhook_path);
     let mut stored = 0;
     for (i, (rid, status, vx_state)) in deliveries.iter().enumerate() {
-        if let Ok(mut s) = sessions.lock() {
-            s.insert(rid.clone(), vx_state);
-        }
+        vx.tell(rid, *vx_state);
         let body = sample_body(rid, status, i)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -289,41 +285,6 @@ async fn start_nats() -> anyhow::Result<Option<(String, NatsGuard)>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("nats-server started but did not answer on port {port}")
-}
-
-async fn start_mock_vx(
-    sessions: Arc<Mutex<HashMap<String, &'static str>>>,
-) -> anyhow::Result<SocketAddr> {
-    async fn result(
-        State(sessions): State<Arc<Mutex<HashMap<String, &'static str>>>>,
-        headers: HeaderMap,
-        Path(id): Path<String>,
-    ) -> impl IntoResponse {
-        let authorized = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == format!("Bearer {DEMO_TOKEN}"));
-        if !authorized {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "access_denied", "error_description": "Unauthorized"})),
-            );
-        }
-        let state = sessions.lock().ok().and_then(|s| s.get(&id).copied());
-        match state {
-            Some(s) => (StatusCode::OK, Json(json!({"current_status": s}))),
-            None => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))),
-        }
-    }
-    let app = Router::new()
-        .route("/api/session/result/{id}", get(result))
-        .with_state(sessions);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
 }
 
 async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {

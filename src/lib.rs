@@ -8,6 +8,7 @@
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
+//! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`).
 //! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
 //!   loop with header timeouts; [`cli`]: the command line.
 
@@ -22,6 +23,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod ingress;
 pub mod json;
+pub mod mock_vx;
 pub mod problem;
 pub mod publish;
 pub mod schema;

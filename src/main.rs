@@ -19,6 +19,9 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Demo) {
         return demo(&cli);
     }
+    if let Command::MockVx { listen, token } = &cli.command {
+        return mock_vx(*listen, token);
+    }
     let loaded = match &cli.command {
         // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
         Command::Status { .. } | Command::Result(_) => {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         }
         Command::Serve => serve(config),
         Command::Demo => demo(&cli),
+        Command::MockVx { listen, token } => mock_vx(listen, &token),
         Command::Status {
             request_id,
             timeout,
@@ -237,4 +241,34 @@ fn demo(cli: &Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vx-bridge mock-vx`: serves [`vx_bridge::mock_vx::MockVx`] until SIGINT/SIGTERM.
+fn mock_vx(listen: std::net::SocketAddr, token: &str) -> ExitCode {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let vx = vx_bridge::mock_vx::MockVx::new(token);
+        let addr = match vx.start(listen, shutdown.clone()).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("mock-vx: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("mock VX API listening on http://{addr} (not for production)");
+        println!(
+            "  for the bridge: VXB_UPSTREAM__BASE_URL=http://{addr} VXB_UPSTREAM__TOKEN={token}"
+        );
+        println!(
+            "  unknown ids answer {}, one per lookup; {} is 404",
+            vx_bridge::mock_vx::CYCLE.join(" -> "),
+            vx_bridge::mock_vx::UNKNOWN_ID
+        );
+        on_signal(shutdown.clone()).await;
+        ExitCode::SUCCESS
+    })
 }

@@ -197,10 +197,27 @@ pub enum StreamError {
         /// The captured request subject.
         subject: String,
     },
+    /// The servers cannot hold `nats.stream.replicas` copies (a single server, or a cluster
+    /// with fewer JetStream servers up than replicas).
+    #[error("nats.stream.replicas = {replicas}, but the NATS servers cannot place {replicas} replicas (a single server holds only 1; a cluster needs at least as many JetStream servers up): lower nats.stream.replicas or add servers; the server said: {server}")]
+    TooFewServers {
+        /// `nats.stream.replicas`.
+        replicas: usize,
+        /// The server's error.
+        server: String,
+    },
     /// The JetStream API failed.
     #[error("JetStream: {0}")]
     Api(String),
 }
+
+/// JetStream errors meaning the stream's replicas do not fit the servers: replicas > 1 on a
+/// non-clustered server, no suitable peers for placement, insufficient resources.
+const TOO_FEW_SERVERS: [jetstream::ErrorCode; 3] = [
+    jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
+    jetstream::ErrorCode::CLUSTER_NO_PEERS,
+    jetstream::ErrorCode::INSUFFICIENT_RESOURCES,
+];
 
 /// Creates or updates the stream (`create = true`), or checks that it exists and captures our
 /// subjects. Returns the stream's replica count.
@@ -212,7 +229,17 @@ pub async fn ensure_stream(
     let info = if cfg.create {
         js.create_or_update_stream(desired_stream(cfg, subjects))
             .await
-            .map_err(|e| StreamError::Api(e.to_string()))?
+            .map_err(|e| match e.kind() {
+                jetstream::context::CreateStreamErrorKind::JetStream(inner)
+                    if TOO_FEW_SERVERS.contains(&inner.error_code()) =>
+                {
+                    StreamError::TooFewServers {
+                        replicas: cfg.replicas,
+                        server: inner.to_string(),
+                    }
+                }
+                _ => StreamError::Api(e.to_string()),
+            })?
     } else {
         let stream = js.get_stream(&cfg.name).await.map_err(|e| match e.kind() {
             jetstream::context::GetStreamErrorKind::JetStream(inner)

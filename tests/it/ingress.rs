@@ -864,3 +864,33 @@ async fn nats_nkey_authentication() {
         StatusCode::ACCEPTED
     );
 }
+
+#[tokio::test]
+async fn more_replicas_than_servers_is_an_error_naming_nats_stream_replicas() {
+    use vx_bridge::publish::{ensure_stream, StreamError};
+    let nats = NatsServer::start();
+    let mut config = test_config(&nats.url());
+    config.nats.stream.replicas = 3;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
+    let err = ensure_stream(&js, &config.nats.stream, &subjects)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::TooFewServers { replicas: 3, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("nats.stream.replicas = 3"), "{text}");
+    assert!(text.contains("lower nats.stream.replicas"), "{text}");
+
+    // One replica on the same server is fine.
+    config.nats.stream.replicas = 1;
+    assert_eq!(
+        ensure_stream(&js, &config.nats.stream, &subjects)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -50,6 +50,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "vx-bridge.image" -}}
+{{- if not .Values.image.repository }}
+{{- fail "vx-bridge: set image.repository (and image.tag): no public vx-bridge image is published. Build one from the repository's Dockerfile, push it to your registry, then --set image.repository=<registry>/vx-bridge --set image.tag=<tag> (see the chart README)" }}
+{{- end }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
@@ -191,7 +194,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $root := index . 0 }}{{ $c := index . 1 }}
 {{- $cfg := deepCopy $root.Values.config }}
 {{- $_ := set $cfg.http "listen" (printf "0.0.0.0:%d" (int $root.Values.containerPort)) }}
-{{- $_ := set $cfg "ingress" (dict "enabled" $c.ingress) }}
+{{- if not (hasKey $cfg "webhook") }}{{ $_ := set $cfg "webhook" dict }}{{ end }}
+{{- $_ := set $cfg.webhook "enabled" $c.ingress }}
 {{- $_ := set $cfg.status "enabled" $c.status }}
 {{- range $f := include "vx-bridge.componentSecretFiles" (list $root $c) | fromYamlArray }}
 {{- $path := splitList "." $f.configKey }}
