@@ -352,6 +352,8 @@ pub enum RejectReason {
     InvalidJson,
     /// JSON that fails the schema.
     SchemaViolation,
+    /// A valid body whose event exceeds the NATS server's `max_payload`.
+    EventTooLarge,
 }
 
 impl RejectReason {
@@ -360,12 +362,20 @@ impl RejectReason {
         match self {
             RejectReason::InvalidJson => "invalid_json",
             RejectReason::SchemaViolation => "schema_violation",
+            RejectReason::EventTooLarge => "event_too_large",
         }
     }
 }
 
 /// Largest `vx-reject-errors` header we write.
 const MAX_REASON_HEADER: usize = 4096;
+
+/// An upper bound of the NATS headers of a rejected message (as `max_payload` counts them):
+/// `Nats-Msg-Id` (a 256-character delivery id and a hash), the CloudEvents headers, the reason,
+/// at most [`MAX_REASON_HEADER`] of errors and a 512-character `tracestate`, with framing; about
+/// 5.3 KB, rounded up. Any body of at most `max_payload` minus this can be kept on `rejected`,
+/// so the ingress never accepts a body that it could neither publish nor keep.
+pub const REJECTED_HEADERS_MAX: usize = 8 * 1024;
 
 /// Builds the audit message for an authenticated body that failed parsing or the schema:
 /// the raw bytes, with the reasons in headers.
@@ -388,6 +398,10 @@ pub fn build_rejected(
         // Keep the header bounded; the count of violations stays in the 422 answer.
         errors_json =
             serde_json::to_string(&errors[..1.min(errors.len())]).unwrap_or_else(|_| "[]".into());
+        if errors_json.len() > MAX_REASON_HEADER {
+            // One violation at a very long instance path (the body's own keys).
+            errors_json = "[]".into();
+        }
     }
     let mut headers = vec![
         ("Nats-Msg-Id", msg_id.clone()),

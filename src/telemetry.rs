@@ -293,6 +293,11 @@ pub fn set_nats_connected(connected: bool) {
     metrics::gauge!("vx_bridge_nats_connected").set(if connected { 1.0 } else { 0.0 });
 }
 
+/// Sets the body-limit gauge: the largest webhook body accepted now.
+pub fn set_body_limit(bytes: usize) {
+    metrics::gauge!("vx_bridge_webhook_body_limit_bytes").set(bytes as f64);
+}
+
 /// Sets the stream readiness gauge (1 ready, 0 not).
 pub fn set_stream_ready(ready: bool) {
     metrics::gauge!("vx_bridge_stream_ready").set(if ready { 1.0 } else { 0.0 });
@@ -372,17 +377,18 @@ impl std::fmt::Debug for WebhookMetrics {
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
     /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 5],
+    by_result: [OnceLock<metrics::Histogram>; 6],
 }
 
 impl PublishMetrics {
     /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 5] = [
+    const RESULTS: [&'static str; 6] = [
         "ok",
         "nats_disconnected",
         "puback_timeout",
         "stream_missing",
         "publish_failed",
+        "too_large",
     ];
 
     /// No handle is registered yet.

@@ -7,7 +7,9 @@ mod binary;
 mod common;
 mod contract;
 mod fuzz_corpus;
+mod http;
 mod ingress;
+mod limits;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
