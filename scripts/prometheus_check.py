@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 
@@ -216,7 +217,7 @@ def finite(result):
 
 def live(prom, rules, dashboard, start, end, scrape):
     failures = []
-    span = f"{int(float(end) - float(start)) + 5}s"
+    span = f"{int(time.time() - float(start)) + 30}s"
     for title, e in dashboard_exprs(json.load(open(dashboard))):
         res, err = query(prom, "query_range", query=e, start=start, end=end, step="1")
         ok = res is not None and finite(res)
@@ -241,9 +242,14 @@ def live(prom, rules, dashboard, start, end, scrape):
         if not m:
             failures.append(f"{name}: expr is not `<query> <comparison> <number>`")
             continue
-        active, _ = query(prom, "query", time=end,
-                          query=f'max_over_time(ALERTS{{alertname="{name}"}}[{span}])')
-        was_active = bool(active)
+        # Rules run every second; give an alert the faults provoke a few evaluations to show.
+        deadline = time.monotonic() + (20 if mode == "fires" else 0)
+        while True:
+            active, _ = query(prom, "query", query=f'max_over_time(ALERTS{{alertname="{name}"}}[{span}])')
+            was_active = bool(active)
+            if was_active or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         inner, _ = query(prom, "query_range", query=m.group("query"), start=start, end=end, step="1")
         has_data = bool(inner) and finite(inner)
         if mode.startswith("info:"):
