@@ -36,9 +36,17 @@ pub async fn run(
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
+    // The connection gauge is set by the connection's events, and again from the client's own
+    // state at every scrape, so a lost or late event can never leave it wrong when read.
+    let scrape_client = client.clone();
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
-        get(move || std::future::ready(metrics.render())),
+        get(move || {
+            crate::telemetry::set_nats_connected(
+                scrape_client.connection_state() == async_nats::connection::State::Connected,
+            );
+            std::future::ready(metrics.render())
+        }),
     );
     let mut stream_state = None;
     let mut keeper = None;

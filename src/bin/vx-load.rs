@@ -1093,7 +1093,14 @@ async fn stored_ids(
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default()
         };
-        let e = ids.entry(h("Nats-Msg-Id")).or_insert((h("ce-id"), 0));
+        // The bridge binds the delivery id to the body (`{id}:sha256:{hash}`); the records
+        // know the delivery id.
+        let msg_id = h("Nats-Msg-Id");
+        let delivery = msg_id
+            .split_once(":sha256:")
+            .map_or(msg_id.as_str(), |(d, _)| d)
+            .to_owned();
+        let e = ids.entry(delivery).or_insert((h("ce-id"), 0));
         e.1 += 1;
     }
     Ok((ids, total))
