@@ -90,7 +90,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
   VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$VPORT" \
   VXB_UPSTREAM__OAUTH__TOKEN_URL="http://127.0.0.1:$VPORT/oauth/token" \
   VXB_UPSTREAM__OAUTH__CLIENT_ID=promcheck VXB_UPSTREAM__OAUTH__CLIENT_SECRET=promcheck-secret \
-  VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=3 VXB_LOG__LEVEL=warn \
+  VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=6 VXB_LOG__LEVEL=warn \
   "$BIN/vx-bridge" serve >"$W/bridge.log" 2>&1 &
 PIDS+=("$!")
 wait_for "vx-bridge /readyz" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
@@ -175,8 +175,14 @@ expect "$(status 4ed2ec66-9471-415d-99ce-7bd1742fc2b8)" 200 "status ok"
 expect "$(status not-a-uuid)" 400 "status 400"
 expect "$(status 00000000-0000-4000-8000-fa1700001404)" 404 "status 404"
 expect "$(status 00000000-0000-4000-8000-fa1700001504)" 504 "status 504 (VX hangs)"
-for i in 1 2 3; do expect "$(status "00000000-0000-4000-8000-fa170000$i""500")" 502 "status 502 (VX 500)"; done
-wait_for "the circuit open in Prometheus" 10 prom_has 'vx_bridge_upstream_circuit_state == 2'
+expect "$(status 00000000-0000-4000-8000-fa1700000500)" 502 "status 502 (VX 500)"
+for i in 1 2 3 4 5 6; do   # failed attempts (3 per lookup, the 504 one too) open the circuit at 6
+  c=$(status "00000000-0000-4000-8000-fa170000${i}500")
+  [[ $c == 502 || $c == 503 ]] || die "status during VX 500s: got $c, want 502 or 503"
+  next_scrape
+  prom_has 'vx_bridge_upstream_circuit_state == 2' && break
+done
+wait_for "the circuit open in Prometheus" 5 prom_has 'vx_bridge_upstream_circuit_state == 2'
 expect "$(status 00000000-0000-4000-8000-fa1700009500)" 503 "status 503 (circuit open)"
 "$BIN/vx-load" status --nats "$NATS_URL" --prefix promcheck --concurrency 4 --duration 2s --ids 5 --json >>"$W/status.jsonl"
 
@@ -185,13 +191,22 @@ prom_has 'vx_bridge_nats_connected == 1' || die "connected gauge is not 1 before
 kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true
 wait_for "connected = 0 in Prometheus" 20 prom_has 'vx_bridge_nats_connected == 0'
 load --rate 20 --duration 3s --connections 4 --id-prefix down                    # unavailable (503)
-grep -q '"503"\|503' "$W/load.jsonl" || die "no 503 while NATS was down"
+tail -n 1 "$W/load.jsonl" | grep -q '"503":' || die "no 503 while NATS was down"
 nats_start
 wait_for "connected = 1 in Prometheus after the restart" 30 prom_has 'vx_bridge_nats_connected == 1'
 wait_for "vx-bridge ready after the restart" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
 load --rate 50 --duration 2s --connections 4 --id-prefix after
 next_scrape; next_scrape
 T1=$(date +%s)
+
+log "Prometheus has seen every webhook outcome and every status answer"
+for o in accepted duplicate unauthorized invalid rejected unavailable throttled; do
+  prom_has "vx_bridge_webhooks_total{outcome=\"$o\"} > 0" || die "no webhook with outcome $o in Prometheus"
+done
+for c in 200 400 404 502 503 504; do
+  prom_has "vx_bridge_status_requests_total{code=\"$c\"} > 0" || die "no status answer $c in Prometheus"
+done
+echo "  outcomes: accepted duplicate unauthorized invalid rejected unavailable throttled; codes: 200 400 404 502 503 504"
 
 log "every dashboard query and alert expression against Prometheus ($((T1 - T0)) s of data)"
 curl -sf "$BRIDGE/metrics" >"$W/final.prom"
