@@ -51,9 +51,11 @@ $PY scripts/prometheus_check.py mutants "$RULES" "$TESTS" >"$W/mutants.txt" || {
 echo "  $(grep -c caught "$W/mutants.txt") mutants, all caught"
 
 port() { "$BIN/vx-load" free-port; }
-NPORT=$(port) BPORT=$(port) VPORT=$(port) PPORT=$(port)
-# Each port handed out once (free-port may repeat a port not yet bound).
-[ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] || die "port clash, run again"
+for _ in 1 2 3 4 5; do   # four distinct ports (free-port may repeat one not yet bound)
+  NPORT=$(port) BPORT=$(port) VPORT=$(port) PPORT=$(port)
+  [ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] && break
+done
+[ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] || die "no four distinct free ports"
 NATS_URL=nats://127.0.0.1:$NPORT PROM=http://127.0.0.1:$PPORT BRIDGE=http://127.0.0.1:$BPORT
 
 # wait_for WHAT SECONDS CMD...: until CMD succeeds.
