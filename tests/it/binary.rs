@@ -275,6 +275,12 @@ async fn every_metric_in_the_readme_is_exported() {
         missing.is_empty(),
         "documented but not exported: {missing:?}\n{metrics}"
     );
+    // Each has its help text (promtool check metrics wants one).
+    let no_help: Vec<&&str> = names
+        .iter()
+        .filter(|n| !metrics.contains(&format!("# HELP {n} ")))
+        .collect();
+    assert!(no_help.is_empty(), "no # HELP: {no_help:?}");
     // Every exported vx_bridge_ metric is documented too.
     for line in metrics.lines().filter(|l| l.starts_with("vx_bridge_")) {
         let name = line.split(['{', ' ']).next().unwrap();

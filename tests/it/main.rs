@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real `nats-server` processes on free ports, the bridge's
 //! `run()` in-process (and the real binary where a process boundary matters).
 
+mod alerts;
 mod bad_input;
 mod binary;
 #[allow(dead_code)]
