@@ -245,6 +245,10 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
     ("vx_bridge_nats_connected", "1 connected to NATS, 0 not"),
     ("vx_bridge_stream_ready", "1 the stream is in place, 0 not"),
     (
+        "vx_bridge_webhook_body_limit_bytes",
+        "the largest webhook body accepted now",
+    ),
+    (
         "vx_bridge_status_requests_total",
         "status requests by answer",
     ),
