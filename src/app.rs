@@ -2,7 +2,8 @@
 //!
 //! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
-//! `http.shutdown_timeout`), stop the status endpoints, drain the NATS client.
+//! `http.shutdown_timeout`), stop the status endpoints and the session projector, drain the
+//! NATS client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,9 +101,20 @@ pub async fn run(
         None
     };
 
+    let (sessions, projector) = if config.sessions.enabled {
+        let view = Arc::new(crate::sessions::ViewState::default());
+        let task = crate::sessions::start(client.clone(), &config, view.clone(), shutdown.clone());
+        (Some(view), Some(task))
+    } else {
+        (None, None)
+    };
+
     let readiness = Readiness {
         client: client.clone(),
         stream: stream_state,
+        // As the stream, the view is part of readiness where the ingress runs; a status-only
+        // process stays ready without it (lookups do not depend on it).
+        sessions: sessions.filter(|_| config.ingress.enabled),
     };
     let router = router
         .route("/readyz", get(readyz).with_state(readiness))
@@ -142,6 +154,15 @@ pub async fn run(
     }
     if let Some(k) = keeper {
         k.abort();
+    }
+    if let Some(p) = projector {
+        // It stops on `shutdown`, after the events in hand (bounded); ack before the drain.
+        if tokio::time::timeout(Duration::from_secs(6), p)
+            .await
+            .is_err()
+        {
+            tracing::warn!("session projector did not stop in time");
+        }
     }
     match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
         Ok(Ok(())) => {}

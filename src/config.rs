@@ -59,6 +59,8 @@ pub struct Config {
     pub status: StatusConfig,
     /// The VX API client used by the status service.
     pub upstream: UpstreamConfig,
+    /// The session view: the latest state of every session, in a JetStream KV bucket.
+    pub sessions: SessionsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -393,6 +395,45 @@ impl Default for StatusConfig {
     }
 }
 
+/// `[sessions]`: the session view (see `crate::sessions`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Project the event stream into the bucket (every replica with this on shares the work).
+    pub enabled: bool,
+    /// KV bucket name; its stream is `KV_<bucket>`.
+    pub bucket: String,
+    /// Create or update the bucket at start; when false, check that it exists (unready until it does).
+    pub create: bool,
+    /// Replicas of the bucket; unset means `nats.stream.replicas`.
+    pub replicas: Option<usize>,
+    /// A session not updated for this long leaves the view; `0s` keeps sessions without an age limit.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Revisions kept per session (1 to 64).
+    pub history: i64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bucket: "VX_SESSIONS".into(),
+            create: true,
+            replicas: None,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            history: 5,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// The bucket's replicas: `sessions.replicas`, else the stream's.
+    pub fn replicas_or(&self, stream: &StreamConfig) -> usize {
+        self.replicas.unwrap_or(stream.replicas)
+    }
+}
+
 /// `[upstream]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -614,6 +655,9 @@ impl Config {
         if self.status.enabled {
             self.validate_status()?;
         }
+        if self.sessions.enabled {
+            self.validate_sessions()?;
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::new(
                 "log.level",
@@ -673,17 +717,7 @@ impl Config {
             }
         }
         let s = &n.stream;
-        if s.name.is_empty()
-            || !s
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::new(
-                "nats.stream.name",
-                "must be letters, digits, `-` or `_`",
-            ));
-        }
+        validate_name("nats.stream.name", &s.name)?;
         if !(1..=5).contains(&s.replicas) {
             return Err(ConfigError::new("nats.stream.replicas", "must be 1 to 5"));
         }
@@ -703,6 +737,23 @@ impl Config {
             return Err(ConfigError::new(
                 "nats.stream.max_bytes",
                 "must be -1 or above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_sessions(&self) -> Result<(), ConfigError> {
+        let s = &self.sessions;
+        validate_name("sessions.bucket", &s.bucket)?;
+        if let Some(r) = s.replicas {
+            if !(1..=5).contains(&r) {
+                return Err(ConfigError::new("sessions.replicas", "must be 1 to 5"));
+            }
+        }
+        if !(1..=64).contains(&s.history) {
+            return Err(ConfigError::new(
+                "sessions.history",
+                "must be 1 to 64 (the JetStream KV limit)",
             ));
         }
         Ok(())
@@ -821,6 +872,18 @@ fn env_value(raw: &str) -> figment::value::Value {
 }
 
 /// Subject prefix: one or more tokens of `[A-Za-z0-9_-]`, separated by dots.
+/// A JetStream stream or bucket name: letters, digits, `-` or `_`.
+fn validate_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::new(key, "must be letters, digits, `-` or `_`"));
+    }
+    Ok(())
+}
+
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ok = !prefix.is_empty()
         && prefix.split('.').all(|t| {
@@ -981,6 +1044,9 @@ mod tests {
                 vec![],
                 "nats.stream.replicas",
             ),
+            ("[sessions]\nreplicas = 0\n", vec![], "sessions.replicas"),
+            ("[sessions]\nhistory = 65\n", vec![], "sessions.history"),
+            ("[sessions]\nbucket = \"a.b\"\n", vec![], "sessions.bucket"),
             (
                 "[nats]\nsubject_prefix = \"a.*\"\n",
                 vec![],

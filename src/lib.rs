@@ -7,6 +7,7 @@
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
+//! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
 //!   loop with header timeouts; [`cli`]: the command line.
@@ -27,6 +28,7 @@ pub mod publish;
 pub mod schema;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod status;
 pub mod telemetry;
 pub mod upstream;

@@ -280,6 +280,18 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
         "vx_bridge_upstream_circuit_state",
         "VX API circuit: 0 closed, 1 half-open, 2 open",
     ),
+    (
+        "vx_bridge_sessions_updates_total",
+        "session view updates by outcome",
+    ),
+    (
+        "vx_bridge_sessions_pending",
+        "events not yet projected into the session view",
+    ),
+    (
+        "vx_bridge_sessions_ready",
+        "1 the session bucket and its consumer are in place, 0 not",
+    ),
 ];
 
 /// Registers [`METRIC_HELP`] with the installed recorder (the type comes from the name).
@@ -369,6 +381,67 @@ pub fn set_body_limit(bytes: usize) {
 /// Sets the stream readiness gauge (1 ready, 0 not).
 pub fn set_stream_ready(ready: bool) {
     metrics::gauge!("vx_bridge_stream_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+/// What the session projector did with one event (or one write attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionUpdate {
+    /// Written: a new key, or it outranked the stored state.
+    Applied,
+    /// Skipped: the stored state outranks it.
+    Stale,
+    /// Skipped: the stored state is this event already (a redelivery).
+    Unchanged,
+    /// A compare-and-set lost to another writer; read and decided again.
+    ConflictRetried,
+    /// Not an event envelope; acked and skipped.
+    Invalid,
+}
+
+impl SessionUpdate {
+    /// Every outcome.
+    pub const ALL: [SessionUpdate; 5] = [
+        SessionUpdate::Applied,
+        SessionUpdate::Stale,
+        SessionUpdate::Unchanged,
+        SessionUpdate::ConflictRetried,
+        SessionUpdate::Invalid,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionUpdate::Applied => "applied",
+            SessionUpdate::Stale => "stale",
+            SessionUpdate::Unchanged => "unchanged",
+            SessionUpdate::ConflictRetried => "conflict_retried",
+            SessionUpdate::Invalid => "invalid",
+        }
+    }
+
+    /// Counts it.
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => self.label())
+            .increment(1);
+    }
+
+    /// Registers every outcome at 0, so a scrape shows the series before the first event.
+    pub fn register_all() {
+        for o in Self::ALL {
+            metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => o.label())
+                .increment(0);
+        }
+    }
+}
+
+/// Sets the number of events not yet projected (the consumer's pending plus unacked).
+pub fn set_sessions_pending(n: u64) {
+    metrics::gauge!("vx_bridge_sessions_pending").set(n as f64);
+}
+
+/// Sets whether the session bucket and its consumer are in place.
+pub fn set_sessions_ready(ready: bool) {
+    metrics::gauge!("vx_bridge_sessions_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
 /// Counts a newly stored event by kind (pass, fail, pending, unrecognized, rejected).

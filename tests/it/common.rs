@@ -113,6 +113,7 @@ pub fn test_config(nats_url: &str) -> Config {
     c.nats.url = nats_url.to_owned();
     c.nats.subject_prefix = format!("t{}.verification", &unique[..12]);
     c.nats.stream.name = format!("T_{}", &unique[..12]);
+    c.sessions.bucket = format!("S_{}", &unique[..12]);
     c.nats.stream.storage = StorageKind::File;
     c.nats.publish_timeout = Duration::from_secs(2);
     c.http.shutdown_timeout = Duration::from_secs(5);
@@ -232,6 +233,7 @@ impl BinaryBridge {
             .env("VXB_NATS__URL", &cfg.nats.url)
             .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
             .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
+            .env("VXB_SESSIONS__BUCKET", &cfg.sessions.bucket)
             .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
             .env(
                 "VXB_WEBHOOK__AUTH__HMAC__SECRETS",

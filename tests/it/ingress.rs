@@ -735,7 +735,10 @@ async fn health_and_metrics_endpoints_answer() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({"nats_connected": true, "stream_ready": true}));
+    assert_eq!(
+        ready,
+        json!({"nats_connected": true, "stream_ready": true, "sessions_ready": true})
+    );
     let sender = Sender::new(&bridge);
     sender
         .send("msg_m", &body_with("PASS", &new_request_id()))

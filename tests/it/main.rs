@@ -14,4 +14,5 @@ mod limits;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
+mod sessions;
 mod status;
