@@ -20,6 +20,7 @@ use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::ridethrough::OutageWait;
 use crate::schema::Schemas;
 use crate::telemetry::{metrics_handle, WebhookMetrics};
 
@@ -71,6 +72,8 @@ pub async fn run(
             retry_after_secs: config.http.retry_after_secs,
             stream_state: state.clone(),
             metrics: WebhookMetrics::new(),
+            outage: OutageWait::new(config.nats.outage_wait),
+            shutdown: shutdown.clone(),
         });
         router = router.route(
             &config.http.webhook_path,
@@ -186,14 +189,17 @@ async fn keep_stream(
                 tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
             }
         }
-        let wait = if state.is_ready() {
+        // While not ready, re-check every second and no faster: webhooks riding through an
+        // outage report a missing stream on every attempt.
+        let ready = state.is_ready();
+        let wait = if ready {
             Duration::from_secs(30)
         } else {
             Duration::from_secs(1)
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = state.wait_recheck() => {}
+            _ = state.wait_recheck(), if ready => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }

@@ -372,16 +372,17 @@ impl std::fmt::Debug for WebhookMetrics {
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
     /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 5],
+    by_result: [OnceLock<metrics::Histogram>; 6],
 }
 
 impl PublishMetrics {
     /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 5] = [
+    const RESULTS: [&'static str; 6] = [
         "ok",
         "nats_disconnected",
         "puback_timeout",
         "stream_missing",
+        "jetstream_unavailable",
         "publish_failed",
     ];
 
@@ -414,6 +415,82 @@ impl Default for PublishMetrics {
 impl std::fmt::Debug for PublishMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PublishMetrics")
+    }
+}
+
+/// How a publish that rode through an outage ended (its first attempt failed in a way a retry
+/// can cure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageWaitResult {
+    /// A retry got the PubAck (202).
+    Stored,
+    /// `nats.outage_wait` passed (503).
+    GaveUp,
+    /// Shutdown began while it waited (503).
+    Shutdown,
+    /// A retry failed in a way waiting cannot cure (503, or what the ingress maps it to).
+    Failed,
+}
+
+impl OutageWaitResult {
+    /// Every result, in declaration order (the index of each in [`OutageMetrics`]).
+    pub const ALL: [OutageWaitResult; 4] = [
+        OutageWaitResult::Stored,
+        OutageWaitResult::GaveUp,
+        OutageWaitResult::Shutdown,
+        OutageWaitResult::Failed,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutageWaitResult::Stored => "stored",
+            OutageWaitResult::GaveUp => "gave_up",
+            OutageWaitResult::Shutdown => "shutdown",
+            OutageWaitResult::Failed => "failed",
+        }
+    }
+}
+
+/// `vx_bridge_publish_outage_waits_total` and `vx_bridge_publish_outage_wait_seconds` by result,
+/// registered at once (so the series exist, at 0, before the first outage).
+pub struct OutageMetrics {
+    /// `(count, duration)` per result, indexed like [`OutageWaitResult::ALL`].
+    by_result: [(metrics::Counter, metrics::Histogram); 4],
+}
+
+impl OutageMetrics {
+    /// Registers every series with the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            by_result: OutageWaitResult::ALL.map(|r| {
+                (
+                    metrics::counter!("vx_bridge_publish_outage_waits_total", "result" => r.label()),
+                    metrics::histogram!("vx_bridge_publish_outage_wait_seconds", "result" => r.label()),
+                )
+            }),
+        }
+    }
+
+    /// Counts one publish that rode through an outage, and how long it took in all, from its
+    /// first attempt to its answer.
+    pub fn record(&self, result: OutageWaitResult, took: Duration) {
+        if let Some((count, duration)) = self.by_result.get(result as usize) {
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        }
+    }
+}
+
+impl Default for OutageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for OutageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutageMetrics")
     }
 }
 

@@ -11,4 +11,5 @@ mod ingress;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
+mod ridethrough;
 mod status;
