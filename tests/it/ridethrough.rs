@@ -86,7 +86,15 @@ fn waits(result: &str) -> String {
     format!("vx_bridge_publish_outage_waits_total{{result=\"{result}\"}}")
 }
 
-async fn stored_id_at(js: &jetstream::Context, stream: &str, seq: u64) -> String {
+/// Checks that the message at `seq` is delivery `id` (its `Nats-Msg-Id` is the delivery id bound
+/// to the body) and the event the 202 named.
+async fn assert_stored_at(
+    js: &jetstream::Context,
+    stream: &str,
+    seq: u64,
+    id: &str,
+    accepted: &Value,
+) {
     let msg = js
         .get_stream(stream)
         .await
@@ -94,10 +102,22 @@ async fn stored_id_at(js: &jetstream::Context, stream: &str, seq: u64) -> String
         .get_raw_message(seq)
         .await
         .unwrap();
-    msg.headers
-        .get("Nats-Msg-Id")
-        .map(|h| h.as_str().to_owned())
-        .unwrap_or_default()
+    let header = |k: &str| {
+        msg.headers
+            .get(k)
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        header("Nats-Msg-Id").starts_with(&format!("{id}:")),
+        "{id} at {seq}: {}",
+        header("Nats-Msg-Id")
+    );
+    assert_eq!(
+        header("ce-id"),
+        accepted["event_id"].as_str().unwrap(),
+        "{id}"
+    );
 }
 
 #[tokio::test]
@@ -159,7 +179,7 @@ async fn webhooks_sent_while_nats_restarts_within_outage_wait_all_get_202_and_ar
         let (id, status, body) = task.await.unwrap();
         assert_eq!(status, StatusCode::ACCEPTED, "{id}: {body}");
         let seq = body["seq"].as_u64().expect("seq in the 202");
-        assert_eq!(stored_id_at(&js, &cfg.nats.stream.name, seq).await, id);
+        assert_stored_at(&js, &cfg.nats.stream.name, seq, &id, &body).await;
     }
     let mut stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
     assert_eq!(
@@ -209,10 +229,7 @@ async fn an_outage_longer_than_outage_wait_answers_503_after_it_and_the_retry_is
     let v: Value = retry.json().await.unwrap();
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let seq = v["seq"].as_u64().unwrap();
-    assert_eq!(
-        stored_id_at(&js, &cfg.nats.stream.name, seq).await,
-        "msg_long"
-    );
+    assert_stored_at(&js, &cfg.nats.stream.name, seq, "msg_long", &v).await;
     let mut stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
@@ -285,9 +302,14 @@ async fn a_deleted_stream_is_recreated_while_the_webhook_waits_and_it_gets_202()
         .send("msg_recreated", &body_with("PASS", &new_request_id()))
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let seq = res.json::<Value>().await.unwrap()["seq"].as_u64().unwrap();
-    assert_eq!(
-        stored_id_at(&js, &bridge.config.nats.stream.name, seq).await,
-        "msg_recreated"
-    );
+    let v: Value = res.json().await.unwrap();
+    let seq = v["seq"].as_u64().unwrap();
+    assert_stored_at(
+        &js,
+        &bridge.config.nats.stream.name,
+        seq,
+        "msg_recreated",
+        &v,
+    )
+    .await;
 }
