@@ -12,7 +12,7 @@
 # stores; each suite kills what it started. Results: target/reliability/<mode>/results.jsonl.
 # Environment: NATS_SERVER (the nats-server binary, default PATH's), REL_OUTAGE_WAIT (the
 # bridge's nats.outage_wait, default 5s; 0s = fail fast): with it above 0, nats-restarts and
-# cluster fail on any 503 during an outage that ended sooner than outage_wait.
+# cluster fail on any 503 during an outage that ended more than 1 s before outage_wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -143,11 +143,14 @@ outage_wait_ms() {
 # nats_version: the version of $NATS_SERVER, e.g. 2.15.1.
 nats_version() { "$NATS_SERVER" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1; }
 
-# ride_through_args: vx-load verify arguments for the ride-through check (none when failing fast).
+# ride_through_args: vx-load verify arguments for the ride-through check (none when failing
+# fast): no 503 in an outage that ended at least 1 s before outage_wait. The second is slack for
+# the retry spacing (up to 500 ms: a webhook whose last retry came just before the recovery
+# gives up at its deadline) and for scheduling on a loaded machine.
 ride_through_args() {
   local ms
   ms=$(outage_wait_ms)
-  ((ms > 0)) && echo "--no-503-if-recovered-within-ms $ms"
+  ((ms > 1000)) && echo "--no-503-if-recovered-within-ms $((ms - 1000))"
   return 0
 }
 
