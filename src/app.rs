@@ -3,6 +3,8 @@
 //! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
 //! `http.shutdown_timeout`), stop the status endpoints, drain the NATS client.
+//! After each (re)connect the server's version is logged and exported
+//! ([`watch_server_version`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,8 @@ use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
 use crate::schema::Schemas;
-use crate::telemetry::{metrics_handle, WebhookMetrics};
+use crate::nats_version::ServerVersion;
+use crate::telemetry::{metrics_handle, ServerInfoGauge, WebhookMetrics};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
 pub async fn run(
@@ -36,9 +39,19 @@ pub async fn run(
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
+    let server_info = Arc::new(ServerInfoGauge::new());
+    let version_watch = tokio::spawn(watch_server_version(
+        client.clone(),
+        server_info.clone(),
+        shutdown.clone(),
+    ));
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
-        get(move || std::future::ready(metrics.render())),
+        get(move || {
+            let mut text = metrics.render();
+            text.push_str(&server_info.render());
+            std::future::ready(text)
+        }),
     );
     let mut stream_state = None;
     let mut keeper = None;
@@ -131,6 +144,7 @@ pub async fn run(
     if let Some(k) = keeper {
         k.abort();
     }
+    version_watch.abort();
     match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
@@ -196,5 +210,58 @@ async fn keep_stream(
             _ = state.wait_recheck() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// How often the server's `INFO` is looked at (a local read: async-nats keeps the last `INFO`).
+const VERSION_CHECK: Duration = Duration::from_secs(1);
+
+/// Reads the NATS server's version once connected, and again whenever it changes (a reconnect to
+/// another server, or the server upgraded under us): logs it (warns for a data-loss release, an
+/// unsupported one, and 2.9) and sets `vx_bridge_nats_server_info`.
+async fn watch_server_version(
+    client: async_nats::Client,
+    gauge: Arc<ServerInfoGauge>,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<String> = None;
+    loop {
+        if let Some(info) = client.try_server_info() {
+            if last.as_deref() != Some(info.version.as_str()) {
+                let version = ServerVersion::parse(&info.version);
+                report_server_version(&version, &info.server_name, &gauge);
+                last = Some(info.version);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(VERSION_CHECK) => {}
+        }
+    }
+}
+
+/// Logs and exports one server version, in one place.
+fn report_server_version(version: &ServerVersion, server_name: &str, gauge: &ServerInfoGauge) {
+    let support = version.support();
+    let caps = version.capabilities();
+    let label = version.label();
+    gauge.set(label.clone(), support.label());
+    match version.warning() {
+        Some(warning) => tracing::warn!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            "{warning}"
+        ),
+        None => tracing::info!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            message_ttl = caps.message_ttl,
+            message_schedules = caps.message_schedules,
+            "NATS server version"
+        ),
     }
 }

@@ -14,6 +14,9 @@ REL_OUT="${REL_OUT:-$REL_ROOT/target/reliability/latest}"
 mkdir -p "$REL_OUT"
 REL_WORK="$(mktemp -d "${TMPDIR:-/tmp}/vx-rel.XXXXXX")"
 REL_PIDS=()
+# The server binary (issue 12): NATS_SERVER, as scripts/nats-servers.sh prints it, else PATH's.
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+REL_NATS_VERSION="$("$NATS_SERVER" --version 2>/dev/null | sed 's/^nats-server: v//')"
 
 rel_cleanup() {
   local pid
@@ -83,7 +86,7 @@ nats_start() {
   local name=$1 port=$2
   shift 2
   mkdir -p "$REL_WORK/$name"
-  nats-server -a 127.0.0.1 -p "$port" -js -sd "$REL_WORK/$name/js" -n "$name" "$@" \
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$REL_WORK/$name/js" -n "$name" "$@" \
     >>"$REL_WORK/$name.log" 2>&1 &
   NATS_PID[$name]=$!
   REL_PIDS+=("$!")
@@ -118,10 +121,12 @@ bridge_start() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 
-# result JSON: appends one figure line to the suite's results file.
+# result JSON: appends one figure line to the suite's results file, with the server version.
 result() {
-  printf '%s\n' "$1" >>"$REL_OUT/results.jsonl"
-  printf '%s\n' "$1"
+  local line
+  line=$(jq -c --arg v "$REL_NATS_VERSION" '. + {nats_server: $v}' <<<"$1")
+  printf '%s\n' "$line" >>"$REL_OUT/results.jsonl"
+  printf '%s\n' "$line"
 }
 
 # load_note: machine load for the figures.

@@ -316,6 +316,7 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
         .arg("demo")
         .env("VXB_NATS__URL", format!("nats://127.0.0.1:{}", free_port()))
         .env("PATH", "/nonexistent")
+        .env_remove("NATS_SERVER")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -8,6 +8,7 @@ mod common;
 mod contract;
 mod fuzz_corpus;
 mod ingress;
+mod nats_version;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
