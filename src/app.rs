@@ -21,9 +21,9 @@ use crate::config::Config;
 use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
+use crate::nats_version::ServerVersion;
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
 use crate::schema::Schemas;
-use crate::nats_version::ServerVersion;
 use crate::telemetry::{metrics_handle, ServerInfoGauge, WebhookMetrics};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.

@@ -158,7 +158,14 @@ mod tests {
         assert_eq!(v("v2.9.10").label(), "2.9.10");
         assert_eq!(v(" 2.12.0-RC.1 ").label(), "2.12.0-RC.1");
         assert_eq!(v("2.11.0+build.7").label(), "2.11.0");
-        for bad in ["", "2.10", "two", "2.10.x", "2.10.21\"} 1\nevil{x=\"", "99999999999999999999.0.0"] {
+        for bad in [
+            "",
+            "2.10",
+            "two",
+            "2.10.x",
+            "2.10.21\"} 1\nevil{x=\"",
+            "99999999999999999999.0.0",
+        ] {
             assert_eq!(v(bad).label(), "unknown", "{bad:?}");
             assert_eq!(v(bad).support(), Support::Unsupported, "{bad:?}");
             assert_eq!(v(bad).capabilities(), Capabilities::default(), "{bad:?}");
@@ -218,7 +225,10 @@ mod tests {
         }
         for s in ["2.12.0", "2.12.8", "2.15.1"] {
             let c = caps(s);
-            assert!(c.message_schedules && c.atomic_batch && c.message_ttl, "{s}");
+            assert!(
+                c.message_schedules && c.atomic_batch && c.message_ttl,
+                "{s}"
+            );
         }
         assert_eq!(
             caps("2.9.10"),

@@ -87,7 +87,10 @@ async fn wait_for_series(base: &str, want: &[String]) {
         if got == want {
             return;
         }
-        assert!(Instant::now() < deadline, "server info series {got:?}, want {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "server info series {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
