@@ -39,17 +39,18 @@ pub async fn run(
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
-    let server_info = Arc::new(ServerInfoGauge::new());
+    let server_version = Arc::new(ServerVersionWatch::new(client.clone()));
     let version_watch = tokio::spawn(watch_server_version(
-        client.clone(),
-        server_info.clone(),
+        server_version.clone(),
         shutdown.clone(),
     ));
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
         get(move || {
+            // Looked at again here, so a scrape right after a connect already has it.
+            server_version.refresh();
             let mut text = metrics.render();
-            text.push_str(&server_info.render());
+            text.push_str(&server_version.gauge.render());
             std::future::ready(text)
         }),
     );
@@ -216,23 +217,46 @@ async fn keep_stream(
 /// How often the server's `INFO` is looked at (a local read: async-nats keeps the last `INFO`).
 const VERSION_CHECK: Duration = Duration::from_secs(1);
 
-/// Reads the NATS server's version once connected, and again whenever it changes (a reconnect to
-/// another server, or the server upgraded under us): logs it (warns for a data-loss release, an
-/// unsupported one, and 2.9) and sets `vx_bridge_nats_server_info`.
-async fn watch_server_version(
+/// The NATS server's version as last seen, and its gauge.
+struct ServerVersionWatch {
     client: async_nats::Client,
-    gauge: Arc<ServerInfoGauge>,
-    shutdown: CancellationToken,
-) {
-    let mut last: Option<String> = None;
-    loop {
-        if let Some(info) = client.try_server_info() {
-            if last.as_deref() != Some(info.version.as_str()) {
-                let version = ServerVersion::parse(&info.version);
-                report_server_version(&version, &info.server_name, &gauge);
-                last = Some(info.version);
-            }
+    gauge: ServerInfoGauge,
+    /// The `INFO` version string last reported.
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl ServerVersionWatch {
+    fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            gauge: ServerInfoGauge::new(),
+            seen: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Reports the server's version when it differs from the last one seen (the first connect, a
+    /// reconnect to another server, or the server upgraded under us).
+    fn refresh(&self) {
+        let Some(info) = self.client.try_server_info() else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_deref() == Some(info.version.as_str()) {
+            return;
+        }
+        report_server_version(
+            &ServerVersion::parse(&info.version),
+            &info.server_name,
+            &self.gauge,
+        );
+        *seen = Some(info.version);
+    }
+}
+
+/// Looks at the server's version every [`VERSION_CHECK`] (and `/metrics` on every scrape).
+async fn watch_server_version(watch: Arc<ServerVersionWatch>, shutdown: CancellationToken) {
+    loop {
+        watch.refresh();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(VERSION_CHECK) => {}
@@ -240,7 +264,8 @@ async fn watch_server_version(
     }
 }
 
-/// Logs and exports one server version, in one place.
+/// Logs and exports one server version (a warning for a data-loss release, an unsupported one,
+/// and 2.9), in one place.
 fn report_server_version(version: &ServerVersion, server_name: &str, gauge: &ServerInfoGauge) {
     let support = version.support();
     let caps = version.capabilities();
