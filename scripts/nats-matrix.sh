@@ -45,7 +45,7 @@ for line in "${servers[@]}"; do
   t0=$SECONDS
   if NATS_SERVER="$bin" cargo test --locked --test it >"$dir/it.log" 2>&1; then it=ok; else it=FAILED; rc=1; fi
   it_s=$((SECONDS - t0))
-  it_n=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' "$dir/it.log" | tail -1 | sed 's/test result: //')
+  it_n=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' "$dir/it.log" | tail -1 | sed -E 's/test result: [a-zA-Z]+\. //')
   echo "    integration tests: $it ($it_n, ${it_s}s)"
   t0=$SECONDS
   if NATS_SERVER="$bin" REL_OUT="$PWD/$dir/reliability" bash scripts/reliability.sh --short >"$dir/reliability.log" 2>&1; then rel=ok; else rel=FAILED; rc=1; fi
