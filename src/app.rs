@@ -44,10 +44,16 @@ pub async fn run(
         server_version.clone(),
         shutdown.clone(),
     ));
+    // The connection gauge is set by the connection's events, and again from the client's own
+    // state at every scrape, so a lost or late event can never leave it wrong when read. The
+    // server's version is looked at again too, so a scrape right after a connect has it.
+    let scrape_client = client.clone();
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
         get(move || {
-            // Looked at again here, so a scrape right after a connect already has it.
+            crate::telemetry::set_nats_connected(
+                scrape_client.connection_state() == async_nats::connection::State::Connected,
+            );
             server_version.refresh();
             let mut text = metrics.render();
             text.push_str(&server_version.gauge.render());
@@ -81,6 +87,7 @@ pub async fn run(
             publisher,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             max_body_bytes: config.http.max_body_bytes,
+            unauthenticated: Arc::new(Semaphore::new(config.http.max_unauthenticated_bytes)),
             body_timeout: config.http.body_timeout,
             retry_after_secs: config.http.retry_after_secs,
             stream_state: state.clone(),
@@ -111,6 +118,9 @@ pub async fn run(
     };
     let router = router
         .route("/readyz", get(readyz).with_state(readiness))
+        .layer(axum::middleware::map_response(
+            crate::problem::routing_problems,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new());
 
     tracing::info!(listen = %listener.local_addr()?, "vx-bridge serving");
@@ -167,6 +177,7 @@ async fn keep_stream(
     let js = publisher.jetstream();
     let cfg = &config.nats.stream;
     let mut warned = false;
+    let mut warned_limit = None;
     loop {
         let result = if state.is_ready() {
             // Already set up: only look that it is still there and still right.
@@ -185,6 +196,19 @@ async fn keep_stream(
             Ok(replicas) => {
                 if !state.is_ready() {
                     tracing::info!(stream = %cfg.name, replicas, "stream ready");
+                }
+                // Connected, so the server's INFO (max_payload) is known.
+                let max_payload = publisher.max_payload();
+                let limit = crate::ingress::body_limit(config.http.max_body_bytes, max_payload);
+                crate::telemetry::set_body_limit(limit);
+                if limit < config.http.max_body_bytes && warned_limit != Some(max_payload) {
+                    warned_limit = Some(max_payload);
+                    tracing::warn!(
+                        max_body_bytes = config.http.max_body_bytes,
+                        max_payload,
+                        limit,
+                        "http.max_body_bytes does not fit the NATS server's max_payload with the headers of a copy kept on rejected: bodies above {limit} bytes are refused with 413; lower http.max_body_bytes or raise the server's max_payload"
+                    );
                 }
                 state.set_ready(true);
                 if replicas < 3 && !warned {

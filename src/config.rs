@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+/// The largest `max_payload` a NATS server accepts (64 MiB).
+pub const MAX_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Process exit code for a bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -68,8 +71,12 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Path that receives VX webhooks.
     pub webhook_path: String,
-    /// Largest accepted webhook body, in bytes; larger → 413.
+    /// Largest accepted webhook body, in bytes; larger → 413. Lowered at run time when the NATS
+    /// server's `max_payload` could not hold such a body (see `vx_bridge_webhook_body_limit_bytes`).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held before their signature is checked, all requests together;
+    /// beyond → 429. Bounds the memory an unauthenticated flood can take.
+    pub max_unauthenticated_bytes: usize,
     /// Webhook requests processed at once; more → 429.
     pub max_in_flight: usize,
     /// Time allowed to read a request body; slower → 408.
@@ -91,7 +98,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             webhook_path: "/webhooks/vx".into(),
-            max_body_bytes: 1024 * 1024,
+            // VX bodies are a few KB; 256 KiB leaves room for odd ones.
+            max_body_bytes: 256 * 1024,
+            max_unauthenticated_bytes: 16 * 1024 * 1024,
             max_in_flight: 1024,
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
@@ -571,10 +580,18 @@ impl Config {
                 "collides with a health or metrics path",
             ));
         }
-        if h.max_body_bytes == 0 {
+        if h.max_body_bytes == 0 || h.max_body_bytes > MAX_PAYLOAD_LIMIT {
             return Err(ConfigError::new(
                 "http.max_body_bytes",
-                "must be at least 1",
+                "must be 1 to 67108864 (64 MiB, the largest max_payload a NATS server allows)",
+            ));
+        }
+        if h.max_unauthenticated_bytes < h.max_body_bytes
+            || u32::try_from(h.max_unauthenticated_bytes).is_err()
+        {
+            return Err(ConfigError::new(
+                "http.max_unauthenticated_bytes",
+                "must be at least http.max_body_bytes (else a body of that size could never be read) and below 4 GiB",
             ));
         }
         if h.max_in_flight == 0 {

@@ -221,10 +221,78 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (tests embedding us); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             start_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// The `# HELP` text of every metric (the README's metrics table says the same; `promtool
+/// check metrics` in scripts/prometheus-check.sh wants one for each).
+pub const METRIC_HELP: &[(&str, &str)] = &[
+    ("vx_bridge_webhooks_total", "webhooks by how they ended"),
+    (
+        "vx_bridge_webhook_duration_seconds",
+        "time to answer a webhook",
+    ),
+    ("vx_bridge_events_total", "events newly stored, by subject"),
+    (
+        "vx_bridge_publish_duration_seconds",
+        "JetStream publish until PubAck",
+    ),
+    ("vx_bridge_webhooks_in_flight", "webhooks being processed"),
+    ("vx_bridge_nats_connected", "1 connected to NATS, 0 not"),
+    ("vx_bridge_stream_ready", "1 the stream is in place, 0 not"),
+    (
+        "vx_bridge_webhook_body_limit_bytes",
+        "the largest webhook body accepted now",
+    ),
+    (
+        "vx_bridge_status_requests_total",
+        "status requests by answer",
+    ),
+    (
+        "vx_bridge_status_lookups_in_flight",
+        "lookups waiting for an answer",
+    ),
+    (
+        "vx_bridge_status_cache_total",
+        "status cache (and coalescing) hits and misses",
+    ),
+    (
+        "vx_bridge_upstream_lookups_total",
+        "VX lookups, retries included",
+    ),
+    (
+        "vx_bridge_upstream_lookup_duration_seconds",
+        "one VX lookup, retries included",
+    ),
+    (
+        "vx_bridge_upstream_request_duration_seconds",
+        "each HTTP call to VX",
+    ),
+    (
+        "vx_bridge_upstream_token_fetches_total",
+        "OAuth tokens fetched",
+    ),
+    (
+        "vx_bridge_upstream_circuit_state",
+        "VX API circuit: 0 closed, 1 half-open, 2 open",
+    ),
+];
+
+/// Registers [`METRIC_HELP`] with the installed recorder (the type comes from the name).
+fn describe_metrics() {
+    for (name, help) in METRIC_HELP {
+        if name.ends_with("_total") {
+            metrics::describe_counter!(*name, *help);
+        } else if name.ends_with("_seconds") {
+            metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+        } else {
+            metrics::describe_gauge!(*name, *help);
+        }
+    }
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -291,6 +359,11 @@ pub fn record_publish(result: &'static str, took: Duration) {
 /// Sets the NATS connection gauge (1 connected, 0 not).
 pub fn set_nats_connected(connected: bool) {
     metrics::gauge!("vx_bridge_nats_connected").set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Sets the body-limit gauge: the largest webhook body accepted now.
+pub fn set_body_limit(bytes: usize) {
+    metrics::gauge!("vx_bridge_webhook_body_limit_bytes").set(bytes as f64);
 }
 
 /// Sets the stream readiness gauge (1 ready, 0 not).
@@ -408,17 +481,18 @@ impl std::fmt::Debug for WebhookMetrics {
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
     /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 5],
+    by_result: [OnceLock<metrics::Histogram>; 6],
 }
 
 impl PublishMetrics {
     /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 5] = [
+    const RESULTS: [&'static str; 6] = [
         "ok",
         "nats_disconnected",
         "puback_timeout",
         "stream_missing",
         "publish_failed",
+        "too_large",
     ];
 
     /// No handle is registered yet.

@@ -16,7 +16,7 @@
 //!   a fixed status-like reply.
 //! - `serve202`: the plain HTTP baseline: axum answering 202 to every POST after reading its body.
 //! - `mock-vx`: a stand-in for the VX API (OAuth token endpoint and session results) with a fixed
-//!   latency, counting upstream calls.
+//!   latency, counting upstream calls; request_ids ending in `-fa17XXXXXNNN` get HTTP error NNN.
 //! - `startup`: starts a command, polls a readiness URL, and reports the time from spawn to 200.
 //! - `free-port`: prints a free loopback port, for scripts.
 
@@ -65,7 +65,8 @@ enum Mode {
     Echo(EchoArgs),
     /// Answer every POST with 202 after reading the body (baseline).
     Serve202(Serve202Args),
-    /// A mock VX API with a fixed latency.
+    /// A mock VX API with a fixed latency (a request_id ending in `-fa17XXXXXNNN` gets HTTP
+    /// error NNN).
     MockVx(MockVxArgs),
     /// Measure the time from spawning a command to its readiness URL answering 200.
     Startup(StartupArgs),
@@ -879,8 +880,20 @@ async fn mock_vx(a: MockVxArgs) -> anyhow::Result<()> {
     let result = move |State(counts): State<Arc<MockCounts>>, Path(id): Path<String>| async move {
         counts.result.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(latency).await;
+        if let Some(code) = mock_fault(&id) {
+            if code == http::StatusCode::GATEWAY_TIMEOUT {
+                // A VX that does not answer: the bridge's own deadline must.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            return (
+                code,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                Vec::new(),
+            );
+        }
         let body = SEED.replace(SEED_ID, &id);
         (
+            http::StatusCode::OK,
             [(http::header::CONTENT_TYPE, "application/json")],
             body.into_bytes(),
         )
@@ -897,6 +910,19 @@ async fn mock_vx(a: MockVxArgs) -> anyhow::Result<()> {
         .route("/mock/stats", get(stats))
         .with_state(counts);
     serve_until(a.listen, router, a.duration).await
+}
+
+/// The fault the mock VX API plays for a session: a request_id whose last group is `fa17`, any
+/// 5 hex digits, then an HTTP error status NNN is answered NNN (504 only after 60 s: a VX that
+/// hangs), e.g. `00000000-0000-4000-8000-fa1700001404` → 404. Lets scripts provoke each answer
+/// of the status service, with as many distinct sessions as they need.
+fn mock_fault(request_id: &str) -> Option<http::StatusCode> {
+    let last = request_id.rsplit('-').next()?;
+    if last.len() != 12 || !last.starts_with("fa17") {
+        return None;
+    }
+    let code = http::StatusCode::from_bytes(last.get(9..)?.as_bytes()).ok()?;
+    (code.is_client_error() || code.is_server_error()).then_some(code)
 }
 
 /// Blocking: one `GET` over a new connection; the status code, if any.
@@ -1067,7 +1093,14 @@ async fn stored_ids(
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default()
         };
-        let e = ids.entry(h("Nats-Msg-Id")).or_insert((h("ce-id"), 0));
+        // The bridge binds the delivery id to the body (`{id}:sha256:{hash}`); the records
+        // know the delivery id.
+        let msg_id = h("Nats-Msg-Id");
+        let delivery = msg_id
+            .split_once(":sha256:")
+            .map_or(msg_id.as_str(), |(d, _)| d)
+            .to_owned();
+        let e = ids.entry(delivery).or_insert((h("ce-id"), 0));
         e.1 += 1;
     }
     Ok((ids, total))
@@ -1195,4 +1228,20 @@ async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     println!("{name}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock_fault;
+
+    #[test]
+    fn the_mock_vx_plays_the_error_a_request_id_asks_for_and_only_errors() {
+        let id = |tail: &str| format!("00000000-0000-4000-8000-fa17{tail}");
+        assert_eq!(mock_fault(&id("00001404")).map(|c| c.as_u16()), Some(404));
+        assert_eq!(mock_fault(&id("abcde503")).map(|c| c.as_u16()), Some(503));
+        assert_eq!(mock_fault(&id("00001200")), None);
+        assert_eq!(mock_fault(&id("00001302")), None);
+        assert_eq!(mock_fault(&id("0001404")), None);
+        assert_eq!(mock_fault("4ed2ec66-9471-415d-99ce-7bd1742fc2b8"), None);
+    }
 }

@@ -21,6 +21,7 @@ fn openapi_lists_exactly_the_webhook_answers_the_code_can_give() {
     let documented: BTreeSet<u16> = responses.keys().map(|k| k.parse().unwrap()).collect();
     let mut used: BTreeSet<u16> = ProblemKind::ALL
         .iter()
+        .filter(|k| !k.is_routing())
         .map(|k| k.status().as_u16())
         .collect();
     used.insert(202);
@@ -36,7 +37,20 @@ fn openapi_lists_exactly_the_webhook_answers_the_code_can_give() {
     let used: BTreeSet<String> = ProblemKind::ALL.iter().map(|k| k.type_uri()).collect();
     assert_eq!(types, used);
     // Retryable answers document Retry-After (408 excepted: a new attempt needs no wait).
-    for k in ProblemKind::ALL {
+    // The router's own refusals are documented once, for every path.
+    let shared = doc["components"]["responses"].as_object().unwrap();
+    for (k, name) in [
+        (ProblemKind::NotFound, "NotFound"),
+        (ProblemKind::MethodNotAllowed, "MethodNotAllowed"),
+    ] {
+        assert!(k.is_routing());
+        assert!(
+            shared[name]["content"]["application/problem+json"].is_object(),
+            "{name}"
+        );
+    }
+    assert!(shared["MethodNotAllowed"]["headers"]["Allow"].is_object());
+    for k in ProblemKind::ALL.into_iter().filter(|k| !k.is_routing()) {
         let r = &responses[k.status().as_str()];
         if k.retryable() && k != ProblemKind::BodyTimeout {
             assert!(r["headers"]["Retry-After"].is_object(), "{k:?}");
