@@ -3,7 +3,7 @@
 # each server version.
 #
 #   scripts/nats-matrix.sh --all            every version of scripts/nats-servers.sh (run it
-#                                           before resolving a NATS-related issue; ~4 min each)
+#                                           before resolving a NATS-related issue; ~2 min each)
 #   scripts/nats-matrix.sh --ci             the oldest supported and the newest (what .ci/run runs)
 #   scripts/nats-matrix.sh 2.10.26 2.15.1   those versions
 #
