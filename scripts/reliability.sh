@@ -34,11 +34,15 @@ ALL=(bad-input retries nats-restarts cluster sigterm status fuzz soak)
 ((${#SUITES[@]})) || SUITES=("${ALL[@]}")
 [[ -n "$PROFILE" ]] || { [[ $MODE == full ]] && PROFILE=release || PROFILE=debug; }
 
-command -v "${NATS_SERVER:-nats-server}" >/dev/null || { echo "nats-server (\$NATS_SERVER) not found" >&2; exit 1; }
+# NATS_SERVER picks the server binary (scripts/nats-servers.sh prints the matrix's paths).
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+command -v "$NATS_SERVER" >/dev/null || { echo "$NATS_SERVER not found (set NATS_SERVER or put nats-server on PATH)" >&2; exit 1; }
+export NATS_SERVER
 command -v jq >/dev/null || { echo "jq is not on PATH" >&2; exit 1; }
 
 build=(cargo build --locked --bins)
 [[ $PROFILE == release ]] && build+=(--release)
+echo "=== $("$NATS_SERVER" --version) ($NATS_SERVER)"
 echo "=== build: ${build[*]}"
 "${build[@]}"
 

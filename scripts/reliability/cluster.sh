@@ -54,8 +54,8 @@ V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$REL_W
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" \
   --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" \
-  --arg ow "$REL_OUTAGE_WAIT" --arg nv "$(nats_version)" \
-  '{suite:"cluster", mode:$mode, nats:$nv, outage_wait:$ow, rate:$rate, replicas:3, killed:$killed, answers, codes,
+  --arg ow "$REL_OUTAGE_WAIT" \
+  '{suite:"cluster", mode:$mode, outage_wait:$ow, rate:$rate, replicas:3, killed:$killed, answers, codes,
     accepted_deliveries, stream_messages, missing_after_202, wrong_event_id, non_retryable_answers,
     first_202_after_kill_ms:$rec, p99_ms:$l[0].p99_ms, overall,
     elections:(.windows | map({first_202_after_ms, answers, answers_503, p99_answer_ms, max_answer_ms})),

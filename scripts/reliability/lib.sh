@@ -13,11 +13,12 @@ REL_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REL_OUT="${REL_OUT:-$REL_ROOT/target/reliability/latest}"
 mkdir -p "$REL_OUT"
 REL_WORK="$(mktemp -d "${TMPDIR:-/tmp}/vx-rel.XXXXXX")"
-# The nats-server binary (e.g. /root/.cache/vx-bridge/nats/2.15.1/bin/nats-server); PATH's by default.
-NATS_SERVER="${NATS_SERVER:-nats-server}"
 # nats.outage_wait for the bridge (ride-through mode); 0s = fail fast, as before issue 18.
 REL_OUTAGE_WAIT="${REL_OUTAGE_WAIT:-5s}"
 REL_PIDS=()
+# The server binary (issue 12): NATS_SERVER, as scripts/nats-servers.sh prints it, else PATH's.
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+REL_NATS_VERSION="$("$NATS_SERVER" --version 2>/dev/null | sed 's/^nats-server: v//')"
 
 rel_cleanup() {
   local pid
@@ -122,10 +123,12 @@ bridge_start() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 
-# result JSON: appends one figure line to the suite's results file.
+# result JSON: appends one figure line to the suite's results file, with the server version.
 result() {
-  printf '%s\n' "$1" >>"$REL_OUT/results.jsonl"
-  printf '%s\n' "$1"
+  local line
+  line=$(jq -c --arg v "$REL_NATS_VERSION" '. + {nats_server: $v}' <<<"$1")
+  printf '%s\n' "$line" >>"$REL_OUT/results.jsonl"
+  printf '%s\n' "$line"
 }
 
 # load_note: machine load for the figures.
@@ -139,9 +142,6 @@ outage_wait_ms() {
     *) echo "$REL_OUTAGE_WAIT" ;;
   esac
 }
-
-# nats_version: the version of $NATS_SERVER, e.g. 2.15.1.
-nats_version() { "$NATS_SERVER" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1; }
 
 # ride_through_args: vx-load verify arguments for the ride-through check (none when failing
 # fast): no 503 in an outage that ended at least 1 s before outage_wait. The second is slack for

@@ -41,8 +41,8 @@ V=$("$REL_BIN/vx-load" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" \
   --windows "$REL_WORK/windows" $(ride_through_args)) || { echo "$V"; die "verification failed (ride-through: no 503 in an outage shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" --argjson kills "$KILLS" \
-  --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" --arg nv "$(nats_version)" \
-  '{suite:"nats-restarts", mode:$mode, nats:$nv, outage_wait:$ow, rate:$rate, kills:$kills, answers, codes, accepted_deliveries,
+  --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" \
+  '{suite:"nats-restarts", mode:$mode, outage_wait:$ow, rate:$rate, kills:$kills, answers, codes, accepted_deliveries,
     stream_messages, missing_after_202, wrong_event_id, non_retryable_answers, unanswered_but_stored,
     recover_ms:$rec, recover_ms_max:($rec|max), bridge_restarted:false, p99_ms:$l[0].p99_ms,
     overall, during_outages:(.windows | {answers:(map(.answers)|add), answers_503:(map(.answers_503)|add),

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod http;
 mod ingress;
 mod limits;
+mod nats_version;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
