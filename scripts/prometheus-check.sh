@@ -93,6 +93,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
   VXB_UPSTREAM__OAUTH__TOKEN_URL="http://127.0.0.1:$VPORT/oauth/token" \
   VXB_UPSTREAM__OAUTH__CLIENT_ID=promcheck VXB_UPSTREAM__OAUTH__CLIENT_SECRET=promcheck-secret \
   VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=6 VXB_LOG__LEVEL=warn \
+  VXB_NATS__OUTAGE_WAIT=1s \
   "$BIN/vx-bridge" serve >"$W/bridge.log" 2>&1 &
 PIDS+=("$!")
 wait_for "vx-bridge /readyz" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
@@ -192,6 +193,8 @@ log "faults: NATS restart (connected must read 1, 0, 1)"
 prom_has 'vx_bridge_nats_connected == 1' || die "connected gauge is not 1 before the restart"
 kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true
 wait_for "connected = 0 in Prometheus" 20 prom_has 'vx_bridge_nats_connected == 0'
+# outage_wait is 1 s here (5 s by default): the 503s come in a wave per second, so the
+# unavailable counter increases between scrapes (a series first seen at 4 has no rate).
 load --rate 20 --duration 3s --connections 4 --id-prefix down                    # unavailable (503)
 tail -n 1 "$W/load.jsonl" | grep -q '"503":' || die "no 503 while NATS was down"
 nats_start

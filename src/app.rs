@@ -3,7 +3,8 @@
 //! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
 //! `http.shutdown_timeout`), stop the status endpoints and the session projector, drain the
-//! NATS client.
+//! NATS client. After each (re)connect the server's version is logged and exported
+//! ([`watch_server_version`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,11 @@ use crate::config::Config;
 use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
+use crate::nats_version::ServerVersion;
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::ridethrough::OutageWait;
 use crate::schema::Schemas;
-use crate::telemetry::{metrics_handle, WebhookMetrics};
+use crate::telemetry::{metrics_handle, ServerInfoGauge, WebhookMetrics};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
 pub async fn run(
@@ -37,8 +40,14 @@ pub async fn run(
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
+    let server_version = Arc::new(ServerVersionWatch::new(client.clone()));
+    let version_watch = tokio::spawn(watch_server_version(
+        server_version.clone(),
+        shutdown.clone(),
+    ));
     // The connection gauge is set by the connection's events, and again from the client's own
-    // state at every scrape, so a lost or late event can never leave it wrong when read.
+    // state at every scrape, so a lost or late event can never leave it wrong when read. The
+    // server's version is looked at again too, so a scrape right after a connect has it.
     let scrape_client = client.clone();
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
@@ -46,7 +55,10 @@ pub async fn run(
             crate::telemetry::set_nats_connected(
                 scrape_client.connection_state() == async_nats::connection::State::Connected,
             );
-            std::future::ready(metrics.render())
+            server_version.refresh();
+            let mut text = metrics.render();
+            text.push_str(&server_version.gauge.render());
+            std::future::ready(text)
         }),
     );
     let mut stream_state = None;
@@ -81,6 +93,8 @@ pub async fn run(
             retry_after_secs: config.http.retry_after_secs,
             stream_state: state.clone(),
             metrics: WebhookMetrics::new(),
+            outage: OutageWait::new(config.nats.outage_wait),
+            shutdown: shutdown.clone(),
         });
         router = router.route(
             &config.http.webhook_path,
@@ -164,6 +178,7 @@ pub async fn run(
             tracing::warn!("session projector did not stop in time");
         }
     }
+    version_watch.abort();
     match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
@@ -233,15 +248,95 @@ async fn keep_stream(
                 tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
             }
         }
-        let wait = if state.is_ready() {
+        // While not ready, re-check every second and no faster: webhooks riding through an
+        // outage report a missing stream on every attempt.
+        let ready = state.is_ready();
+        let wait = if ready {
             Duration::from_secs(30)
         } else {
             Duration::from_secs(1)
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = state.wait_recheck() => {}
+            _ = state.wait_recheck(), if ready => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// How often the server's `INFO` is looked at (a local read: async-nats keeps the last `INFO`).
+const VERSION_CHECK: Duration = Duration::from_secs(1);
+
+/// The NATS server's version as last seen, and its gauge.
+struct ServerVersionWatch {
+    client: async_nats::Client,
+    gauge: ServerInfoGauge,
+    /// The `INFO` version string last reported.
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl ServerVersionWatch {
+    fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            gauge: ServerInfoGauge::new(),
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reports the server's version when it differs from the last one seen (the first connect, a
+    /// reconnect to another server, or the server upgraded under us).
+    fn refresh(&self) {
+        let Some(info) = self.client.try_server_info() else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_deref() == Some(info.version.as_str()) {
+            return;
+        }
+        report_server_version(
+            &ServerVersion::parse(&info.version),
+            &info.server_name,
+            &self.gauge,
+        );
+        *seen = Some(info.version);
+    }
+}
+
+/// Looks at the server's version every [`VERSION_CHECK`] (and `/metrics` on every scrape).
+async fn watch_server_version(watch: Arc<ServerVersionWatch>, shutdown: CancellationToken) {
+    loop {
+        watch.refresh();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(VERSION_CHECK) => {}
+        }
+    }
+}
+
+/// Logs and exports one server version (a warning for a data-loss release, an unsupported one,
+/// and 2.9), in one place.
+fn report_server_version(version: &ServerVersion, server_name: &str, gauge: &ServerInfoGauge) {
+    let support = version.support();
+    let caps = version.capabilities();
+    let label = version.label();
+    gauge.set(label.clone(), support.label());
+    match version.warning() {
+        Some(warning) => tracing::warn!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            "{warning}"
+        ),
+        None => tracing::info!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            message_ttl = caps.message_ttl,
+            message_schedules = caps.message_schedules,
+            "NATS server version"
+        ),
     }
 }

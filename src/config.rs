@@ -125,6 +125,13 @@ pub struct NatsConfig {
     /// How long to wait for a PubAck before answering 503.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// How long a webhook rides through a NATS outage (disconnected, reconnecting, no stream
+    /// leader: an error a retry can cure) by retrying its publish with the same `Nats-Msg-Id`,
+    /// before answering 503. The answer comes at most `outage_wait + publish_timeout` after the
+    /// first attempt. `0` fails fast. `/readyz` is unaffected: it still reports 503 while NATS
+    /// is disconnected or the stream is missing.
+    #[serde(with = "humantime_serde")]
+    pub outage_wait: Duration,
     /// NATS credentials file (JWT + nkey seed).
     pub creds_file: Option<PathBuf>,
     /// File holding an nkey seed (`SU…`).
@@ -152,6 +159,7 @@ impl Default for NatsConfig {
             name: "vx-bridge".into(),
             subject_prefix: "verification".into(),
             publish_timeout: Duration::from_secs(5),
+            outage_wait: Duration::from_secs(5),
             creds_file: None,
             nkey_seed_file: None,
             token: None,

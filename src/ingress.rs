@@ -3,7 +3,9 @@
 //! Steps, in this order, each with its own answer: in-flight limit (429) → declared size (413) →
 //! content type (415) → read the body within the size and time limits (413, 408) →
 //! authenticate the raw bytes (401) → parse JSON strictly, duplicate keys refused (400) → JSON Schema (422) → build the event →
-//! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`.
+//! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`. While
+//! NATS is away the publish rides through the outage for up to `nats.outage_wait`
+//! ([`crate::ridethrough`]), holding its in-flight slot; shutdown answers such a wait 503 at once.
 //! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
 //! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
 //! Logs carry the request_id and outcome, never the body.
@@ -21,6 +23,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::auth::{Verified, Verifier};
@@ -31,6 +34,7 @@ use crate::event::{
 use crate::health::StreamState;
 use crate::problem::{Problem, ProblemKind};
 use crate::publish::{PublishError, Publisher, Stored};
+use crate::ridethrough::OutageWait;
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{WebhookMetrics, WebhookOutcome};
 
@@ -59,6 +63,10 @@ pub struct Ingress {
     pub stream_state: Arc<StreamState>,
     /// Metric handles, registered once rather than looked up per webhook.
     pub metrics: WebhookMetrics,
+    /// How long a publish rides through a NATS outage (`nats.outage_wait`).
+    pub outage: OutageWait,
+    /// Cancelled when shutdown begins: a publish waiting out an outage is answered 503 at once.
+    pub shutdown: CancellationToken,
 }
 
 impl Ingress {
@@ -391,12 +399,21 @@ async fn reject(
 
 async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
     let kind = msg.kind;
-    let result = ing.publisher.publish(msg).await;
+    let result = ing
+        .outage
+        .publish(msg, &ing.shutdown, |m| publish_once(ing, m))
+        .await;
     if let Ok(stored) = &result {
         if !stored.duplicate {
             crate::telemetry::record_event(kind);
         }
     }
+    result
+}
+
+/// One attempt. A missing stream wakes the keeper at once, so that a wait can see it recreated.
+async fn publish_once(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
+    let result = ing.publisher.publish(msg).await;
     if let Err(PublishError::NoStream) = result {
         ing.stream_state.lost();
     }

@@ -4,7 +4,9 @@
 //! TLS) and reconnects without end. [`ensure_stream`] creates or updates the stream, or checks it,
 //! so that it captures exactly our event subjects and never a request-reply subject.
 //! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
-//! with a [`PublishError`] that the ingress answers with 503.
+//! with a [`PublishError`] that the ingress answers with 503. It is one attempt; riding through
+//! an outage by retrying it is [`crate::ridethrough`]'s job, guided by
+//! [`PublishError::is_retryable`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +32,8 @@ pub struct Stored {
 }
 
 /// Why a message was not stored. Every variant but [`PublishError::TooLarge`] is transient:
-/// the sender should retry.
+/// the sender should retry. Whether the bridge itself retries while riding through an outage
+/// is [`PublishError::is_retryable`] (an allow-list, narrower than transient).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The message (headers and payload, as NATS counts it) exceeds the server's `max_payload`:
@@ -48,9 +51,16 @@ pub enum PublishError {
     /// No PubAck within the timeout.
     #[error("no PubAck within {0:?}")]
     Timeout(Duration),
-    /// No stream captures the subject.
+    /// No stream captures the subject: the server answered "no responders". A deleted stream
+    /// looks like this, and so does a clustered stream while it has no leader.
     #[error("no stream captures the subject")]
     NoStream,
+    /// JetStream answered 503 "temporarily unavailable" (no leader, cluster not available).
+    #[error("JetStream unavailable: {0}")]
+    Unavailable(String),
+    /// The service is shutting down; the publish was not retried again.
+    #[error("shutting down")]
+    ShuttingDown,
     /// Any other failure, with its source.
     #[error("publish failed: {0}")]
     Other(String),
@@ -63,11 +73,26 @@ impl PublishError {
             PublishError::Disconnected => "nats_disconnected",
             PublishError::Timeout(_) => "puback_timeout",
             PublishError::NoStream => "stream_missing",
+            PublishError::Unavailable(_) => "jetstream_unavailable",
+            PublishError::ShuttingDown => "shutting_down",
             PublishError::Other(_) => "publish_failed",
             PublishError::TooLarge { .. } => "too_large",
         }
     }
 
+    /// Whether waiting and publishing again (same `Nats-Msg-Id`) can store the message: not
+    /// connected, no PubAck in time, no responders (no stream leader during an election, or a
+    /// deleted stream that the stream keeper recreates), JetStream 503. An allow-list: every
+    /// other error, and any variant added later, is answered at once.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Disconnected
+                | PublishError::Timeout(_)
+                | PublishError::NoStream
+                | PublishError::Unavailable(_)
+        )
+    }
     /// Whether a retry of the same message can succeed.
     pub fn is_transient(&self) -> bool {
         !matches!(self, PublishError::TooLarge { .. })
@@ -400,13 +425,52 @@ fn map_publish_error(e: jetstream::context::PublishError, size: usize, max: usiz
         K::StreamNotFound => PublishError::NoStream,
         K::TimedOut => PublishError::Timeout(Duration::ZERO),
         K::BrokenPipe => PublishError::Disconnected,
-        _ => PublishError::Other(e.to_string()),
+        _ => match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<jetstream::Error>())
+        {
+            Some(js) if js_unavailable(js.code(), js.error_code()) => {
+                PublishError::Unavailable(e.to_string())
+            }
+            _ => PublishError::Other(e.to_string()),
+        },
     }
+}
+
+/// A JetStream API error that waiting can cure: HTTP-like code 503, except the ones that need an
+/// operator: a store failure (10077: the stream is full with `discard: new`, or the disk
+/// failed), insufficient resources (10023), JetStream not enabled (10076, 10039).
+fn js_unavailable(code: usize, err_code: jetstream::ErrorCode) -> bool {
+    const NEEDS_OPERATOR: [u64; 4] = [10077, 10023, 10076, 10039];
+    code == 503 && !NEEDS_OPERATOR.contains(&err_code.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_errors_a_wait_can_cure_are_retryable() {
+        for e in [
+            PublishError::Disconnected,
+            PublishError::Timeout(Duration::from_secs(1)),
+            PublishError::NoStream,
+            PublishError::Unavailable("no leader".into()),
+        ] {
+            assert!(e.is_retryable(), "{e}");
+        }
+        for e in [
+            PublishError::Other("wrong last sequence".into()),
+            PublishError::ShuttingDown,
+        ] {
+            assert!(!e.is_retryable(), "{e}");
+        }
+        // JetStream 503 "temporarily unavailable" (cluster, no leader) is; a full stream is not.
+        assert!(js_unavailable(503, jetstream::ErrorCode(10008)));
+        assert!(js_unavailable(503, jetstream::ErrorCode(0)));
+        assert!(!js_unavailable(503, jetstream::ErrorCode(10077)));
+        assert!(!js_unavailable(503, jetstream::ErrorCode(10076)));
+        assert!(!js_unavailable(500, jetstream::ErrorCode(10008)));
+        assert!(!js_unavailable(400, jetstream::ErrorCode(10060)));
+    }
 
     #[test]
     fn the_rejected_headers_bound_holds_for_the_worst_case() {

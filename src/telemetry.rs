@@ -239,7 +239,15 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
     ("vx_bridge_events_total", "events newly stored, by subject"),
     (
         "vx_bridge_publish_duration_seconds",
-        "JetStream publish until PubAck",
+        "one JetStream publish attempt until its PubAck",
+    ),
+    (
+        "vx_bridge_publish_outage_waits_total",
+        "publishes that rode through a NATS outage, by how they ended",
+    ),
+    (
+        "vx_bridge_publish_outage_wait_seconds",
+        "a publish riding through a NATS outage, from its first attempt to its answer",
     ),
     ("vx_bridge_webhooks_in_flight", "webhooks being processed"),
     ("vx_bridge_nats_connected", "1 connected to NATS, 0 not"),
@@ -434,6 +442,42 @@ impl SessionUpdate {
     }
 }
 
+/// `vx_bridge_nats_server_info{version, support} 1`: the NATS server the client is connected to
+/// (its `INFO`). Rendered here rather than through the `metrics` facade, which cannot remove a
+/// series: after the server is upgraded under us, the scrape must show the new version only.
+#[derive(Debug, Default)]
+pub struct ServerInfoGauge {
+    /// `(version label, support label)` of the last server seen; `None` before the first connect.
+    current: std::sync::Mutex<Option<(String, &'static str)>>,
+}
+
+impl ServerInfoGauge {
+    /// No server seen yet (the metric is absent).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the server's version and support labels (from
+    /// [`crate::nats_version::ServerVersion`], so both are plain `[0-9A-Za-z.-_]`).
+    pub fn set(&self, version: String, support: &'static str) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *cur = Some((version, support));
+    }
+
+    /// The Prometheus text lines (empty before the first connect).
+    pub fn render(&self) -> String {
+        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cur {
+            None => String::new(),
+            Some((version, support)) => format!(
+                "# HELP vx_bridge_nats_server_info Version of the NATS server connected to; support: ok, data_loss, unsupported.\n\
+                 # TYPE vx_bridge_nats_server_info gauge\n\
+                 vx_bridge_nats_server_info{{version=\"{version}\",support=\"{support}\"}} 1\n"
+            ),
+        }
+    }
+}
+
 /// Sets the number of events not yet projected (the consumer's pending plus unacked).
 pub fn set_sessions_pending(n: u64) {
     metrics::gauge!("vx_bridge_sessions_pending").set(n as f64);
@@ -518,16 +562,17 @@ impl std::fmt::Debug for WebhookMetrics {
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
     /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 6],
+    by_result: [OnceLock<metrics::Histogram>; 7],
 }
 
 impl PublishMetrics {
     /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 6] = [
+    const RESULTS: [&'static str; 7] = [
         "ok",
         "nats_disconnected",
         "puback_timeout",
         "stream_missing",
+        "jetstream_unavailable",
         "publish_failed",
         "too_large",
     ];
@@ -561,6 +606,82 @@ impl Default for PublishMetrics {
 impl std::fmt::Debug for PublishMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PublishMetrics")
+    }
+}
+
+/// How a publish that rode through an outage ended (its first attempt failed in a way a retry
+/// can cure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageWaitResult {
+    /// A retry got the PubAck (202).
+    Stored,
+    /// `nats.outage_wait` passed (503).
+    GaveUp,
+    /// Shutdown began while it waited (503).
+    Shutdown,
+    /// A retry failed in a way waiting cannot cure (503, or what the ingress maps it to).
+    Failed,
+}
+
+impl OutageWaitResult {
+    /// Every result, in declaration order (the index of each in [`OutageMetrics`]).
+    pub const ALL: [OutageWaitResult; 4] = [
+        OutageWaitResult::Stored,
+        OutageWaitResult::GaveUp,
+        OutageWaitResult::Shutdown,
+        OutageWaitResult::Failed,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutageWaitResult::Stored => "stored",
+            OutageWaitResult::GaveUp => "gave_up",
+            OutageWaitResult::Shutdown => "shutdown",
+            OutageWaitResult::Failed => "failed",
+        }
+    }
+}
+
+/// `vx_bridge_publish_outage_waits_total` and `vx_bridge_publish_outage_wait_seconds` by result,
+/// registered at once (so the series exist, at 0, before the first outage).
+pub struct OutageMetrics {
+    /// `(count, duration)` per result, indexed like [`OutageWaitResult::ALL`].
+    by_result: [(metrics::Counter, metrics::Histogram); 4],
+}
+
+impl OutageMetrics {
+    /// Registers every series with the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            by_result: OutageWaitResult::ALL.map(|r| {
+                (
+                    metrics::counter!("vx_bridge_publish_outage_waits_total", "result" => r.label()),
+                    metrics::histogram!("vx_bridge_publish_outage_wait_seconds", "result" => r.label()),
+                )
+            }),
+        }
+    }
+
+    /// Counts one publish that rode through an outage, and how long it took in all, from its
+    /// first attempt to its answer.
+    pub fn record(&self, result: OutageWaitResult, took: Duration) {
+        if let Some((count, duration)) = self.by_result.get(result as usize) {
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        }
+    }
+}
+
+impl Default for OutageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for OutageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutageMetrics")
     }
 }
 

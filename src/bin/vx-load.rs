@@ -99,6 +99,14 @@ struct VerifyArgs {
     /// Seconds to wait for the stream to be readable.
     #[arg(long, default_value_t = 30)]
     wait: u64,
+    /// File of `<label> <start_ms> <end_ms>` lines (outages): for the answers to deliveries sent
+    /// in each window, the share of 503s and the p99 and maximum answer time are reported.
+    #[arg(long)]
+    windows: Option<std::path::PathBuf>,
+    /// Ride-through check: a window whose first 202 (of a delivery sent in it) came sooner than
+    /// this many ms after its start must hold no 503 (the bridge's `nats.outage_wait`).
+    #[arg(long)]
+    no_503_if_recovered_within_ms: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -1182,7 +1190,57 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
             }));
         }
     }
-    let mut ok = missing.is_empty()
+    let answer_ms = |x: &Answer| x.answered_ms.saturating_sub(x.sent_ms);
+    let summary = |of: &[&Answer]| {
+        let mut took: Vec<u64> = of.iter().map(|x| answer_ms(x)).collect();
+        took.sort_unstable();
+        let n503 = of.iter().filter(|x| x.code == "503").count();
+        let p99 = took
+            .get((took.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied();
+        serde_json::json!({
+            "answers": of.len(),
+            "answers_503": n503,
+            "share_503": if of.is_empty() { 0.0 } else { n503 as f64 / of.len() as f64 },
+            "p99_answer_ms": p99,
+            "max_answer_ms": took.last().copied(),
+        })
+    };
+    let all: Vec<&Answer> = answers.iter().collect();
+    let mut windows = Vec::new();
+    let mut ride_through_violations = 0;
+    if let Some(path) = &a.windows {
+        for line in std::fs::read_to_string(path)?.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(label), Some(start), Some(end)) = (
+                f.first(),
+                f.get(1).and_then(|t| t.parse::<u64>().ok()),
+                f.get(2).and_then(|t| t.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let inside: Vec<&Answer> = answers
+                .iter()
+                .filter(|x| x.sent_ms >= start && x.sent_ms < end)
+                .collect();
+            let recovered = inside
+                .iter()
+                .filter(|x| x.code == "202")
+                .map(|x| x.answered_ms.saturating_sub(start))
+                .min();
+            let mut w = summary(&inside);
+            w["window"] = serde_json::json!(label);
+            w["first_202_after_ms"] = serde_json::json!(recovered);
+            if let (Some(limit), Some(rec)) = (a.no_503_if_recovered_within_ms, recovered) {
+                let bad = rec < limit && w["answers_503"].as_u64().unwrap_or(0) > 0;
+                w["ride_through_violated"] = serde_json::json!(bad);
+                ride_through_violations += usize::from(bad);
+            }
+            windows.push(w);
+        }
+    }
+    let mut ok = ride_through_violations == 0
+        && missing.is_empty()
         && wrong_event_id.is_empty()
         && stored_twice.is_empty()
         && first_twice.is_empty()
@@ -1209,6 +1267,9 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         "never_accepted_deliveries": never_accepted.len(),
         "unanswered_but_stored": unanswered_but_stored,
         "recoveries": recoveries,
+        "overall": summary(&all),
+        "windows": windows,
+        "ride_through_violations": ride_through_violations,
     });
     println!("{v}");
     if !ok {

@@ -206,7 +206,7 @@ pub fn start(
     state.set_ready(false);
     let js = jetstream::ContextBuilder::new()
         .timeout(config.nats.publish_timeout)
-        .build(client);
+        .build(client.clone());
     let cfg = config.sessions.clone();
     let stream = config.nats.stream.clone();
     let rejected = Subjects::new(&config.nats.subject_prefix).rejected();
@@ -214,7 +214,9 @@ pub fn start(
         // 50 ms, doubling to 2 s: at start the stream keeper may create the stream just after us.
         let mut wait = Duration::from_millis(50);
         loop {
-            if let Err(e) = run_once(&js, &cfg, &stream, &rejected, &state, &shutdown).await {
+            if let Err(e) =
+                run_once(&client, &js, &cfg, &stream, &rejected, &state, &shutdown).await
+            {
                 let level_error = wait >= Duration::from_secs(1);
                 if level_error {
                     tracing::error!(bucket = %cfg.bucket, stream = %stream.name, error = %e, "session view not ready; retrying");
@@ -237,6 +239,7 @@ pub fn start(
 
 /// Sets up, then projects until the message stream fails or `shutdown`.
 async fn run_once(
+    client: &async_nats::Client,
     js: &jetstream::Context,
     cfg: &SessionsConfig,
     stream: &StreamConfig,
@@ -245,6 +248,16 @@ async fn run_once(
     shutdown: &CancellationToken,
 ) -> Result<(), ViewError> {
     let store = ensure_bucket(js, cfg, stream).await?;
+    let replicas = cfg.replicas_or(stream);
+    let version = crate::nats_version::ServerVersion::parse(&client.server_info().version);
+    if replicas > 1 && !version.capabilities().replicated_kv_cas {
+        tracing::warn!(
+            bucket = %cfg.bucket,
+            replicas,
+            version = %version.label(),
+            "the session bucket is replicated on a NATS server before 2.9.22, where two racing compare-and-set writes can both succeed: the view may keep an older state of a session; upgrade the server or use sessions.replicas = 1"
+        );
+    }
     let consumer = ensure_consumer(js, &stream.name).await?;
     let mut messages = consumer
         .stream()
@@ -332,5 +345,58 @@ async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                 .await;
         }
+    }
+}
+
+/// Reads the view for the status service: opens the bucket on first use (and again after a
+/// failure), and answers `None` whenever the view cannot answer, so the caller falls back to VX.
+#[derive(Debug)]
+pub struct ViewReader {
+    js: jetstream::Context,
+    bucket: String,
+    store: tokio::sync::Mutex<Option<kv::Store>>,
+}
+
+/// The longest a status lookup waits on the view before it asks VX instead.
+const READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl ViewReader {
+    /// A reader of `bucket` over `client`.
+    pub fn new(client: async_nats::Client, bucket: &str) -> Self {
+        Self {
+            js: jetstream::ContextBuilder::new()
+                .timeout(READ_TIMEOUT)
+                .build(client),
+            bucket: bucket.to_owned(),
+            store: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The session's state, if the view has one and can be read within [`READ_TIMEOUT`].
+    pub async fn get(&self, request_id: &str) -> Option<SessionState> {
+        let work = async {
+            let store = {
+                let mut guard = self.store.lock().await;
+                if guard.is_none() {
+                    *guard = self.js.get_key_value(&self.bucket).await.ok();
+                }
+                guard.clone()?
+            };
+            match store.entry(request_id.to_ascii_lowercase()).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => {
+                    serde_json::from_slice::<SessionState>(&e.value).ok()
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(bucket = %self.bucket, error = %e, "session view unreadable; asking VX");
+                    *self.store.lock().await = None;
+                    None
+                }
+            }
+        };
+        tokio::time::timeout(READ_TIMEOUT, work)
+            .await
+            .ok()
+            .flatten()
     }
 }

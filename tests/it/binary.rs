@@ -105,8 +105,9 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     let url = format!("http://127.0.0.1:{port}{}", template.http.webhook_path);
     let hmac = template.webhook.auth.hmac.clone();
     let mut workers = Vec::new();
+    let stored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for w in 0..8 {
-        let (url, hmac) = (url.clone(), hmac.clone());
+        let (url, hmac, stored) = (url.clone(), hmac.clone(), stored.clone());
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut results: Vec<(String, Outcome)> = Vec::new();
@@ -123,6 +124,9 @@ async fn sigterm_under_load_loses_no_accepted_event() {
                 match req.send().await {
                     Ok(res) => {
                         let status = res.status();
+                        if status == StatusCode::ACCEPTED {
+                            stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let v = res.json::<Value>().await.unwrap_or(Value::Null);
                         results.push((id, Ok((status, v))));
                     }
@@ -135,7 +139,12 @@ async fn sigterm_under_load_loses_no_accepted_event() {
             results
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // SIGTERM once the load is under way (a condition, not a fixed sleep: a busy machine is slow).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        assert!(std::time::Instant::now() < deadline, "no load within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = bridge.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
 
@@ -432,6 +441,7 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
         .arg("demo")
         .env("VXB_NATS__URL", format!("nats://127.0.0.1:{}", free_port()))
         .env("PATH", "/nonexistent")
+        .env_remove("NATS_SERVER")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

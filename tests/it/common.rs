@@ -18,6 +18,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats-servers.sh`
+/// prints it), else `nats-server` on PATH.
+pub fn nats_server_bin() -> String {
+    std::env::var("NATS_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "nats-server".into())
+}
+
 /// A `nats-server` with JetStream in a temp dir, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
@@ -48,7 +57,7 @@ impl NatsServer {
     fn spawn(&mut self) {
         let store: PathBuf = self.dir.path().join("js");
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server_bin())
             .args([
                 "-a",
                 "127.0.0.1",
@@ -62,7 +71,12 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("nats-server on PATH (apt-get install nats-server)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats-servers.sh and NATS_SERVER=<path>)",
+                    nats_server_bin()
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {

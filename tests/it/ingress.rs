@@ -567,7 +567,10 @@ async fn over_the_in_flight_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn nats_down_answers_503_and_recovers_without_a_restart() {
     let mut nats = NatsServer::start();
-    let bridge = Bridge::start(test_config(&nats.url())).await;
+    let mut config = test_config(&nats.url());
+    // Fail fast, as without riding through (tests/it/ridethrough.rs covers the wait).
+    config.nats.outage_wait = Duration::ZERO;
+    let bridge = Bridge::start(config).await;
     let sender = Sender::new(&bridge);
     let body = body_with("PASS", &new_request_id());
     assert_eq!(
@@ -681,7 +684,11 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
 #[tokio::test]
 async fn a_deleted_stream_is_recreated_after_the_first_503() {
     let nats = NatsServer::start();
-    let bridge = Bridge::start(test_config(&nats.url())).await;
+    let mut config = test_config(&nats.url());
+    // Fail fast: with the default outage_wait the first delivery waits for the recreated
+    // stream instead (tests/it/ridethrough.rs).
+    config.nats.outage_wait = Duration::ZERO;
+    let bridge = Bridge::start(config).await;
     let sender = Sender::new(&bridge);
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     js.delete_stream(&bridge.config.nats.stream.name)

@@ -11,8 +11,10 @@ mod fuzz_corpus;
 mod http;
 mod ingress;
 mod limits;
+mod nats_version;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
+mod ridethrough;
 mod sessions;
 mod status;

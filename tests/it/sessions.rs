@@ -329,3 +329,98 @@ async fn ensure_bucket_with_create_false_names_the_missing_bucket() {
         )
     );
 }
+
+/// A VX API that counts its session lookups and answers every one `IN PROGRESS`.
+async fn counting_vx_api() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/api/session/result/{id}",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { axum::Json(serde_json::json!({"current_status": "IN PROGRESS"})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (calls, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn status_of_a_terminal_session_comes_from_the_view_without_a_vx_call_and_falls_back_to_vx() {
+    use std::sync::atomic::Ordering;
+    let nats = NatsServer::start();
+    let (calls, vx) = counting_vx_api().await;
+    let mut cfg = test_config(&nats.url());
+    cfg.status.enabled = true;
+    cfg.upstream.base_url = vx;
+    cfg.upstream.token = Some(vx_bridge::secret::Secret::new("tok"));
+    let bridge = Bridge::start(cfg.clone()).await;
+    let sender = Sender::new(&bridge);
+    let (done, running) = (new_request_id(), new_request_id());
+    for (msg, status, id) in [
+        ("msg_1", "PENDING", &done),
+        ("msg_2", "PASS", &done),
+        ("msg_3", "PENDING", &running),
+    ] {
+        assert_eq!(sender.send(msg, &body_with(status, id)).await.status(), 202);
+    }
+    let js = js(&nats).await;
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{}.status.get", cfg.nats.subject_prefix);
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schemas/status-reply.schema.json")).unwrap();
+    let schema = jsonschema::draft202012::new(&schema).unwrap();
+    let ask = |id: String| {
+        let (nc, subject) = (nc.clone(), subject.clone());
+        async move {
+            let body = serde_json::json!({"request_id": id}).to_string();
+            let reply = nc.request(subject, body.into()).await.unwrap();
+            assert!(reply
+                .headers
+                .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+
+    // Terminal in the view: answered from it, VX never asked.
+    let v = ask(done.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "events");
+    assert_eq!(v["current_status"], "COMPLETED");
+    assert_eq!(v["result_status"], "PASS");
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    assert_eq!(
+        v["checked_at"],
+        entry(&store, &done).await.unwrap().0.updated_at
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Not terminal: VX is asked.
+    let v = ask(running.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "upstream");
+    assert_eq!(v["current_status"], "IN PROGRESS");
+    assert!(v.get("result_status").is_none(), "{v}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // The view gone: VX answers, never an error.
+    bridge.stop().await.unwrap();
+    js.delete_stream(format!("KV_{}", cfg.sessions.bucket))
+        .await
+        .unwrap();
+    let mut reader_cfg = cfg.clone();
+    reader_cfg.ingress.enabled = false;
+    // Status only, view on, bucket missing (create = false, so it stays missing).
+    reader_cfg.sessions.create = false;
+    let bridge = Bridge::start(reader_cfg).await;
+    let v = ask(done.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "upstream");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    bridge.stop().await.unwrap();
+}
