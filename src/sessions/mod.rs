@@ -354,6 +354,8 @@ async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
 pub struct ViewReader {
     js: jetstream::Context,
     bucket: String,
+    /// The event stream, for [`ViewReader::result`].
+    stream: String,
     store: tokio::sync::Mutex<Option<kv::Store>>,
 }
 
@@ -361,15 +363,42 @@ pub struct ViewReader {
 const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl ViewReader {
-    /// A reader of `bucket` over `client`.
-    pub fn new(client: async_nats::Client, bucket: &str) -> Self {
+    /// A reader of `bucket` (and of the events of `stream` it points at) over `client`.
+    pub fn new(client: async_nats::Client, bucket: &str, stream: &str) -> Self {
         Self {
             js: jetstream::ContextBuilder::new()
                 .timeout(READ_TIMEOUT)
                 .build(client),
             bucket: bucket.to_owned(),
+            stream: stream.to_owned(),
             store: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The VX result body of a session that is terminal in the view: the `result` of the event
+    /// at its `stream_seq` (a direct get by sequence), exactly as received. `None` whenever that
+    /// cannot be answered (not terminal, the event gone with the stream's `max_age`, a read
+    /// failure), so the caller asks VX.
+    pub async fn result(&self, request_id: &str) -> Option<bytes::Bytes> {
+        let state = self.get(request_id).await.filter(|s| s.terminal)?;
+        let work = async {
+            let stream = self.js.get_stream_no_info(&self.stream).await.ok()?;
+            let msg = stream.direct_get(state.stream_seq).await.ok()?;
+            #[derive(serde::Deserialize)]
+            struct Envelope<'a> {
+                request_id: String,
+                #[serde(borrow)]
+                result: &'a serde_json::value::RawValue,
+            }
+            let e: Envelope<'_> = serde_json::from_slice(&msg.payload).ok()?;
+            // The sequence must still hold this session's event.
+            (e.request_id.eq_ignore_ascii_case(&state.request_id))
+                .then(|| bytes::Bytes::copy_from_slice(e.result.get().as_bytes()))
+        };
+        tokio::time::timeout(READ_TIMEOUT, work)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The session's state, if the view has one and can be read within [`READ_TIMEOUT`].

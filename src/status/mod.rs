@@ -4,6 +4,8 @@
 //! - `{prefix}.status.get`: `{"request_id"}` → `{"request_id", "current_status", "checked_at", "source"}`
 //!   (a terminal session in the session view is answered from it: `source: "events"` plus
 //!   `result_status`, no VX call)
+//! - `{prefix}.result.get`: for a terminal session in the view, the `result` of the event at
+//!   its `stream_seq`, with no VX call
 //! - `{prefix}.result.get`: `{"request_id"}` or `{"email"}` (if configured) → the VX result body
 //!
 //! Requests are validated ([`request`]) before anything reaches the upstream; lookups are
@@ -172,10 +174,13 @@ pub async fn start_with_upstream(
         .await
         .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
     barrier(&client).await;
-    let view = config
-        .sessions
-        .enabled
-        .then(|| crate::sessions::ViewReader::new(client.clone(), &config.sessions.bucket));
+    let view = config.sessions.enabled.then(|| {
+        crate::sessions::ViewReader::new(
+            client.clone(),
+            &config.sessions.bucket,
+            &config.nats.stream.name,
+        )
+    });
     let state = Arc::new(State {
         view,
         discard_subject: client.new_inbox(),
@@ -427,6 +432,12 @@ async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
             (Key::Email(email), None)
         }
     };
+    // A terminal session: the result of the event the bridge stored, with no VX call.
+    if let (Some(view), Some(request_id)) = (&state.view, &id) {
+        if let Some(body) = view.result(request_id).await {
+            return (Ok(body), id, Some(FROM_EVENTS));
+        }
+    }
     let (fetched, source) = match state.lookups.get(key, trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), id, None),

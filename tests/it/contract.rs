@@ -80,11 +80,31 @@ fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
         .filter_map(|c| c["address"].as_str())
         .map(|a| a.replace("{prefix}", &prefix))
         .collect();
+    let bucket = vx_bridge::config::Config::default().sessions.bucket;
+    assert_eq!(
+        doc["components"]["parameters"]["bucket"]["default"],
+        bucket.as_str()
+    );
+    let documented: BTreeSet<String> = documented
+        .into_iter()
+        .map(|a| a.replace("{bucket}", &bucket))
+        .collect();
     let subjects = vx_bridge::event::Subjects::new(&prefix);
+    // The session view's keys: `$KV.<bucket>.<request_id>`, the subjects of its stream.
+    let bucket_stream = vx_bridge::sessions::desired_bucket(
+        &vx_bridge::config::SessionsConfig::default(),
+        &vx_bridge::config::StreamConfig::default(),
+    );
     let used: BTreeSet<String> = subjects
         .stream_subjects()
         .into_iter()
         .chain(subjects.request_subjects())
+        .chain(
+            bucket_stream
+                .subjects
+                .iter()
+                .map(|s| s.replace('>', "{request_id}")),
+        )
         .collect();
     assert_eq!(documented, used);
 }

@@ -349,7 +349,8 @@ async fn counting_vx_api() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, S
 }
 
 #[tokio::test]
-async fn status_of_a_terminal_session_comes_from_the_view_without_a_vx_call_and_falls_back_to_vx() {
+async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx_call_and_fall_back_to_vx(
+) {
     use std::sync::atomic::Ordering;
     let nats = NatsServer::start();
     let (calls, vx) = counting_vx_api().await;
@@ -398,6 +399,19 @@ async fn status_of_a_terminal_session_comes_from_the_view_without_a_vx_call_and_
         v["checked_at"],
         entry(&store, &done).await.unwrap().0.updated_at
     );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // And its result is the PASS event's `result`, byte for byte as VX sent it.
+    let reply = nc
+        .request(
+            format!("{}.result.get", cfg.nats.subject_prefix),
+            serde_json::json!({"request_id": done}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    assert!(reply
+        .headers
+        .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
+    assert_eq!(reply.payload.as_ref(), body_with("PASS", &done).as_slice());
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     // Not terminal: VX is asked.
