@@ -148,7 +148,9 @@ pub async fn ensure_consumer(
             description: Some("vx-bridge session view projector".into()),
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::All,
-            ack_wait: Duration::from_secs(30),
+            // An event delivered but never acked (its projector died, or NATS restarted before
+            // the ack) comes again after this; a write takes milliseconds.
+            ack_wait: Duration::from_secs(10),
             max_ack_pending: 4 * CONCURRENCY as i64,
             ..Default::default()
         },
