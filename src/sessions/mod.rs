@@ -11,6 +11,9 @@
 //! At-least-once: an event is acked only after its write, or after the rule decided to skip it;
 //! a failure leaves it unacked, to be delivered again. Writes are compare-and-set on the key's
 //! revision, so concurrent projectors (and redeliveries) converge through [`rule::decide`].
+//!
+//! [`ViewReader`] is the status service's read side: a key get, and a direct get of the event
+//! at a state's `stream_seq`; it never writes, and answers `None` rather than an error.
 
 pub mod rule;
 
