@@ -127,7 +127,7 @@ impl ServerVersion {
                 Oldest
             )),
             (Support::Ok, Some((2, 9, _))) => Some(format!(
-                "NATS server {label}: 2.9 is out of support upstream; vx-bridge supports it for webhook ingress and status lookups, but features built on KV need 2.10 or newer: upgrade the server"
+                "NATS server {label}: 2.9 is out of support upstream; vx-bridge passes its tests on it, but before 2.9.22 compare-and-set on a replicated KV bucket can let two racing updates both succeed, so run the session view with sessions.replicas = 1 there, or upgrade the server"
             )),
             (Support::Ok, _) => None,
         }
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn only_2_9_among_supported_versions_gets_a_warning() {
-        assert!(v("2.9.10").warning().is_some_and(|w| w.contains("2.10")));
+        assert!(v("2.9.10").warning().is_some_and(|w| w.contains("2.9.22")));
         for s in ["2.10.0", "2.10.26", "2.11.11", "2.12.8", "2.15.1"] {
             assert_eq!(v(s).warning(), None, "{s}");
         }
