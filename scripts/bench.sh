@@ -63,7 +63,9 @@ need() {  # need TOOL PACKAGE: install PACKAGE with apt-get when TOOL is missing
   echo "bench.sh: $1 is missing; installing Debian package $2 with apt-get" >&2
   apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
 }
-command -v nats-server >/dev/null || { echo "bench.sh: nats-server must be on PATH (apt-get install nats-server)" >&2; exit 1; }
+# NATS_SERVER picks the server binary (scripts/nats-servers.sh prints the matrix's paths).
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+command -v "$NATS_SERVER" >/dev/null || { echo "bench.sh: $NATS_SERVER not found (apt-get install nats-server, or NATS_SERVER=<path>)" >&2; exit 1; }
 need jq jq
 need curl curl
 [ "$PROFILE" = 1 ] && { need valgrind valgrind; need callgrind_annotate valgrind; }
@@ -120,7 +122,7 @@ stop() {  # PID: TERM, then wait (bounded), then KILL
 NATS_PID=""; NATS_URL=""
 start_nats() {  # NAME
   local port; port=$($LOAD free-port)
-  nats-server -a 127.0.0.1 -p "$port" -js -sd "$TMP/$1-store" >"$TMP/$1-nats.log" 2>&1 &
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$TMP/$1-store" >"$TMP/$1-nats.log" 2>&1 &
   NATS_PID=$!; PIDS+=("$NATS_PID")
   wait_port "$port"
   NATS_URL="nats://127.0.0.1:$port"
@@ -346,7 +348,7 @@ met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
   echo
   echo "- CPU: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/,"",$2); print $2; exit}'), $(nproc) cores; memory $(free -g | awk '/Mem:/ {print $2}') GiB; Linux $(uname -r)"
   echo "- load average (1, 5, 15 min): $LOAD_START before the run, $LOAD_END after (the machine is shared with other builds)"
-  echo "- $(nats-server --version), $(rustc --version)"
+  echo "- $("$NATS_SERVER" --version), $(rustc --version)"
   echo
   echo "## Results"
   echo

@@ -6,7 +6,10 @@
 #   models    kubernetes-models: types, enums, quantities; ServiceMonitor against its CRD models
 #   dupkeys   yamllint key-duplicates on the rendered output (and yamllint on the values files)
 #   drift     vx-bridge check-config on each rendered Deployment's config and secret files
-# plus chart/crate version agreement, and helm/ci-broken-values.yaml on which EVERY check must fail.
+#   promql    promtool check rules on the rendered PrometheusRule and on every query of the
+#             rendered dashboard ConfigMap (scripts/prometheus_check.py render-rules)
+# plus chart/crate version agreement, the dashboard file equal to scripts/dashboard.py's output,
+# and helm/ci-broken-values.yaml on which EVERY check must fail.
 #
 # Usage: scripts/chart-check.sh [VXB_BIN]   (or env VXB_BIN; default target/debug/vx-bridge,
 #        already built). Tools are installed once into .cache/chart-tools (see chart-tools.sh).
@@ -22,6 +25,7 @@ export HELM_CACHE_HOME=$T/helm-home/cache HELM_CONFIG_HOME=$T/helm-home/config H
 start=$SECONDS
 
 [ -x "$VXB_BIN" ] || { echo "chart-check: $VXB_BIN is not an executable vx-bridge binary (build it first)"; exit 2; }
+command -v promtool >/dev/null || { echo "chart-check: promtool missing (Debian: apt-get install prometheus)"; exit 2; }
 bash scripts/chart-tools.sh || { echo "chart-check: cannot install the tools"; exit 2; }
 cp scripts/chart-k8s-models.mjs "$T/node/"   # ES modules resolve next to their node_modules
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
@@ -57,8 +61,10 @@ check_set() {
   run "$name" dupkeys "$T/venv/bin/yamllint" -f parsable -d '{rules: {key-duplicates: enable}}' "$values" "$m"
   res[dupkeys]=$?
   run "$name" drift "$T/venv/bin/python" scripts/chart-drift.py "$VXB_BIN" "$m"; res[drift]=$?
+  run "$name" promql bash -c '"$1" scripts/prometheus_check.py render-rules "$2" "$3" && promtool check rules "$3"' \
+    _ "$T/venv/bin/python" "$m" "$OUT/$name.rules.yaml"; res[promql]=$?
   local line="" c
-  for c in lint render k8s models dupkeys drift; do
+  for c in lint render k8s models dupkeys drift promql; do
     ran=$((ran + 1))
     if [[ ${res[$c]} =~ ^0+$ ]]; then ok=pass; else ok=fail; fi
     if [ "$ok" = "$expect" ]; then line+=" $c:$([ "$expect" = pass ] && echo ok || echo caught)"
@@ -66,7 +72,7 @@ check_set() {
   done
   printf '%-22s%s\n' "$name" "$line"
   # Show what caught what (verdict lines only; no secret is ever printed by these tools).
-  for c in lint-${KUBE_VERSIONS[-1]} render-${KUBE_VERSIONS[-1]} k8s-${KUBE_VERSIONS[-1]} models dupkeys drift; do
+  for c in lint-${KUBE_VERSIONS[-1]} render-${KUBE_VERSIONS[-1]} k8s-${KUBE_VERSIONS[-1]} models dupkeys drift promql; do
     local log=$OUT/$name.$c.log
     if [ "$expect" = fail ] || ! [[ ${res[${c%%-*}]} =~ ^0+$ ]] || [ "$c" = drift ]; then
       grep -E 'ERROR|Error|error|drift|invalid|duplication|fail' "$log" | grep -v '^Error: 1 chart' \
@@ -92,6 +98,12 @@ cp "$CHART/README.md" "$OUT/README.md"
   && cmp -s "$CHART/README.md" "$OUT/README.md" && echo "README values table up to date: ok" \
   || { echo "README values table out of date: run scripts/chart-values-table.py $CHART/values.yaml $CHART/README.md"
        fails+=("readme"); }
+
+ran=$((ran + 1))   # the shipped dashboard is the generator's output
+"$T/venv/bin/python" scripts/dashboard.py "$OUT/dashboard.json" \
+  && cmp -s "$CHART/files/dashboard.json" "$OUT/dashboard.json" && echo "dashboard up to date: ok" \
+  || { echo "dashboard out of date: run $T/venv/bin/python scripts/dashboard.py $CHART/files/dashboard.json"
+       fails+=("dashboard"); }
 
 for f in "$CHART"/ci/*-values.yaml; do
   check_set "$(basename "$f" -values.yaml)" "$f" pass

@@ -10,6 +10,9 @@
 # load, more faults, the 10-minute soak and 10-minute cargo-fuzz runs per target.
 # Everything runs on 127.0.0.1 with nats-server processes on free ports (never 4222) and temp
 # stores; each suite kills what it started. Results: target/reliability/<mode>/results.jsonl.
+# Environment: NATS_SERVER (the nats-server binary, default PATH's), REL_OUTAGE_WAIT (the
+# bridge's nats.outage_wait, default 5s; 0s = fail fast): with it above 0, nats-restarts and
+# cluster fail on any 503 during an outage that ended more than 1 s before outage_wait.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +25,7 @@ for arg in "$@"; do
     --full) MODE=full ;;
     --debug) PROFILE=debug ;;
     --release) PROFILE=release ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
     -*) echo "unknown option $arg" >&2; exit 64 ;;
     *) SUITES+=("$arg") ;;
   esac
@@ -31,11 +34,15 @@ ALL=(bad-input retries nats-restarts cluster sigterm status fuzz soak)
 ((${#SUITES[@]})) || SUITES=("${ALL[@]}")
 [[ -n "$PROFILE" ]] || { [[ $MODE == full ]] && PROFILE=release || PROFILE=debug; }
 
-command -v nats-server >/dev/null || { echo "nats-server is not on PATH" >&2; exit 1; }
+# NATS_SERVER picks the server binary (scripts/nats-servers.sh prints the matrix's paths).
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+command -v "$NATS_SERVER" >/dev/null || { echo "$NATS_SERVER not found (set NATS_SERVER or put nats-server on PATH)" >&2; exit 1; }
+export NATS_SERVER
 command -v jq >/dev/null || { echo "jq is not on PATH" >&2; exit 1; }
 
 build=(cargo build --locked --bins)
 [[ $PROFILE == release ]] && build+=(--release)
+echo "=== $("$NATS_SERVER" --version) ($NATS_SERVER)"
 echo "=== build: ${build[*]}"
 "${build[@]}"
 

@@ -2,7 +2,9 @@
 //!
 //! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
-//! `http.shutdown_timeout`), stop the status endpoints, drain the NATS client.
+//! `http.shutdown_timeout`), stop the status endpoints and the session projector, drain the
+//! NATS client. After each (re)connect the server's version is logged and exported
+//! ([`watch_server_version`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,11 @@ use crate::config::Config;
 use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
+use crate::nats_version::ServerVersion;
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::ridethrough::OutageWait;
 use crate::schema::Schemas;
-use crate::telemetry::{metrics_handle, WebhookMetrics};
+use crate::telemetry::{metrics_handle, ServerInfoGauge, WebhookMetrics};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
 pub async fn run(
@@ -39,9 +43,26 @@ pub async fn run(
     let client = connect(&config.nats, true)
         .await
         .context("connecting to NATS")?;
+    let server_version = Arc::new(ServerVersionWatch::new(client.clone()));
+    let version_watch = tokio::spawn(watch_server_version(
+        server_version.clone(),
+        shutdown.clone(),
+    ));
+    // The connection gauge is set by the connection's events, and again from the client's own
+    // state at every scrape, so a lost or late event can never leave it wrong when read. The
+    // server's version is looked at again too, so a scrape right after a connect has it.
+    let scrape_client = client.clone();
     let mut router = Router::new().route("/healthz", get(healthz)).route(
         "/metrics",
-        get(move || std::future::ready(metrics.render())),
+        get(move || {
+            crate::telemetry::set_nats_connected(
+                scrape_client.connection_state() == async_nats::connection::State::Connected,
+            );
+            server_version.refresh();
+            let mut text = metrics.render();
+            text.push_str(&server_version.gauge.render());
+            std::future::ready(text)
+        }),
     );
     let mut stream_state = None;
     let mut keeper = None;
@@ -70,10 +91,13 @@ pub async fn run(
             publisher,
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
             max_body_bytes: config.http.max_body_bytes,
+            unauthenticated: Arc::new(Semaphore::new(config.http.max_unauthenticated_bytes)),
             body_timeout: config.http.body_timeout,
             retry_after_secs: config.http.retry_after_secs,
             stream_state: state.clone(),
             metrics: WebhookMetrics::new(),
+            outage: OutageWait::new(config.nats.outage_wait),
+            shutdown: shutdown.clone(),
         });
         router = router.route(
             &config.http.webhook_path,
@@ -94,12 +118,26 @@ pub async fn run(
         None
     };
 
+    let (sessions, projector) = if config.sessions.enabled {
+        let view = Arc::new(crate::sessions::ViewState::default());
+        let task = crate::sessions::start(client.clone(), &config, view.clone(), shutdown.clone());
+        (Some(view), Some(task))
+    } else {
+        (None, None)
+    };
+
     let readiness = Readiness {
         client: client.clone(),
         stream: stream_state,
+        // As the stream, the view is part of readiness where the ingress runs; a status-only
+        // process stays ready without it (lookups do not depend on it).
+        sessions: sessions.filter(|_| config.webhook.enabled),
     };
     let router = router
         .route("/readyz", get(readyz).with_state(readiness))
+        .layer(axum::middleware::map_response(
+            crate::problem::routing_problems,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new());
 
     tracing::info!(listen = %listener.local_addr()?, "vx-bridge serving");
@@ -134,6 +172,16 @@ pub async fn run(
     if let Some(k) = keeper {
         k.abort();
     }
+    if let Some(p) = projector {
+        // It stops on `shutdown`, after the events in hand (bounded); ack before the drain.
+        if tokio::time::timeout(Duration::from_secs(6), p)
+            .await
+            .is_err()
+        {
+            tracing::warn!("session projector did not stop in time");
+        }
+    }
+    version_watch.abort();
     match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
@@ -155,6 +203,7 @@ async fn keep_stream(
     let js = publisher.jetstream();
     let cfg = &config.nats.stream;
     let mut warned = false;
+    let mut warned_limit = None;
     loop {
         let result = if state.is_ready() {
             // Already set up: only look that it is still there and still right.
@@ -174,6 +223,19 @@ async fn keep_stream(
                 if !state.is_ready() {
                     tracing::info!(stream = %cfg.name, replicas, "stream ready");
                 }
+                // Connected, so the server's INFO (max_payload) is known.
+                let max_payload = publisher.max_payload();
+                let limit = crate::ingress::body_limit(config.http.max_body_bytes, max_payload);
+                crate::telemetry::set_body_limit(limit);
+                if limit < config.http.max_body_bytes && warned_limit != Some(max_payload) {
+                    warned_limit = Some(max_payload);
+                    tracing::warn!(
+                        max_body_bytes = config.http.max_body_bytes,
+                        max_payload,
+                        limit,
+                        "http.max_body_bytes does not fit the NATS server's max_payload with the headers of a copy kept on rejected: bodies above {limit} bytes are refused with 413; lower http.max_body_bytes or raise the server's max_payload"
+                    );
+                }
                 state.set_ready(true);
                 if replicas < 3 && !warned {
                     warned = true;
@@ -189,15 +251,95 @@ async fn keep_stream(
                 tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
             }
         }
-        let wait = if state.is_ready() {
+        // While not ready, re-check every second and no faster: webhooks riding through an
+        // outage report a missing stream on every attempt.
+        let ready = state.is_ready();
+        let wait = if ready {
             Duration::from_secs(30)
         } else {
             Duration::from_secs(1)
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = state.wait_recheck() => {}
+            _ = state.wait_recheck(), if ready => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// How often the server's `INFO` is looked at (a local read: async-nats keeps the last `INFO`).
+const VERSION_CHECK: Duration = Duration::from_secs(1);
+
+/// The NATS server's version as last seen, and its gauge.
+struct ServerVersionWatch {
+    client: async_nats::Client,
+    gauge: ServerInfoGauge,
+    /// The `INFO` version string last reported.
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+impl ServerVersionWatch {
+    fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            gauge: ServerInfoGauge::new(),
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reports the server's version when it differs from the last one seen (the first connect, a
+    /// reconnect to another server, or the server upgraded under us).
+    fn refresh(&self) {
+        let Some(info) = self.client.try_server_info() else {
+            return;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.as_deref() == Some(info.version.as_str()) {
+            return;
+        }
+        report_server_version(
+            &ServerVersion::parse(&info.version),
+            &info.server_name,
+            &self.gauge,
+        );
+        *seen = Some(info.version);
+    }
+}
+
+/// Looks at the server's version every [`VERSION_CHECK`] (and `/metrics` on every scrape).
+async fn watch_server_version(watch: Arc<ServerVersionWatch>, shutdown: CancellationToken) {
+    loop {
+        watch.refresh();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(VERSION_CHECK) => {}
+        }
+    }
+}
+
+/// Logs and exports one server version (a warning for a data-loss release, an unsupported one,
+/// and 2.9), in one place.
+fn report_server_version(version: &ServerVersion, server_name: &str, gauge: &ServerInfoGauge) {
+    let support = version.support();
+    let caps = version.capabilities();
+    let label = version.label();
+    gauge.set(label.clone(), support.label());
+    match version.warning() {
+        Some(warning) => tracing::warn!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            "{warning}"
+        ),
+        None => tracing::info!(
+            target: "vx_bridge::nats",
+            version = %label,
+            support = support.label(),
+            server = %server_name,
+            message_ttl = caps.message_ttl,
+            message_schedules = caps.message_schedules,
+            "NATS server version"
+        ),
     }
 }

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+/// The largest `max_payload` a NATS server accepts (64 MiB).
+pub const MAX_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
+
 /// Process exit code for a bad configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -58,6 +61,8 @@ pub struct Config {
     pub status: StatusConfig,
     /// The VX API client used by the status service.
     pub upstream: UpstreamConfig,
+    /// The session view: the latest state of every session, in a JetStream KV bucket.
+    pub sessions: SessionsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -70,8 +75,12 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Path that receives VX webhooks.
     pub webhook_path: String,
-    /// Largest accepted webhook body, in bytes; larger → 413.
+    /// Largest accepted webhook body, in bytes; larger → 413. Lowered at run time when the NATS
+    /// server's `max_payload` could not hold such a body (see `vx_bridge_webhook_body_limit_bytes`).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held before their signature is checked, all requests together;
+    /// beyond → 429. Bounds the memory an unauthenticated flood can take.
+    pub max_unauthenticated_bytes: usize,
     /// Webhook requests processed at once; more → 429.
     pub max_in_flight: usize,
     /// Time allowed to read a request body; slower → 408.
@@ -93,7 +102,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             webhook_path: "/webhooks/vx".into(),
-            max_body_bytes: 1024 * 1024,
+            // VX bodies are a few KB; 256 KiB leaves room for odd ones.
+            max_body_bytes: 256 * 1024,
+            max_unauthenticated_bytes: 16 * 1024 * 1024,
             max_in_flight: 1024,
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
@@ -116,6 +127,13 @@ pub struct NatsConfig {
     /// How long to wait for a PubAck before answering 503.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// How long a webhook rides through a NATS outage (disconnected, reconnecting, no stream
+    /// leader: an error a retry can cure) by retrying its publish with the same `Nats-Msg-Id`,
+    /// before answering 503. The answer comes at most `outage_wait + publish_timeout` after the
+    /// first attempt. `0` fails fast. `/readyz` is unaffected: it still reports 503 while NATS
+    /// is disconnected or the stream is missing.
+    #[serde(with = "humantime_serde")]
+    pub outage_wait: Duration,
     /// NATS credentials file (JWT + nkey seed).
     pub creds_file: Option<PathBuf>,
     /// File holding an nkey seed (`SU…`).
@@ -143,6 +161,7 @@ impl Default for NatsConfig {
             name: "vx-bridge".into(),
             subject_prefix: "verification".into(),
             publish_timeout: Duration::from_secs(5),
+            outage_wait: Duration::from_secs(5),
             creds_file: None,
             nkey_seed_file: None,
             token: None,
@@ -391,6 +410,45 @@ impl Default for StatusConfig {
     }
 }
 
+/// `[sessions]`: the session view (see `crate::sessions`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Project the event stream into the bucket (every replica with this on shares the work).
+    pub enabled: bool,
+    /// KV bucket name; its stream is `KV_<bucket>`.
+    pub bucket: String,
+    /// Create or update the bucket at start; when false, check that it exists (unready until it does).
+    pub create: bool,
+    /// Replicas of the bucket; unset means `nats.stream.replicas`.
+    pub replicas: Option<usize>,
+    /// A session not updated for this long leaves the view; `0s` keeps sessions without an age limit.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Revisions kept per session (1 to 64).
+    pub history: i64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bucket: "VX_SESSIONS".into(),
+            create: true,
+            replicas: None,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            history: 5,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// The bucket's replicas: `sessions.replicas`, else the stream's.
+    pub fn replicas_or(&self, stream: &StreamConfig) -> usize {
+        self.replicas.unwrap_or(stream.replicas)
+    }
+}
+
 /// `[upstream]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -598,10 +656,18 @@ impl Config {
                 "collides with a health or metrics path",
             ));
         }
-        if h.max_body_bytes == 0 {
+        if h.max_body_bytes == 0 || h.max_body_bytes > MAX_PAYLOAD_LIMIT {
             return Err(ConfigError::new(
                 "http.max_body_bytes",
-                "must be at least 1",
+                "must be 1 to 67108864 (64 MiB, the largest max_payload a NATS server allows)",
+            ));
+        }
+        if h.max_unauthenticated_bytes < h.max_body_bytes
+            || u32::try_from(h.max_unauthenticated_bytes).is_err()
+        {
+            return Err(ConfigError::new(
+                "http.max_unauthenticated_bytes",
+                "must be at least http.max_body_bytes (else a body of that size could never be read) and below 4 GiB",
             ));
         }
         if h.max_in_flight == 0 {
@@ -623,6 +689,9 @@ impl Config {
         }
         if self.status.enabled {
             self.validate_status()?;
+        }
+        if self.sessions.enabled {
+            self.validate_sessions()?;
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::new(
@@ -683,17 +752,7 @@ impl Config {
             }
         }
         let s = &n.stream;
-        if s.name.is_empty()
-            || !s
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::new(
-                "nats.stream.name",
-                "must be letters, digits, `-` or `_`",
-            ));
-        }
+        validate_name("nats.stream.name", &s.name)?;
         if !(1..=5).contains(&s.replicas) {
             return Err(ConfigError::new("nats.stream.replicas", "must be 1 to 5"));
         }
@@ -713,6 +772,23 @@ impl Config {
             return Err(ConfigError::new(
                 "nats.stream.max_bytes",
                 "must be -1 or above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_sessions(&self) -> Result<(), ConfigError> {
+        let s = &self.sessions;
+        validate_name("sessions.bucket", &s.bucket)?;
+        if let Some(r) = s.replicas {
+            if !(1..=5).contains(&r) {
+                return Err(ConfigError::new("sessions.replicas", "must be 1 to 5"));
+            }
+        }
+        if !(1..=64).contains(&s.history) {
+            return Err(ConfigError::new(
+                "sessions.history",
+                "must be 1 to 64 (the JetStream KV limit)",
             ));
         }
         Ok(())
@@ -988,6 +1064,18 @@ fn env_value(raw: &str) -> figment::value::Value {
 }
 
 /// Subject prefix: one or more tokens of `[A-Za-z0-9_-]`, separated by dots.
+/// A JetStream stream or bucket name: letters, digits, `-` or `_`.
+fn validate_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::new(key, "must be letters, digits, `-` or `_`"));
+    }
+    Ok(())
+}
+
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
     let ok = !prefix.is_empty()
         && prefix.split('.').all(|t| {
@@ -1413,6 +1501,9 @@ mod tests {
                 vec![],
                 "nats.stream.replicas",
             ),
+            ("[sessions]\nreplicas = 0\n", vec![], "sessions.replicas"),
+            ("[sessions]\nhistory = 65\n", vec![], "sessions.history"),
+            ("[sessions]\nbucket = \"a.b\"\n", vec![], "sessions.bucket"),
             (
                 "[nats]\nsubject_prefix = \"a.*\"\n",
                 vec![],

@@ -1,13 +1,15 @@
 //! `vx-bridge demo`: the whole flow on one machine, for a newcomer.
 //!
-//! Uses the NATS server at `nats.url`, or starts a `nats-server` from PATH in a temp directory
-//! (and says how to install one when there is none). Starts an in-process mock of the VX API
-//! ([`crate::mock_vx`]) and the bridge itself, sends signed sample webhooks (PENDING then PASS
-//! for one session, FAIL for another), prints each event as a subscriber receives it (PII masked), looks a status up over
-//! NATS, and prints a summary. Everything it creates uses a unique prefix and stream, removed at
-//! the end, so it never touches a real deployment's subjects.
+//! Uses the NATS server at `nats.url`, or starts a `nats-server` (the one it is given, else
+//! PATH's) in a temp directory (and says how to install one when there is none). Starts an
+//! in-process mock of the VX API ([`crate::mock_vx`]) and the bridge itself, sends signed sample webhooks (PENDING
+//! then PASS for one session, FAIL for another), prints each event as a subscriber receives it
+//! (PII masked), looks a status up over NATS, and prints a summary. Everything it creates uses a
+//! unique prefix and stream, removed at the end, so it never touches a real deployment's
+//! subjects.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -31,8 +33,9 @@ const DEMO_TOKEN: &str = "demo-token";
 /// The sample body (the vendor's example, with obviously fake PII).
 const SAMPLE: &str = include_str!("../tests/fixtures/seed-pass.json");
 
-/// Runs the demo; returns the process exit code.
-pub async fn run_demo(base: Config) -> anyhow::Result<i32> {
+/// Runs the demo; returns the process exit code. `nats_server` is the server binary to start
+/// when none answers (the binary passes `NATS_SERVER`); `None` looks for `nats-server` on PATH.
+pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Result<i32> {
     println!(
         "vx-bridge demo: VX webhooks -> NATS JetStream events, and a status lookup over NATS\n"
     );
@@ -41,7 +44,7 @@ pub async fn run_demo(base: Config) -> anyhow::Result<i32> {
             println!("[1/6] NATS: using the server at {url}");
             (url, None)
         }
-        None => match start_nats().await? {
+        None => match start_nats(nats_server).await? {
             Some((url, guard)) => {
                 println!(
                     "[1/6] NATS: none answered at {}; started nats-server at {url} (temporary)",
@@ -259,11 +262,13 @@ impl Drop for NatsGuard {
     }
 }
 
-async fn start_nats() -> anyhow::Result<Option<(String, NatsGuard)>> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.is_file())
+async fn start_nats(bin: Option<PathBuf>) -> anyhow::Result<Option<(String, NatsGuard)>> {
+    let found = bin.or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .find(|p| p.is_file())
+        })
     });
     let Some(bin) = found else { return Ok(None) };
     let dir = tempfile::tempdir()?;

@@ -307,7 +307,7 @@ pub fn build_event(
     let summary = Summary::of(body);
     let kind = EventKind::classify(summary.status);
     let msg_id = match verified.delivery_id() {
-        Some(id) => id.to_owned(),
+        Some(id) => delivery_msg_id(id, raw),
         None => format!("sha256:{}", hex::encode(dedup_hash(raw, body))),
     };
     let event_id = event_id_for(&msg_id);
@@ -352,6 +352,8 @@ pub enum RejectReason {
     InvalidJson,
     /// JSON that fails the schema.
     SchemaViolation,
+    /// A valid body whose event exceeds the NATS server's `max_payload`.
+    EventTooLarge,
 }
 
 impl RejectReason {
@@ -360,12 +362,20 @@ impl RejectReason {
         match self {
             RejectReason::InvalidJson => "invalid_json",
             RejectReason::SchemaViolation => "schema_violation",
+            RejectReason::EventTooLarge => "event_too_large",
         }
     }
 }
 
 /// Largest `vx-reject-errors` header we write.
 const MAX_REASON_HEADER: usize = 4096;
+
+/// An upper bound of the NATS headers of a rejected message (as `max_payload` counts them):
+/// `Nats-Msg-Id` (a 256-character delivery id and a hash), the CloudEvents headers, the reason,
+/// at most [`MAX_REASON_HEADER`] of errors and a 512-character `tracestate`, with framing; about
+/// 5.3 KB, rounded up. Any body of at most `max_payload` minus this can be kept on `rejected`,
+/// so the ingress never accepts a body that it could neither publish nor keep.
+pub const REJECTED_HEADERS_MAX: usize = 8 * 1024;
 
 /// Builds the audit message for an authenticated body that failed parsing or the schema:
 /// the raw bytes, with the reasons in headers.
@@ -379,7 +389,7 @@ pub fn build_rejected(
     trace: &TraceContext,
 ) -> OutboundMessage {
     let msg_id = match verified.delivery_id() {
-        Some(id) => format!("rejected:{id}"),
+        Some(id) => format!("rejected:{}", delivery_msg_id(id, raw)),
         None => format!("rejected:sha256:{}", hex::encode(Sha256::digest(raw))),
     };
     let event_id = event_id_for(&msg_id);
@@ -388,6 +398,10 @@ pub fn build_rejected(
         // Keep the header bounded; the count of violations stays in the 422 answer.
         errors_json =
             serde_json::to_string(&errors[..1.min(errors.len())]).unwrap_or_else(|_| "[]".into());
+        if errors_json.len() > MAX_REASON_HEADER {
+            // One violation at a very long instance path (the body's own keys).
+            errors_json = "[]".into();
+        }
     }
     let mut headers = vec![
         ("Nats-Msg-Id", msg_id.clone()),
@@ -417,6 +431,19 @@ fn push_trace(headers: &mut Vec<(&'static str, String)>, trace: &TraceContext) {
     if let Some(ts) = &trace.tracestate {
         headers.push(("tracestate", ts.clone()));
     }
+}
+
+/// The `Nats-Msg-Id` of a delivery that carries an id: the id bound to the body it came with,
+/// `{delivery_id}:sha256:{hex of the trimmed body}`. A retry (same id, same bytes) gets the same
+/// message id and is deduplicated; a different body under a reused id is a different message,
+/// so it is stored rather than answered "duplicate" with another message's sequence.
+pub fn delivery_msg_id(delivery_id: &str, raw: &[u8]) -> String {
+    let digest = Sha256::digest(trim_json_ws(raw));
+    let mut out = String::with_capacity(delivery_id.len() + 8 + 64);
+    out.push_str(delivery_id);
+    out.push_str(":sha256:");
+    out.push_str(&hex::encode(digest));
+    out
 }
 
 /// A stable UUID (version 8) for a message id, so a retried delivery keeps its event id.
@@ -655,8 +682,50 @@ mod tests {
             AT,
             &t,
         );
-        assert_eq!(with_id.msg_id, "msg_1");
-        assert_eq!(with_id.headers[0], ("Nats-Msg-Id", "msg_1".to_owned()));
+        assert_eq!(with_id.msg_id, delivery_msg_id("msg_1", b"{}"));
+        assert!(with_id.msg_id.starts_with("msg_1:sha256:"));
+        assert_eq!(with_id.headers[0], ("Nats-Msg-Id", with_id.msg_id.clone()));
+    }
+
+    #[test]
+    fn a_reused_delivery_id_with_another_body_is_another_message() {
+        // Regression: PENDING then FAIL under one `webhook-id` got the same Nats-Msg-Id, so the
+        // FAIL was answered 202 "duplicate" with the PENDING event's sequence, and dropped.
+        let id = Verified::for_tests(Some("msg_reused".into()));
+        let t = TraceContext::default();
+        let pending =
+            br#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PENDING"}"#;
+        let fail = br#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"FAIL"}"#;
+        let vp: Value = serde_json::from_slice(pending).unwrap();
+        let vf: Value = serde_json::from_slice(fail).unwrap();
+        let a = build_event(&subjects(), &id, pending, &vp, AT, &t);
+        let b = build_event(&subjects(), &id, fail, &vf, AT, &t);
+        assert_ne!(a.msg_id, b.msg_id);
+        assert_ne!(a.event_id, b.event_id);
+        // A retry of either (same id, same bytes) is the same message.
+        let again = build_event(&subjects(), &id, fail, &vf, AT, &t);
+        assert_eq!(b.msg_id, again.msg_id);
+        assert_eq!(b.event_id, again.event_id);
+        // The same holds for the copy kept on `rejected`.
+        let ra = build_rejected(
+            &subjects(),
+            &id,
+            b"{x",
+            RejectReason::InvalidJson,
+            &[],
+            AT,
+            &t,
+        );
+        let rb = build_rejected(
+            &subjects(),
+            &id,
+            b"{y",
+            RejectReason::InvalidJson,
+            &[],
+            AT,
+            &t,
+        );
+        assert_ne!(ra.msg_id, rb.msg_id);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Liveness, readiness and the stream keeper.
 //!
 //! `/healthz` answers while the process runs. `/readyz` answers 200 only while NATS is connected
-//! and the stream is known to be in place. [`StreamState`] holds that knowledge; the keeper task
+//! and the stream (and, with ingress and `sessions.enabled`, the session bucket and its consumer) is known
+//! to be in place. [`StreamState`] holds that knowledge; the keeper task
 //! in `app` (re)creates or re-checks the stream at start, whenever a publish finds it missing,
 //! and periodically.
 
@@ -54,6 +55,8 @@ pub struct Readiness {
     pub client: async_nats::Client,
     /// The stream; `None` when this process runs no ingress.
     pub stream: Option<Arc<StreamState>>,
+    /// The session view; `None` when `sessions.enabled = false` or this process runs no ingress.
+    pub sessions: Option<Arc<crate::sessions::ViewState>>,
 }
 
 /// `GET /healthz`
@@ -65,8 +68,10 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(AxState(r): AxState<Readiness>) -> Response {
     let connected = r.client.connection_state() == State::Connected;
     let stream = r.stream.as_ref().is_none_or(|s| s.is_ready());
-    let body = json!({"nats_connected": connected, "stream_ready": stream});
-    if connected && stream {
+    let sessions = r.sessions.as_ref().is_none_or(|s| s.is_ready());
+    let body =
+        json!({"nats_connected": connected, "stream_ready": stream, "sessions_ready": sessions});
+    if connected && stream && sessions {
         (StatusCode::OK, Json(body)).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()

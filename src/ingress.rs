@@ -3,7 +3,9 @@
 //! Steps, in this order, each with its own answer: in-flight limit (429) → declared size (413) →
 //! content type (415) → read the body within the size and time limits (413, 408) →
 //! authenticate the raw bytes (401) → parse JSON strictly, duplicate keys refused (400) → JSON Schema (422) → build the event →
-//! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`.
+//! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`. While
+//! NATS is away the publish rides through the outage for up to `nats.outage_wait`
+//! ([`crate::ridethrough`]), holding its in-flight slot; shutdown answers such a wait 503 at once.
 //! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
 //! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
 //! Logs carry the request_id and outcome, never the body.
@@ -21,15 +23,18 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::auth::{Verified, Verifier};
 use crate::event::{
     build_event, build_rejected, OutboundMessage, RejectReason, Subjects, TraceContext,
+    REJECTED_HEADERS_MAX,
 };
 use crate::health::StreamState;
 use crate::problem::{Problem, ProblemKind};
 use crate::publish::{PublishError, Publisher, Stored};
+use crate::ridethrough::OutageWait;
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{WebhookMetrics, WebhookOutcome};
 
@@ -45,8 +50,11 @@ pub struct Ingress {
     pub publisher: Publisher,
     /// Bounds requests in flight (429 beyond).
     pub in_flight: Arc<Semaphore>,
-    /// Largest body.
+    /// Largest body configured (`http.max_body_bytes`); [`Ingress::body_limit`] is what applies.
     pub max_body_bytes: usize,
+    /// Bytes of bodies being read before their signature is checked, all requests together
+    /// (`http.max_unauthenticated_bytes`): one permit per byte; none free → 429.
+    pub unauthenticated: Arc<Semaphore>,
     /// Time to read a body.
     pub body_timeout: Duration,
     /// `Retry-After` for 429/503.
@@ -55,6 +63,25 @@ pub struct Ingress {
     pub stream_state: Arc<StreamState>,
     /// Metric handles, registered once rather than looked up per webhook.
     pub metrics: WebhookMetrics,
+    /// How long a publish rides through a NATS outage (`nats.outage_wait`).
+    pub outage: OutageWait,
+    /// Cancelled when shutdown begins: a publish waiting out an outage is answered 503 at once.
+    pub shutdown: CancellationToken,
+}
+
+impl Ingress {
+    /// The largest body accepted now: `http.max_body_bytes`, lowered when the connected NATS
+    /// server's `max_payload` could not hold it with the headers of the copy kept on
+    /// `rejected`; so every authenticated body read can be stored or kept, never only refused
+    /// with a 503 that no retry can cure.
+    pub fn body_limit(&self) -> usize {
+        body_limit(self.max_body_bytes, self.publisher.max_payload())
+    }
+}
+
+/// `max_body_bytes`, lowered to `max_payload` minus [`REJECTED_HEADERS_MAX`] when that is less.
+pub fn body_limit(max_body_bytes: usize, max_payload: usize) -> usize {
+    max_body_bytes.min(max_payload.saturating_sub(REJECTED_HEADERS_MAX))
 }
 
 /// The 202 body.
@@ -128,14 +155,17 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     };
     let _in_flight = InFlightGuard::new(ing.metrics.in_flight());
     let (parts, body) = req.into_parts();
-    if let Some(len) = declared_length(&parts.headers) {
-        if len > ing.max_body_bytes as u64 {
-            return too_large(ing.max_body_bytes);
+    let limit = ing.body_limit();
+    let declared = declared_length(&parts.headers);
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            return too_large(ing, limit);
         }
     }
     if !is_json_content_type(&parts.headers) {
         tracing::info!(
-            outcome = "unsupported_media_type",
+            outcome = "invalid",
+            reason = "unsupported_media_type",
             "webhook refused: content type is not JSON"
         );
         let p = Problem::new(
@@ -144,12 +174,33 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
         );
         return (WebhookOutcome::Invalid, p.into_response());
     }
-    let raw = match read_body(body, ing.max_body_bytes, ing.body_timeout).await {
+    // Memory for bodies not yet authenticated is bounded for all requests together: reserve
+    // the declared length (or the limit, for a body of unknown length) before reading.
+    let reserve = declared.map_or(limit, |l| l as usize);
+    let Ok(unauthenticated) = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| ing.unauthenticated.clone().try_acquire_many_owned(n).ok())
+        .ok_or(())
+    else {
+        tracing::warn!(
+            outcome = "throttled",
+            reason = "unauthenticated_bytes",
+            "webhook refused: too many unauthenticated body bytes in flight"
+        );
+        let p = Problem::new(
+            ProblemKind::TooManyRequests,
+            "the bridge holds as many unauthenticated request bodies as it may (http.max_unauthenticated_bytes); retry later",
+        )
+        .with_retry_after(ing.retry_after_secs);
+        return (WebhookOutcome::Throttled, p.into_response());
+    };
+    let raw = match read_body(body, limit, ing.body_timeout, declared.map(|l| l as usize)).await {
         Ok(b) => b,
-        Err(ReadError::TooLarge) => return too_large(ing.max_body_bytes),
+        Err(ReadError::TooLarge) => return too_large(ing, limit),
         Err(ReadError::Timeout) => {
             tracing::info!(
-                outcome = "body_timeout",
+                outcome = "invalid",
+                reason = "body_timeout",
                 "webhook refused: body not received in time"
             );
             let p = Problem::new(
@@ -159,6 +210,11 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             return (WebhookOutcome::Invalid, p.into_response());
         }
         Err(ReadError::Broken) => {
+            tracing::info!(
+                outcome = "invalid",
+                reason = "unreadable_body",
+                "webhook refused: the body could not be read"
+            );
             let p = Problem::new(
                 ProblemKind::UnreadableBody,
                 "the request body could not be read",
@@ -178,6 +234,8 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             return (WebhookOutcome::Unauthorized, p.into_response());
         }
     };
+    // Authenticated: the body no longer counts against the unauthenticated budget.
+    drop(unauthenticated);
     let received_at = rfc3339(now);
     let span = tracing::Span::current();
     let value: Value = match crate::json::parse_strict(&raw) {
@@ -253,6 +311,32 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             };
             (outcome, (StatusCode::ACCEPTED, Json(body)).into_response())
         }
+        Err(PublishError::TooLarge { size, max }) => {
+            // Permanent: no retry of this body can ever be stored as an event. Keep it on
+            // `rejected` (which always fits: see `body_limit`) and say so.
+            let problem = Problem::new(
+                ProblemKind::EventTooLarge,
+                format!(
+                    "the event built from this body is {size} bytes with its headers, over the NATS server's max_payload of {max} bytes; it cannot be stored as an event, so do not retry. The body was kept on {} for audit",
+                    ing.subjects.rejected()
+                ),
+            );
+            let errors = vec![Violation {
+                instance_path: String::new(),
+                message: format!("the event is {size} bytes; the NATS server takes at most {max}"),
+            }];
+            reject(
+                ing,
+                &verified,
+                &raw,
+                RejectReason::EventTooLarge,
+                errors,
+                &received_at,
+                trace,
+                problem,
+            )
+            .await
+        }
         Err(e) => {
             tracing::error!(outcome = "unavailable", request_id, reason = e.code(), error = %e, "webhook not stored");
             (WebhookOutcome::Unavailable, unavailable(ing, &e))
@@ -290,6 +374,22 @@ async fn reject(
             tracing::warn!(outcome = "rejected", reason = reason.code(), instance_paths = ?paths, seq = stored.seq, "webhook rejected and kept for audit");
             (WebhookOutcome::Rejected, problem.into_response())
         }
+        Err(PublishError::TooLarge { size, max }) => {
+            // Only when the server's max_payload is below the rejected headers' bound: nothing
+            // can be kept, and no retry would change that.
+            tracing::error!(
+                outcome = "rejected",
+                reason = "too_large",
+                size,
+                max,
+                "webhook refused and too large to keep on rejected"
+            );
+            let p = Problem::new(
+                ProblemKind::BodyTooLarge,
+                format!("the body cannot be stored or kept: {size} bytes with headers, over the NATS server's max_payload of {max} bytes"),
+            );
+            (WebhookOutcome::Rejected, p.into_response())
+        }
         Err(e) => {
             tracing::error!(outcome = "unavailable", reason = e.code(), error = %e, "rejected webhook could not be kept");
             (WebhookOutcome::Unavailable, unavailable(ing, &e))
@@ -299,12 +399,21 @@ async fn reject(
 
 async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
     let kind = msg.kind;
-    let result = ing.publisher.publish(msg).await;
+    let result = ing
+        .outage
+        .publish(msg, &ing.shutdown, |m| publish_once(ing, m))
+        .await;
     if let Ok(stored) = &result {
         if !stored.duplicate {
             crate::telemetry::record_event(kind);
         }
     }
+    result
+}
+
+/// One attempt. A missing stream wakes the keeper at once, so that a wait can see it recreated.
+async fn publish_once(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
+    let result = ing.publisher.publish(msg).await;
     if let Err(PublishError::NoStream) = result {
         ing.stream_state.lost();
     }
@@ -320,13 +429,26 @@ fn unavailable(ing: &Ingress, e: &PublishError) -> Response {
     .into_response()
 }
 
-fn too_large(max: usize) -> (WebhookOutcome, Response) {
-    tracing::info!(outcome = "too_large", "webhook refused: body too large");
-    let p = Problem::new(
-        ProblemKind::BodyTooLarge,
-        format!("the body exceeds {max} bytes"),
+fn too_large(ing: &Ingress, limit: usize) -> (WebhookOutcome, Response) {
+    tracing::info!(
+        outcome = "invalid",
+        reason = "too_large",
+        limit,
+        "webhook refused: body too large"
     );
-    (WebhookOutcome::Invalid, p.into_response())
+    let detail = if limit < ing.max_body_bytes {
+        format!(
+            "the body exceeds {limit} bytes (http.max_body_bytes is {}, lowered to fit the NATS server's max_payload of {} bytes with the headers of a kept copy)",
+            ing.max_body_bytes,
+            ing.publisher.max_payload()
+        )
+    } else {
+        format!("the body exceeds {limit} bytes (http.max_body_bytes)")
+    };
+    (
+        WebhookOutcome::Invalid,
+        Problem::new(ProblemKind::BodyTooLarge, detail).into_response(),
+    )
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -363,11 +485,27 @@ enum ReadError {
     Broken,
 }
 
-async fn read_body(body: Body, max: usize, within: Duration) -> Result<Bytes, ReadError> {
-    let limited = Limited::new(body, max);
-    match tokio::time::timeout(within, limited.collect()).await {
+/// Reads the body into one buffer, sized up front when the length is declared (no second
+/// copy, no doubling growth: memory stays what the unauthenticated budget reserved).
+async fn read_body(
+    body: Body,
+    max: usize,
+    within: Duration,
+    declared: Option<usize>,
+) -> Result<Bytes, ReadError> {
+    let mut limited = Limited::new(body, max);
+    let read = async {
+        let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(max));
+        while let Some(frame) = limited.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, axum::BoxError>(buf.freeze())
+    };
+    match tokio::time::timeout(within, read).await {
         Err(_) => Err(ReadError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ReadError::TooLarge),
         Ok(Err(_)) => Err(ReadError::Broken),
     }

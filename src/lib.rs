@@ -5,8 +5,11 @@
 //! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
 //! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
-//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
+//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck; [`nats_version`]:
+//!   what the server's version means (support, known data loss, features); [`ridethrough`]:
+//!   retrying a publish through a short NATS outage (`nats.outage_wait`).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
+//! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`).
 //! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
@@ -24,11 +27,14 @@ pub mod health;
 pub mod ingress;
 pub mod json;
 pub mod mock_vx;
+pub mod nats_version;
 pub mod problem;
 pub mod publish;
+pub mod ridethrough;
 pub mod schema;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod status;
 pub mod telemetry;
 pub mod upstream;

@@ -234,7 +234,10 @@ fn demo(cli: &Cli) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(vx_bridge::demo::run_demo(config)) {
+    match runtime.block_on(vx_bridge::demo::run_demo(
+        config,
+        std::env::var_os("NATS_SERVER").map(std::path::PathBuf::from),
+    )) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("demo failed: {e:#}");

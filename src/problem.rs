@@ -35,11 +35,18 @@ pub enum ProblemKind {
     TooManyRequests,
     /// 503: not stored.
     NotStored,
+    /// 413: the event built from a valid body exceeds the NATS server's `max_payload`; the body
+    /// is kept on `rejected`.
+    EventTooLarge,
+    /// 404: no such path (the HTTP router, outside the webhook handler).
+    NotFound,
+    /// 405: the path exists, the method does not (with `Allow`).
+    MethodNotAllowed,
 }
 
 impl ProblemKind {
     /// Every kind.
-    pub const ALL: [ProblemKind; 9] = [
+    pub const ALL: [ProblemKind; 12] = [
         ProblemKind::InvalidJson,
         ProblemKind::UnreadableBody,
         ProblemKind::Unauthorized,
@@ -49,7 +56,15 @@ impl ProblemKind {
         ProblemKind::SchemaViolation,
         ProblemKind::TooManyRequests,
         ProblemKind::NotStored,
+        ProblemKind::EventTooLarge,
+        ProblemKind::NotFound,
+        ProblemKind::MethodNotAllowed,
     ];
+
+    /// Whether the router answers it (any path), rather than the webhook handler.
+    pub fn is_routing(self) -> bool {
+        matches!(self, ProblemKind::NotFound | ProblemKind::MethodNotAllowed)
+    }
 
     /// HTTP status.
     pub fn status(self) -> StatusCode {
@@ -57,7 +72,9 @@ impl ProblemKind {
             ProblemKind::InvalidJson | ProblemKind::UnreadableBody => StatusCode::BAD_REQUEST,
             ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ProblemKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProblemKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::BodyTooLarge | ProblemKind::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::SchemaViolation => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -77,6 +94,9 @@ impl ProblemKind {
             ProblemKind::SchemaViolation => "schema-violation",
             ProblemKind::TooManyRequests => "too-many-requests",
             ProblemKind::NotStored => "not-stored",
+            ProblemKind::EventTooLarge => "event-too-large",
+            ProblemKind::NotFound => "not-found",
+            ProblemKind::MethodNotAllowed => "method-not-allowed",
         }
     }
 
@@ -97,6 +117,9 @@ impl ProblemKind {
             ProblemKind::SchemaViolation => "Body does not match the VX result schema",
             ProblemKind::TooManyRequests => "Too many requests in flight",
             ProblemKind::NotStored => "Event not stored",
+            ProblemKind::EventTooLarge => "Event too large for the NATS server",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::MethodNotAllowed => "Method not allowed",
         }
     }
 
@@ -168,4 +191,33 @@ impl IntoResponse for Problem {
         }
         res
     }
+}
+
+/// Router answers without a body (404 for an unknown path, 405 for a known path with another
+/// method) become problems; every other response, and the `Allow` header of a 405, pass unchanged.
+/// Used as `axum::middleware::map_response(routing_problems)` on the whole router.
+pub async fn routing_problems(res: Response) -> Response {
+    let kind = match res.status() {
+        StatusCode::NOT_FOUND => ProblemKind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,
+        _ => return res,
+    };
+    if res.headers().contains_key(header::CONTENT_TYPE) {
+        return res;
+    }
+    let detail = match kind {
+        ProblemKind::MethodNotAllowed => {
+            "this path does not take this method; the Allow header lists those it takes"
+        }
+        _ => "nothing is served at this path (webhooks are POSTed to http.webhook_path)",
+    };
+    let (mut parts, _) = res.into_parts();
+    let (problem, body) = Problem::new(kind, detail).into_response().into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if let Some(len) = problem.headers.get(header::CONTENT_LENGTH) {
+        parts.headers.insert(header::CONTENT_LENGTH, len.clone());
+    }
+    Response::from_parts(parts, body)
 }

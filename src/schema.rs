@@ -22,6 +22,9 @@ pub const RESULT_REQUEST: &str = include_str!("../schemas/result-request.schema.
 /// `schemas/service-error.schema.json`: the body of an error reply of the status service.
 pub const SERVICE_ERROR: &str = include_str!("../schemas/service-error.schema.json");
 
+/// `schemas/session-state.schema.json`: a value in the session view (`sessions.bucket`).
+pub const SESSION_STATE: &str = include_str!("../schemas/session-state.schema.json");
+
 /// At most this many violations are reported for one body.
 pub const MAX_VIOLATIONS: usize = 32;
 
@@ -41,6 +44,7 @@ pub struct Schemas {
     event: Arc<Validator>,
     status_request: Arc<Validator>,
     result_request: Arc<Validator>,
+    session_state: Arc<Validator>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -88,6 +92,7 @@ impl Schemas {
             event: Arc::new(event),
             status_request: Arc::new(simple("status-request", STATUS_REQUEST)),
             result_request: Arc::new(simple("result-request", RESULT_REQUEST)),
+            session_state: Arc::new(simple("session-state", SESSION_STATE)),
         }
     }
 
@@ -104,6 +109,12 @@ impl Schemas {
     /// Validates a request on `{prefix}.result.get`.
     pub fn check_result_request(&self, request: &Value) -> Result<(), Vec<Violation>> {
         check(&self.result_request, request)
+    }
+
+    /// Validates a value of the session view (used by the projector's tests and the
+    /// integration tests).
+    pub fn check_session_state(&self, state: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.session_state, state)
     }
 
     /// Validates a published event body (used by tests and the demo).

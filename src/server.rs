@@ -6,9 +6,14 @@
 //! file descriptor for ever, and enough of them exhaust the process's descriptors (slowloris).
 //! Here the header read timeout is `http.header_timeout` (the connection is closed when the
 //! head is not complete in time, or when no byte at all arrives in that time); the body has its own bound (`http.body_timeout`, 408) in the
-//! ingress. Shutdown: stop accepting, then let every connection finish its in-flight request
-//! (the caller bounds the wait).
+//! ingress. Any connection, HTTP/1 or HTTP/2 (h2c), with no request in progress for
+//! `http.header_timeout` is closed gracefully: HTTP/2 has no header timeout between streams, and a
+//! client that answers PINGs would otherwise keep its connection for ever. The HTTP/1 read
+//! buffer is [`READ_BUFFER_BYTES`] (larger heads: 431, written by hyper without a body).
+//! Shutdown: stop accepting, then let every connection finish its in-flight request (the caller
+//! bounds the wait). This module knows no route and no NATS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,16 +22,21 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+
+/// Largest HTTP/1 read buffer of a connection: request heads above it are refused with 431.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
-    /// Time allowed to receive a request's head; slower → the connection is closed.
+    /// Time allowed to receive a request's head; slower → the connection is closed. Also the
+    /// longest a connection (HTTP/1 or HTTP/2) may stay open with no request in progress.
     pub header_timeout: Duration,
 }
 
@@ -42,13 +52,16 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_timeout);
+        .header_read_timeout(opts.header_timeout)
+        // The read buffer bounds the head too (beyond → 431); hyper's default (~400 KB) per
+        // connection would let idle clients hold memory outside the body budgets.
+        .max_buf_size(READ_BUFFER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(opts.header_timeout)
         .keep_alive_timeout(opts.header_timeout);
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     loop {
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -63,17 +76,28 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        // Requests in progress on this connection, so that an idle one can be closed.
+        let (active, mut activity) = watch::channel(0usize);
+        let active = Arc::new(active);
         let service = router
             .clone()
-            .map_request(|req: Request<Incoming>| req.map(Body::new));
-        let (builder, watcher, first_byte) =
-            (builder.clone(), graceful.watcher(), opts.header_timeout);
-        tokio::spawn(async move {
+            .map_request(|req: Request<Incoming>| req.map(Body::new))
+            .map_future(move |fut| {
+                let guard = InProgress::new(active.clone());
+                async move {
+                    let res = fut.await;
+                    drop(guard);
+                    res
+                }
+            });
+        let (builder, shutdown, idle_timeout) =
+            (builder.clone(), shutdown.clone(), opts.header_timeout);
+        connections.spawn(async move {
             // hyper arms its header timer on the first byte only: a connection that sends
             // nothing at all is closed here.
             let mut first = [0u8; 1];
             if !matches!(
-                tokio::time::timeout(first_byte, stream.peek(&mut first)).await,
+                tokio::time::timeout(idle_timeout, stream.peek(&mut first)).await,
                 Ok(Ok(1))
             ) {
                 return;
@@ -84,11 +108,67 @@ pub async fn serve(
                     TowerToHyperService::new(service),
                 )
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let mut conn = std::pin::pin!(conn);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    // HTTP/2 has no header timeout between streams, and a client that answers
+                    // PINGs keeps its connection for ever: close any connection idle this long.
+                    _ = idle_for(&mut activity, idle_timeout), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = shutdown.cancelled(), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    connections.close();
+    connections.wait().await;
+}
+
+/// Counts a request as in progress on its connection while it lives.
+struct InProgress(Arc<watch::Sender<usize>>);
+
+impl InProgress {
+    fn new(active: Arc<watch::Sender<usize>>) -> Self {
+        active.send_modify(|n| *n += 1);
+        Self(active)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Returns once no request has been in progress for `timeout` in a row.
+async fn idle_for(activity: &mut watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        if *activity.borrow_and_update() > 0 {
+            if activity.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => return,
+            changed = activity.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
 }

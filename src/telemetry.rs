@@ -221,10 +221,98 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed (tests embedding us); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             start_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// The `# HELP` text of every metric (the README's metrics table says the same; `promtool
+/// check metrics` in scripts/prometheus-check.sh wants one for each).
+pub const METRIC_HELP: &[(&str, &str)] = &[
+    ("vx_bridge_webhooks_total", "webhooks by how they ended"),
+    (
+        "vx_bridge_webhook_duration_seconds",
+        "time to answer a webhook",
+    ),
+    ("vx_bridge_events_total", "events newly stored, by subject"),
+    (
+        "vx_bridge_publish_duration_seconds",
+        "one JetStream publish attempt until its PubAck",
+    ),
+    (
+        "vx_bridge_publish_outage_waits_total",
+        "publishes that rode through a NATS outage, by how they ended",
+    ),
+    (
+        "vx_bridge_publish_outage_wait_seconds",
+        "a publish riding through a NATS outage, from its first attempt to its answer",
+    ),
+    ("vx_bridge_webhooks_in_flight", "webhooks being processed"),
+    ("vx_bridge_nats_connected", "1 connected to NATS, 0 not"),
+    ("vx_bridge_stream_ready", "1 the stream is in place, 0 not"),
+    (
+        "vx_bridge_webhook_body_limit_bytes",
+        "the largest webhook body accepted now",
+    ),
+    (
+        "vx_bridge_status_requests_total",
+        "status requests by answer",
+    ),
+    (
+        "vx_bridge_status_lookups_in_flight",
+        "lookups waiting for an answer",
+    ),
+    (
+        "vx_bridge_status_cache_total",
+        "status cache (and coalescing) hits and misses",
+    ),
+    (
+        "vx_bridge_upstream_lookups_total",
+        "VX lookups, retries included",
+    ),
+    (
+        "vx_bridge_upstream_lookup_duration_seconds",
+        "one VX lookup, retries included",
+    ),
+    (
+        "vx_bridge_upstream_request_duration_seconds",
+        "each HTTP call to VX",
+    ),
+    (
+        "vx_bridge_upstream_token_fetches_total",
+        "OAuth tokens fetched",
+    ),
+    (
+        "vx_bridge_upstream_circuit_state",
+        "VX API circuit: 0 closed, 1 half-open, 2 open",
+    ),
+    (
+        "vx_bridge_sessions_updates_total",
+        "session view updates by outcome",
+    ),
+    (
+        "vx_bridge_sessions_pending",
+        "events not yet projected into the session view",
+    ),
+    (
+        "vx_bridge_sessions_ready",
+        "1 the session bucket and its consumer are in place, 0 not",
+    ),
+];
+
+/// Registers [`METRIC_HELP`] with the installed recorder (the type comes from the name).
+fn describe_metrics() {
+    for (name, help) in METRIC_HELP {
+        if name.ends_with("_total") {
+            metrics::describe_counter!(*name, *help);
+        } else if name.ends_with("_seconds") {
+            metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+        } else {
+            metrics::describe_gauge!(*name, *help);
+        }
+    }
 }
 
 /// How often histogram samples are folded into their buckets.
@@ -293,9 +381,111 @@ pub fn set_nats_connected(connected: bool) {
     metrics::gauge!("vx_bridge_nats_connected").set(if connected { 1.0 } else { 0.0 });
 }
 
+/// Sets the body-limit gauge: the largest webhook body accepted now.
+pub fn set_body_limit(bytes: usize) {
+    metrics::gauge!("vx_bridge_webhook_body_limit_bytes").set(bytes as f64);
+}
+
 /// Sets the stream readiness gauge (1 ready, 0 not).
 pub fn set_stream_ready(ready: bool) {
     metrics::gauge!("vx_bridge_stream_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+/// What the session projector did with one event (or one write attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionUpdate {
+    /// Written: a new key, or it outranked the stored state.
+    Applied,
+    /// Skipped: the stored state outranks it.
+    Stale,
+    /// Skipped: the stored state is this event already (a redelivery).
+    Unchanged,
+    /// A compare-and-set lost to another writer; read and decided again.
+    ConflictRetried,
+    /// Not an event envelope; acked and skipped.
+    Invalid,
+}
+
+impl SessionUpdate {
+    /// Every outcome.
+    pub const ALL: [SessionUpdate; 5] = [
+        SessionUpdate::Applied,
+        SessionUpdate::Stale,
+        SessionUpdate::Unchanged,
+        SessionUpdate::ConflictRetried,
+        SessionUpdate::Invalid,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionUpdate::Applied => "applied",
+            SessionUpdate::Stale => "stale",
+            SessionUpdate::Unchanged => "unchanged",
+            SessionUpdate::ConflictRetried => "conflict_retried",
+            SessionUpdate::Invalid => "invalid",
+        }
+    }
+
+    /// Counts it.
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => self.label())
+            .increment(1);
+    }
+
+    /// Registers every outcome at 0, so a scrape shows the series before the first event.
+    pub fn register_all() {
+        for o in Self::ALL {
+            metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => o.label())
+                .increment(0);
+        }
+    }
+}
+
+/// `vx_bridge_nats_server_info{version, support} 1`: the NATS server the client is connected to
+/// (its `INFO`). Rendered here rather than through the `metrics` facade, which cannot remove a
+/// series: after the server is upgraded under us, the scrape must show the new version only.
+#[derive(Debug, Default)]
+pub struct ServerInfoGauge {
+    /// `(version label, support label)` of the last server seen; `None` before the first connect.
+    current: std::sync::Mutex<Option<(String, &'static str)>>,
+}
+
+impl ServerInfoGauge {
+    /// No server seen yet (the metric is absent).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the server's version and support labels (from
+    /// [`crate::nats_version::ServerVersion`], so both are plain `[0-9A-Za-z.-_]`).
+    pub fn set(&self, version: String, support: &'static str) {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        *cur = Some((version, support));
+    }
+
+    /// The Prometheus text lines (empty before the first connect).
+    pub fn render(&self) -> String {
+        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cur {
+            None => String::new(),
+            Some((version, support)) => format!(
+                "# HELP vx_bridge_nats_server_info Version of the NATS server connected to; support: ok, data_loss, unsupported.\n\
+                 # TYPE vx_bridge_nats_server_info gauge\n\
+                 vx_bridge_nats_server_info{{version=\"{version}\",support=\"{support}\"}} 1\n"
+            ),
+        }
+    }
+}
+
+/// Sets the number of events not yet projected (the consumer's pending plus unacked).
+pub fn set_sessions_pending(n: u64) {
+    metrics::gauge!("vx_bridge_sessions_pending").set(n as f64);
+}
+
+/// Sets whether the session bucket and its consumer are in place.
+pub fn set_sessions_ready(ready: bool) {
+    metrics::gauge!("vx_bridge_sessions_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
 /// Counts a newly stored event by kind (pass, fail, pending, unrecognized, rejected).
@@ -372,17 +562,19 @@ impl std::fmt::Debug for WebhookMetrics {
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
     /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 5],
+    by_result: [OnceLock<metrics::Histogram>; 7],
 }
 
 impl PublishMetrics {
     /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 5] = [
+    const RESULTS: [&'static str; 7] = [
         "ok",
         "nats_disconnected",
         "puback_timeout",
         "stream_missing",
+        "jetstream_unavailable",
         "publish_failed",
+        "too_large",
     ];
 
     /// No handle is registered yet.
@@ -414,6 +606,82 @@ impl Default for PublishMetrics {
 impl std::fmt::Debug for PublishMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PublishMetrics")
+    }
+}
+
+/// How a publish that rode through an outage ended (its first attempt failed in a way a retry
+/// can cure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutageWaitResult {
+    /// A retry got the PubAck (202).
+    Stored,
+    /// `nats.outage_wait` passed (503).
+    GaveUp,
+    /// Shutdown began while it waited (503).
+    Shutdown,
+    /// A retry failed in a way waiting cannot cure (503, or what the ingress maps it to).
+    Failed,
+}
+
+impl OutageWaitResult {
+    /// Every result, in declaration order (the index of each in [`OutageMetrics`]).
+    pub const ALL: [OutageWaitResult; 4] = [
+        OutageWaitResult::Stored,
+        OutageWaitResult::GaveUp,
+        OutageWaitResult::Shutdown,
+        OutageWaitResult::Failed,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutageWaitResult::Stored => "stored",
+            OutageWaitResult::GaveUp => "gave_up",
+            OutageWaitResult::Shutdown => "shutdown",
+            OutageWaitResult::Failed => "failed",
+        }
+    }
+}
+
+/// `vx_bridge_publish_outage_waits_total` and `vx_bridge_publish_outage_wait_seconds` by result,
+/// registered at once (so the series exist, at 0, before the first outage).
+pub struct OutageMetrics {
+    /// `(count, duration)` per result, indexed like [`OutageWaitResult::ALL`].
+    by_result: [(metrics::Counter, metrics::Histogram); 4],
+}
+
+impl OutageMetrics {
+    /// Registers every series with the installed recorder.
+    pub fn new() -> Self {
+        Self {
+            by_result: OutageWaitResult::ALL.map(|r| {
+                (
+                    metrics::counter!("vx_bridge_publish_outage_waits_total", "result" => r.label()),
+                    metrics::histogram!("vx_bridge_publish_outage_wait_seconds", "result" => r.label()),
+                )
+            }),
+        }
+    }
+
+    /// Counts one publish that rode through an outage, and how long it took in all, from its
+    /// first attempt to its answer.
+    pub fn record(&self, result: OutageWaitResult, took: Duration) {
+        if let Some((count, duration)) = self.by_result.get(result as usize) {
+            count.increment(1);
+            duration.record(took.as_secs_f64());
+        }
+    }
+}
+
+impl Default for OutageMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for OutageMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutageMetrics")
     }
 }
 

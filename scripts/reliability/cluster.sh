@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Suite 2: a 3-node JetStream cluster on loopback, stream with 3 replicas; under load the node
 # leading the stream is SIGKILLed and brought back (ROUNDS times). Afterwards no delivery
-# answered 202 is missing, every other answer was retryable.
+# answered 202 is missing, every other answer was retryable. Ride-through mode (REL_OUTAGE_WAIT
+# above 0, the default 5s): no 503 during an election that ended sooner than outage_wait.
 REL_SUITE=cluster
 source "$(dirname "$0")/lib.sh"
 
@@ -45,11 +46,17 @@ done
 wait "$LOAD" || die "vx-load failed"
 kill -0 "$BRIDGE" 2>/dev/null || die "the bridge process died"
 wait_ready "$BP" 30 || die "the bridge did not become ready again"
+outage_windows >"$REL_WORK/windows"
+# shellcheck disable=SC2046
 V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$REL_WORK/answers.csv" \
-  --marks <(grep '^kill' "$REL_WORK/marks")) || { echo "$V"; die "verification failed"; }
+  --marks <(grep '^kill' "$REL_WORK/marks") --windows "$REL_WORK/windows" $(ride_through_args)) \
+  || { echo "$V"; die "verification failed (ride-through: no 503 in an election shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" \
   --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" \
-  '{suite:"cluster", mode:$mode, rate:$rate, replicas:3, killed:$killed, answers, codes,
+  --arg ow "$REL_OUTAGE_WAIT" \
+  '{suite:"cluster", mode:$mode, outage_wait:$ow, rate:$rate, replicas:3, killed:$killed, answers, codes,
     accepted_deliveries, stream_messages, missing_after_202, wrong_event_id, non_retryable_answers,
-    first_202_after_kill_ms:$rec, p99_ms:$l[0].p99_ms, loadavg:$load, ok}' <<<"$V")"
+    first_202_after_kill_ms:$rec, p99_ms:$l[0].p99_ms, overall,
+    elections:(.windows | map({first_202_after_ms, answers, answers_503, p99_answer_ms, max_answer_ms})),
+    ride_through_violations, loadavg:$load, ok}' <<<"$V")"

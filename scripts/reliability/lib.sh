@@ -13,7 +13,12 @@ REL_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REL_OUT="${REL_OUT:-$REL_ROOT/target/reliability/latest}"
 mkdir -p "$REL_OUT"
 REL_WORK="$(mktemp -d "${TMPDIR:-/tmp}/vx-rel.XXXXXX")"
+# nats.outage_wait for the bridge (ride-through mode); 0s = fail fast, as before issue 18.
+REL_OUTAGE_WAIT="${REL_OUTAGE_WAIT:-5s}"
 REL_PIDS=()
+# The server binary (issue 12): NATS_SERVER, as scripts/nats-servers.sh prints it, else PATH's.
+NATS_SERVER="${NATS_SERVER:-nats-server}"
+REL_NATS_VERSION="$("$NATS_SERVER" --version 2>/dev/null | sed 's/^nats-server: v//')"
 
 rel_cleanup() {
   local pid
@@ -83,7 +88,7 @@ nats_start() {
   local name=$1 port=$2
   shift 2
   mkdir -p "$REL_WORK/$name"
-  nats-server -a 127.0.0.1 -p "$port" -js -sd "$REL_WORK/$name/js" -n "$name" "$@" \
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$REL_WORK/$name/js" -n "$name" "$@" \
     >>"$REL_WORK/$name.log" 2>&1 &
   NATS_PID[$name]=$!
   REL_PIDS+=("$!")
@@ -107,7 +112,7 @@ bridge_start() {
     VXB_HTTP__LISTEN="127.0.0.1:$port" VXB_NATS__URL="$nats" \
     VXB_NATS__STREAM__NAME="$stream" VXB_NATS__SUBJECT_PREFIX="$prefix" \
     VXB_WEBHOOK__AUTH__MODE=hmac VXB_WEBHOOK__AUTH__HMAC__SECRETS="[\"$REL_SECRET\"]" \
-    VXB_LOG__LEVEL=warn "$@" \
+    VXB_LOG__LEVEL=warn VXB_NATS__OUTAGE_WAIT="$REL_OUTAGE_WAIT" "$@" \
     "$REL_BIN/vx-bridge" serve >>"$REL_WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   REL_PIDS+=("$BRIDGE_PID")
@@ -118,11 +123,41 @@ bridge_start() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 
-# result JSON: appends one figure line to the suite's results file.
+# result JSON: appends one figure line to the suite's results file, with the server version.
 result() {
-  printf '%s\n' "$1" >>"$REL_OUT/results.jsonl"
-  printf '%s\n' "$1"
+  local line
+  line=$(jq -c --arg v "$REL_NATS_VERSION" '. + {nats_server: $v}' <<<"$1")
+  printf '%s\n' "$line" >>"$REL_OUT/results.jsonl"
+  printf '%s\n' "$line"
 }
 
 # load_note: machine load for the figures.
 load_note() { awk '{print $1" "$2" "$3}' /proc/loadavg; }
+
+# outage_wait_ms: REL_OUTAGE_WAIT (`5s`, `500ms`, `0`) in milliseconds.
+outage_wait_ms() {
+  case "$REL_OUTAGE_WAIT" in
+    *ms) echo "${REL_OUTAGE_WAIT%ms}" ;;
+    *s) echo "$((${REL_OUTAGE_WAIT%s} * 1000))" ;;
+    *) echo "$REL_OUTAGE_WAIT" ;;
+  esac
+}
+
+# ride_through_args: vx-load verify arguments for the ride-through check (none when failing
+# fast): no 503 in an outage that ended at least 1 s before outage_wait. The second is slack for
+# the retry spacing (up to 500 ms: a webhook whose last retry came just before the recovery
+# gives up at its deadline) and for scheduling on a loaded machine.
+ride_through_args() {
+  local ms
+  ms=$(outage_wait_ms)
+  ((ms > 1000)) && echo "--no-503-if-recovered-within-ms $((ms - 1000))"
+  return 0
+}
+
+# outage_windows [AFTER_MS]: from $REL_WORK/marks (`killN ms` / `upN ms` lines), one
+# `roundN kill_ms end_ms` line per outage, ending AFTER_MS (default 3000) after the server came
+# back (reconnect or election included).
+outage_windows() {
+  awk -v after="${1:-3000}" '/^kill/ {k[substr($1,5)]=$2} /^up/ {u[substr($1,3)]=$2}
+       END {for (i in k) if (i in u) print "round" i, k[i], u[i] + after}' "$REL_WORK/marks" | sort
+}

@@ -2,7 +2,8 @@
 # Suite 1: NATS restarts under load. Signed webhooks at a steady rate while the (single)
 # nats-server is SIGKILLed and restarted on the same port and store, KILLS times. Afterwards:
 # every 202's delivery is in the stream under its event id, every other answer was retryable,
-# the same bridge process is still running and ready; time to recover per restart.
+# the same bridge process is still running and ready; time to recover per restart. Ride-through
+# mode (REL_OUTAGE_WAIT above 0, the default 5s): no 503 during an outage shorter than that.
 REL_SUITE=nats-restarts
 source "$(dirname "$0")/lib.sh"
 
@@ -32,11 +33,18 @@ done
 wait "$LOAD" || die "vx-load failed"
 kill -0 "$BRIDGE" 2>/dev/null || die "the bridge process died"
 wait_ready "$BP" 20 || die "the bridge did not become ready again"
+# Each window ends with the next kill at the latest.
+outage_windows "$(( UP * 1000 < 3000 ? UP * 1000 : 3000 ))" >"$REL_WORK/windows"
+# shellcheck disable=SC2046
 V=$("$REL_BIN/vx-load" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" \
-  --record "$REL_WORK/answers.csv" --marks <(grep '^up' "$REL_WORK/marks")) || { echo "$V"; die "verification failed"; }
+  --record "$REL_WORK/answers.csv" --marks <(grep '^up' "$REL_WORK/marks") \
+  --windows "$REL_WORK/windows" $(ride_through_args)) || { echo "$V"; die "verification failed (ride-through: no 503 in an outage shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" --argjson kills "$KILLS" \
-  --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" \
-  '{suite:"nats-restarts", mode:$mode, rate:$rate, kills:$kills, answers, codes, accepted_deliveries,
+  --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" \
+  '{suite:"nats-restarts", mode:$mode, outage_wait:$ow, rate:$rate, kills:$kills, answers, codes, accepted_deliveries,
     stream_messages, missing_after_202, wrong_event_id, non_retryable_answers, unanswered_but_stored,
-    recover_ms:$rec, recover_ms_max:($rec|max), bridge_restarted:false, p99_ms:$l[0].p99_ms, loadavg:$load, ok}' <<<"$V")"
+    recover_ms:$rec, recover_ms_max:($rec|max), bridge_restarted:false, p99_ms:$l[0].p99_ms,
+    overall, during_outages:(.windows | {answers:(map(.answers)|add), answers_503:(map(.answers_503)|add),
+      p99_answer_ms:(map(.p99_answer_ms // 0)|max), max_answer_ms:(map(.max_answer_ms // 0)|max)}),
+    ride_through_violations, loadavg:$load, ok}' <<<"$V")"

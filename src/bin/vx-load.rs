@@ -16,7 +16,7 @@
 //!   a fixed status-like reply.
 //! - `serve202`: the plain HTTP baseline: axum answering 202 to every POST after reading its body.
 //! - `mock-vx`: a stand-in for the VX API (OAuth token endpoint and session results) with a fixed
-//!   latency, counting upstream calls.
+//!   latency, counting upstream calls; request_ids ending in `-fa17XXXXXNNN` get HTTP error NNN.
 //! - `startup`: starts a command, polls a readiness URL, and reports the time from spawn to 200.
 //! - `free-port`: prints a free loopback port, for scripts.
 
@@ -65,7 +65,8 @@ enum Mode {
     Echo(EchoArgs),
     /// Answer every POST with 202 after reading the body (baseline).
     Serve202(Serve202Args),
-    /// A mock VX API with a fixed latency.
+    /// A mock VX API with a fixed latency (a request_id ending in `-fa17XXXXXNNN` gets HTTP
+    /// error NNN).
     MockVx(MockVxArgs),
     /// Measure the time from spawning a command to its readiness URL answering 200.
     Startup(StartupArgs),
@@ -98,6 +99,14 @@ struct VerifyArgs {
     /// Seconds to wait for the stream to be readable.
     #[arg(long, default_value_t = 30)]
     wait: u64,
+    /// File of `<label> <start_ms> <end_ms>` lines (outages): for the answers to deliveries sent
+    /// in each window, the share of 503s and the p99 and maximum answer time are reported.
+    #[arg(long)]
+    windows: Option<std::path::PathBuf>,
+    /// Ride-through check: a window whose first 202 (of a delivery sent in it) came sooner than
+    /// this many ms after its start must hold no 503 (the bridge's `nats.outage_wait`).
+    #[arg(long)]
+    no_503_if_recovered_within_ms: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -879,8 +888,20 @@ async fn mock_vx(a: MockVxArgs) -> anyhow::Result<()> {
     let result = move |State(counts): State<Arc<MockCounts>>, Path(id): Path<String>| async move {
         counts.result.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(latency).await;
+        if let Some(code) = mock_fault(&id) {
+            if code == http::StatusCode::GATEWAY_TIMEOUT {
+                // A VX that does not answer: the bridge's own deadline must.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            return (
+                code,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                Vec::new(),
+            );
+        }
         let body = SEED.replace(SEED_ID, &id);
         (
+            http::StatusCode::OK,
             [(http::header::CONTENT_TYPE, "application/json")],
             body.into_bytes(),
         )
@@ -897,6 +918,19 @@ async fn mock_vx(a: MockVxArgs) -> anyhow::Result<()> {
         .route("/mock/stats", get(stats))
         .with_state(counts);
     serve_until(a.listen, router, a.duration).await
+}
+
+/// The fault the mock VX API plays for a session: a request_id whose last group is `fa17`, any
+/// 5 hex digits, then an HTTP error status NNN is answered NNN (504 only after 60 s: a VX that
+/// hangs), e.g. `00000000-0000-4000-8000-fa1700001404` → 404. Lets scripts provoke each answer
+/// of the status service, with as many distinct sessions as they need.
+fn mock_fault(request_id: &str) -> Option<http::StatusCode> {
+    let last = request_id.rsplit('-').next()?;
+    if last.len() != 12 || !last.starts_with("fa17") {
+        return None;
+    }
+    let code = http::StatusCode::from_bytes(last.get(9..)?.as_bytes()).ok()?;
+    (code.is_client_error() || code.is_server_error()).then_some(code)
 }
 
 /// Blocking: one `GET` over a new connection; the status code, if any.
@@ -1067,7 +1101,14 @@ async fn stored_ids(
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default()
         };
-        let e = ids.entry(h("Nats-Msg-Id")).or_insert((h("ce-id"), 0));
+        // The bridge binds the delivery id to the body (`{id}:sha256:{hash}`); the records
+        // know the delivery id.
+        let msg_id = h("Nats-Msg-Id");
+        let delivery = msg_id
+            .split_once(":sha256:")
+            .map_or(msg_id.as_str(), |(d, _)| d)
+            .to_owned();
+        let e = ids.entry(delivery).or_insert((h("ce-id"), 0));
         e.1 += 1;
     }
     Ok((ids, total))
@@ -1149,7 +1190,57 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
             }));
         }
     }
-    let mut ok = missing.is_empty()
+    let answer_ms = |x: &Answer| x.answered_ms.saturating_sub(x.sent_ms);
+    let summary = |of: &[&Answer]| {
+        let mut took: Vec<u64> = of.iter().map(|x| answer_ms(x)).collect();
+        took.sort_unstable();
+        let n503 = of.iter().filter(|x| x.code == "503").count();
+        let p99 = took
+            .get((took.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied();
+        serde_json::json!({
+            "answers": of.len(),
+            "answers_503": n503,
+            "share_503": if of.is_empty() { 0.0 } else { n503 as f64 / of.len() as f64 },
+            "p99_answer_ms": p99,
+            "max_answer_ms": took.last().copied(),
+        })
+    };
+    let all: Vec<&Answer> = answers.iter().collect();
+    let mut windows = Vec::new();
+    let mut ride_through_violations = 0;
+    if let Some(path) = &a.windows {
+        for line in std::fs::read_to_string(path)?.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(label), Some(start), Some(end)) = (
+                f.first(),
+                f.get(1).and_then(|t| t.parse::<u64>().ok()),
+                f.get(2).and_then(|t| t.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let inside: Vec<&Answer> = answers
+                .iter()
+                .filter(|x| x.sent_ms >= start && x.sent_ms < end)
+                .collect();
+            let recovered = inside
+                .iter()
+                .filter(|x| x.code == "202")
+                .map(|x| x.answered_ms.saturating_sub(start))
+                .min();
+            let mut w = summary(&inside);
+            w["window"] = serde_json::json!(label);
+            w["first_202_after_ms"] = serde_json::json!(recovered);
+            if let (Some(limit), Some(rec)) = (a.no_503_if_recovered_within_ms, recovered) {
+                let bad = rec < limit && w["answers_503"].as_u64().unwrap_or(0) > 0;
+                w["ride_through_violated"] = serde_json::json!(bad);
+                ride_through_violations += usize::from(bad);
+            }
+            windows.push(w);
+        }
+    }
+    let mut ok = ride_through_violations == 0
+        && missing.is_empty()
         && wrong_event_id.is_empty()
         && stored_twice.is_empty()
         && first_twice.is_empty()
@@ -1176,6 +1267,9 @@ async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         "never_accepted_deliveries": never_accepted.len(),
         "unanswered_but_stored": unanswered_but_stored,
         "recoveries": recoveries,
+        "overall": summary(&all),
+        "windows": windows,
+        "ride_through_violations": ride_through_violations,
     });
     println!("{v}");
     if !ok {
@@ -1195,4 +1289,20 @@ async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     println!("{name}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock_fault;
+
+    #[test]
+    fn the_mock_vx_plays_the_error_a_request_id_asks_for_and_only_errors() {
+        let id = |tail: &str| format!("00000000-0000-4000-8000-fa17{tail}");
+        assert_eq!(mock_fault(&id("00001404")).map(|c| c.as_u16()), Some(404));
+        assert_eq!(mock_fault(&id("abcde503")).map(|c| c.as_u16()), Some(503));
+        assert_eq!(mock_fault(&id("00001200")), None);
+        assert_eq!(mock_fault(&id("00001302")), None);
+        assert_eq!(mock_fault(&id("0001404")), None);
+        assert_eq!(mock_fault("4ed2ec66-9471-415d-99ce-7bd1742fc2b8"), None);
+    }
 }

@@ -2,6 +2,10 @@
 //! with two endpoints in the queue group `status.queue_group`, so replicas share requests:
 //!
 //! - `{prefix}.status.get`: `{"request_id"}` → `{"request_id", "current_status", "checked_at", "source"}`
+//!   (a terminal session in the session view is answered from it: `source: "events"` plus
+//!   `result_status`, no VX call)
+//! - `{prefix}.result.get`: for a terminal session in the view, the `result` of the event at
+//!   its `stream_seq`, with no VX call
 //! - `{prefix}.result.get`: `{"request_id"}` or `{"email"}` (if configured) → the VX result body
 //!
 //! Requests are validated ([`request`]) before anything reaches the upstream; lookups are
@@ -32,7 +36,7 @@ use crate::schema::Schemas;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
-use lookup::{Key, Lookups, Source};
+use lookup::{Key, Lookups};
 use request::ResultRequest;
 use tracing::Instrument as _;
 
@@ -52,8 +56,11 @@ pub struct StatusReply {
     pub current_status: CurrentStatus,
     /// When the upstream was asked, RFC 3339.
     pub checked_at: String,
-    /// `upstream` or `cache`.
+    /// `upstream`, `cache` or `events`.
     pub source: &'static str,
+    /// PASS or FAIL, when answered from the session view (`source: "events"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,8 @@ struct State {
     schemas: Schemas,
     /// Where the stats-only copy of an error reply goes (see [`respond`]).
     discard_subject: String,
+    /// The session view (`sessions.enabled`): terminal sessions are answered from it.
+    view: Option<crate::sessions::ViewReader>,
 }
 
 /// A running status service.
@@ -165,7 +174,15 @@ pub async fn start_with_upstream(
         .await
         .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
     barrier(&client).await;
+    let view = config.sessions.enabled.then(|| {
+        crate::sessions::ViewReader::new(
+            client.clone(),
+            &config.sessions.bucket,
+            &config.nats.stream.name,
+        )
+    });
     let state = Arc::new(State {
+        view,
         discard_subject: client.new_inbox(),
         client,
         lookups: Lookups::new(&config.status, upstream),
@@ -306,7 +323,7 @@ async fn handle_in_span(
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let request_id = request_id.as_deref().unwrap_or("-");
-    let source = source.map(Source::as_str).unwrap_or("-");
+    let source = source.unwrap_or("-");
     let span = tracing::Span::current();
     span.record("request_id", request_id);
     span.record("code", code);
@@ -333,7 +350,15 @@ async fn handle_in_span(
     respond(req, result, &state).await;
 }
 
-type Handled = (Result<Bytes, ServiceError>, Option<String>, Option<Source>);
+/// The reply, the request_id (for the log) and where the answer came from (`source`).
+type Handled = (
+    Result<Bytes, ServiceError>,
+    Option<String>,
+    Option<&'static str>,
+);
+
+/// `source` of a reply answered from the session view.
+const FROM_EVENTS: &str = "events";
 
 async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
     let req = match request::parse_status(payload, &state.schemas) {
@@ -341,6 +366,23 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
         Err(e) => return (Err(e), None, None),
     };
     let id = req.request_id.hyphenated().to_string();
+    // A terminal session is answered from the view, with no VX call; anything else (not in the
+    // view, not terminal, the view unreadable) asks VX.
+    if let Some(view) = &state.view {
+        if let Some(s) = view.get(&id).await.filter(|s| s.terminal) {
+            let reply = StatusReply {
+                request_id: id.clone(),
+                current_status: CurrentStatus::Completed,
+                checked_at: s.updated_at,
+                source: FROM_EVENTS,
+                result_status: Some(s.status),
+            };
+            let body = serde_json::to_vec(&reply)
+                .map(Bytes::from)
+                .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
+            return (body, Some(id), Some(FROM_EVENTS));
+        }
+    }
     let (fetched, source) = match state.lookups.get(Key::Id(req.request_id), trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), Some(id), None),
@@ -351,7 +393,7 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
                 "the VX result has an unrecognized status; see result.get",
             )),
             Some(id),
-            Some(source),
+            Some(source.as_str()),
         );
     };
     let reply = StatusReply {
@@ -362,11 +404,12 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
             .format(&Rfc3339)
             .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into()),
         source: source.as_str(),
+        result_status: None,
     };
     let body = serde_json::to_vec(&reply)
         .map(Bytes::from)
         .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
-    (body, Some(id), Some(source))
+    (body, Some(id), Some(source.as_str()))
 }
 
 async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
@@ -389,6 +432,12 @@ async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
             (Key::Email(email), None)
         }
     };
+    // A terminal session: the result of the event the bridge stored, with no VX call.
+    if let (Some(view), Some(request_id)) = (&state.view, &id) {
+        if let Some(body) = view.result(request_id).await {
+            return (Ok(body), id, Some(FROM_EVENTS));
+        }
+    }
     let (fetched, source) = match state.lookups.get(key, trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), id, None),
@@ -400,7 +449,7 @@ async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
             s.as_str()
         ))),
     };
-    (body, id, Some(source))
+    (body, id, Some(source.as_str()))
 }
 
 /// Sends the reply. An error reply carries the `Nats-Service-Error` headers *and* a JSON body;

@@ -935,19 +935,26 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
         .unwrap();
     let mut msgs = consumer.messages().await.unwrap();
     let mut stored: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    let mut stored_ids: BTreeMap<String, String> = BTreeMap::new();
     for _ in 0..total {
         let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        let id = m
+        let msg_id = m
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .unwrap()
             .to_string();
-        stored.insert(id, (m.subject.to_string(), m.payload.to_vec()));
+        // Keyed by the delivery id; the message id binds it to the body it came with.
+        let (delivery, bound) = msg_id.split_once(":sha256:").unwrap_or((&msg_id, ""));
+        stored_ids.insert(delivery.to_owned(), bound.to_owned());
+        stored.insert(
+            delivery.to_owned(),
+            (m.subject.to_string(), m.payload.to_vec()),
+        );
     }
     let prefix = &bridge.config.nats.subject_prefix;
     let mut expected = 0;
@@ -974,6 +981,10 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
                 expected += 1;
                 if !stored.contains_key(id) {
                     failures.push(format!("{}: 202 but not stored", case.name));
+                } else if format!("{id}:sha256:{}", stored_ids[id])
+                    != vx_bridge::event::delivery_msg_id(id, &case.body)
+                {
+                    failures.push(format!("{}: Nats-Msg-Id not bound to the body", case.name));
                 }
             }
         }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use vx_bridge::auth::hmac::sign_headers;
 
 use crate::common::{
-    clean_env, free_port, now, test_config, BinaryBridge, NatsServer, BIN, SECRET,
+    clean_env, free_port, metric_value, now, test_config, wait_for_metric, BinaryBridge,
+    NatsServer, BIN, SECRET,
 };
 use crate::ingress::{body_with, new_request_id};
 
@@ -104,8 +105,9 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     let url = format!("http://127.0.0.1:{port}{}", template.http.webhook_path);
     let hmac = template.webhook.auth.hmac.clone();
     let mut workers = Vec::new();
+    let stored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for w in 0..8 {
-        let (url, hmac) = (url.clone(), hmac.clone());
+        let (url, hmac, stored) = (url.clone(), hmac.clone(), stored.clone());
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut results: Vec<(String, Outcome)> = Vec::new();
@@ -122,6 +124,9 @@ async fn sigterm_under_load_loses_no_accepted_event() {
                 match req.send().await {
                     Ok(res) => {
                         let status = res.status();
+                        if status == StatusCode::ACCEPTED {
+                            stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         let v = res.json::<Value>().await.unwrap_or(Value::Null);
                         results.push((id, Ok((status, v))));
                     }
@@ -134,7 +139,12 @@ async fn sigterm_under_load_loses_no_accepted_event() {
             results
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // SIGTERM once the load is under way (a condition, not a fixed sleep: a busy machine is slow).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+        assert!(std::time::Instant::now() < deadline, "no load within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = bridge.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
 
@@ -169,7 +179,10 @@ async fn sigterm_under_load_loses_no_accepted_event() {
             .await
             .unwrap();
         assert_eq!(
-            msg.headers.get("Nats-Msg-Id").map(|h| h.as_str()),
+            msg.headers
+                .get("Nats-Msg-Id")
+                .and_then(|h| h.as_str().split_once(":sha256:"))
+                .map(|(delivery, _)| delivery),
             Some(id.as_str()),
             "202 but not stored: {id}"
         );
@@ -266,12 +279,17 @@ async fn every_metric_in_the_readme_is_exported() {
         .text()
         .await
         .unwrap();
-    drop(bridge);
     let missing: Vec<&&str> = names.iter().filter(|n| !metrics.contains(**n)).collect();
     assert!(
         missing.is_empty(),
         "documented but not exported: {missing:?}\n{metrics}"
     );
+    // Each has its help text (promtool check metrics wants one).
+    let no_help: Vec<&&str> = names
+        .iter()
+        .filter(|n| !metrics.contains(&format!("# HELP {n} ")))
+        .collect();
+    assert!(no_help.is_empty(), "no # HELP: {no_help:?}");
     // Every exported vx_bridge_ metric is documented too.
     for line in metrics.lines().filter(|l| l.starts_with("vx_bridge_")) {
         let name = line.split(['{', ' ']).next().unwrap();
@@ -280,6 +298,113 @@ async fn every_metric_in_the_readme_is_exported() {
             .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
         assert!(names.contains(&base), "exported but not documented: {base}");
     }
+
+    // Values, not only names: what this test drove, exactly.
+    let v = |name: &str, labels: &[(&str, &str)]| metric_value(&metrics, name, labels);
+    type Series<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+    let expected: [Series; 12] = [
+        ("vx_bridge_nats_connected", &[], 1.0),
+        ("vx_bridge_stream_ready", &[], 1.0),
+        ("vx_bridge_webhooks_total", &[("outcome", "accepted")], 1.0),
+        ("vx_bridge_webhooks_in_flight", &[], 0.0),
+        ("vx_bridge_events_total", &[("type", "pass")], 1.0),
+        (
+            "vx_bridge_publish_duration_seconds_count",
+            &[("result", "ok")],
+            1.0,
+        ),
+        (
+            "vx_bridge_status_requests_total",
+            &[("endpoint", "status"), ("code", "200")],
+            2.0,
+        ),
+        ("vx_bridge_status_cache_total", &[("result", "miss")], 1.0),
+        ("vx_bridge_status_cache_total", &[("result", "hit")], 1.0),
+        (
+            "vx_bridge_upstream_lookups_total",
+            &[("outcome", "ok")],
+            1.0,
+        ),
+        ("vx_bridge_upstream_token_fetches_total", &[], 1.0),
+        ("vx_bridge_upstream_circuit_state", &[], 0.0),
+    ];
+    for (name, labels, want) in expected {
+        assert_eq!(v(name, labels), Some(want), "{name}{labels:?}\n{metrics}");
+    }
+
+    // The connection gauge follows the connection: 0 within seconds of NATS dying, 1 again
+    // after it is back (regression: it stayed 0 for good while /readyz said connected).
+    let base = format!("http://127.0.0.1:{port}");
+    let mut nats = nats;
+    nats.kill();
+    wait_for_metric(
+        &base,
+        "vx_bridge_nats_connected",
+        &[],
+        0.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    nats.restart();
+    wait_for_metric(
+        &base,
+        "vx_bridge_nats_connected",
+        &[],
+        1.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    drop(bridge);
+}
+
+#[tokio::test]
+async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
+    let nats = NatsServer::start();
+    let template = test_config(&nats.url());
+    let bridge = BinaryBridge::spawn(
+        &template,
+        &[("VXB_NATS__STREAM__CREATE", "false".to_owned())],
+        Stdio::null(),
+    );
+    let base = bridge.base();
+    // Connected, but the stream is missing (create = false): 1 and 0.
+    wait_for_metric(
+        &base,
+        "vx_bridge_nats_connected",
+        &[],
+        1.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    wait_for_metric(
+        &base,
+        "vx_bridge_stream_ready",
+        &[],
+        0.0,
+        Duration::from_secs(15),
+    )
+    .await;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let wanted = vx_bridge::publish::desired_stream(
+        &template.nats.stream,
+        &vx_bridge::event::Subjects::new(&template.nats.subject_prefix),
+    );
+    js.create_stream(wanted).await.unwrap();
+    // The keeper re-checks every second while unready.
+    wait_for_metric(
+        &base,
+        "vx_bridge_stream_ready",
+        &[],
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    bridge.wait_ready().await;
+    let text = crate::common::scrape(&base).await;
+    assert_eq!(
+        metric_value(&text, "vx_bridge_stream_ready", &[]),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -316,6 +441,7 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
         .arg("demo")
         .env("VXB_NATS__URL", format!("nats://127.0.0.1:{}", free_port()))
         .env("PATH", "/nonexistent")
+        .env_remove("NATS_SERVER")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

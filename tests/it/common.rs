@@ -18,6 +18,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats-servers.sh`
+/// prints it), else `nats-server` on PATH.
+pub fn nats_server_bin() -> String {
+    std::env::var("NATS_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "nats-server".into())
+}
+
 /// A `nats-server` with JetStream in a temp dir, killed on drop.
 pub struct NatsServer {
     child: Option<Child>,
@@ -48,7 +57,7 @@ impl NatsServer {
     fn spawn(&mut self) {
         let store: PathBuf = self.dir.path().join("js");
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server_bin())
             .args([
                 "-a",
                 "127.0.0.1",
@@ -62,7 +71,12 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("nats-server on PATH (apt-get install nats-server)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats-servers.sh and NATS_SERVER=<path>)",
+                    nats_server_bin()
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -113,6 +127,7 @@ pub fn test_config(nats_url: &str) -> Config {
     c.nats.url = nats_url.to_owned();
     c.nats.subject_prefix = format!("t{}.verification", &unique[..12]);
     c.nats.stream.name = format!("T_{}", &unique[..12]);
+    c.sessions.bucket = format!("S_{}", &unique[..12]);
     c.nats.stream.storage = StorageKind::File;
     c.nats.publish_timeout = Duration::from_secs(2);
     c.http.shutdown_timeout = Duration::from_secs(5);
@@ -232,6 +247,7 @@ impl BinaryBridge {
             .env("VXB_NATS__URL", &cfg.nats.url)
             .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
             .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
+            .env("VXB_SESSIONS__BUCKET", &cfg.sessions.bucket)
             .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
             .env(
                 "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
@@ -294,5 +310,71 @@ impl Drop for BinaryBridge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The value of one series in a Prometheus text exposition: `name` with exactly the given
+/// labels (in any order). `None` when the series is absent.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let mut got: Vec<(&str, &str)> = rest
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k, v.trim_matches('"')))
+                })
+                .collect();
+            let mut want = labels.to_vec();
+            got.sort_unstable();
+            want.sort_unstable();
+            (got == want).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// Scrapes `base`/metrics.
+pub async fn scrape(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// Scrapes until `name{labels}` equals `want`, up to `within`; panics with the last scrape.
+pub async fn wait_for_metric(
+    base: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        // The process may not listen yet: an unanswered scrape counts as "not yet".
+        let text = match reqwest::get(format!("{base}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if metric_value(&text, name, labels) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} did not become {want} within {within:?}: now {:?}\n{text}",
+            metric_value(&text, name, labels)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

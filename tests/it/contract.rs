@@ -21,6 +21,7 @@ fn openapi_lists_exactly_the_webhook_answers_the_code_can_give() {
     let documented: BTreeSet<u16> = responses.keys().map(|k| k.parse().unwrap()).collect();
     let mut used: BTreeSet<u16> = ProblemKind::ALL
         .iter()
+        .filter(|k| !k.is_routing())
         .map(|k| k.status().as_u16())
         .collect();
     used.insert(202);
@@ -36,7 +37,20 @@ fn openapi_lists_exactly_the_webhook_answers_the_code_can_give() {
     let used: BTreeSet<String> = ProblemKind::ALL.iter().map(|k| k.type_uri()).collect();
     assert_eq!(types, used);
     // Retryable answers document Retry-After (408 excepted: a new attempt needs no wait).
-    for k in ProblemKind::ALL {
+    // The router's own refusals are documented once, for every path.
+    let shared = doc["components"]["responses"].as_object().unwrap();
+    for (k, name) in [
+        (ProblemKind::NotFound, "NotFound"),
+        (ProblemKind::MethodNotAllowed, "MethodNotAllowed"),
+    ] {
+        assert!(k.is_routing());
+        assert!(
+            shared[name]["content"]["application/problem+json"].is_object(),
+            "{name}"
+        );
+    }
+    assert!(shared["MethodNotAllowed"]["headers"]["Allow"].is_object());
+    for k in ProblemKind::ALL.into_iter().filter(|k| !k.is_routing()) {
         let r = &responses[k.status().as_str()];
         if k.retryable() && k != ProblemKind::BodyTimeout {
             assert!(r["headers"]["Retry-After"].is_object(), "{k:?}");
@@ -66,11 +80,31 @@ fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
         .filter_map(|c| c["address"].as_str())
         .map(|a| a.replace("{prefix}", &prefix))
         .collect();
+    let bucket = vx_bridge::config::Config::default().sessions.bucket;
+    assert_eq!(
+        doc["components"]["parameters"]["bucket"]["default"],
+        bucket.as_str()
+    );
+    let documented: BTreeSet<String> = documented
+        .into_iter()
+        .map(|a| a.replace("{bucket}", &bucket))
+        .collect();
     let subjects = vx_bridge::event::Subjects::new(&prefix);
+    // The session view's keys: `$KV.<bucket>.<request_id>`, the subjects of its stream.
+    let bucket_stream = vx_bridge::sessions::desired_bucket(
+        &vx_bridge::config::SessionsConfig::default(),
+        &vx_bridge::config::StreamConfig::default(),
+    );
     let used: BTreeSet<String> = subjects
         .stream_subjects()
         .into_iter()
         .chain(subjects.request_subjects())
+        .chain(
+            bucket_stream
+                .subjects
+                .iter()
+                .map(|s| s.replace('>', "{request_id}")),
+        )
         .collect();
     assert_eq!(documented, used);
 }

@@ -134,8 +134,8 @@ async fn each_status_is_published_on_its_subject_with_headers_and_a_valid_envelo
         assert_eq!(event["event_id"], accepted["event_id"]);
         let h = |k: &str| msg.headers.get(k).map(|v| v.as_str().to_owned());
         assert_eq!(
-            h("Nats-Msg-Id").as_deref(),
-            Some(format!("msg_{i}").as_str())
+            h("Nats-Msg-Id"),
+            Some(vx_bridge::event::delivery_msg_id(&format!("msg_{i}"), &raw))
         );
         assert_eq!(h("ce-specversion").as_deref(), Some("1.0"));
         assert_eq!(h("ce-id"), accepted["event_id"].as_str().map(str::to_owned));
@@ -223,6 +223,56 @@ async fn one_delivery_sent_three_times_is_stored_once() {
     assert_eq!(message_count(&mut stream).await, 2);
 }
 
+/// The stored message at `seq`: its subject and the `result` it carries.
+async fn stored_at(stream: &jetstream::stream::Stream, seq: u64) -> (String, Value) {
+    let msg = stream.get_raw_message(seq).await.expect("stored message");
+    let event: Value = serde_json::from_slice(&msg.payload).expect("event JSON");
+    (msg.subject.to_string(), event["result"].clone())
+}
+
+#[tokio::test]
+async fn a_reused_delivery_id_with_another_body_is_stored_and_the_202_names_it() {
+    // Regression: PENDING then FAIL under one webhook-id: the FAIL got 202 duplicate with the
+    // PENDING event's sequence, and was lost.
+    let nats = NatsServer::start();
+    let bridge = Bridge::start(test_config(&nats.url())).await;
+    let sender = Sender::new(&bridge);
+    let stream = stream_of(&bridge, &nats.url()).await;
+    let id = new_request_id();
+    let pending = body_with("PENDING", &id);
+    let fail = body_with("FAIL", &id);
+    let first: Value = sender
+        .send("msg_reused", &pending)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = sender.send("msg_reused", &fail).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let second: Value = res.json().await.unwrap();
+    assert_eq!(second["duplicate"], false, "{second}");
+    assert_ne!(second["seq"], first["seq"]);
+    let prefix = &bridge.config.nats.subject_prefix;
+    for (answer, body) in [(&first, &pending), (&second, &fail)] {
+        let (subject, result) = stored_at(&stream, answer["seq"].as_u64().unwrap()).await;
+        assert_eq!(
+            answer["subject"],
+            subject.as_str(),
+            "the 202 names the stored subject"
+        );
+        assert_eq!(
+            result,
+            serde_json::from_slice::<Value>(body).unwrap(),
+            "and that message holds this body"
+        );
+    }
+    assert_eq!(second["subject"], format!("{prefix}.completed.fail"));
+    // A retry of the FAIL is still recognised.
+    let retry: Value = sender.send("msg_reused", &fail).await.json().await.unwrap();
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(retry["seq"], second["seq"]);
+}
+
 #[tokio::test]
 async fn without_a_delivery_id_the_canonical_body_hash_deduplicates() {
     let nats = NatsServer::start();
@@ -262,6 +312,16 @@ async fn without_a_delivery_id_the_canonical_body_hash_deduplicates() {
         .unwrap();
     assert_eq!(third["duplicate"], false);
     assert_eq!(message_count(&mut stream).await, 2);
+    // Every 202 names a message that holds this body's JSON (schemes without a delivery id).
+    for (answer, body) in [
+        (&first, &compact),
+        (&second, &pretty),
+        (&third, &body_with("PASS", &rid)),
+    ] {
+        let (subject, result) = stored_at(&stream, answer["seq"].as_u64().unwrap()).await;
+        assert_eq!(answer["subject"], subject.as_str());
+        assert_eq!(result, serde_json::from_slice::<Value>(body).unwrap());
+    }
 }
 
 #[tokio::test]
@@ -507,7 +567,10 @@ async fn over_the_in_flight_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn nats_down_answers_503_and_recovers_without_a_restart() {
     let mut nats = NatsServer::start();
-    let bridge = Bridge::start(test_config(&nats.url())).await;
+    let mut config = test_config(&nats.url());
+    // Fail fast, as without riding through (tests/it/ridethrough.rs covers the wait).
+    config.nats.outage_wait = Duration::ZERO;
+    let bridge = Bridge::start(config).await;
     let sender = Sender::new(&bridge);
     let body = body_with("PASS", &new_request_id());
     assert_eq!(
@@ -621,7 +684,11 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
 #[tokio::test]
 async fn a_deleted_stream_is_recreated_after_the_first_503() {
     let nats = NatsServer::start();
-    let bridge = Bridge::start(test_config(&nats.url())).await;
+    let mut config = test_config(&nats.url());
+    // Fail fast: with the default outage_wait the first delivery waits for the recreated
+    // stream instead (tests/it/ridethrough.rs).
+    config.nats.outage_wait = Duration::ZERO;
+    let bridge = Bridge::start(config).await;
     let sender = Sender::new(&bridge);
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     js.delete_stream(&bridge.config.nats.stream.name)
@@ -675,7 +742,10 @@ async fn health_and_metrics_endpoints_answer() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({"nats_connected": true, "stream_ready": true}));
+    assert_eq!(
+        ready,
+        json!({"nats_connected": true, "stream_ready": true, "sessions_ready": true})
+    );
     let sender = Sender::new(&bridge);
     sender
         .send("msg_m", &body_with("PASS", &new_request_id()))

@@ -1,7 +1,9 @@
 //! No PII and no secret in anything the bridge writes, even at TRACE: the real binary runs with
 //! `log.level = "trace"` through accepted, duplicate, rejected, unauthorized and unavailable
-//! webhooks, and its whole output is searched for every PII value of the fixture.
+//! webhooks, and its whole output is searched for every PII value of the fixture; so are the
+//! values the session view holds for those sessions.
 
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use vx_bridge::auth::hmac::sign_headers;
 
@@ -193,6 +195,33 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         replies.push(code);
     }
     assert_eq!(replies, ["ok", "ok", "400", "400", "400"]);
+    // The session view holds the two stored sessions, and none of their PII.
+    let js = async_nats::jetstream::new(nc.clone());
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let values = loop {
+        let mut values = Vec::new();
+        for key in store.keys().await.unwrap().collect::<Vec<_>>().await {
+            let value = store.get(key.unwrap()).await.unwrap().unwrap();
+            values.push(String::from_utf8(value.to_vec()).unwrap());
+        }
+        if values.len() == 2 {
+            break values;
+        }
+        assert!(std::time::Instant::now() < deadline, "view: {values:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    for v in &values {
+        for value in PII {
+            assert!(!v.contains(value), "PII {value:?} in the session view: {v}");
+        }
+        // What a value is made of: the fields of its schema, no more.
+        let parsed: Value = serde_json::from_str(v).unwrap();
+        assert_eq!(
+            vx_bridge::schema::Schemas::get().check_session_state(&parsed),
+            Ok(())
+        );
+    }
     // NATS down.
     nats.kill();
     codes.push(

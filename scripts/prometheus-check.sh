@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The operator's view, proven with the real tools (CI: .ci/run). Debian's `prometheus` package
+# gives prometheus and promtool.
+#   1. promtool check rules + test rules on helm/vx-bridge/files/alerts.yaml, and the mutants:
+#      every alert's firing cases and silent cases can each fail.
+#   2. A real Prometheus (own port, temp storage, scrape and rule evaluation every 1 s) scrapes
+#      the real vx-bridge (ingress + status service) next to a real nats-server and the mock VX
+#      API of vx-load.
+#   3. Healthy phase: promtool check metrics on a live scrape; a promtool test made from two
+#      scrapes of the healthy binary in which no alert may fire (and which must fail when
+#      vx_bridge_nats_connected reads 0); no alert active in Prometheus.
+#   4. Faults: webhooks of every outcome, status answers 200/400/404/502/503/504 (the circuit
+#      opens), and a NATS restart during which the connected gauge must read 1, then 0, then 1.
+#   5. Every dashboard query has data over the run, every alert expression is valid, its query
+#      part has data, and every alert the faults provoke became active (ALERTS).
+# Everything runs on 127.0.0.1, on free ports, and is killed by the EXIT trap. Bounded: every
+# wait has a timeout. NATS_SERVER picks the nats-server binary (default: nats-server on PATH).
+# Usage: scripts/prometheus-check.sh   (binaries: target/debug, built by cargo build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${VXB_BIN_DIR:-target/debug}
+NATS_SERVER=${NATS_SERVER:-nats-server}
+RULES=helm/vx-bridge/files/alerts.yaml
+TESTS=tests/prometheus/alerts.test.yaml
+DASH=helm/vx-bridge/files/dashboard.json
+SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+PY=python3
+$PY -c 'import yaml' 2>/dev/null || PY=.cache/chart-tools/venv/bin/python   # PyYAML
+start=$SECONDS
+W=$(mktemp -d "${TMPDIR:-/tmp}/vx-prom.XXXXXX")
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $W"; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log() { printf '[%3ss] %s\n' "$((SECONDS - start))" "$*"; }
+die() { log "FAIL: $*"; KEEP=1; exit 1; }
+for t in prometheus promtool curl "$NATS_SERVER" "$BIN/vx-bridge" "$BIN/vx-load"; do
+  command -v "$t" >/dev/null || die "$t not found (prometheus/promtool: apt-get install prometheus)"
+done
+
+log "promtool: $(promtool --version 2>&1 | head -1)"
+promtool check rules "$RULES" | sed 's/^/  /'
+promtool test rules "$TESTS" | sed 's/^/  /'
+log "mutants: each alert's firing cases and silent cases must each catch a wrong expr"
+$PY scripts/prometheus_check.py mutants "$RULES" "$TESTS" >"$W/mutants.txt" || { cat "$W/mutants.txt"; die "mutants"; }
+echo "  $(grep -c caught "$W/mutants.txt") mutants, all caught"
+
+port() { "$BIN/vx-load" free-port; }
+for _ in 1 2 3 4 5; do   # four distinct ports (free-port may repeat one not yet bound)
+  NPORT=$(port) BPORT=$(port) VPORT=$(port) PPORT=$(port)
+  [ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] && break
+done
+[ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] || die "no four distinct free ports"
+NATS_URL=nats://127.0.0.1:$NPORT PROM=http://127.0.0.1:$PPORT BRIDGE=http://127.0.0.1:$BPORT
+
+# wait_for WHAT SECONDS CMD...: until CMD succeeds.
+wait_for() {
+  local what=$1 deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out waiting for $what"
+    sleep 0.2
+  done
+}
+# prom_has QUERY: the instant query returns at least one series.
+prom_has() {
+  curl -sf --max-time 2 "$PROM/api/v1/query" --data-urlencode "query=$1" | grep -q '"result":\[{'
+}
+# next_scrape: returns once Prometheus has scraped the bridge again.
+next_scrape() {
+  local t0; t0=$(date +%s.%N)
+  wait_for "a scrape" 10 prom_has "timestamp(up{job=\"vx-bridge\"}) > $t0"
+}
+nats_start() {
+  "$NATS_SERVER" -a 127.0.0.1 -p "$NPORT" -js -sd "$W/nats" >>"$W/nats.log" 2>&1 &
+  NATS_PID=$!; PIDS+=("$NATS_PID")
+  wait_for "nats-server on $NPORT" 15 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NPORT"
+}
+
+log "starting $("$NATS_SERVER" --version), mock VX API, vx-bridge, prometheus"
+nats_start
+"$BIN/vx-load" mock-vx --listen "127.0.0.1:$VPORT" --latency 5ms --duration 600s >"$W/mock.log" 2>&1 &
+PIDS+=("$!")
+env -i PATH="$PATH" HOME="${HOME:-/root}" \
+  VXB_HTTP__LISTEN="127.0.0.1:$BPORT" VXB_HTTP__MAX_IN_FLIGHT=8 VXB_NATS__URL="$NATS_URL" \
+  VXB_NATS__STREAM__NAME=VX_PROMCHECK VXB_NATS__SUBJECT_PREFIX=promcheck \
+  VXB_WEBHOOK__AUTH__MODE=hmac VXB_WEBHOOK__AUTH__HMAC__SECRETS="[\"$SECRET\"]" \
+  VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$VPORT" \
+  VXB_UPSTREAM__OAUTH__TOKEN_URL="http://127.0.0.1:$VPORT/oauth/token" \
+  VXB_UPSTREAM__OAUTH__CLIENT_ID=promcheck VXB_UPSTREAM__OAUTH__CLIENT_SECRET=promcheck-secret \
+  VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=6 VXB_LOG__LEVEL=warn \
+  VXB_NATS__OUTAGE_WAIT=1s \
+  "$BIN/vx-bridge" serve >"$W/bridge.log" 2>&1 &
+PIDS+=("$!")
+wait_for "vx-bridge /readyz" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
+cat >"$W/prometheus.yml" <<EOF
+global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}
+rule_files: [$PWD/$RULES]
+scrape_configs:
+  - job_name: vx-bridge
+    static_configs: [{targets: ["127.0.0.1:$BPORT"]}]
+EOF
+promtool check config "$W/prometheus.yml" >/dev/null
+prometheus --config.file="$W/prometheus.yml" --storage.tsdb.path="$W/prom" \
+  --web.listen-address="127.0.0.1:$PPORT" --storage.tsdb.retention.time=1h >"$W/prometheus.log" 2>&1 &
+PIDS+=("$!")
+wait_for "prometheus ready" 30 curl -sf --max-time 1 "$PROM/-/ready"
+wait_for "the first scrape" 15 prom_has 'up{job="vx-bridge"} == 1'
+T0=$(date +%s)
+
+# Signed webhooks with a chosen body (Standard Webhooks), for the outcomes vx-load does not send.
+post() {   # post BODY [content-type]: prints the HTTP code
+  local body=$1 ct=${2:-application/json} id="msg_pc_$RANDOM$RANDOM" ts; ts=$(date +%s)
+  local sig; sig=$($PY -c 'import sys,hmac,hashlib,base64
+k=base64.b64decode(sys.argv[4].removeprefix("whsec_"))
+print(base64.b64encode(hmac.new(k,f"{sys.argv[1]}.{sys.argv[2]}.{sys.argv[3]}".encode(),hashlib.sha256).digest()).decode())' "$id" "$ts" "$body" "$SECRET")
+  curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$BRIDGE/webhooks/vx" -H "content-type: $ct" \
+    -H "webhook-id: $id" -H "webhook-timestamp: $ts" -H "webhook-signature: v1,$sig" --data-binary "$body"
+}
+expect() { [ "$1" = "$2" ] || die "$3: got HTTP $1, want $2"; }
+load() { "$BIN/vx-load" webhook --url "$BRIDGE/webhooks/vx" --json "$@" >>"$W/load.jsonl" 2>>"$W/load.err"; }
+status() {   # status REQUEST_ID: the reply code (200 or the error code)
+  local out rc=0
+  out=$(env -i PATH="$PATH" VXB_NATS__URL="$NATS_URL" VXB_NATS__SUBJECT_PREFIX=promcheck \
+    "$BIN/vx-bridge" status "$1" --timeout 10s 2>&1) || rc=$?
+  if [ $rc = 0 ]; then echo 200; else echo "$out" | grep -oE '"code":[ ]*"?[0-9]{3}' | grep -oE '[0-9]{3}' | head -1; fi
+}
+
+log "healthy phase: webhooks and status lookups"
+load --rate 100 --duration 3s --connections 4 --id-prefix healthy-a
+"$BIN/vx-load" status --nats "$NATS_URL" --prefix promcheck --concurrency 4 --duration 2s --ids 5 --json >>"$W/status.jsonl"
+curl -sf "$BRIDGE/metrics" >"$W/scrape.prom"
+s1=$(date +%s.%N)
+load --rate 100 --duration 3s --connections 4 --id-prefix healthy-b
+"$BIN/vx-load" status --nats "$NATS_URL" --prefix promcheck --concurrency 4 --duration 2s --ids 5 --json >>"$W/status.jsonl"
+s2=$(date +%s.%N)
+{ echo "# SCRAPE 2 after $(awk "BEGIN{print $s2 - $s1}") s"; curl -sf "$BRIDGE/metrics"; } >>"$W/scrape.prom"
+
+log "promtool check metrics on the live scrape"
+curl -sf "$BRIDGE/metrics" | promtool check metrics >"$W/lint.txt" 2>&1 || { cat "$W/lint.txt"; die "promtool check metrics"; }
+echo "  $(curl -sf "$BRIDGE/metrics" | grep -c '^vx_bridge_') samples, no lint finding"
+
+log "promtool test from the healthy scrape: no alert may fire"
+$PY scripts/prometheus_check.py healthy-test "$W/scrape.prom" "$W/healthy.test.yaml" "$RULES" | sed 's/^/  /'
+promtool test rules "$W/healthy.test.yaml" >"$W/healthy.out" 2>&1 || { cat "$W/healthy.out"; die "an alert fires on the healthy bridge"; }
+echo "  SUCCESS"
+# The same test must fail on a bridge whose connected gauge reads 0 (the bug it guards).
+sed 's/^vx_bridge_nats_connected\(.*\) 1$/vx_bridge_nats_connected\1 0/' "$W/scrape.prom" >"$W/stuck.prom"
+$PY scripts/prometheus_check.py healthy-test "$W/stuck.prom" "$W/stuck.test.yaml" "$RULES" >/dev/null
+if promtool test rules "$W/stuck.test.yaml" >"$W/stuck.out" 2>&1; then die "the healthy test passes with vx_bridge_nats_connected = 0"; fi
+grep -q VxBridgeNatsDisconnected "$W/stuck.out" || die "stuck gauge: VxBridgeNatsDisconnected did not fire"
+echo "  and it fails (VxBridgeNatsDisconnected) when vx_bridge_nats_connected reads 0"
+wait_for "connected = 1 in Prometheus" 10 prom_has 'vx_bridge_nats_connected == 1'
+next_scrape; next_scrape
+if prom_has 'ALERTS{alertname!~"VxBridgeNatsServer.*"}'; then
+  curl -s "$PROM/api/v1/query" --data-urlencode 'query=ALERTS'; echo; die "alerts active on the healthy bridge"
+fi
+echo "  no alert active in Prometheus"
+
+log "faults: every webhook outcome"
+load --requests 40 --repeat 2 --connections 4 --id-prefix dup                    # accepted + duplicate
+load --rate 150 --duration 3s --connections 8 --secret whsec_d3JvbmdzZWNyZXRhbHRvZ2V0aGVy   # unauthorized
+load --duration 2s --connections 64 --id-prefix burst                            # throttled (max_in_flight 8)
+body_ok='{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PASS","reference":"promcheck"}'
+expect "$(post "$body_ok" text/plain)" 415 "invalid (content type)"
+for i in 1 2; do
+  expect "$(post '{"request_id":"not-a-uuid","status":"PASS"}')" 422 "rejected (schema)"
+  expect "$(post "{\"request_id\":\"$(cat /proc/sys/kernel/random/uuid)\",\"status\":\"ON_HOLD_$i\"}")" 202 "unrecognized status"
+  next_scrape   # so the counters grow between two samples: increase() sees them
+done
+
+log "faults: status answers"
+expect "$(status 4ed2ec66-9471-415d-99ce-7bd1742fc2b8)" 200 "status ok"
+expect "$(status not-a-uuid)" 400 "status 400"
+expect "$(status 00000000-0000-4000-8000-fa1700001404)" 404 "status 404"
+expect "$(status 00000000-0000-4000-8000-fa1700001504)" 504 "status 504 (VX hangs)"
+expect "$(status 00000000-0000-4000-8000-fa1700000500)" 502 "status 502 (VX 500)"
+for i in 1 2 3 4 5 6; do   # failed attempts (3 per lookup, the 504 one too) open the circuit at 6
+  c=$(status "00000000-0000-4000-8000-fa170000${i}500")
+  [[ $c == 502 || $c == 503 ]] || die "status during VX 500s: got $c, want 502 or 503"
+  next_scrape
+  prom_has 'vx_bridge_upstream_circuit_state == 2' && break
+done
+wait_for "the circuit open in Prometheus" 5 prom_has 'vx_bridge_upstream_circuit_state == 2'
+expect "$(status 00000000-0000-4000-8000-fa1700009500)" 503 "status 503 (circuit open)"
+"$BIN/vx-load" status --nats "$NATS_URL" --prefix promcheck --concurrency 4 --duration 2s --ids 5 --json >>"$W/status.jsonl"
+
+log "faults: NATS restart (connected must read 1, 0, 1)"
+prom_has 'vx_bridge_nats_connected == 1' || die "connected gauge is not 1 before the restart"
+kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true
+wait_for "connected = 0 in Prometheus" 20 prom_has 'vx_bridge_nats_connected == 0'
+# outage_wait is 1 s here (5 s by default): the 503s come in a wave per second, so the
+# unavailable counter increases between scrapes (a series first seen at 4 has no rate).
+load --rate 20 --duration 3s --connections 4 --id-prefix down                    # unavailable (503)
+tail -n 1 "$W/load.jsonl" | grep -q '"503":' || die "no 503 while NATS was down"
+nats_start
+wait_for "connected = 1 in Prometheus after the restart" 30 prom_has 'vx_bridge_nats_connected == 1'
+wait_for "vx-bridge ready after the restart" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
+load --rate 50 --duration 2s --connections 4 --id-prefix after
+next_scrape; next_scrape
+T1=$(date +%s)
+
+log "Prometheus has seen every webhook outcome and every status answer"
+for o in accepted duplicate unauthorized invalid rejected unavailable throttled; do
+  prom_has "vx_bridge_webhooks_total{outcome=\"$o\"} > 0" || die "no webhook with outcome $o in Prometheus"
+done
+for c in 200 400 404 502 503 504; do
+  prom_has "vx_bridge_status_requests_total{code=\"$c\"} > 0" || die "no status answer $c in Prometheus"
+done
+echo "  outcomes: accepted duplicate unauthorized invalid rejected unavailable throttled; codes: 200 400 404 502 503 504"
+
+log "every dashboard query and alert expression against Prometheus ($((T1 - T0)) s of data)"
+curl -sf "$BRIDGE/metrics" >"$W/final.prom"
+$PY scripts/prometheus_check.py live "$PROM" "$RULES" "$DASH" "$T0" "$T1" "$W/final.prom" || die "live check"
+log "prometheus-check: ok ($((SECONDS - start)) s)"

@@ -1,0 +1,436 @@
+//! The session view: the latest state of every session, in a JetStream KV bucket
+//! (`sessions.bucket`, key = the lower-case request_id, value = `schemas/session-state.schema.json`),
+//! projected from the event stream.
+//!
+//! Touches: the bucket (created or checked at start), and one durable pull consumer on the event
+//! stream ([`CONSUMER`]) that every replica with the view enabled shares, so the work is split and
+//! each event is read once in the common case. Must not touch: the event stream's messages or
+//! config (it only reads them), the ingress, or anything on the HTTP path; no personal field of a
+//! result is ever written to the bucket.
+//!
+//! At-least-once: an event is acked only after its write, or after the rule decided to skip it;
+//! a failure leaves it unacked, to be delivered again. Writes are compare-and-set on the key's
+//! revision, so concurrent projectors (and redeliveries) converge through [`rule::decide`].
+//!
+//! [`ViewReader`] is the status service's read side: a key get, and a direct get of the event
+//! at a state's `stream_seq`; it never writes, and answers `None` rather than an error.
+
+pub mod rule;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, AckKind};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SessionsConfig, StorageKind, StreamConfig};
+use crate::event::Subjects;
+use crate::telemetry::SessionUpdate;
+use rule::{decide, Decision, EventFields, SessionState, Source};
+
+/// Durable name of the projector's consumer on the event stream, shared by every replica.
+pub const CONSUMER: &str = "vx-bridge-sessions";
+
+/// Events one projector processes at once (writes to one key stay correct by compare-and-set).
+const CONCURRENCY: usize = 64;
+
+/// Whether the bucket and the consumer are in place (part of `/readyz`).
+#[derive(Debug, Default)]
+pub struct ViewState {
+    ready: AtomicBool,
+}
+
+impl ViewState {
+    fn set_ready(&self, ready: bool) {
+        crate::telemetry::set_sessions_ready(ready);
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// The bucket and the consumer are in place.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Why the view is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The bucket does not exist and we may not create it.
+    #[error("session bucket {0} does not exist (sessions.create = false)")]
+    Missing(String),
+    /// The event stream is not there (yet).
+    #[error("event stream {0} not found")]
+    NoStream(String),
+    /// The JetStream API failed.
+    #[error("JetStream: {0}")]
+    Api(String),
+}
+
+/// The bucket we want, from `[sessions]`, as the configuration of its stream `KV_<bucket>`
+/// (what a JetStream KV bucket is; storage follows the event stream's). Built here rather than
+/// with async-nats' `create_key_value`, whose account query fails on nats-server 2.9.
+pub fn desired_bucket(cfg: &SessionsConfig, stream: &StreamConfig) -> jetstream::stream::Config {
+    use jetstream::stream;
+    stream::Config {
+        name: format!("KV_{}", cfg.bucket),
+        description: Some("latest state of every VX session, projected by vx-bridge".into()),
+        subjects: vec![format!("$KV.{}.>", cfg.bucket)],
+        max_messages_per_subject: cfg.history,
+        max_messages: -1,
+        max_bytes: -1,
+        max_message_size: -1,
+        max_age: cfg.max_age,
+        // The server's default window (2 min) may not exceed max_age.
+        duplicate_window: if cfg.max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            cfg.max_age.min(Duration::from_secs(120))
+        },
+        storage: match stream.storage {
+            StorageKind::File => stream::StorageType::File,
+            StorageKind::Memory => stream::StorageType::Memory,
+        },
+        num_replicas: cfg.replicas_or(stream),
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+/// Creates or updates the bucket (`sessions.create = true`), or opens it and fails with
+/// [`ViewError::Missing`] when it is not there.
+pub async fn ensure_bucket(
+    js: &jetstream::Context,
+    cfg: &SessionsConfig,
+    stream: &StreamConfig,
+) -> Result<kv::Store, ViewError> {
+    if cfg.create {
+        js.create_or_update_stream(desired_bucket(cfg, stream))
+            .await
+            .map_err(|e| ViewError::Api(format!("creating bucket {}: {e}", cfg.bucket)))?;
+    }
+    js.get_key_value(&cfg.bucket).await.map_err(|e| {
+        let missing = matches!(
+            std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>())
+                .map(|g| g.kind()),
+            Some(jetstream::context::GetStreamErrorKind::JetStream(j))
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+        );
+        if missing {
+            ViewError::Missing(cfg.bucket.clone())
+        } else {
+            ViewError::Api(format!("opening bucket {}: {e}", cfg.bucket))
+        }
+    })
+}
+
+/// The projector's durable consumer on the event stream (created if missing).
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<consumer::PullConsumer, ViewError> {
+    let s = js.get_stream(stream).await.map_err(|e| match e.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            ViewError::NoStream(stream.to_owned())
+        }
+        _ => ViewError::Api(e.to_string()),
+    })?;
+    s.get_or_create_consumer(
+        CONSUMER,
+        consumer::pull::Config {
+            durable_name: Some(CONSUMER.into()),
+            description: Some("vx-bridge session view projector".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            // An event delivered but never acked (its projector died, or NATS restarted before
+            // the ack) comes again after this; a write takes milliseconds.
+            ack_wait: Duration::from_secs(10),
+            max_ack_pending: 4 * CONCURRENCY as i64,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| ViewError::Api(format!("creating consumer {CONSUMER}: {e}")))
+}
+
+/// Applies `state` to its key under the monotonic rule, with compare-and-set on the key's
+/// revision; a conflict (another writer in between) reads the key again and decides again.
+pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpdate, ViewError> {
+    let key = state.request_id.as_str();
+    let value: bytes::Bytes = serde_json::to_vec(state)
+        .map_err(|e| ViewError::Api(e.to_string()))?
+        .into();
+    loop {
+        let entry = store
+            .entry(key)
+            .await
+            .map_err(|e| ViewError::Api(e.to_string()))?;
+        let (current, revision) = match entry {
+            Some(e) if e.operation == kv::Operation::Put => {
+                // A value we cannot read (written by hand, or a future version) is replaced.
+                let current = serde_json::from_slice::<SessionState>(&e.value).ok();
+                (current.map(|c| c.rank()), e.revision)
+            }
+            Some(e) => (None, e.revision),
+            None => (None, 0),
+        };
+        match decide(current, state.rank()) {
+            Decision::Stale => return Ok(SessionUpdate::Stale),
+            Decision::Unchanged => return Ok(SessionUpdate::Unchanged),
+            Decision::Apply => {}
+        }
+        match store.update(key, value.clone(), revision).await {
+            Ok(_) => return Ok(SessionUpdate::Applied),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                SessionUpdate::ConflictRetried.record();
+            }
+            Err(e) => return Err(ViewError::Api(e.to_string())),
+        }
+    }
+}
+
+/// Starts the projector: keeps the bucket and the consumer in place and projects every event
+/// into the bucket until `shutdown`. `state` says whether it is ready.
+pub fn start(
+    client: async_nats::Client,
+    config: &Config,
+    state: Arc<ViewState>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    SessionUpdate::register_all();
+    crate::telemetry::set_sessions_pending(0);
+    state.set_ready(false);
+    let js = jetstream::ContextBuilder::new()
+        .timeout(config.nats.publish_timeout)
+        .build(client.clone());
+    let cfg = config.sessions.clone();
+    let stream = config.nats.stream.clone();
+    let rejected = Subjects::new(&config.nats.subject_prefix).rejected();
+    tokio::spawn(async move {
+        // 50 ms, doubling to 2 s: at start the stream keeper may create the stream just after us.
+        let mut wait = Duration::from_millis(50);
+        loop {
+            if let Err(e) =
+                run_once(&client, &js, &cfg, &stream, &rejected, &state, &shutdown).await
+            {
+                let level_error = wait >= Duration::from_secs(1);
+                if level_error {
+                    tracing::error!(bucket = %cfg.bucket, stream = %stream.name, error = %e, "session view not ready; retrying");
+                } else {
+                    tracing::debug!(bucket = %cfg.bucket, stream = %stream.name, error = %e, "session view not ready yet; retrying");
+                }
+            }
+            if state.is_ready() {
+                wait = Duration::from_millis(50);
+            }
+            state.set_ready(false);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    })
+}
+
+/// Sets up, then projects until the message stream fails or `shutdown`.
+async fn run_once(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    cfg: &SessionsConfig,
+    stream: &StreamConfig,
+    rejected: &str,
+    state: &ViewState,
+    shutdown: &CancellationToken,
+) -> Result<(), ViewError> {
+    let store = ensure_bucket(js, cfg, stream).await?;
+    let replicas = cfg.replicas_or(stream);
+    let version = crate::nats_version::ServerVersion::parse(&client.server_info().version);
+    if replicas > 1 && !version.capabilities().replicated_kv_cas {
+        tracing::warn!(
+            bucket = %cfg.bucket,
+            replicas,
+            version = %version.label(),
+            "the session bucket is replicated on a NATS server before 2.9.22, where two racing compare-and-set writes can both succeed: the view may keep an older state of a session; upgrade the server or use sessions.replicas = 1"
+        );
+    }
+    let consumer = ensure_consumer(js, &stream.name).await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(CONCURRENCY)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .map_err(|e| ViewError::Api(e.to_string()))?;
+    if !state.is_ready() {
+        tracing::info!(bucket = %cfg.bucket, consumer = CONSUMER, "session view ready");
+    }
+    state.set_ready(true);
+    let mut lag = tokio::time::interval(Duration::from_secs(2));
+    let mut in_flight = FuturesUnordered::new();
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            _ = lag.tick() => {
+                if let Ok(info) = consumer.get_info().await {
+                    crate::telemetry::set_sessions_pending(info.num_pending + info.num_ack_pending as u64);
+                }
+            }
+            next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
+                Some(Ok(msg)) => in_flight.push(handle(&store, rejected, msg)),
+                Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
+                None => break Err(ViewError::Api("the consumer's message stream ended".into())),
+            },
+        }
+    };
+    // Let the events in hand finish (each is acked or left for redelivery), bounded.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while in_flight.next().await.is_some() {}
+    })
+    .await;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
+    result
+}
+
+/// Projects one message; acks it after the write or the decision to skip, else asks for a
+/// redelivery a second later.
+async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
+    if msg.subject.as_str() == rejected {
+        // Rejected bodies are not sessions' states; acked so the consumer moves on.
+        let _ = msg.ack().await;
+        return;
+    }
+    let seq = match msg.info() {
+        Ok(info) => info.stream_sequence,
+        Err(e) => {
+            tracing::warn!(error = %e, "session view: a message without JetStream metadata; skipped");
+            let _ = msg.ack().await;
+            return;
+        }
+    };
+    let source = Source::from_header(
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get("vx-source"))
+            .map(|v| v.as_str()),
+    );
+    let event = match serde_json::from_slice::<EventFields>(&msg.payload) {
+        Ok(e) => e,
+        Err(e) => {
+            // Only the position and the kind of error: serde's message may quote a value.
+            tracing::warn!(stream_seq = seq, error_kind = ?e.classify(), "session view: an event that does not parse as ours; skipped");
+            SessionUpdate::Invalid.record();
+            let _ = msg.ack().await;
+            return;
+        }
+    };
+    let state = SessionState::from_event(event, seq, source);
+    match apply(store, &state).await {
+        Ok(outcome) => {
+            outcome.record();
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(stream_seq = seq, error = %e, "session view: ack failed; the event will come again and change nothing");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(stream_seq = seq, error = %e, "session view: write failed; the event will come again");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
+}
+
+/// Reads the view for the status service: opens the bucket on first use (and again after a
+/// failure), and answers `None` whenever the view cannot answer, so the caller falls back to VX.
+#[derive(Debug)]
+pub struct ViewReader {
+    js: jetstream::Context,
+    bucket: String,
+    /// The event stream, for [`ViewReader::result`].
+    stream: String,
+    store: tokio::sync::Mutex<Option<kv::Store>>,
+}
+
+/// The longest a status lookup waits on the view before it asks VX instead.
+const READ_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl ViewReader {
+    /// A reader of `bucket` (and of the events of `stream` it points at) over `client`.
+    pub fn new(client: async_nats::Client, bucket: &str, stream: &str) -> Self {
+        Self {
+            js: jetstream::ContextBuilder::new()
+                .timeout(READ_TIMEOUT)
+                .build(client),
+            bucket: bucket.to_owned(),
+            stream: stream.to_owned(),
+            store: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The VX result body of a session that is terminal in the view: the `result` of the event
+    /// at its `stream_seq` (a direct get by sequence), exactly as received. `None` whenever that
+    /// cannot be answered (not terminal, the event gone with the stream's `max_age`, a read
+    /// failure), so the caller asks VX.
+    pub async fn result(&self, request_id: &str) -> Option<bytes::Bytes> {
+        let state = self.get(request_id).await.filter(|s| s.terminal)?;
+        let work = async {
+            let stream = self.js.get_stream_no_info(&self.stream).await.ok()?;
+            let msg = stream.direct_get(state.stream_seq).await.ok()?;
+            #[derive(serde::Deserialize)]
+            struct Envelope<'a> {
+                request_id: String,
+                #[serde(borrow)]
+                result: &'a serde_json::value::RawValue,
+            }
+            let e: Envelope<'_> = serde_json::from_slice(&msg.payload).ok()?;
+            // The sequence must still hold this session's event.
+            (e.request_id.eq_ignore_ascii_case(&state.request_id))
+                .then(|| bytes::Bytes::copy_from_slice(e.result.get().as_bytes()))
+        };
+        tokio::time::timeout(READ_TIMEOUT, work)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The session's state, if the view has one and can be read within [`READ_TIMEOUT`].
+    pub async fn get(&self, request_id: &str) -> Option<SessionState> {
+        let work = async {
+            let store = {
+                let mut guard = self.store.lock().await;
+                if guard.is_none() {
+                    *guard = self.js.get_key_value(&self.bucket).await.ok();
+                }
+                guard.clone()?
+            };
+            match store.entry(request_id.to_ascii_lowercase()).await {
+                Ok(Some(e)) if e.operation == kv::Operation::Put => {
+                    serde_json::from_slice::<SessionState>(&e.value).ok()
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(bucket = %self.bucket, error = %e, "session view unreadable; asking VX");
+                    *self.store.lock().await = None;
+                    None
+                }
+            }
+        };
+        tokio::time::timeout(READ_TIMEOUT, work)
+            .await
+            .ok()
+            .flatten()
+    }
+}

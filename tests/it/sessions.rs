@@ -1,0 +1,440 @@
+//! The session view against real nats-server processes: the monotonic rule end to end, two
+//! projecting bridges, a NATS restart mid-projection, and a missing bucket.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt as _;
+use rand::seq::SliceRandom as _;
+use serde_json::Value;
+use vx_bridge::config::Config;
+use vx_bridge::schema::Schemas;
+use vx_bridge::sessions::rule::{EventFields, SessionState, Source};
+use vx_bridge::sessions::CONSUMER;
+
+use crate::common::{test_config, Bridge, NatsServer};
+use crate::ingress::{body_with, new_request_id, Sender};
+
+async fn js(nats: &NatsServer) -> jetstream::Context {
+    jetstream::new(async_nats::connect(nats.url()).await.unwrap())
+}
+
+/// Waits (up to `limit`) until the projector's consumer has nothing pending or unacked and has
+/// delivered everything in the stream.
+async fn wait_projected(js: &jetstream::Context, cfg: &Config, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let done = async {
+            let mut stream = js.get_stream(&cfg.nats.stream.name).await.ok()?;
+            let last = stream.info().await.ok()?.state.last_sequence;
+            let info = stream.consumer_info(CONSUMER).await.ok()?;
+            Some(
+                info.num_pending == 0
+                    && info.num_ack_pending == 0
+                    && info.delivered.stream_sequence >= last,
+            )
+        }
+        .await;
+        if done == Some(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not projected within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value and revision of `request_id`'s key.
+async fn entry(store: &kv::Store, request_id: &str) -> Option<(SessionState, u64)> {
+    let e = store
+        .entry(request_id.to_ascii_lowercase())
+        .await
+        .unwrap()?;
+    let v: Value = serde_json::from_slice(&e.value).unwrap();
+    assert_eq!(Schemas::get().check_session_state(&v), Ok(()), "{v}");
+    Some((serde_json::from_value(v).unwrap(), e.revision))
+}
+
+/// Every event in the stream, as the state it sets, by stream sequence.
+async fn states_in_stream(js: &jetstream::Context, cfg: &Config) -> Vec<SessionState> {
+    let mut stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let rejected = format!("{}.rejected", cfg.nats.subject_prefix);
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let m = stream.direct_get(seq).await.unwrap();
+        if m.subject.as_str() == rejected {
+            continue;
+        }
+        let fields: EventFields = serde_json::from_slice(&m.payload).unwrap();
+        out.push(SessionState::from_event(fields, seq, Source::Webhook));
+    }
+    out
+}
+
+/// What the view must hold, derived from the stream alone: per session, its last terminal
+/// event if it has one, else its last event.
+fn expected_from_stream(states: Vec<SessionState>) -> HashMap<String, SessionState> {
+    let mut want: HashMap<String, SessionState> = HashMap::new();
+    for s in states {
+        match want.get(&s.request_id) {
+            Some(c) if c.rank() >= s.rank() => {}
+            _ => {
+                want.insert(s.request_id.clone(), s);
+            }
+        }
+    }
+    want
+}
+
+async fn bucket_keys(store: &kv::Store) -> Vec<String> {
+    store
+        .keys()
+        .await
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect()
+        .await
+}
+
+#[tokio::test]
+async fn pending_pending_pass_ends_in_pass_and_late_events_and_redeliveries_change_nothing() {
+    let nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    let bridge = Bridge::start(cfg.clone()).await;
+    let sender = Sender::new(&bridge);
+    let id = new_request_id().to_ascii_uppercase();
+    for (n, status) in ["PENDING", "PENDING", "PASS"].iter().enumerate() {
+        let r = sender
+            .send(&format!("msg_{n}"), &body_with(status, &id))
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    let js = js(&nats).await;
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    let (state, revision) = entry(&store, &id).await.expect("the key is written");
+    assert_eq!(state.request_id, id.to_ascii_lowercase());
+    assert_eq!(state.status, "PASS");
+    assert!(state.terminal);
+    assert_eq!(state.current_status.as_deref(), Some("COMPLETED"));
+    assert_eq!(state.event_type, "completed.pass");
+    assert_eq!(state.source, Source::Webhook);
+    // At the PASS event's sequence, as the stream says.
+    let in_stream = states_in_stream(&js, &cfg).await;
+    let pass = in_stream.iter().find(|s| s.status == "PASS").unwrap();
+    assert_eq!(state, *pass);
+
+    // A late PENDING, stored after the PASS, changes nothing.
+    let r = sender.send("msg_late", &body_with("PENDING", &id)).await;
+    assert_eq!(r.status(), 202);
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    assert_eq!(entry(&store, &id).await, Some((state.clone(), revision)));
+
+    // Every event delivered again (a new consumer from the start): still nothing changes, not
+    // even the revision.
+    bridge.stop().await.unwrap();
+    let stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
+    stream.delete_consumer(CONSUMER).await.unwrap();
+    let bridge = Bridge::start(cfg.clone()).await;
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    let info = js
+        .get_stream(&cfg.nats.stream.name)
+        .await
+        .unwrap()
+        .consumer_info(CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.delivered.stream_sequence, 4,
+        "all four were delivered again"
+    );
+    assert_eq!(entry(&store, &id).await, Some((state.clone(), revision)));
+    // And applied once more by hand, each event is stale or unchanged.
+    for s in &in_stream {
+        let outcome = vx_bridge::sessions::apply(&store, s).await.unwrap();
+        assert_ne!(
+            outcome,
+            vx_bridge::telemetry::SessionUpdate::Applied,
+            "{s:?}"
+        );
+    }
+    assert_eq!(entry(&store, &id).await, Some((state, revision)));
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_bridges_projecting_shuffled_events_of_1000_sessions_end_in_the_states_the_stream_implies(
+) {
+    let nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    let a = Bridge::start(cfg.clone()).await;
+    let b = Bridge::start(cfg.clone()).await;
+    let senders = [Sender::new(&a), Sender::new(&b)];
+    let mut events = Vec::new();
+    for n in 0..1000 {
+        let id = new_request_id();
+        let last = if n % 3 == 0 { "FAIL" } else { "PASS" };
+        for (k, status) in ["PENDING", "PENDING", last].into_iter().enumerate() {
+            events.push((format!("msg_{n}_{k}"), body_with(status, &id)));
+        }
+    }
+    events.shuffle(&mut rand::rng());
+    let sent = futures::stream::iter(events.iter().enumerate())
+        .map(|(i, (msg, body))| {
+            let sender = &senders[i % 2];
+            async move { sender.send(msg, body).await.status().as_u16() }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<u16>>()
+        .await;
+    assert!(sent.iter().all(|c| *c == 202), "all stored");
+    let js = js(&nats).await;
+    wait_projected(&js, &cfg, Duration::from_secs(120)).await;
+
+    let want = expected_from_stream(states_in_stream(&js, &cfg).await);
+    assert_eq!(want.len(), 1000);
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    let mut keys = bucket_keys(&store).await;
+    keys.sort();
+    let mut want_keys: Vec<String> = want.keys().cloned().collect();
+    want_keys.sort();
+    assert_eq!(keys, want_keys);
+    for (id, w) in &want {
+        let (got, _) = entry(&store, id).await.unwrap();
+        assert_eq!(&got, w);
+        assert!(got.terminal, "every session ended PASS or FAIL: {got:?}");
+    }
+    // The one shared consumer has delivered the whole stream.
+    let info = js
+        .get_stream(&cfg.nats.stream.name)
+        .await
+        .unwrap()
+        .consumer_info(CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(info.delivered.stream_sequence, 3000);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_nats_restart_during_projection_loses_nothing() {
+    let mut nats = NatsServer::start();
+    let mut cfg = test_config(&nats.url());
+    // First store the events with the view off, so there is a backlog to project.
+    cfg.sessions.enabled = false;
+    let ingest = Bridge::start(cfg.clone()).await;
+    let sender = Sender::new(&ingest);
+    let bodies: Vec<(String, Vec<u8>)> = (0..1500)
+        .map(|n| {
+            let status = ["PENDING", "PASS", "FAIL"][n % 3];
+            (format!("msg_{n}"), body_with(status, &new_request_id()))
+        })
+        .collect();
+    let codes = futures::stream::iter(bodies.iter())
+        .map(|(m, b)| async { sender.send(m, b).await.status().as_u16() })
+        .buffer_unordered(32)
+        .collect::<Vec<u16>>()
+        .await;
+    assert!(codes.iter().all(|c| *c == 202));
+    ingest.stop().await.unwrap();
+
+    cfg.sessions.enabled = true;
+    let bridge = Bridge::start(cfg.clone()).await;
+    // Kill NATS as soon as the projector has written something.
+    let js1 = js(&nats).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        if let Ok(mut s) = js1.get_stream(format!("KV_{}", cfg.sessions.bucket)).await {
+            let n = s.info().await.map(|i| i.state.messages).unwrap_or(0);
+            if n > 0 {
+                break n;
+            }
+        }
+        assert!(Instant::now() < deadline, "the projector wrote nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    nats.kill();
+    eprintln!("NATS killed with {written} of 1500 keys written");
+    nats.restart();
+    bridge.wait_ready().await;
+    let js2 = js(&nats).await;
+    wait_projected(&js2, &cfg, Duration::from_secs(60)).await;
+    let want = expected_from_stream(states_in_stream(&js2, &cfg).await);
+    assert_eq!(want.len(), 1500);
+    let store = js2.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    assert_eq!(bucket_keys(&store).await.len(), 1500);
+    for (id, w) in &want {
+        assert_eq!(&entry(&store, id).await.unwrap().0, w);
+    }
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_bucket_with_create_false_keeps_the_bridge_unready_until_it_exists() {
+    let nats = NatsServer::start();
+    let mut cfg = test_config(&nats.url());
+    cfg.sessions.create = false;
+    let bridge = Bridge::start_unready(cfg.clone()).await;
+    let http = reqwest::Client::new();
+    // Unready, and it says which part is missing (the stream itself is created).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let r = http.get(bridge.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body: Value = r.json().await.unwrap();
+        if body["stream_ready"] == true && body["nats_connected"] == true {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(body["sessions_ready"], false);
+    // An operator creates the bucket: the bridge becomes ready by itself.
+    let js = js(&nats).await;
+    js.create_stream(vx_bridge::sessions::desired_bucket(
+        &cfg.sessions,
+        &cfg.nats.stream,
+    ))
+    .await
+    .unwrap();
+    bridge.wait_ready().await;
+    // And it projects into it.
+    let sender = Sender::new(&bridge);
+    let id = new_request_id();
+    assert_eq!(
+        sender.send("msg_1", &body_with("FAIL", &id)).await.status(),
+        202
+    );
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    assert_eq!(entry(&store, &id).await.unwrap().0.status, "FAIL");
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn ensure_bucket_with_create_false_names_the_missing_bucket() {
+    let nats = NatsServer::start();
+    let mut cfg = test_config(&nats.url());
+    cfg.sessions.create = false;
+    let err = vx_bridge::sessions::ensure_bucket(&js(&nats).await, &cfg.sessions, &cfg.nats.stream)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "session bucket {} does not exist (sessions.create = false)",
+            cfg.sessions.bucket
+        )
+    );
+}
+
+/// A VX API that counts its session lookups and answers every one `IN PROGRESS`.
+async fn counting_vx_api() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().route(
+        "/api/session/result/{id}",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { axum::Json(serde_json::json!({"current_status": "IN PROGRESS"})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (calls, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx_call_and_fall_back_to_vx(
+) {
+    use std::sync::atomic::Ordering;
+    let nats = NatsServer::start();
+    let (calls, vx) = counting_vx_api().await;
+    let mut cfg = test_config(&nats.url());
+    cfg.status.enabled = true;
+    cfg.upstream.base_url = vx;
+    cfg.upstream.token = Some(vx_bridge::secret::Secret::new("tok"));
+    let bridge = Bridge::start(cfg.clone()).await;
+    let sender = Sender::new(&bridge);
+    let (done, running) = (new_request_id(), new_request_id());
+    for (msg, status, id) in [
+        ("msg_1", "PENDING", &done),
+        ("msg_2", "PASS", &done),
+        ("msg_3", "PENDING", &running),
+    ] {
+        assert_eq!(sender.send(msg, &body_with(status, id)).await.status(), 202);
+    }
+    let js = js(&nats).await;
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{}.status.get", cfg.nats.subject_prefix);
+    let schema: Value =
+        serde_json::from_str(include_str!("../../schemas/status-reply.schema.json")).unwrap();
+    let schema = jsonschema::draft202012::new(&schema).unwrap();
+    let ask = |id: String| {
+        let (nc, subject) = (nc.clone(), subject.clone());
+        async move {
+            let body = serde_json::json!({"request_id": id}).to_string();
+            let reply = nc.request(subject, body.into()).await.unwrap();
+            assert!(reply
+                .headers
+                .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+
+    // Terminal in the view: answered from it, VX never asked.
+    let v = ask(done.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "events");
+    assert_eq!(v["current_status"], "COMPLETED");
+    assert_eq!(v["result_status"], "PASS");
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    assert_eq!(
+        v["checked_at"],
+        entry(&store, &done).await.unwrap().0.updated_at
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // And its result is the PASS event's `result`, byte for byte as VX sent it.
+    let reply = nc
+        .request(
+            format!("{}.result.get", cfg.nats.subject_prefix),
+            serde_json::json!({"request_id": done}).to_string().into(),
+        )
+        .await
+        .unwrap();
+    assert!(reply
+        .headers
+        .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
+    assert_eq!(reply.payload.as_ref(), body_with("PASS", &done).as_slice());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Not terminal: VX is asked.
+    let v = ask(running.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "upstream");
+    assert_eq!(v["current_status"], "IN PROGRESS");
+    assert!(v.get("result_status").is_none(), "{v}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // The view gone: VX answers, never an error.
+    bridge.stop().await.unwrap();
+    js.delete_stream(format!("KV_{}", cfg.sessions.bucket))
+        .await
+        .unwrap();
+    let mut reader_cfg = cfg.clone();
+    reader_cfg.webhook.enabled = false;
+    // Status only, view on, bucket missing (create = false, so it stays missing).
+    reader_cfg.sessions.create = false;
+    let bridge = Bridge::start(reader_cfg).await;
+    let v = ask(done.clone()).await;
+    assert!(schema.is_valid(&v), "{v}");
+    assert_eq!(v["source"], "upstream");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    bridge.stop().await.unwrap();
+}
