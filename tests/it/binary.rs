@@ -448,3 +448,53 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("apt-get install nats-server"), "{stderr}");
 }
+
+#[tokio::test]
+async fn mock_vx_cycles_unknown_ids_answers_what_it_is_told_and_needs_the_token() {
+    use std::io::BufRead as _;
+    let port = free_port();
+    let mut child = clean_env(&mut Command::new(BIN))
+        .args([
+            "mock-vx",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            "tk",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains(&format!("127.0.0.1:{port}")), "{first}");
+    let http = reqwest::Client::new();
+    let url = |id: &str| format!("http://127.0.0.1:{port}/api/session/result/{id}");
+    let get = |id: String, token: &'static str| {
+        let req = http.get(url(&id)).bearer_auth(token);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let id = new_request_id();
+    assert_eq!(get(id.clone(), "wrong").await.0, StatusCode::UNAUTHORIZED);
+    for want in ["INIT", "IN PROGRESS", "COMPLETED", "COMPLETED"] {
+        let (code, body) = get(id.clone(), "tk").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["current_status"], want);
+    }
+    let told = http
+        .put(format!("http://127.0.0.1:{port}/mock/sessions/{id}"))
+        .body(r#"{"current_status":"PENDING"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(told.status(), StatusCode::NO_CONTENT);
+    assert_eq!(get(id, "tk").await.1["current_status"], "PENDING");
+    let nil = "00000000-0000-0000-0000-000000000000".to_owned();
+    assert_eq!(get(nil, "tk").await.0, StatusCode::NOT_FOUND);
+    let _ = child.kill();
+    let _ = child.wait();
+}
