@@ -465,9 +465,9 @@ async fn mock_vx_cycles_unknown_ids_answers_what_it_is_told_and_needs_the_token(
         .spawn()
         .unwrap();
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Kept open to the end: the mock prints more lines after the first.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     assert!(first.contains(&format!("127.0.0.1:{port}")), "{first}");
     let http = reqwest::Client::new();
     let url = |id: &str| format!("http://127.0.0.1:{port}/api/session/result/{id}");
@@ -497,4 +497,5 @@ async fn mock_vx_cycles_unknown_ids_answers_what_it_is_told_and_needs_the_token(
     assert_eq!(get(nil, "tk").await.0, StatusCode::NOT_FOUND);
     let _ = child.kill();
     let _ = child.wait();
+    drop(stdout);
 }
