@@ -41,6 +41,13 @@ pub enum Command {
     },
     /// Ask the status service for a session's full result and print it (exit codes as `status`).
     Result(ResultArgs),
+    /// Read or rebuild the session view (the KV bucket `sessions.bucket`). Uses the `[nats]` and
+    /// `[sessions]` settings.
+    Sessions {
+        /// What to do with the view.
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// Run a mock of the VX API's session lookup, for local runs of the status service: point
     /// `upstream.base_url` at it and set `upstream.token` to TOKEN. Unknown ids answer INIT,
     /// then IN PROGRESS, then COMPLETED; `PUT /mock/sessions/{id}` with
@@ -52,6 +59,28 @@ pub enum Command {
         /// The bearer token it accepts.
         #[arg(long, default_value = "mock-token")]
         token: String,
+    },
+}
+
+/// `vx-bridge sessions …`
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Print a session's state in the view as JSON. Exit 0 when the view has it, 1 when it has
+    /// none, 64 for a request_id that is not a UUID, 69 when NATS or the bucket cannot be read.
+    Get {
+        /// The session's request_id (a UUID; any case).
+        request_id: String,
+    },
+    /// Re-project the whole event stream into the bucket (purged first), or into another one
+    /// (`--into`), and say how many keys it wrote. Safe while bridges run: the rule is the live
+    /// projector's, and lookups fall back to VX for a session not yet rebuilt. Exit 0, or 69.
+    Rebuild {
+        /// Write into this bucket instead of `sessions.bucket` (created if missing, purged).
+        #[arg(long)]
+        into: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 

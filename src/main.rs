@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use vx_bridge::cli::{Cli, Command};
+use vx_bridge::cli::{Cli, Command, SessionsCommand};
 use vx_bridge::config::{Config, EXIT_CONFIG};
 
 /// mimalloc rather than the system allocator: parsing a webhook into a `serde_json::Value`
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     }
     let loaded = match &cli.command {
         // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
-        Command::Status { .. } | Command::Result(_) => {
+        Command::Status { .. } | Command::Result(_) | Command::Sessions { .. } => {
             Config::load_for_requests(cli.config.as_deref(), std::env::vars())
         }
         _ => Config::load(cli.config.as_deref(), std::env::vars()),
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             let payload = serde_json::json!({ "request_id": request_id });
             lookup(config, Lookup::Status, payload, timeout)
         }
+        Command::Sessions { command } => sessions(config, command),
         Command::Result(args) => {
             if let Some(Err(code)) = args.request_id.as_deref().map(check_request_id) {
                 return code;
@@ -145,6 +146,80 @@ fn lookup(
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+        code
+    })
+}
+
+/// `vx-bridge sessions get|rebuild`: talks to the bucket directly (no service needed).
+fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
+    use vx_bridge::sessions::admin;
+    if let SessionsCommand::Get { request_id } = &command {
+        if let Err(code) = check_request_id(request_id) {
+            return code;
+        }
+    }
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
+        let connect = vx_bridge::publish::connect(&config.nats, false);
+        let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                eprintln!(
+                    "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
+                    vx_bridge::status::client::connect_error_text(&e)
+                );
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+            Err(_) => {
+                eprintln!("cannot connect to NATS at {url} within 10s");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        };
+        let code = match command {
+            SessionsCommand::Get { request_id } => {
+                match admin::get(&client, &config, &request_id).await {
+                    Ok(Some(value)) => {
+                        println!("{value}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(None) => {
+                        eprintln!(
+                            "no state for this session in the session view ({})",
+                            config.sessions.bucket
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ExitCode::from(EXIT_UNAVAILABLE)
+                    }
+                }
+            }
+            SessionsCommand::Rebuild { into, json } => {
+                match admin::rebuild(&client, &config, into.as_deref()).await {
+                    Ok(report) if json => {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(r) => {
+                        println!(
+                            "rebuilt {} from stream {} (sequences 1..={}): {} events read, {} keys written ({} writes), {} other messages skipped",
+                            r.bucket, config.nats.stream.name, r.last_seq, r.events, r.keys_written, r.writes, r.skipped
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("rebuild failed: {e}");
+                        ExitCode::from(EXIT_UNAVAILABLE)
+                    }
+                }
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;

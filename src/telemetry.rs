@@ -293,6 +293,10 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
         "session view updates by outcome",
     ),
     (
+        "vx_bridge_sessions_lookup_writes_total",
+        "status lookups' VX answers written into the session view, by outcome",
+    ),
+    (
         "vx_bridge_sessions_pending",
         "events not yet projected into the session view",
     ),
@@ -437,6 +441,54 @@ impl SessionUpdate {
     pub fn register_all() {
         for o in Self::ALL {
             metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => o.label())
+                .increment(0);
+        }
+    }
+}
+
+/// What became of a status lookup's VX answer written into the session view
+/// (`vx_bridge_sessions_lookup_writes_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupWrite {
+    /// Written (`source: lookup`).
+    Applied,
+    /// Not written: the session is terminal, or an event changed it while VX was asked.
+    Stale,
+    /// Not written: the view already says this.
+    Unchanged,
+    /// Not written: the bucket could not be written in time (the reply was not affected).
+    Failed,
+}
+
+impl LookupWrite {
+    /// Every outcome.
+    pub const ALL: [LookupWrite; 4] = [
+        LookupWrite::Applied,
+        LookupWrite::Stale,
+        LookupWrite::Unchanged,
+        LookupWrite::Failed,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            LookupWrite::Applied => "applied",
+            LookupWrite::Stale => "stale",
+            LookupWrite::Unchanged => "unchanged",
+            LookupWrite::Failed => "failed",
+        }
+    }
+
+    /// Counts it.
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_sessions_lookup_writes_total", "outcome" => self.label())
+            .increment(1);
+    }
+
+    /// Registers every outcome at 0.
+    pub fn register_all() {
+        for o in Self::ALL {
+            metrics::counter!("vx_bridge_sessions_lookup_writes_total", "outcome" => o.label())
                 .increment(0);
         }
     }

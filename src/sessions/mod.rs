@@ -12,9 +12,13 @@
 //! a failure leaves it unacked, to be delivered again. Writes are compare-and-set on the key's
 //! revision, so concurrent projectors (and redeliveries) converge through [`rule::decide`].
 //!
-//! [`ViewReader`] is the status service's read side: a key get, and a direct get of the event
-//! at a state's `stream_seq`; it never writes, and answers `None` rather than an error.
+//! [`ViewReader`] is the status service's side: a key get, and a direct get of the event at a
+//! state's `stream_seq`, answering `None` rather than an error; and [`ViewReader::record_lookup`],
+//! which writes a VX answer (`source: lookup`) under [`rule::decide_lookup`]. [`rebuild`]
+//! re-projects the whole stream (`vx-bridge sessions rebuild`).
 
+pub mod admin;
+pub mod rebuild;
 pub mod rule;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SessionsConfig, StorageKind, StreamConfig};
 use crate::event::Subjects;
-use crate::telemetry::SessionUpdate;
-use rule::{decide, Decision, EventFields, SessionState, Source};
+use crate::telemetry::{LookupWrite, SessionUpdate};
+use rule::{decide, decide_lookup, Decision, EventFields, SessionState, Source};
 
 /// Durable name of the projector's consumer on the event stream, shared by every replica.
 pub const CONSUMER: &str = "vx-bridge-sessions";
@@ -165,6 +169,28 @@ pub async fn ensure_consumer(
 /// Applies `state` to its key under the monotonic rule, with compare-and-set on the key's
 /// revision; a conflict (another writer in between) reads the key again and decides again.
 pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpdate, ViewError> {
+    write_under(store, state, |current| {
+        decide(current.map(SessionState::rank), state.rank())
+    })
+    .await
+}
+
+/// Writes a lookup's state (made on `basis`, the state read before VX was asked) under
+/// [`decide_lookup`], with compare-and-set like [`apply`].
+pub async fn apply_lookup(
+    store: &kv::Store,
+    basis: Option<&SessionState>,
+    state: &SessionState,
+) -> Result<SessionUpdate, ViewError> {
+    write_under(store, state, |current| decide_lookup(current, basis, state)).await
+}
+
+/// The read, decide, compare-and-set loop shared by events and lookups.
+async fn write_under(
+    store: &kv::Store,
+    state: &SessionState,
+    rule: impl Fn(Option<&SessionState>) -> Decision,
+) -> Result<SessionUpdate, ViewError> {
     let key = state.request_id.as_str();
     let value: bytes::Bytes = serde_json::to_vec(state)
         .map_err(|e| ViewError::Api(e.to_string()))?
@@ -177,13 +203,15 @@ pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpd
         let (current, revision) = match entry {
             Some(e) if e.operation == kv::Operation::Put => {
                 // A value we cannot read (written by hand, or a future version) is replaced.
-                let current = serde_json::from_slice::<SessionState>(&e.value).ok();
-                (current.map(|c| c.rank()), e.revision)
+                (
+                    serde_json::from_slice::<SessionState>(&e.value).ok(),
+                    e.revision,
+                )
             }
             Some(e) => (None, e.revision),
             None => (None, 0),
         };
-        match decide(current, state.rank()) {
+        match rule(current.as_ref()) {
             Decision::Stale => return Ok(SessionUpdate::Stale),
             Decision::Unchanged => return Ok(SessionUpdate::Unchanged),
             Decision::Apply => {}
@@ -304,6 +332,16 @@ async fn run_once(
     result
 }
 
+/// Where a stored event came from: its `vx-source` header (none: a webhook).
+fn source_of(msg: &jetstream::Message) -> Source {
+    Source::from_header(
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get("vx-source"))
+            .map(|v| v.as_str()),
+    )
+}
+
 /// Projects one message; acks it after the write or the decision to skip, else asks for a
 /// redelivery a second later.
 async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
@@ -320,12 +358,7 @@ async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
             return;
         }
     };
-    let source = Source::from_header(
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get("vx-source"))
-            .map(|v| v.as_str()),
-    );
+    let source = source_of(&msg);
     let event = match serde_json::from_slice::<EventFields>(&msg.payload) {
         Ok(e) => e,
         Err(e) => {
@@ -386,9 +419,10 @@ impl ViewReader {
     /// failure), so the caller asks VX.
     pub async fn result(&self, request_id: &str) -> Option<bytes::Bytes> {
         let state = self.get(request_id).await.filter(|s| s.terminal)?;
+        let seq = state.stream_seq?;
         let work = async {
             let stream = self.js.get_stream_no_info(&self.stream).await.ok()?;
-            let msg = stream.direct_get(state.stream_seq).await.ok()?;
+            let msg = stream.direct_get(seq).await.ok()?;
             #[derive(serde::Deserialize)]
             struct Envelope<'a> {
                 request_id: String,
@@ -408,29 +442,90 @@ impl ViewReader {
 
     /// The session's state, if the view has one and can be read within [`READ_TIMEOUT`].
     pub async fn get(&self, request_id: &str) -> Option<SessionState> {
+        match self.read(request_id).await {
+            ViewRead::Found(s) => Some(s),
+            ViewRead::Missing | ViewRead::Unavailable => None,
+        }
+    }
+
+    /// What the view holds for the session, telling a missing key from an unreadable view.
+    pub async fn read(&self, request_id: &str) -> ViewRead {
         let work = async {
-            let store = {
-                let mut guard = self.store.lock().await;
-                if guard.is_none() {
-                    *guard = self.js.get_key_value(&self.bucket).await.ok();
-                }
-                guard.clone()?
+            let Some(store) = self.store().await else {
+                return ViewRead::Unavailable;
             };
             match store.entry(request_id.to_ascii_lowercase()).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => {
-                    serde_json::from_slice::<SessionState>(&e.value).ok()
+                    match serde_json::from_slice::<SessionState>(&e.value) {
+                        Ok(s) => ViewRead::Found(s),
+                        // Not ours to interpret: asked of VX, and not overwritten by a lookup.
+                        Err(_) => ViewRead::Unavailable,
+                    }
                 }
-                Ok(_) => None,
+                Ok(_) => ViewRead::Missing,
                 Err(e) => {
                     tracing::debug!(bucket = %self.bucket, error = %e, "session view unreadable; asking VX");
                     *self.store.lock().await = None;
-                    None
+                    ViewRead::Unavailable
                 }
             }
         };
         tokio::time::timeout(READ_TIMEOUT, work)
             .await
-            .ok()
-            .flatten()
+            .unwrap_or(ViewRead::Unavailable)
     }
+
+    /// Writes VX's answer for a session (`current_status` at `checked_at`) into the view as a
+    /// `source: lookup` state, on top of `basis` (what [`ViewReader::read`] said before VX was
+    /// asked), under [`rule::decide_lookup`]. Never fails the caller: a write that cannot be
+    /// made is logged at debug and counted.
+    pub async fn record_lookup(
+        &self,
+        basis: ViewRead,
+        current_status: &str,
+        checked_at: String,
+        request_id: &str,
+    ) {
+        let basis = match basis {
+            ViewRead::Found(s) => Some(s),
+            ViewRead::Missing => None,
+            ViewRead::Unavailable => return,
+        };
+        let state =
+            SessionState::from_lookup(request_id, basis.as_ref(), current_status, checked_at);
+        let work = async {
+            let store = self.store().await?;
+            apply_lookup(&store, basis.as_ref(), &state).await.ok()
+        };
+        let outcome = match tokio::time::timeout(READ_TIMEOUT, work).await {
+            Ok(Some(SessionUpdate::Applied)) => LookupWrite::Applied,
+            Ok(Some(SessionUpdate::Unchanged)) => LookupWrite::Unchanged,
+            Ok(Some(_)) => LookupWrite::Stale,
+            _ => {
+                tracing::debug!(bucket = %self.bucket, "session view: a lookup's answer was not written");
+                LookupWrite::Failed
+            }
+        };
+        outcome.record();
+    }
+
+    /// The bucket, opened on first use and again after a failure.
+    async fn store(&self) -> Option<kv::Store> {
+        let mut guard = self.store.lock().await;
+        if guard.is_none() {
+            *guard = self.js.get_key_value(&self.bucket).await.ok();
+        }
+        guard.clone()
+    }
+}
+
+/// What [`ViewReader::read`] found.
+#[derive(Debug, Clone)]
+pub enum ViewRead {
+    /// The session's state.
+    Found(SessionState),
+    /// No key: the view has never heard of the session.
+    Missing,
+    /// The view cannot say (bucket unreadable, a timeout, a value that is not ours).
+    Unavailable,
 }

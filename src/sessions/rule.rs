@@ -3,6 +3,10 @@
 //! The order is total, so the view converges whatever order the events are processed in: a
 //! terminal state (PASS or FAIL seen) outranks every non-terminal one; among states of the same
 //! kind, the higher stream sequence wins; the same sequence again (a redelivery) changes nothing.
+//!
+//! A status lookup's VX answer ([`SessionState::from_lookup`], [`decide_lookup`]) is not an event:
+//! it refines the `current_status` of the state it was asked against and keeps that state's
+//! rank, so any later event outranks it and a terminal state is never touched by it.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,15 +52,16 @@ pub struct SessionState {
     pub current_status: Option<String>,
     /// PASS or FAIL seen.
     pub terminal: bool,
-    /// `event_id` of the event that set this state.
-    pub event_id: String,
+    /// `event_id` of the event that set this state; `None` for a lookup of a session no event
+    /// has reached yet.
+    pub event_id: Option<String>,
     /// `type` of that event.
-    pub event_type: String,
+    pub event_type: Option<String>,
     /// Its stream sequence.
-    pub stream_seq: u64,
+    pub stream_seq: Option<u64>,
     /// Where it came from.
     pub source: Source,
-    /// Its `received_at`.
+    /// The event's `received_at`, or when VX was asked (`source: lookup`).
     pub updated_at: String,
     /// VX `reference`.
     pub reference: Option<String>,
@@ -92,9 +97,9 @@ impl SessionState {
             current_status: terminal.then(|| "COMPLETED".to_owned()),
             status: event.status,
             terminal,
-            event_id: event.event_id,
-            event_type: event.event_type,
-            stream_seq,
+            event_id: Some(event.event_id),
+            event_type: Some(event.event_type),
+            stream_seq: Some(stream_seq),
             source,
             updated_at: event.received_at,
             reference: event.reference,
@@ -102,11 +107,37 @@ impl SessionState {
         }
     }
 
+    /// The state a status lookup's VX answer sets: `current_status` (INIT, IN PROGRESS, PENDING,
+    /// COMPLETED) as VX said at `checked_at`, on top of `basis`, the state the view held when
+    /// the lookup read it (`None`: no key). Everything else, and so the rank, is the basis's:
+    /// VX's status alone is not an event (COMPLETED becomes terminal only with the event).
+    pub fn from_lookup(
+        request_id: &str,
+        basis: Option<&SessionState>,
+        current_status: &str,
+        checked_at: String,
+    ) -> SessionState {
+        SessionState {
+            schema_version: STATE_VERSION,
+            request_id: request_id.to_ascii_lowercase(),
+            status: basis.map(|b| b.status.clone()).unwrap_or_default(),
+            current_status: Some(current_status.to_owned()),
+            terminal: false,
+            event_id: basis.and_then(|b| b.event_id.clone()),
+            event_type: basis.and_then(|b| b.event_type.clone()),
+            stream_seq: basis.and_then(|b| b.stream_seq),
+            source: Source::Lookup,
+            updated_at: checked_at,
+            reference: basis.and_then(|b| b.reference.clone()),
+            stops: basis.map_or(0, |b| b.stops),
+        }
+    }
+
     /// Where this state stands in the order of the rule.
     pub fn rank(&self) -> Rank {
         Rank {
             terminal: self.terminal,
-            stream_seq: self.stream_seq,
+            stream_seq: self.stream_seq.unwrap_or(0),
         }
     }
 }
@@ -140,6 +171,24 @@ pub fn decide(current: Option<Rank>, incoming: Rank) -> Decision {
             std::cmp::Ordering::Equal => Decision::Unchanged,
             std::cmp::Ordering::Less => Decision::Stale,
         },
+    }
+}
+
+/// The rule for a lookup's state (`incoming`, from [`SessionState::from_lookup`] on `basis`,
+/// the state read before VX was asked) against `current`, the key's state now: it is written
+/// only while the key still holds the basis's event and is not terminal, and only when it says
+/// something new. An event stored in between wins over the lookup that raced with it.
+pub fn decide_lookup(
+    current: Option<&SessionState>,
+    basis: Option<&SessionState>,
+    incoming: &SessionState,
+) -> Decision {
+    match current {
+        Some(c) if c.terminal => Decision::Stale,
+        Some(c) if Some(c.rank()) != basis.map(SessionState::rank) => Decision::Stale,
+        None if basis.is_some() => Decision::Stale,
+        Some(c) if c.current_status == incoming.current_status => Decision::Unchanged,
+        _ => Decision::Apply,
     }
 }
 
@@ -219,6 +268,89 @@ mod tests {
             }
             assert_eq!(cur, Some(r(true, 3)), "{order:?}");
         }
+    }
+
+    fn state(terminal: bool, seq: Option<u64>, current: Option<&str>) -> SessionState {
+        SessionState {
+            schema_version: STATE_VERSION,
+            request_id: "4ed2ec66-9471-415d-99ce-7bd1742fc2b8".into(),
+            status: if terminal { "PASS" } else { "PENDING" }.into(),
+            current_status: current.map(str::to_owned),
+            terminal,
+            event_id: seq.map(|_| "0190a0b4-1c2d-8e3f-9a4b-5c6d7e8f9a0b".into()),
+            event_type: seq.map(|_| {
+                if terminal {
+                    "completed.pass"
+                } else {
+                    "pending"
+                }
+                .into()
+            }),
+            stream_seq: seq,
+            source: Source::Webhook,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            reference: None,
+            stops: 1,
+        }
+    }
+
+    #[test]
+    fn a_lookup_refines_a_non_terminal_state_and_keeps_its_rank() {
+        let pending = state(false, Some(4), None);
+        let l = SessionState::from_lookup(
+            &pending.request_id,
+            Some(&pending),
+            "IN PROGRESS",
+            "2026-01-01T00:01:00Z".into(),
+        );
+        assert_eq!(l.rank(), pending.rank());
+        assert_eq!(l.source, Source::Lookup);
+        assert_eq!(l.stream_seq, Some(4));
+        assert_eq!(
+            decide_lookup(Some(&pending), Some(&pending), &l),
+            Decision::Apply
+        );
+        // The same answer again says nothing new.
+        assert_eq!(decide_lookup(Some(&l), Some(&l), &l), Decision::Unchanged);
+        // Any later event outranks it; a redelivery of its basis changes nothing.
+        assert_eq!(decide(Some(l.rank()), r(false, 5)), Decision::Apply);
+        assert_eq!(decide(Some(l.rank()), r(false, 4)), Decision::Unchanged);
+        assert_eq!(decide(Some(l.rank()), r(true, 2)), Decision::Apply);
+    }
+
+    #[test]
+    fn a_lookup_never_touches_a_terminal_state_nor_one_an_event_changed_meanwhile() {
+        let pass = state(true, Some(3), Some("COMPLETED"));
+        let l = SessionState::from_lookup(&pass.request_id, Some(&pass), "IN PROGRESS", "x".into());
+        assert!(!l.terminal);
+        assert_eq!(decide_lookup(Some(&pass), Some(&pass), &l), Decision::Stale);
+        // Read at seq 4, an event at seq 5 landed before the write.
+        let basis = state(false, Some(4), None);
+        let now = state(false, Some(5), None);
+        let l = SessionState::from_lookup(&basis.request_id, Some(&basis), "PENDING", "x".into());
+        assert_eq!(decide_lookup(Some(&now), Some(&basis), &l), Decision::Stale);
+        // Read as missing, an event landed before the write.
+        let l = SessionState::from_lookup(&basis.request_id, None, "INIT", "x".into());
+        assert_eq!(decide_lookup(Some(&now), None, &l), Decision::Stale);
+        assert_eq!(decide_lookup(None, None, &l), Decision::Apply);
+        assert_eq!(decide_lookup(None, Some(&basis), &l), Decision::Stale);
+    }
+
+    #[test]
+    fn a_lookup_of_a_session_without_events_validates_with_no_event_pointer() {
+        let l = SessionState::from_lookup(
+            "4ED2EC66-9471-415D-99CE-7BD1742FC2B8",
+            None,
+            "IN PROGRESS",
+            "2026-01-01T00:01:00.123Z".into(),
+        );
+        assert_eq!(l.rank(), r(false, 0));
+        assert_eq!(l.event_id, None);
+        let v = serde_json::to_value(&l).unwrap();
+        assert_eq!(
+            crate::schema::Schemas::get().check_session_state(&v),
+            Ok(())
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::event::Subjects;
 use crate::event::TraceContext;
 use crate::schema::Schemas;
+use crate::sessions::ViewRead;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
@@ -175,6 +176,7 @@ pub async fn start_with_upstream(
         .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
     barrier(&client).await;
     let view = config.sessions.enabled.then(|| {
+        crate::telemetry::LookupWrite::register_all();
         crate::sessions::ViewReader::new(
             client.clone(),
             &config.sessions.bucket,
@@ -367,22 +369,26 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
     };
     let id = req.request_id.hyphenated().to_string();
     // A terminal session is answered from the view, with no VX call; anything else (not in the
-    // view, not terminal, the view unreadable) asks VX.
-    if let Some(view) = &state.view {
-        if let Some(s) = view.get(&id).await.filter(|s| s.terminal) {
-            let reply = StatusReply {
-                request_id: id.clone(),
-                current_status: CurrentStatus::Completed,
-                checked_at: s.updated_at,
-                source: FROM_EVENTS,
-                result_status: Some(s.status),
-            };
-            let body = serde_json::to_vec(&reply)
-                .map(Bytes::from)
-                .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
-            return (body, Some(id), Some(FROM_EVENTS));
-        }
-    }
+    // view, not terminal, the view unreadable) asks VX, and VX's answer goes into the view.
+    let basis = match &state.view {
+        Some(view) => match view.read(&id).await {
+            ViewRead::Found(s) if s.terminal => {
+                let reply = StatusReply {
+                    request_id: id.clone(),
+                    current_status: CurrentStatus::Completed,
+                    checked_at: s.updated_at,
+                    source: FROM_EVENTS,
+                    result_status: Some(s.status),
+                };
+                let body = serde_json::to_vec(&reply)
+                    .map(Bytes::from)
+                    .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
+                return (body, Some(id), Some(FROM_EVENTS));
+            }
+            read => read,
+        },
+        None => ViewRead::Unavailable,
+    };
     let (fetched, source) = match state.lookups.get(Key::Id(req.request_id), trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), Some(id), None),
@@ -396,13 +402,20 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
             Some(source.as_str()),
         );
     };
+    let checked_at = fetched
+        .checked_at
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+    if let Some(view) = &state.view {
+        // Written before the reply, so a requester that then reads the view sees it; bounded
+        // by the view's own timeout, and never turned into an error.
+        view.record_lookup(basis, current_status.as_str(), checked_at.clone(), &id)
+            .await;
+    }
     let reply = StatusReply {
         request_id: id.clone(),
         current_status,
-        checked_at: fetched
-            .checked_at
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into()),
+        checked_at,
         source: source.as_str(),
         result_status: None,
     };

@@ -118,7 +118,7 @@ async fn pending_pending_pass_ends_in_pass_and_late_events_and_redeliveries_chan
     assert_eq!(state.status, "PASS");
     assert!(state.terminal);
     assert_eq!(state.current_status.as_deref(), Some("COMPLETED"));
-    assert_eq!(state.event_type, "completed.pass");
+    assert_eq!(state.event_type, Some("completed.pass".into()));
     assert_eq!(state.source, Source::Webhook);
     // At the PASS event's sequence, as the stream says.
     let in_stream = states_in_stream(&js, &cfg).await;
@@ -421,6 +421,48 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     assert_eq!(v["current_status"], "IN PROGRESS");
     assert!(v.get("result_status").is_none(), "{v}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // VX's answer went into the view (`source: lookup`), on top of the PENDING event: same
+    // event and sequence, VX's finer current_status, checked_at as updated_at.
+    let pending = states_in_stream(&js, &cfg)
+        .await
+        .into_iter()
+        .find(|s| s.request_id == running)
+        .unwrap();
+    let (looked_up, _) = entry(&store, &running).await.unwrap();
+    assert_eq!(looked_up.source, Source::Lookup);
+    assert_eq!(looked_up.current_status.as_deref(), Some("IN PROGRESS"));
+    assert_eq!(looked_up.stream_seq, pending.stream_seq);
+    assert_eq!(looked_up.event_id, pending.event_id);
+    assert_eq!(looked_up.status, "PENDING");
+    assert!(!looked_up.terminal);
+    assert_eq!(v["checked_at"], looked_up.updated_at);
+    // A session no event has reached: a lookup state without an event pointer.
+    let unseen = new_request_id();
+    let v = ask(unseen.clone()).await;
+    assert_eq!(v["current_status"], "IN PROGRESS");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let (s, _) = entry(&store, &unseen).await.unwrap();
+    assert_eq!(
+        (s.source, s.stream_seq, s.event_id),
+        (Source::Lookup, None, None)
+    );
+    // The session's PASS then arrives: the event outranks the lookup, and the view is terminal.
+    assert_eq!(
+        sender
+            .send("msg_4", &body_with("PASS", &running))
+            .await
+            .status(),
+        202
+    );
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    let (s, _) = entry(&store, &running).await.unwrap();
+    assert_eq!((s.source, s.terminal), (Source::Webhook, true));
+    let v = ask(running.clone()).await;
+    assert_eq!(
+        (&v["source"], &v["result_status"]),
+        (&Value::from("events"), &Value::from("PASS"))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     // The view gone: VX answers, never an error.
     bridge.stop().await.unwrap();
@@ -435,6 +477,116 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     let v = ask(done.clone()).await;
     assert!(schema.is_valid(&v), "{v}");
     assert_eq!(v["source"], "upstream");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    bridge.stop().await.unwrap();
+}
+
+/// Runs `vx-bridge <args>` against `cfg`'s NATS, prefix, stream and bucket; (exit code, stdout,
+/// stderr).
+async fn cli(cfg: &Config, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(crate::common::BIN);
+    crate::common::clean_env(&mut cmd)
+        .args(args)
+        .env("VXB_NATS__URL", &cfg.nats.url)
+        .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
+        .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
+        .env("VXB_SESSIONS__BUCKET", &cfg.sessions.bucket);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every key of `bucket` with its value.
+async fn bucket_values(js: &jetstream::Context, bucket: &str) -> HashMap<String, SessionState> {
+    let store = js.get_key_value(bucket).await.unwrap();
+    let mut out = HashMap::new();
+    for k in bucket_keys(&store).await {
+        let (s, _) = entry(&store, &k).await.unwrap();
+        out.insert(k, s);
+    }
+    out
+}
+
+#[tokio::test]
+async fn sessions_rebuild_writes_what_the_live_projection_wrote_even_while_events_arrive() {
+    let nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    let bridge = Bridge::start(cfg.clone()).await;
+    let sender = Sender::new(&bridge);
+    let mut events = Vec::new();
+    for n in 0..100 {
+        let id = new_request_id();
+        let statuses: &[&str] = match n % 4 {
+            0 => &["PENDING", "PENDING", "PASS", "PENDING"],
+            1 => &["PENDING", "FAIL"],
+            2 => &["PENDING", "PENDING"],
+            _ => &["PASS"],
+        };
+        for (k, status) in statuses.iter().enumerate() {
+            events.push((format!("msg_{n}_{k}"), body_with(status, &id)));
+        }
+    }
+    events.shuffle(&mut rand::rng());
+    for (msg, body) in &events {
+        assert_eq!(sender.send(msg, body).await.status(), 202);
+    }
+    // A rejected body in the stream is skipped by both.
+    assert_eq!(sender.send("msg_bad", b"{not json").await.status(), 400);
+    let js = js(&nats).await;
+    wait_projected(&js, &cfg, Duration::from_secs(60)).await;
+    let live = bucket_values(&js, &cfg.sessions.bucket).await;
+    assert_eq!(live.len(), 100);
+
+    // Into an empty bucket, by the CLI: the same keys and values, byte for byte as parsed.
+    let other = format!("{}_REBUILT", cfg.sessions.bucket);
+    let (code, stdout, stderr) =
+        cli(&cfg, &["sessions", "rebuild", "--into", &other, "--json"]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["bucket"], other.as_str());
+    assert_eq!(report["events"], events.len());
+    assert_eq!(report["keys_written"], 100);
+    assert_eq!(report["skipped"], 1, "the rejected body");
+    assert_eq!(bucket_values(&js, &other).await, live);
+
+    // In place, while the bridge projects new events: the view ends where the stream says.
+    let more: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|n| {
+            (
+                format!("msg_more_{n}"),
+                body_with("PENDING", &new_request_id()),
+            )
+        })
+        .collect();
+    let rebuild = cli(&cfg, &["sessions", "rebuild"]);
+    let send = async {
+        for (msg, body) in &more {
+            assert_eq!(sender.send(msg, body).await.status(), 202);
+        }
+    };
+    let ((code, stdout, stderr), ()) = tokio::join!(rebuild, send);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("keys written"), "{stdout}");
+    wait_projected(&js, &cfg, Duration::from_secs(60)).await;
+    let want = expected_from_stream(states_in_stream(&js, &cfg).await);
+    assert_eq!(want.len(), 150);
+    assert_eq!(bucket_values(&js, &cfg.sessions.bucket).await, want);
+
+    // `sessions get`: the stored value; nothing for an unknown session; a bad id refused.
+    let (id, state) = want.iter().next().unwrap();
+    let (code, stdout, stderr) = cli(&cfg, &["sessions", "get", &id.to_ascii_uppercase()]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let got: SessionState = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(&got, state);
+    let (code, _, stderr) = cli(&cfg, &["sessions", "get", &new_request_id()]).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no state for this session"), "{stderr}");
+    let (code, _, _) = cli(&cfg, &["sessions", "get", "jane@example.com"]).await;
+    assert_eq!(code, Some(64));
     bridge.stop().await.unwrap();
 }
