@@ -35,6 +35,7 @@ fn the_readme_snippets_work_literally_under_posix_sh() {
         sign.clone(),
         sign,
         snippet(&readme, "status"),
+        snippet(&readme, "sessions"),
     ]
     .join("\n");
     for (from, to) in &ports {
@@ -66,8 +67,28 @@ fn the_readme_snippets_work_literally_under_posix_sh() {
     assert_eq!(stdout.matches("HTTP/1.1 202 Accepted").count(), 2, "{all}");
     assert_eq!(stdout.matches("\"duplicate\":false").count(), 2, "{all}");
     assert!(stdout.contains("\"seq\":2"), "{all}");
-    let last = stdout.lines().last().unwrap_or_default();
-    let reply: serde_json::Value = serde_json::from_str(last).expect(&all);
+    let json_lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let reply = json_lines
+        .iter()
+        .find(|v| v.get("checked_at").is_some())
+        .expect(&all);
     // The PASS webhook sent above is in the session view.
     assert_eq!(reply["current_status"], "COMPLETED", "{all}");
+    assert_eq!(reply["source"], "events", "{all}");
+    // `sessions get` prints it; `rebuild` (in place, then into another bucket) writes the one key.
+    let state = json_lines
+        .iter()
+        .find(|v| v.get("stream_seq").is_some())
+        .expect(&all);
+    assert_eq!(state["terminal"], true, "{all}");
+    assert_eq!(state["status"], "PASS", "{all}");
+    assert!(stdout.contains(" 1 keys written"), "{all}");
+    let report = json_lines
+        .iter()
+        .find(|v| v.get("keys_written").is_some())
+        .expect(&all);
+    assert_eq!(report["keys_written"], 1, "{all}");
 }
