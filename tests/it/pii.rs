@@ -195,7 +195,8 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         replies.push(code);
     }
     assert_eq!(replies, ["ok", "ok", "400", "400", "400"]);
-    // The session view holds the two stored sessions, and none of their PII.
+    // The session view holds the two stored sessions and the one looked up at VX (a `lookup`
+    // state), and none of their PII.
     let js = async_nats::jetstream::new(nc.clone());
     let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -205,7 +206,7 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
             let value = store.get(key.unwrap()).await.unwrap().unwrap();
             values.push(String::from_utf8(value.to_vec()).unwrap());
         }
-        if values.len() == 2 {
+        if values.len() == 3 {
             break values;
         }
         assert!(std::time::Instant::now() < deadline, "view: {values:?}");
