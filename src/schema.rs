@@ -15,12 +15,8 @@ pub const VX_RESULT: &str = include_str!("../schemas/vx-result.schema.json");
 pub const VERIFICATION_EVENT: &str = include_str!("../schemas/verification-event.schema.json");
 /// `schemas/status-request.schema.json`: a request on `{prefix}.status.get`.
 pub const STATUS_REQUEST: &str = include_str!("../schemas/status-request.schema.json");
-/// `schemas/status-reply.schema.json`: a successful reply on `{prefix}.status.get`.
-pub const STATUS_REPLY: &str = include_str!("../schemas/status-reply.schema.json");
 /// `schemas/result-request.schema.json`: a request on `{prefix}.result.get`.
 pub const RESULT_REQUEST: &str = include_str!("../schemas/result-request.schema.json");
-/// `schemas/service-error.schema.json`: the body of an error reply of the status service.
-pub const SERVICE_ERROR: &str = include_str!("../schemas/service-error.schema.json");
 
 /// `schemas/session-state.schema.json`: a value in the session view (`sessions.bucket`).
 pub const SESSION_STATE: &str = include_str!("../schemas/session-state.schema.json");

@@ -182,11 +182,6 @@ impl UpstreamClient {
         self.email_lookup_path.is_some()
     }
 
-    /// Whether the circuit breaker is refusing calls.
-    pub fn circuit_open(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     /// Looks a session up by id.
     pub async fn session(
         &self,
