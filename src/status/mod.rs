@@ -64,22 +64,28 @@ pub struct StatusReply {
     pub result_status: Option<String>,
 }
 
+/// What a request asks for: which of the two endpoints it came in on. (The endpoint itself is
+/// async-nats' [`service::endpoint::Endpoint`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    Status,
-    Result,
+enum Operation {
+    /// `{prefix}.status.get`.
+    StatusGet,
+    /// `{prefix}.result.get`.
+    ResultGet,
 }
 
-impl Endpoint {
+impl Operation {
+    /// The `endpoint` label of logs and metrics.
     fn label(self) -> &'static str {
         match self {
-            Endpoint::Status => "status",
-            Endpoint::Result => "result",
+            Operation::StatusGet => "status",
+            Operation::ResultGet => "result",
         }
     }
 }
 
-struct State {
+/// What every request handler shares: the connection, the lookups, the schemas, the view.
+struct ServiceState {
     client: async_nats::Client,
     lookups: Lookups,
     schemas: Schemas,
@@ -94,7 +100,7 @@ pub struct StatusHandle {
     service: service::Service,
     loops: Vec<JoinHandle<()>>,
     stop: CancellationToken,
-    state: Arc<State>,
+    state: Arc<ServiceState>,
 }
 
 impl std::fmt::Debug for StatusHandle {
@@ -183,7 +189,7 @@ pub async fn start_with_upstream(
             &config.nats.stream.name,
         )
     });
-    let state = Arc::new(State {
+    let state = Arc::new(ServiceState {
         view,
         discard_subject: client.new_inbox(),
         client,
@@ -195,14 +201,14 @@ pub async fn start_with_upstream(
     let loops = vec![
         tokio::spawn(serve(
             status_ep,
-            Endpoint::Status,
+            Operation::StatusGet,
             state.clone(),
             stop.clone(),
             grace,
         )),
         tokio::spawn(serve(
             result_ep,
-            Endpoint::Result,
+            Operation::ResultGet,
             state.clone(),
             stop.clone(),
             grace,
@@ -250,8 +256,8 @@ async fn barrier(client: &async_nats::Client) {
 /// Takes requests from one endpoint until `stop`, one task each; then finishes in-flight ones.
 async fn serve(
     mut endpoint: service::endpoint::Endpoint,
-    kind: Endpoint,
-    state: Arc<State>,
+    op: Operation,
+    state: Arc<ServiceState>,
     stop: CancellationToken,
     grace: Duration,
 ) {
@@ -261,7 +267,7 @@ async fn serve(
             _ = stop.cancelled() => break,
             next = endpoint.next() => match next {
                 Some(req) => {
-                    tasks.spawn(handle(req, kind, state.clone()));
+                    tasks.spawn(handle(req, op, state.clone()));
                 }
                 None => break,
             },
@@ -269,23 +275,23 @@ async fn serve(
         }
     }
     if let Err(e) = endpoint.stop().await {
-        tracing::warn!(endpoint = kind.label(), error = %e, "unsubscribing failed");
+        tracing::warn!(endpoint = op.label(), error = %e, "unsubscribing failed");
     }
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
-            endpoint = kind.label(),
+            endpoint = op.label(),
             "in-flight status requests did not finish in time"
         );
         tasks.abort_all();
     }
 }
 
-async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
+async fn handle(req: service::Request, op: Operation, state: Arc<ServiceState>) {
     let span = tracing::info_span!(
         "status_request",
-        endpoint = kind.label(),
+        endpoint = op.label(),
         request_id = tracing::field::Empty,
         code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
@@ -303,21 +309,19 @@ async fn handle(req: service::Request, kind: Endpoint, state: Arc<State>) {
     if let Some(trace_id) = trace.trace_id() {
         span.record("trace_id", trace_id);
     }
-    handle_in_span(req, kind, state, trace)
-        .instrument(span)
-        .await;
+    handle_in_span(req, op, state, trace).instrument(span).await;
 }
 
 async fn handle_in_span(
     req: service::Request,
-    kind: Endpoint,
-    state: Arc<State>,
+    op: Operation,
+    state: Arc<ServiceState>,
     trace: TraceContext,
 ) {
     let started = Instant::now();
-    let (result, request_id, source) = match kind {
-        Endpoint::Status => status_get(&state, &req.message.payload, &trace).await,
-        Endpoint::Result => result_get(&state, &req.message.payload, &trace).await,
+    let (result, request_id, source) = match op {
+        Operation::StatusGet => status_get(&state, &req.message.payload, &trace).await,
+        Operation::ResultGet => result_get(&state, &req.message.payload, &trace).await,
     };
     let code = match &result {
         Ok(_) => 200,
@@ -331,14 +335,14 @@ async fn handle_in_span(
     span.record("code", code);
     match &result {
         Err(e) if e.code >= 500 => {
-            tracing::warn!(endpoint = kind.label(), request_id, code, elapsed_ms, error = %e.message, "status request failed")
+            tracing::warn!(endpoint = op.label(), request_id, code, elapsed_ms, error = %e.message, "status request failed")
         }
         Err(e) => {
-            tracing::info!(endpoint = kind.label(), request_id, code, elapsed_ms, error = %e.message, "status request refused")
+            tracing::info!(endpoint = op.label(), request_id, code, elapsed_ms, error = %e.message, "status request refused")
         }
         Ok(_) => {
             tracing::debug!(
-                endpoint = kind.label(),
+                endpoint = op.label(),
                 request_id,
                 code,
                 source,
@@ -347,7 +351,7 @@ async fn handle_in_span(
             )
         }
     }
-    metrics::counter!("vx_bridge_status_requests_total", "endpoint" => kind.label(), "code" => code.to_string())
+    metrics::counter!("vx_bridge_status_requests_total", "endpoint" => op.label(), "code" => code.to_string())
         .increment(1);
     respond(req, result, &state).await;
 }
@@ -362,7 +366,7 @@ type Handled = (
 /// `source` of a reply answered from the session view.
 const FROM_EVENTS: &str = "events";
 
-async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
+async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) -> Handled {
     let req = match request::parse_status(payload, &state.schemas) {
         Ok(r) => r,
         Err(e) => return (Err(e), None, None),
@@ -425,7 +429,7 @@ async fn status_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
     (body, Some(id), Some(source.as_str()))
 }
 
-async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Handled {
+async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) -> Handled {
     let req = match request::parse_result(payload, &state.schemas) {
         Ok(r) => r,
         Err(e) => return (Err(e), None, None),
@@ -469,7 +473,11 @@ async fn result_get(state: &State, payload: &[u8], trace: &TraceContext) -> Hand
 /// async-nats' `respond(Err(..))` sends an empty body, and only it counts the error in the
 /// endpoint's `$SRV.STATS`. So the error is published to the requester here, and then
 /// `respond(Err(..))` is pointed at an inbox nobody listens on, to count it.
-async fn respond(mut req: service::Request, result: Result<Bytes, ServiceError>, state: &State) {
+async fn respond(
+    mut req: service::Request,
+    result: Result<Bytes, ServiceError>,
+    state: &ServiceState,
+) {
     let outcome = match result {
         Ok(body) => req.respond(Ok(body)).await.map_err(|e| e.to_string()),
         Err(e) => {
