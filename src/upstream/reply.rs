@@ -79,13 +79,6 @@ pub struct ResultBody {
     pub status: Option<String>,
 }
 
-impl ResultBody {
-    /// PASS or FAIL: the session will not change any more.
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_deref(), Some("PASS") | Some("FAIL"))
-    }
-}
-
 /// One upstream answer, by shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionReply {
@@ -104,12 +97,10 @@ impl SessionReply {
         }
     }
 
-    /// Whether the session can no longer change (cached longer): COMPLETED, PASS or FAIL.
+    /// Whether the session can no longer change (cached longer): its status is COMPLETED, or
+    /// its result PASS or FAIL (which map to COMPLETED).
     pub fn is_terminal(&self) -> bool {
-        match self {
-            SessionReply::Status(s) => *s == CurrentStatus::Completed,
-            SessionReply::Result(r) => r.is_final(),
-        }
+        self.current_status() == Some(CurrentStatus::Completed)
     }
 
     /// Recognises a 2xx body. `expected_id`: the request_id asked for, if the lookup was by id.
