@@ -10,7 +10,9 @@ use vx_bridge::sessions::rule::SessionState;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let bucket = args.next().unwrap_or_else(|| "VX_SESSIONS".into());
     let js = jetstream::new(async_nats::connect(url).await?);
     let mut watch = js.get_key_value(&bucket).await?.watch_all().await?;
