@@ -237,6 +237,12 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     // Authenticated: the body no longer counts against the unauthenticated budget.
     drop(unauthenticated);
     let received_at = rfc3339(now);
+    let received = Received {
+        verified: &verified,
+        raw: &raw,
+        received_at: &received_at,
+        trace,
+    };
     let span = tracing::Span::current();
     let value: Value = match crate::json::parse_strict(&raw) {
         Ok(v) => v,
@@ -249,17 +255,12 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
                 ProblemKind::InvalidJson,
                 format!("the body is not valid JSON: {e}"),
             );
-            return reject(
-                ing,
-                &verified,
-                &raw,
-                RejectReason::InvalidJson,
+            let rejection = Rejection {
+                reason: RejectReason::InvalidJson,
                 errors,
-                &received_at,
-                trace,
                 problem,
-            )
-            .await;
+            };
+            return reject(ing, &received, rejection).await;
         }
     };
     if let Err(errors) = ing.schemas.check_result(&value) {
@@ -271,17 +272,12 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             ),
         )
         .with_errors(errors.clone());
-        return reject(
-            ing,
-            &verified,
-            &raw,
-            RejectReason::SchemaViolation,
+        let rejection = Rejection {
+            reason: RejectReason::SchemaViolation,
             errors,
-            &received_at,
-            trace,
             problem,
-        )
-        .await;
+        };
+        return reject(ing, &received, rejection).await;
     }
     let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
@@ -325,17 +321,12 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
                 instance_path: String::new(),
                 message: format!("the event is {size} bytes; the NATS server takes at most {max}"),
             }];
-            reject(
-                ing,
-                &verified,
-                &raw,
-                RejectReason::EventTooLarge,
+            let rejection = Rejection {
+                reason: RejectReason::EventTooLarge,
                 errors,
-                &received_at,
-                trace,
                 problem,
-            )
-            .await
+            };
+            reject(ing, &received, rejection).await
         }
         Err(e) => {
             tracing::error!(outcome = "unavailable", request_id, reason = e.code(), error = %e, "webhook not stored");
@@ -344,25 +335,45 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// An authenticated webhook as received: what both the event and a kept rejected copy are
+/// built from.
+struct Received<'a> {
+    verified: &'a Verified,
+    raw: &'a Bytes,
+    /// When it was received (RFC 3339, UTC, milliseconds).
+    received_at: &'a str,
+    trace: &'a TraceContext,
+}
+
+/// Why an authenticated body is not stored as an event, and the answer the sender gets once
+/// it is kept on `{prefix}.rejected`.
+struct Rejection {
+    reason: RejectReason,
+    /// Written into the kept copy's headers (`vx-reject-errors`).
+    errors: Vec<Violation>,
+    problem: Problem,
+}
+
+/// Keeps `received` on `{prefix}.rejected`, then answers with the rejection's problem; 503 if
+/// it cannot be kept (so the sender retries).
 async fn reject(
     ing: &Ingress,
-    verified: &Verified,
-    raw: &Bytes,
-    reason: RejectReason,
-    errors: Vec<Violation>,
-    received_at: &str,
-    trace: &TraceContext,
-    problem: Problem,
+    received: &Received<'_>,
+    rejection: Rejection,
 ) -> (WebhookOutcome, Response) {
+    let Rejection {
+        reason,
+        errors,
+        problem,
+    } = rejection;
     let msg = build_rejected(
         &ing.subjects,
-        verified,
-        raw,
+        received.verified,
+        received.raw,
         reason,
         &errors,
-        received_at,
-        trace,
+        received.received_at,
+        received.trace,
     );
     let paths: Vec<&str> = errors
         .iter()
