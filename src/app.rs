@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
@@ -23,9 +24,7 @@ use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::nats_version::ServerVersion;
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
-use crate::ridethrough::OutageWait;
-use crate::schema::Schemas;
-use crate::telemetry::{metrics_handle, ServerInfoGauge, WebhookMetrics};
+use crate::telemetry::{metrics_handle, ServerInfoGauge};
 
 /// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
 pub async fn run(
@@ -48,22 +47,12 @@ pub async fn run(
         server_version.clone(),
         shutdown.clone(),
     ));
-    // The connection gauge is set by the connection's events, and again from the client's own
-    // state at every scrape, so a lost or late event can never leave it wrong when read. The
-    // server's version is looked at again too, so a scrape right after a connect has it.
-    let scrape_client = client.clone();
-    let mut router = Router::new().route("/healthz", get(healthz)).route(
-        "/metrics",
-        get(move || {
-            crate::telemetry::set_nats_connected(
-                scrape_client.connection_state() == async_nats::connection::State::Connected,
-            );
-            server_version.refresh();
-            let mut text = metrics.render();
-            text.push_str(&server_version.gauge.render());
-            std::future::ready(text)
-        }),
-    );
+    let scrape = Arc::new(Scrape {
+        client: client.clone(),
+        server_version,
+        metrics,
+    });
+    let mut webhook = None;
     let mut stream_state = None;
     let mut keeper = None;
 
@@ -84,25 +73,14 @@ pub async fn run(
             state.clone(),
             shutdown.clone(),
         )));
-        let ingress = Arc::new(Ingress {
+        let ingress = Ingress::new(
+            &config,
             verifier,
-            schemas: Schemas::get(),
-            subjects: subjects.clone(),
             publisher,
-            in_flight: Arc::new(Semaphore::new(config.http.max_in_flight)),
-            max_body_bytes: config.http.max_body_bytes,
-            unauthenticated: Arc::new(Semaphore::new(config.http.max_unauthenticated_bytes)),
-            body_timeout: config.http.body_timeout,
-            retry_after_secs: config.http.retry_after_secs,
-            stream_state: state.clone(),
-            metrics: WebhookMetrics::new(),
-            outage: OutageWait::new(config.nats.outage_wait),
-            shutdown: shutdown.clone(),
-        });
-        router = router.route(
-            &config.http.webhook_path,
-            post(handle_webhook).with_state(ingress),
+            state.clone(),
+            shutdown.clone(),
         );
+        webhook = Some((config.http.webhook_path.clone(), Arc::new(ingress)));
         stream_state = Some(state);
         tracing::info!(
             path = %config.http.webhook_path,
@@ -133,23 +111,17 @@ pub async fn run(
         // process stays ready without it (lookups do not depend on it).
         sessions: sessions.filter(|_| config.webhook.enabled),
     };
-    let router = router
-        .route("/readyz", get(readyz).with_state(readiness))
-        .layer(axum::middleware::map_response(
-            crate::problem::routing_problems,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let app = router(Routes {
+        scrape,
+        webhook,
+        readiness,
+    });
 
     tracing::info!(listen = %listener.local_addr()?, "vx-bridge serving");
     let opts = crate::server::ServeOptions {
         header_timeout: config.http.header_timeout,
     };
-    let mut server = tokio::spawn(crate::server::serve(
-        listener,
-        router,
-        opts,
-        shutdown.clone(),
-    ));
+    let mut server = tokio::spawn(crate::server::serve(listener, app, opts, shutdown.clone()));
     tokio::select! {
         res = &mut server => {
             shutdown.cancel();
@@ -189,6 +161,54 @@ pub async fn run(
     }
     tracing::info!("vx-bridge stopped");
     Ok(())
+}
+
+/// What the HTTP router serves besides `/healthz`.
+struct Routes {
+    /// `GET /metrics`.
+    scrape: Arc<Scrape>,
+    /// `POST {http.webhook_path}`, when the ingress runs (`webhook.enabled`).
+    webhook: Option<(String, Arc<Ingress>)>,
+    /// `GET /readyz`.
+    readiness: Readiness,
+}
+
+/// The HTTP router: `/healthz`, `/readyz`, `/metrics` and the webhook path, every error
+/// answered as `application/problem+json` (routing misses and panics included). [`run`]
+/// serves it; the router tests call it too.
+fn router(routes: Routes) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(scrape).with_state(routes.scrape))
+        .route("/readyz", get(readyz).with_state(routes.readiness));
+    if let Some((path, ingress)) = routes.webhook {
+        router = router.route(&path, post(handle_webhook).with_state(ingress));
+    }
+    router
+        .layer(axum::middleware::map_response(
+            crate::problem::routing_problems,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+}
+
+/// What a `/metrics` scrape reads.
+struct Scrape {
+    client: async_nats::Client,
+    server_version: Arc<ServerVersionWatch>,
+    metrics: PrometheusHandle,
+}
+
+/// `GET /metrics`. The connection gauge is set by the connection's events, and again from the
+/// client's own state at every scrape, so a lost or late event can never leave it wrong when
+/// read. The server's version is looked at again too, so a scrape right after a connect has it.
+async fn scrape(State(s): State<Arc<Scrape>>) -> String {
+    crate::telemetry::set_nats_connected(
+        s.client.connection_state() == async_nats::connection::State::Connected,
+    );
+    s.server_version.refresh();
+    let mut text = s.metrics.render();
+    text.push_str(&s.server_version.gauge.render());
+    text
 }
 
 /// Makes sure the stream is in place: at start, whenever a publish finds it missing, and every
@@ -341,5 +361,130 @@ fn report_server_version(version: &ServerVersion, server_name: &str, gauge: &Ser
             message_schedules = caps.message_schedules,
             "NATS server version"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config::AuthMode;
+    use crate::secret::Secret;
+
+    /// The router as `run` builds it for `config`, on a client that never connects (nothing
+    /// listens on port 1): what the bridge serves while NATS is away.
+    async fn app(config: &Config) -> Router {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("127.0.0.1:1")
+            .await
+            .expect("a client that retries in the background");
+        let stream = Arc::new(StreamState::default());
+        let verifier = Verifier::from_config(&config.webhook.auth).expect("auth config");
+        let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
+        let ingress = Ingress::new(
+            config,
+            verifier,
+            publisher,
+            stream.clone(),
+            CancellationToken::new(),
+        );
+        router(Routes {
+            scrape: Arc::new(Scrape {
+                client: client.clone(),
+                server_version: Arc::new(ServerVersionWatch::new(client.clone())),
+                metrics: metrics_handle(),
+            }),
+            webhook: Some((config.http.webhook_path.clone(), Arc::new(ingress))),
+            readiness: Readiness {
+                client,
+                stream: Some(stream),
+                sessions: None,
+            },
+        })
+    }
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.webhook.auth.mode = Some(AuthMode::Basic);
+        config.webhook.auth.basic.username = "vx".into();
+        config.webhook.auth.basic.passwords = vec![Secret::new("router-test")];
+        config
+    }
+
+    async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, String) {
+        let res = app.clone().oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_health_readiness_and_metrics_while_nats_is_away() {
+        let app = app(&config()).await;
+        let (status, _, body) = call(&app, get("/healthz")).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+        let (status, _, body) = call(&app, get("/readyz")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let (status, _, body) = call(&app, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("vx_bridge_nats_connected 0"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_routers_own_refusals_and_the_webhooks_are_problems() {
+        let config = config();
+        let app = app(&config).await;
+        let path = config.http.webhook_path.as_str();
+        let webhook = |content_type: &str, auth: Option<&str>| {
+            let mut req = Request::post(path).header(header::CONTENT_TYPE, content_type);
+            if let Some(auth) = auth {
+                req = req.header(header::AUTHORIZATION, auth);
+            }
+            req.body(Body::from("{}")).expect("request")
+        };
+        for (req, want) in [
+            (get("/nope"), StatusCode::NOT_FOUND),
+            (get(path), StatusCode::METHOD_NOT_ALLOWED),
+            (
+                Request::post("/healthz")
+                    .body(Body::empty())
+                    .expect("request"),
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (
+                webhook("text/plain", None),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (webhook("application/json", None), StatusCode::UNAUTHORIZED),
+            (
+                webhook("application/json", Some("Basic dng6d3Jvbmc=")),
+                StatusCode::UNAUTHORIZED,
+            ),
+        ] {
+            let what = format!("{} {}", req.method(), req.uri());
+            let (status, content_type, body) = call(&app, req).await;
+            assert_eq!(status, want, "{what}: {body}");
+            assert_eq!(content_type, crate::problem::PROBLEM_JSON, "{what}");
+        }
     }
 }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::auth::{Verified, Verifier};
+use crate::config::Config;
 use crate::event::{
     build_event, build_rejected, OutboundMessage, RejectReason, Subjects, TraceContext,
     REJECTED_HEADERS_MAX,
@@ -70,6 +71,33 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// The handler's parts for `config` (`http.*` limits, `nats.subject_prefix`,
+    /// `nats.outage_wait`), with the compiled schemas and the metric handles.
+    pub fn new(
+        config: &Config,
+        verifier: Verifier,
+        publisher: Publisher,
+        stream_state: Arc<StreamState>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let http = &config.http;
+        Self {
+            verifier,
+            schemas: Schemas::get(),
+            subjects: Subjects::new(&config.nats.subject_prefix),
+            publisher,
+            in_flight: Arc::new(Semaphore::new(http.max_in_flight)),
+            max_body_bytes: http.max_body_bytes,
+            unauthenticated: Arc::new(Semaphore::new(http.max_unauthenticated_bytes)),
+            body_timeout: http.body_timeout,
+            retry_after_secs: http.retry_after_secs,
+            stream_state,
+            metrics: WebhookMetrics::new(),
+            outage: OutageWait::new(config.nats.outage_wait),
+            shutdown,
+        }
+    }
+
     /// The largest body accepted now: `http.max_body_bytes`, lowered when the connected NATS
     /// server's `max_payload` could not hold it with the headers of the copy kept on
     /// `rejected`; so every authenticated body read can be stored or kept, never only refused
