@@ -38,6 +38,7 @@ use crate::publish::{PublishError, Publisher, Stored};
 use crate::ridethrough::OutageWait;
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{WebhookMetrics, WebhookOutcome};
+use crate::timestamp::format_timestamp;
 
 /// What the webhook handler needs, shared by all requests.
 pub struct Ingress {
@@ -264,7 +265,7 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     };
     // Authenticated: the body no longer counts against the unauthenticated budget.
     drop(unauthenticated);
-    let received_at = rfc3339(now);
+    let received_at = format_timestamp(now);
     let received = Received {
         verified: &verified,
         raw: &raw,
@@ -368,7 +369,7 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
 struct Received<'a> {
     verified: &'a Verified,
     raw: &'a Bytes,
-    /// When it was received (RFC 3339, UTC, milliseconds).
+    /// When it was received ([`format_timestamp`]).
     received_at: &'a str,
     trace: &'a TraceContext,
 }
@@ -550,16 +551,6 @@ async fn read_body(
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-27T10:00:00.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    dt.format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,11 +571,5 @@ mod tests {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
             assert_eq!(is_json_content_type(&h), ok, "{v}");
         }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_millis() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_764_237_600_123);
-        assert_eq!(rfc3339(t), "2025-11-27T10:00:00.123Z");
     }
 }

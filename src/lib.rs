@@ -5,6 +5,7 @@
 //! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
 //! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
+//! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck; [`nats_version`]:
 //!   what the server's version means (support, known data loss, features); [`ridethrough`]:
 //!   retrying a publish through a short NATS outage (`nats.outage_wait`).
@@ -37,6 +38,7 @@ pub mod server;
 pub mod sessions;
 pub mod status;
 pub mod telemetry;
+pub mod timestamp;
 pub mod upstream;
 
 pub use app::run;

@@ -58,12 +58,14 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .with_timer(crate::timestamp::LogTimer)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => {
             use std::io::IsTerminal as _;
             tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::stderr().is_terminal())
+                .with_timer(crate::timestamp::LogTimer)
                 .with_writer(std::io::stderr)
                 .boxed()
         }

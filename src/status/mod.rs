@@ -25,7 +25,6 @@ use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +33,7 @@ use crate::event::Subjects;
 use crate::event::TraceContext;
 use crate::schema::Schemas;
 use crate::sessions::ViewRead;
+use crate::timestamp::format_timestamp;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
@@ -55,7 +55,7 @@ pub struct StatusReply {
     pub request_id: String,
     /// INIT, IN PROGRESS, COMPLETED or PENDING.
     pub current_status: CurrentStatus,
-    /// When the upstream was asked, RFC 3339.
+    /// When the upstream was asked ([`format_timestamp`]).
     pub checked_at: String,
     /// `upstream`, `cache` or `events`.
     pub source: &'static str,
@@ -406,10 +406,7 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
             Some(source.as_str()),
         );
     };
-    let checked_at = fetched
-        .checked_at
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+    let checked_at = format_timestamp(fetched.checked_at);
     if let Some(view) = &state.view {
         // Written before the reply, so a requester that then reads the view sees it; bounded
         // by the view's own timeout, and never turned into an error.
