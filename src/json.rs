@@ -1,10 +1,11 @@
-//! Strict JSON reading for webhook bodies: one parse into a `serde_json::Value`, refusing what
-//! different JSON parsers would read differently.
+//! Strict JSON reading for webhook bodies and status requests: one parse into a
+//! `serde_json::Value`, refusing what different JSON parsers would read differently.
 //!
 //! - [`parse_strict`] refuses an object with the same key twice. `serde_json` alone keeps the
 //!   last value silently; other parsers keep the first. A body `{"status":"PASS","status":"FAIL"}`
 //!   would then be classified by us as FAIL and read by a consumer as PASS. Such a body is not JSON
-//!   we can vouch for: the ingress answers 400 and keeps it on `rejected`.
+//!   we can vouch for: the ingress answers 400 and keeps it on `rejected`; the status service
+//!   answers 400 ([`is_duplicate_key`] tells this refusal from text that is not JSON).
 //! - [`has_inexact_number`] finds numbers that `serde_json` (without `arbitrary_precision`)
 //!   cannot hold exactly, e.g. `12345678901234567890123` or `0.10000000000000000001`. Two bodies
 //!   that differ only in such a number have the same canonical JSON, so the dedup hash must not
@@ -16,6 +17,14 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+/// The message of the error [`parse_strict`] fails with on a repeated key (no key echoed).
+const DUPLICATE_KEY: &str = "duplicate key in an object";
+
+/// Whether `e`, from [`parse_strict`], is the refusal of a repeated key (the text was JSON).
+pub fn is_duplicate_key(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with(DUPLICATE_KEY)
+}
 
 /// Parses `raw` as JSON, refusing duplicate object keys (at any depth).
 pub fn parse_strict(raw: &[u8]) -> Result<Value, serde_json::Error> {
@@ -96,7 +105,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
                 // The key itself may be PII-free or not; do not echo it.
-                return Err(de::Error::custom("duplicate key in an object"));
+                return Err(de::Error::custom(DUPLICATE_KEY));
             }
             let v = map.next_value_seed(StrictValue)?;
             out.insert(key, v);
@@ -207,8 +216,12 @@ mod tests {
         ] {
             let err = parse_strict(raw).unwrap_err();
             assert!(err.to_string().contains("duplicate key"), "{err}");
+            assert!(is_duplicate_key(&err), "{err}");
         }
         assert!(parse_strict(br#"{"a":{"b":1},"b":{"a":1}}"#).is_ok());
+        for other in [&b"{"[..], b"{} x", b"1e400", b"[1,]"] {
+            assert!(!is_duplicate_key(&parse_strict(other).unwrap_err()));
+        }
     }
 
     #[test]

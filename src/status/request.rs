@@ -1,5 +1,7 @@
-//! Parsing and validating requests before anything reaches the upstream: JSON, then the
-//! request schema (`status-request`, `result-request`), then typed values. A `request_id` is
+//! Parsing and validating requests before anything reaches the upstream: JSON, read by the same
+//! strict parser as webhook bodies ([`crate::json::parse_strict`]: a key twice in an object is
+//! refused, as different parsers would read it differently), then the request schema
+//! (`status-request`, `result-request`), then typed values. A `request_id` is
 //! a UUID from here on, so no path characters can ever reach a URL; an email is only checked
 //! and passed on, never logged. Every failure is a 400 whose message names the rule, not the
 //! value.
@@ -39,8 +41,14 @@ fn json(payload: &[u8], example: &str) -> Result<Value, ServiceError> {
             "empty request: send JSON like {example}"
         )));
     }
-    serde_json::from_slice(payload).map_err(|_| {
-        ServiceError::bad_request(format!("the request is not JSON: send JSON like {example}"))
+    crate::json::parse_strict(payload).map_err(|e| {
+        if crate::json::is_duplicate_key(&e) {
+            ServiceError::bad_request(format!(
+                "the request has a key twice (duplicate keys are refused): send JSON like {example}"
+            ))
+        } else {
+            ServiceError::bad_request(format!("the request is not JSON: send JSON like {example}"))
+        }
     })
 }
 
@@ -155,6 +163,26 @@ mod tests {
             result(r#"{"email":"jane.doe+vx@example.co.uk"}"#).unwrap(),
             ResultRequest::Email("jane.doe+vx@example.co.uk".into())
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_as_in_webhooks() {
+        let twice = format!(r#"{{"request_id":"{ID}","request_id":"{ID}"}}"#);
+        let other = r#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","request_id":"../x"}"#;
+        for body in [twice.as_str(), other] {
+            let e = status(body).unwrap_err();
+            assert_eq!(e.code, 400, "{body}");
+            assert!(e.message.contains("duplicate keys"), "{e:?}");
+            assert!(!e.message.contains("../x"), "{e:?}");
+            let e = result(body).unwrap_err();
+            assert_eq!(e.code, 400, "{body}");
+            assert!(e.message.contains("duplicate keys"), "{e:?}");
+        }
+        let e = result(r#"{"email":"a@example.com","email":"b@example.com"}"#).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(!e.message.contains("example.com"), "{e:?}");
+        // Not JSON at all is still said so.
+        assert!(status("{").unwrap_err().message.contains("not JSON"));
     }
 
     #[test]

@@ -693,6 +693,26 @@ async fn path_like_or_malformed_request_ids_are_400_with_no_upstream_call() {
 }
 
 #[tokio::test]
+async fn a_request_with_a_key_twice_is_400_as_a_webhook_would_be() {
+    // As for webhooks (crate::json::parse_strict): parsers disagree on which value counts, so
+    // neither is used.
+    let e = env().await;
+    let (id, other) = (new_id(), new_id());
+    for body in [
+        format!(r#"{{"request_id":"{id}","request_id":"{id}"}}"#),
+        format!(r#"{{"request_id":"{id}","request_id":"{other}"}}"#),
+    ] {
+        let msg = error_reply(e.raw(&e.subjects().status_get(), body.clone()).await, 400);
+        assert!(msg.contains("duplicate keys"), "{msg}");
+        assert!(!msg.contains(&id), "the value is not echoed: {msg}");
+        error_reply(e.raw(&e.subjects().result_get(), body).await, 400);
+    }
+    assert_eq!(e.vx.sessions(), 0, "nothing reached the VX API");
+    // The same id once is answered.
+    ok_status(e.status(&id).await);
+}
+
+#[tokio::test]
 async fn email_lookup_is_400_unless_configured_and_then_uses_the_configured_path() {
     let e = env().await;
     let msg = error_reply(
