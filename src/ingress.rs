@@ -140,8 +140,8 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
     );
     let trace = crate::telemetry::continue_trace(
         &span,
-        header_str(req.headers(), "traceparent"),
-        header_str(req.headers(), "tracestate"),
+        trace_header(req.headers(), "traceparent"),
+        trace_header(req.headers(), "tracestate"),
     );
     if let Some(trace_id) = trace.trace_id() {
         span.record("trace_id", trace_id);
@@ -516,7 +516,9 @@ pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A trace header (`traceparent`, `tracestate`) as text; `None` when absent or not visible
+/// ASCII, so that a malformed one starts a new trace rather than failing the webhook.
+fn trace_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
