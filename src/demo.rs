@@ -34,7 +34,8 @@ const DEMO_TOKEN: &str = "demo-token";
 const SAMPLE: &str = include_str!("../tests/fixtures/seed-pass.json");
 
 /// Runs the demo; returns the process exit code. `nats_server` is the server binary to start
-/// when none answers (the binary passes `NATS_SERVER`); `None` looks for `nats-server` on PATH.
+/// when none answers: the binary passes `NATS_SERVER`, else `nats-server` found on PATH
+/// ([`find_on_path`]); `None` means there is none, and the demo says how to install one.
 pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Result<i32> {
     println!(
         "vx-bridge demo: VX webhooks -> NATS JetStream events, and a status lookup over NATS\n"
@@ -250,6 +251,14 @@ async fn find_nats(url: &str) -> Option<String> {
     }
 }
 
+/// The first `name` that is a file in the directories of `path` (a `PATH` value, which the
+/// caller reads: this module reads no environment).
+pub fn find_on_path(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path?)
+        .map(|p| p.join(name))
+        .find(|p| p.is_file())
+}
+
 /// A `nats-server` child process and its temp dir, killed and removed on drop.
 struct NatsGuard {
     child: tokio::process::Child,
@@ -263,14 +272,7 @@ impl Drop for NatsGuard {
 }
 
 async fn start_nats(bin: Option<PathBuf>) -> anyhow::Result<Option<(String, NatsGuard)>> {
-    let found = bin.or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("nats-server"))
-                .find(|p| p.is_file())
-        })
-    });
-    let Some(bin) = found else { return Ok(None) };
+    let Some(bin) = bin else { return Ok(None) };
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -16,28 +16,24 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Demo) {
-        return demo(&cli);
+    let file = cli.config.as_deref();
+    // Loads the configuration, or prints the one-line error and leaves with exit code 64.
+    macro_rules! config {
+        ($load:expr) => {
+            match $load(file, std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG as u8);
+                }
+            }
+        };
     }
-    if let Command::MockVx { listen, token } = &cli.command {
-        return mock_vx(*listen, token);
-    }
-    let loaded = match &cli.command {
-        // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
-        Command::Status { .. } | Command::Result(_) | Command::Sessions { .. } => {
-            Config::load_for_requests(cli.config.as_deref(), std::env::vars())
-        }
-        _ => Config::load(cli.config.as_deref(), std::env::vars()),
-    };
-    let config = match loaded {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
     match cli.command {
+        Command::Demo => demo(file),
+        Command::MockVx { listen, token } => mock_vx(listen, &token),
         Command::CheckConfig => {
+            let config = config!(Config::load);
             for warning in config.deprecations() {
                 eprintln!("warning: {warning}");
             }
@@ -45,21 +41,22 @@ fn main() -> ExitCode {
             eprintln!("config ok");
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(config),
-        Command::Demo => demo(&cli),
-        Command::MockVx { listen, token } => mock_vx(listen, &token),
+        Command::Serve => serve(config!(Config::load)),
+        // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
         Command::Status {
             request_id,
             timeout,
         } => {
+            let config = config!(Config::load_for_requests);
             if let Err(code) = check_request_id(&request_id) {
                 return code;
             }
             let payload = serde_json::json!({ "request_id": request_id });
             lookup(config, Lookup::Status, payload, timeout)
         }
-        Command::Sessions { command } => sessions(config, command),
+        Command::Sessions { command } => sessions(config!(Config::load_for_requests), command),
         Command::Result(args) => {
+            let config = config!(Config::load_for_requests);
             if let Some(Err(code)) = args.request_id.as_deref().map(check_request_id) {
                 return code;
             }
@@ -292,8 +289,8 @@ async fn on_signal(token: CancellationToken) {
 }
 
 /// `vx-bridge demo`: needs only `[nats]` and `[log]` from the configuration.
-fn demo(cli: &Cli) -> ExitCode {
-    let mut config = match Config::parse(cli.config.as_deref(), std::env::vars()) {
+fn demo(file: Option<&std::path::Path>) -> ExitCode {
+    let mut config = match Config::parse(file, std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -309,10 +306,12 @@ fn demo(cli: &Cli) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(vx_bridge::demo::run_demo(
-        config,
-        std::env::var_os("NATS_SERVER").map(std::path::PathBuf::from),
-    )) {
+    let nats_server = std::env::var_os("NATS_SERVER")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            vx_bridge::demo::find_on_path(std::env::var_os("PATH").as_deref(), "nats-server")
+        });
+    match runtime.block_on(vx_bridge::demo::run_demo(config, nats_server)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("demo failed: {e:#}");
