@@ -278,6 +278,18 @@ pub struct AuthConfig {
     pub hmac: HmacConfig,
 }
 
+impl AuthConfig {
+    /// `mode`, which must be set: there is no default authentication.
+    pub fn mode(&self) -> Result<AuthMode, ConfigError> {
+        self.mode.ok_or_else(|| {
+            ConfigError::new(
+                "webhook.auth.mode",
+                "no webhook authentication configured: set \"basic\" or \"hmac\" (or \"none\", explicitly, for tests only)",
+            )
+        })
+    }
+}
+
 /// `[webhook.auth.basic]`
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,20 +1,21 @@
 //! Webhook authentication on the raw request bytes, before anything parses them.
 //!
-//! [`Verifier`] is built once from `webhook.auth` and checks each request: HTTP Basic or one of
-//! the HMAC schemes in [`hmac`]. It fails closed: a missing, malformed or wrong credential is an
+//! [`Verifier`] is built once from `webhook.auth` and checks each request: HTTP Basic
+//! (`basic`) or one of the HMAC schemes in [`hmac`], one file per scheme. It fails closed: a missing, malformed or wrong credential is an
 //! [`AuthError`] that keeps its reason (for the log and the 401), never the secret. Success yields
 //! a [`Verified`] proof, which the event builder requires, so an unverified body cannot be published.
 //! All comparisons are constant-time.
+//!
+//! This module reads no files and no environment, and imports no NATS or HTTP server/client
+//! code: secrets arrive resolved (`app::prepare`), requests arrive as a header map and bytes.
 
+mod basic;
 pub mod hmac;
 
-use base64::Engine as _;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, AuthMode, ConfigError};
-use crate::secret::{read_secret_lines, Secret};
+use crate::secret::Secret;
 
 /// Proof that a request passed authentication. Only this module can make one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,60 +87,42 @@ pub struct Verifier {
 #[derive(Debug)]
 enum Kind {
     None,
-    Basic(Basic),
+    Basic(basic::Basic),
     Hmac(hmac::HmacVerifier),
-}
-
-/// Basic authentication: digests of the accepted `user:password` pairs.
-struct Basic {
-    accepted: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for Basic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Basic({} credentials)", self.accepted.len())
-    }
 }
 
 impl Verifier {
     /// Builds the verifier, reading secret files; every problem names its key.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, ConfigError> {
-        let kind = match cfg.mode {
-            None => {
-                return Err(ConfigError::new(
-                    "webhook.auth.mode",
-                    "no webhook authentication configured: set \"basic\" or \"hmac\" (or \"none\", explicitly, for tests only)",
-                ))
-            }
-            Some(AuthMode::None) => Kind::None,
-            Some(AuthMode::Basic) => {
-                let b = &cfg.basic;
-                if b.username.is_empty() || b.username.contains(':') {
-                    return Err(ConfigError::new(
-                        "webhook.auth.basic.username",
-                        "must be set and must not contain `:`",
-                    ));
-                }
-                let mut passwords: Vec<Secret> = b.passwords.clone();
-                if let Some(path) = &b.passwords_file {
-                    passwords.extend(
-                        read_secret_lines(path)
-                            .map_err(|e| ConfigError::new("webhook.auth.basic.passwords_file", e))?,
-                    );
-                }
-                if passwords.is_empty() || passwords.iter().any(Secret::is_empty) {
-                    return Err(ConfigError::new(
-                        "webhook.auth.basic.passwords",
-                        "at least one non-empty password is needed (or passwords_file)",
-                    ));
-                }
-                let accepted = passwords
-                    .iter()
-                    .map(|p| digest(format!("{}:{}", b.username, p.expose()).as_bytes()))
-                    .collect();
-                Kind::Basic(Basic { accepted })
-            }
-            Some(AuthMode::Hmac) => Kind::Hmac(hmac::HmacVerifier::from_config(&cfg.hmac)?),
+        let (inline, file, key) = match cfg.mode {
+            Some(AuthMode::Basic) => (
+                &cfg.basic.passwords,
+                &cfg.basic.passwords_file,
+                "webhook.auth.basic.passwords_file",
+            ),
+            _ => (
+                &cfg.hmac.secrets,
+                &cfg.hmac.secrets_file,
+                "webhook.auth.hmac.secrets_file",
+            ),
+        };
+        let mut secrets = inline.clone();
+        if let Some(path) = file {
+            secrets.extend(
+                crate::secret::read_secret_lines(path).map_err(|e| ConfigError::new(key, e))?,
+            );
+        }
+        Self::with_secrets(cfg, &secrets)
+    }
+
+    /// Builds the verifier from `webhook.auth` and the accepted secrets of its mode, already
+    /// resolved (inline and from `…_file`, by `app::prepare`): the passwords for `basic`, the
+    /// HMAC secrets for `hmac`. Every problem names its key; nothing is read here.
+    pub fn with_secrets(cfg: &AuthConfig, secrets: &[Secret]) -> Result<Self, ConfigError> {
+        let kind = match cfg.mode()? {
+            AuthMode::None => Kind::None,
+            AuthMode::Basic => Kind::Basic(basic::Basic::new(&cfg.basic, secrets)?),
+            AuthMode::Hmac => Kind::Hmac(hmac::HmacVerifier::from_config(&cfg.hmac, secrets)?),
         };
         Ok(Self { kind })
     }
@@ -168,7 +151,7 @@ impl Verifier {
         match &self.kind {
             Kind::None => Ok(Verified { delivery_id: None }),
             Kind::Basic(b) => {
-                verify_basic(b, headers)?;
+                b.verify(headers)?;
                 Ok(Verified { delivery_id: None })
             }
             Kind::Hmac(h) => h
@@ -178,53 +161,21 @@ impl Verifier {
     }
 }
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn verify_basic(b: &Basic, headers: &HeaderMap) -> Result<(), AuthError> {
-    const H: &str = "authorization";
-    let value = headers
-        .get(H)
-        .ok_or_else(|| AuthError::MissingHeader(H.into()))?;
-    let value = value.to_str().map_err(|_| AuthError::Malformed {
-        header: H.into(),
-        reason: "not visible ASCII",
-    })?;
-    let (scheme, encoded) = value.trim().split_once(' ').ok_or(AuthError::Malformed {
-        header: H.into(),
-        reason: "expected `Basic <base64>`",
-    })?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(AuthError::Malformed {
-            header: H.into(),
-            reason: "not the Basic scheme",
-        });
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| AuthError::Malformed {
-            header: H.into(),
-            reason: "credentials are not base64",
-        })?;
-    // Compare fixed-size digests so neither length nor content leaks through timing.
-    let got = digest(&decoded);
-    let mut ok = subtle::Choice::from(0);
-    for accepted in &b.accepted {
-        ok |= accepted.ct_eq(&got);
-    }
-    if bool::from(ok) {
-        Ok(())
-    } else {
-        Err(AuthError::BadCredentials)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::BasicAuthConfig;
+    use base64::Engine as _;
     use http::HeaderValue;
+
+    /// Builds with the inline secrets of the configured mode, as `app::prepare` resolves them.
+    fn build(cfg: &AuthConfig) -> Result<Verifier, ConfigError> {
+        let secrets = match cfg.mode {
+            Some(AuthMode::Basic) => cfg.basic.passwords.clone(),
+            _ => cfg.hmac.secrets.clone(),
+        };
+        Verifier::with_secrets(cfg, &secrets)
+    }
 
     fn basic(passwords: &[&str]) -> Verifier {
         let cfg = AuthConfig {
@@ -236,7 +187,7 @@ mod tests {
             },
             ..AuthConfig::default()
         };
-        Verifier::from_config(&cfg).unwrap()
+        build(&cfg).unwrap()
     }
 
     fn auth_header(v: &str) -> HeaderMap {
@@ -254,7 +205,7 @@ mod tests {
 
     #[test]
     fn no_mode_refuses_to_build() {
-        let err = Verifier::from_config(&AuthConfig::default()).unwrap_err();
+        let err = build(&AuthConfig::default()).unwrap_err();
         assert_eq!(err.key, "webhook.auth.mode");
     }
 
@@ -264,7 +215,7 @@ mod tests {
             mode: Some(AuthMode::None),
             ..AuthConfig::default()
         };
-        let v = Verifier::from_config(&cfg).unwrap();
+        let v = build(&cfg).unwrap();
         assert!(v.is_none());
         assert!(v.verify(&HeaderMap::new(), b"{}", 0).is_ok());
     }
@@ -304,14 +255,8 @@ mod tests {
             mode: Some(AuthMode::Basic),
             ..AuthConfig::default()
         };
-        assert_eq!(
-            Verifier::from_config(&cfg).unwrap_err().key,
-            "webhook.auth.basic.username"
-        );
+        assert_eq!(build(&cfg).unwrap_err().key, "webhook.auth.basic.username");
         cfg.basic.username = "vx".into();
-        assert_eq!(
-            Verifier::from_config(&cfg).unwrap_err().key,
-            "webhook.auth.basic.passwords"
-        );
+        assert_eq!(build(&cfg).unwrap_err().key, "webhook.auth.basic.passwords");
     }
 }

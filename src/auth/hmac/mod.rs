@@ -1,8 +1,17 @@
-//! HMAC signature schemes: Standard Webhooks, Stripe style, GitHub-style hex, and a generic
-//! scheme whose header, prefix, hash, encoding, timestamp and signed string are all configurable.
+//! HMAC signature schemes, one file each: [Standard Webhooks](standard_webhooks), Stripe style
+//! ([`stripe`]), GitHub-style hex ([`hex`](mod@hex)), and a [`generic`] scheme whose header,
+//! prefix, hash, encoding, timestamp and signed string are all configurable.
 //!
-//! Each scheme is parsed from its header, the expected MACs are computed for every configured
-//! secret (several during rotation) and compared in constant time with every signature offered.
+//! Each scheme is parsed once from `webhook.auth.hmac` into a [`Scheme`]; the verifier and the
+//! [`Signer`] are both built from that parse, so what tests and tools sign is what the service
+//! checks. The expected MACs are computed for every configured secret (several during rotation)
+//! and compared in constant time with every signature offered. Nothing here reads files: the
+//! secrets are handed in.
+
+mod generic;
+mod hex;
+mod standard_webhooks;
+mod stripe;
 
 use std::time::Duration;
 
@@ -14,7 +23,7 @@ use subtle::ConstantTimeEq;
 
 use super::AuthError;
 use crate::config::{ConfigError, HmacAlgorithm, HmacConfig, HmacScheme, SignatureEncoding};
-use crate::secret::{read_secret_lines, Secret};
+use crate::secret::Secret;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Accepts base64 with or without padding.
@@ -30,67 +39,66 @@ const MAX_ID_LEN: usize = 256;
 /// A configured HMAC scheme with its decoded keys.
 pub struct HmacVerifier {
     scheme: Scheme,
-    keys: Vec<KeyedMac>,
-    tolerance_secs: i64,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for HmacVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HmacVerifier")
             .field("scheme", &self.scheme)
-            .field("keys", &self.keys.len())
-            .field("tolerance_secs", &self.tolerance_secs)
+            .field("keys", &self.keys.macs.len())
+            .field("tolerance_secs", &self.keys.tolerance_secs)
             .finish()
     }
 }
 
+/// A scheme as parsed from `webhook.auth.hmac`, without keys: what both the verifier and the
+/// signer are built from.
 #[derive(Debug)]
 enum Scheme {
-    StandardWebhooks,
-    Stripe {
-        header: HeaderName,
-    },
-    Hex {
-        header: HeaderName,
-        prefix: String,
-    },
-    Generic {
-        header: HeaderName,
-        prefix: String,
-        algorithm: HmacAlgorithm,
-        encoding: SignatureEncoding,
-        timestamp_header: Option<HeaderName>,
-        id_header: Option<HeaderName>,
-        template: Vec<Part>,
-    },
+    StandardWebhooks(standard_webhooks::StandardWebhooks),
+    Stripe(stripe::Stripe),
+    Hex(hex::Hex),
+    Generic(generic::Generic),
 }
 
-/// A piece of the generic scheme's signed string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(Vec<u8>),
-    Body,
-    Timestamp,
-    Id,
+impl Scheme {
+    /// Parses the scheme's keys (headers, prefix, template); names the bad key.
+    fn parse(cfg: &HmacConfig) -> Result<Self, ConfigError> {
+        Ok(match cfg.scheme {
+            HmacScheme::StandardWebhooks => {
+                Scheme::StandardWebhooks(standard_webhooks::StandardWebhooks::parse(cfg)?)
+            }
+            HmacScheme::Stripe => Scheme::Stripe(stripe::Stripe::parse(cfg)?),
+            HmacScheme::Hex => Scheme::Hex(hex::Hex::parse(cfg)?),
+            HmacScheme::Generic => Scheme::Generic(generic::Generic::parse(cfg)?),
+        })
+    }
+
+    /// The headers a sender adds for `body` signed with `key` at `now` (unix seconds), with
+    /// delivery id `id` where the scheme carries one.
+    fn sign(&self, key: &KeyedMac, body: &[u8], now: i64, id: &str) -> Vec<(String, String)> {
+        let ts = now.to_string();
+        match self {
+            Scheme::StandardWebhooks(s) => s.sign(key, body, &ts, id),
+            Scheme::Stripe(s) => s.sign(key, body, &ts),
+            Scheme::Hex(s) => s.sign(key, body),
+            Scheme::Generic(s) => s.sign(key, body, &ts, id),
+        }
+    }
 }
 
 impl HmacVerifier {
-    /// Builds the verifier from `webhook.auth.hmac`, reading `secrets_file`.
-    pub fn from_config(cfg: &HmacConfig) -> Result<Self, ConfigError> {
-        let mut secrets: Vec<Secret> = cfg.secrets.clone();
-        if let Some(path) = &cfg.secrets_file {
-            secrets.extend(
-                read_secret_lines(path)
-                    .map_err(|e| ConfigError::new("webhook.auth.hmac.secrets_file", e))?,
-            );
-        }
+    /// Builds the verifier from `webhook.auth.hmac` and the accepted secrets (inline and from
+    /// `secrets_file`, already read).
+    pub fn from_config(cfg: &HmacConfig, secrets: &[Secret]) -> Result<Self, ConfigError> {
         if secrets.is_empty() || secrets.iter().any(Secret::is_empty) {
             return Err(ConfigError::new(
                 "webhook.auth.hmac.secrets",
                 "at least one non-empty secret is needed (or secrets_file)",
             ));
         }
-        let keys = secrets
+        let macs = secrets
             .iter()
             .enumerate()
             .map(|(i, s)| decode_key(cfg.scheme, s, i).map(|k| KeyedMac::new(&k)))
@@ -101,82 +109,24 @@ impl HmacVerifier {
                 "must be above 0 and at most 7 days",
             ));
         }
-        let header = |default: &str| -> Result<HeaderName, ConfigError> {
-            header_name(
-                "webhook.auth.hmac.header",
-                cfg.header.as_deref().unwrap_or(default),
-            )
-        };
-        let scheme = match cfg.scheme {
-            HmacScheme::StandardWebhooks => {
-                if cfg.header.is_some() || cfg.prefix.is_some() {
-                    return Err(ConfigError::new(
-                        "webhook.auth.hmac.header",
-                        "standard-webhooks uses fixed headers; header and prefix apply to other schemes",
-                    ));
-                }
-                Scheme::StandardWebhooks
-            }
-            HmacScheme::Stripe => Scheme::Stripe {
-                header: header("stripe-signature")?,
-            },
-            HmacScheme::Hex => Scheme::Hex {
-                header: header("x-hub-signature-256")?,
-                prefix: cfg.prefix.clone().unwrap_or_else(|| "sha256=".into()),
-            },
-            HmacScheme::Generic => {
-                let Some(h) = cfg.header.as_deref() else {
-                    return Err(ConfigError::new(
-                        "webhook.auth.hmac.header",
-                        "the generic scheme needs the signature header's name",
-                    ));
-                };
-                let timestamp_header = cfg
-                    .timestamp_header
-                    .as_deref()
-                    .map(|h| header_name("webhook.auth.hmac.timestamp_header", h))
-                    .transpose()?;
-                let id_header = cfg
-                    .id_header
-                    .as_deref()
-                    .map(|h| header_name("webhook.auth.hmac.id_header", h))
-                    .transpose()?;
-                let default_template = if timestamp_header.is_some() {
-                    "{timestamp}.{body}"
-                } else {
-                    "{body}"
-                };
-                let template = parse_template(
-                    cfg.signed_template.as_deref().unwrap_or(default_template),
-                    timestamp_header.is_some(),
-                    id_header.is_some(),
-                )?;
-                Scheme::Generic {
-                    header: header_name("webhook.auth.hmac.header", h)?,
-                    prefix: cfg.prefix.clone().unwrap_or_default(),
-                    algorithm: cfg.algorithm,
-                    encoding: cfg.encoding,
-                    timestamp_header,
-                    id_header,
-                    template,
-                }
-            }
-        };
+        let scheme = Scheme::parse(cfg)?;
         let tolerance_secs = i64::try_from(cfg.tolerance.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
             scheme,
-            keys,
-            tolerance_secs,
+            keys: Keys {
+                macs,
+                tolerance_secs,
+            },
         })
     }
 
     /// Scheme name for logs.
     pub fn scheme_name(&self) -> &'static str {
         match self.scheme {
-            Scheme::StandardWebhooks => "standard-webhooks",
-            Scheme::Stripe { .. } => "stripe",
-            Scheme::Hex { .. } => "hex",
-            Scheme::Generic { .. } => "generic",
+            Scheme::StandardWebhooks(_) => "standard-webhooks",
+            Scheme::Stripe(_) => "stripe",
+            Scheme::Hex(_) => "hex",
+            Scheme::Generic(_) => "generic",
         }
     }
 
@@ -187,107 +137,23 @@ impl HmacVerifier {
         body: &[u8],
         now: i64,
     ) -> Result<Option<String>, AuthError> {
+        let keys = &self.keys;
         match &self.scheme {
-            Scheme::StandardWebhooks => {
-                let id = delivery_id(headers, "webhook-id")?;
-                let ts_raw = header_str(headers, "webhook-timestamp")?;
-                let ts = parse_timestamp("webhook-timestamp", ts_raw)?;
-                self.check_time(ts, now)?;
-                let sig_header = header_str(headers, "webhook-signature")?;
-                let sigs: Vec<Vec<u8>> = sig_header
-                    .split_whitespace()
-                    .filter_map(|s| s.strip_prefix("v1,"))
-                    .filter_map(|s| B64_LENIENT.decode(s).ok())
-                    .collect();
-                if sigs.is_empty() {
-                    return Err(malformed("webhook-signature", "no `v1,<base64>` signature"));
-                }
-                let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_raw.as_bytes(), b".", body];
-                self.match_any(HmacAlgorithm::Sha256, &parts, &sigs)?;
-                Ok(Some(id))
-            }
-            Scheme::Stripe { header } => {
-                let name = header.as_str();
-                let value = header_str(headers, name)?;
-                let mut t: Option<&str> = None;
-                let mut sigs = Vec::new();
-                for item in value.split(',') {
-                    match item.trim().split_once('=') {
-                        Some(("t", v)) => t = Some(v),
-                        Some(("v1", v)) => {
-                            if let Ok(bytes) = hex::decode(v) {
-                                sigs.push(bytes);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                let t_raw = t.ok_or_else(|| malformed(name, "no `t=` timestamp"))?;
-                let ts = parse_timestamp(name, t_raw)?;
-                self.check_time(ts, now)?;
-                if sigs.is_empty() {
-                    return Err(malformed(name, "no `v1=<hex>` signature"));
-                }
-                let parts: [&[u8]; 3] = [t_raw.as_bytes(), b".", body];
-                self.match_any(HmacAlgorithm::Sha256, &parts, &sigs)?;
-                Ok(None)
-            }
-            Scheme::Hex { header, prefix } => {
-                let name = header.as_str();
-                let value = header_str(headers, name)?;
-                let sigs = offered(value, prefix, SignatureEncoding::Hex);
-                if sigs.is_empty() {
-                    return Err(malformed(name, "expected `<prefix><hex>`"));
-                }
-                self.match_any(HmacAlgorithm::Sha256, &[body], &sigs)?;
-                Ok(None)
-            }
-            Scheme::Generic {
-                header,
-                prefix,
-                algorithm,
-                encoding,
-                timestamp_header,
-                id_header,
-                template,
-            } => {
-                let name = header.as_str();
-                let value = header_str(headers, name)?;
-                let sigs = offered(value, prefix, *encoding);
-                if sigs.is_empty() {
-                    return Err(malformed(
-                        name,
-                        "no signature in the expected prefix and encoding",
-                    ));
-                }
-                let ts_raw = match timestamp_header {
-                    Some(h) => {
-                        let raw = header_str(headers, h.as_str())?;
-                        let ts = parse_timestamp(h.as_str(), raw)?;
-                        self.check_time(ts, now)?;
-                        Some(raw)
-                    }
-                    None => None,
-                };
-                let id = match id_header {
-                    Some(h) => Some(delivery_id(headers, h.as_str())?),
-                    None => None,
-                };
-                let parts: Vec<&[u8]> = template
-                    .iter()
-                    .map(|p| match p {
-                        Part::Literal(l) => l.as_slice(),
-                        Part::Body => body,
-                        Part::Timestamp => ts_raw.map(str::as_bytes).unwrap_or_default(),
-                        Part::Id => id.as_deref().map(str::as_bytes).unwrap_or_default(),
-                    })
-                    .collect();
-                self.match_any(*algorithm, &parts, &sigs)?;
-                Ok(id)
-            }
+            Scheme::StandardWebhooks(s) => s.verify(keys, headers, body, now),
+            Scheme::Stripe(s) => s.verify(keys, headers, body, now),
+            Scheme::Hex(s) => s.verify(keys, headers, body),
+            Scheme::Generic(s) => s.verify(keys, headers, body, now),
         }
     }
+}
 
+/// The accepted keys and the timestamp tolerance: what every scheme checks against.
+struct Keys {
+    macs: Vec<KeyedMac>,
+    tolerance_secs: i64,
+}
+
+impl Keys {
     fn check_time(&self, ts: i64, now: i64) -> Result<(), AuthError> {
         let skew = ts.saturating_sub(now);
         if skew.saturating_abs() > self.tolerance_secs {
@@ -304,7 +170,7 @@ impl HmacVerifier {
         offered: &[Vec<u8>],
     ) -> Result<(), AuthError> {
         let mut ok = subtle::Choice::from(0);
-        for key in &self.keys {
+        for key in &self.macs {
             let expected = key.mac(alg, parts);
             for sig in offered {
                 // ct_eq on slices of different lengths is false without comparing content.
@@ -317,6 +183,52 @@ impl HmacVerifier {
             Err(AuthError::SignatureMismatch)
         }
     }
+}
+
+/// Signs like a sender would, for one secret: built from the same parsed [`Scheme`] as the
+/// verifier, so tests, the demo and the load generator exercise exactly the verifier's schemes.
+pub struct Signer {
+    scheme: Scheme,
+    key: KeyedMac,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("scheme", &self.scheme)
+            .finish()
+    }
+}
+
+impl Signer {
+    /// A signer for `webhook.auth.hmac` and `secret`; refuses what the verifier refuses.
+    pub fn new(cfg: &HmacConfig, secret: &str) -> Result<Self, ConfigError> {
+        let key = decode_key(cfg.scheme, &Secret::new(secret), 0)?;
+        Ok(Self {
+            scheme: Scheme::parse(cfg)?,
+            key: KeyedMac::new(&key),
+        })
+    }
+
+    /// The header(s) to add for `body` signed at `now` (unix seconds), with delivery id `id`
+    /// where the scheme carries one.
+    pub fn sign(&self, body: &[u8], now: i64, id: &str) -> Vec<(String, String)> {
+        self.scheme.sign(&self.key, body, now, id)
+    }
+}
+
+/// [`Signer::sign`] in one call. A configuration the verifier would refuse signs nothing (no
+/// headers), so such a request fails authentication as it would from a real sender.
+pub fn sign_headers(
+    cfg: &HmacConfig,
+    secret: &str,
+    body: &[u8],
+    now: i64,
+    id: &str,
+) -> Vec<(String, String)> {
+    Signer::new(cfg, secret)
+        .map(|s| s.sign(body, now, id))
+        .unwrap_or_default()
 }
 
 /// A key's HMAC states with the key already absorbed (the inner and outer padded key blocks
@@ -338,7 +250,8 @@ impl KeyedMac {
         }
     }
 
-    /// HMAC of the concatenation of `parts`; the same bytes as [`mac`] with this key.
+    /// HMAC of the concatenation of `parts`; the same bytes as keying a fresh MAC each time
+    /// (a test proves it).
     fn mac(&self, alg: HmacAlgorithm, parts: &[&[u8]]) -> MacBytes {
         match alg {
             HmacAlgorithm::Sha256 => {
@@ -370,24 +283,6 @@ impl MacBytes {
     }
 }
 
-/// HMAC of the concatenation of `parts`.
-pub fn mac(alg: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    match alg {
-        HmacAlgorithm::Sha256 => {
-            let mut m =
-                <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
-            parts.iter().for_each(|p| m.update(p));
-            m.finalize().into_bytes().to_vec()
-        }
-        HmacAlgorithm::Sha512 => {
-            let mut m =
-                <Hmac<Sha512> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
-            parts.iter().for_each(|p| m.update(p));
-            m.finalize().into_bytes().to_vec()
-        }
-    }
-}
-
 /// Signatures offered in a header value: comma- or space-separated, each with `prefix` removed.
 fn offered(value: &str, prefix: &str, encoding: SignatureEncoding) -> Vec<Vec<u8>> {
     value
@@ -395,7 +290,7 @@ fn offered(value: &str, prefix: &str, encoding: SignatureEncoding) -> Vec<Vec<u8
         .filter(|s| !s.is_empty())
         .filter_map(|s| s.strip_prefix(prefix))
         .filter_map(|s| match encoding {
-            SignatureEncoding::Hex => hex::decode(s).ok(),
+            SignatureEncoding::Hex => ::hex::decode(s).ok(),
             SignatureEncoding::Base64 => B64_LENIENT.decode(s).ok(),
         })
         .collect()
@@ -408,7 +303,9 @@ fn malformed(header: &str, reason: &'static str) -> AuthError {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthError> {
+/// The value of a header that must be sent exactly once, as visible ASCII, trimmed. Missing,
+/// repeated or unreadable is an [`AuthError`] naming the header.
+fn sole_header_trimmed<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AuthError> {
     let mut values = headers.get_all(name).iter();
     let value = values
         .next()
@@ -432,7 +329,7 @@ fn parse_timestamp(header: &str, raw: &str) -> Result<i64, AuthError> {
 
 /// A delivery id header: 1–256 visible ASCII characters, since it becomes the `Nats-Msg-Id`.
 fn delivery_id(headers: &HeaderMap, name: &str) -> Result<String, AuthError> {
-    let id = header_str(headers, name)?;
+    let id = sole_header_trimmed(headers, name)?;
     if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(malformed(name, "id must be 1-256 visible ASCII characters"));
     }
@@ -463,144 +360,6 @@ fn decode_key(scheme: HmacScheme, secret: &Secret, index: usize) -> Result<Vec<u
     }
 }
 
-fn parse_template(t: &str, has_ts: bool, has_id: bool) -> Result<Vec<Part>, ConfigError> {
-    const KEY: &str = "webhook.auth.hmac.signed_template";
-    let mut parts = Vec::new();
-    let mut rest = t;
-    let mut literal = String::new();
-    while !rest.is_empty() {
-        let (part, len) = if rest.starts_with("{body}") {
-            (Some(Part::Body), 6)
-        } else if rest.starts_with("{timestamp}") {
-            if !has_ts {
-                return Err(ConfigError::new(
-                    KEY,
-                    "uses {timestamp} but timestamp_header is not set",
-                ));
-            }
-            (Some(Part::Timestamp), 11)
-        } else if rest.starts_with("{id}") {
-            if !has_id {
-                return Err(ConfigError::new(KEY, "uses {id} but id_header is not set"));
-            }
-            (Some(Part::Id), 4)
-        } else {
-            let c = rest.chars().next().unwrap_or_default();
-            literal.push(c);
-            (None, c.len_utf8())
-        };
-        if let Some(p) = part {
-            if !literal.is_empty() {
-                parts.push(Part::Literal(std::mem::take(&mut literal).into_bytes()));
-            }
-            parts.push(p);
-        }
-        rest = &rest[len..];
-    }
-    if !literal.is_empty() {
-        parts.push(Part::Literal(literal.into_bytes()));
-    }
-    if !parts.contains(&Part::Body) {
-        return Err(ConfigError::new(KEY, "must contain {body}"));
-    }
-    if has_ts && !parts.contains(&Part::Timestamp) {
-        return Err(ConfigError::new(
-            KEY,
-            "must contain {timestamp} when timestamp_header is set, or the timestamp is not signed",
-        ));
-    }
-    Ok(parts)
-}
-
-/// Signs like a sender would: the header(s) to add for `body` under `secret`. Used by tests,
-/// the demo and the load generator, so they exercise exactly the verifier's schemes.
-pub fn sign_headers(
-    cfg: &HmacConfig,
-    secret: &str,
-    body: &[u8],
-    now: i64,
-    id: &str,
-) -> Vec<(String, String)> {
-    let key = decode_key(cfg.scheme, &Secret::new(secret), 0)
-        .unwrap_or_else(|_| secret.as_bytes().to_vec());
-    let ts = now.to_string();
-    match cfg.scheme {
-        HmacScheme::StandardWebhooks => {
-            let sig = mac(
-                HmacAlgorithm::Sha256,
-                &key,
-                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-            );
-            vec![
-                ("webhook-id".into(), id.into()),
-                ("webhook-timestamp".into(), ts),
-                (
-                    "webhook-signature".into(),
-                    format!("v1,{}", B64.encode(sig)),
-                ),
-            ]
-        }
-        HmacScheme::Stripe => {
-            let sig = mac(HmacAlgorithm::Sha256, &key, &[ts.as_bytes(), b".", body]);
-            let h = cfg
-                .header
-                .clone()
-                .unwrap_or_else(|| "stripe-signature".into());
-            vec![(h, format!("t={ts},v1={}", hex::encode(sig)))]
-        }
-        HmacScheme::Hex => {
-            let sig = mac(HmacAlgorithm::Sha256, &key, &[body]);
-            let h = cfg
-                .header
-                .clone()
-                .unwrap_or_else(|| "x-hub-signature-256".into());
-            let p = cfg.prefix.clone().unwrap_or_else(|| "sha256=".into());
-            vec![(h, format!("{p}{}", hex::encode(sig)))]
-        }
-        HmacScheme::Generic => {
-            let default_template = if cfg.timestamp_header.is_some() {
-                "{timestamp}.{body}"
-            } else {
-                "{body}"
-            };
-            let template = cfg.signed_template.as_deref().unwrap_or(default_template);
-            let signed = template
-                .replace("{timestamp}", &ts)
-                .replace("{id}", id)
-                .into_bytes();
-            // Substitute the body last, byte-wise, so a body containing "{id}" is not rewritten.
-            let mut msg = Vec::new();
-            let mut rest = signed.as_slice();
-            while let Some(pos) = find(rest, b"{body}") {
-                msg.extend_from_slice(&rest[..pos]);
-                msg.extend_from_slice(body);
-                rest = &rest[pos + 6..];
-            }
-            msg.extend_from_slice(rest);
-            let sig = mac(cfg.algorithm, &key, &[&msg]);
-            let encoded = match cfg.encoding {
-                SignatureEncoding::Hex => hex::encode(sig),
-                SignatureEncoding::Base64 => B64.encode(sig),
-            };
-            let mut out = vec![(
-                cfg.header.clone().unwrap_or_default(),
-                format!("{}{encoded}", cfg.prefix.clone().unwrap_or_default()),
-            )];
-            if let Some(h) = &cfg.timestamp_header {
-                out.push((h.clone(), ts));
-            }
-            if let Some(h) = &cfg.id_header {
-                out.push((h.clone(), id.into()));
-            }
-            out
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +367,22 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"request_id":"4ed2ec66-9471-415d-99ce-7bd1742fc2b8","status":"PASS"}"#;
+
+    /// HMAC of the concatenation of `parts`, keyed afresh.
+    fn mac(alg: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        match alg {
+            HmacAlgorithm::Sha256 => {
+                let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+                parts.iter().for_each(|p| m.update(p));
+                m.finalize().into_bytes().to_vec()
+            }
+            HmacAlgorithm::Sha512 => {
+                let mut m = <Hmac<Sha512> as Mac>::new_from_slice(key).unwrap();
+                parts.iter().for_each(|p| m.update(p));
+                m.finalize().into_bytes().to_vec()
+            }
+        }
+    }
 
     #[test]
     fn a_prepared_key_gives_the_same_mac_as_keying_each_time() {
@@ -621,6 +396,11 @@ mod tests {
                 assert_eq!(prepared.mac(alg, &parts).as_slice(), mac(alg, key, &parts));
             }
         }
+    }
+
+    /// The verifier for `c` with its inline secrets, as `app::prepare` resolves them.
+    fn verifier(c: &HmacConfig) -> Result<HmacVerifier, ConfigError> {
+        HmacVerifier::from_config(c, &c.secrets)
     }
 
     fn cfg(scheme: HmacScheme, secrets: &[&str]) -> HmacConfig {
@@ -670,7 +450,7 @@ mod tests {
     #[test]
     fn standard_webhooks_spec_test_vector_verifies() {
         // From the Standard Webhooks specification's reference tests.
-        let v = HmacVerifier::from_config(&cfg(HmacScheme::StandardWebhooks, &[SECRET_A])).unwrap();
+        let v = verifier(&cfg(HmacScheme::StandardWebhooks, &[SECRET_A])).unwrap();
         let h = headers(&[
             ("webhook-id".into(), "msg_p5jXN8AQM9LWM0D4loKWxJek".into()),
             ("webhook-timestamp".into(), "1614265330".into()),
@@ -688,7 +468,7 @@ mod tests {
     #[test]
     fn every_scheme_accepts_a_valid_signature_and_the_second_secret() {
         for c in all_configs(&[SECRET_A, SECRET_B]) {
-            let v = HmacVerifier::from_config(&c).unwrap();
+            let v = verifier(&c).unwrap();
             for secret in [SECRET_A, SECRET_B] {
                 let h = headers(&sign_headers(&c, secret, BODY, NOW, "msg_1"));
                 let got = v.verify(&h, BODY, NOW);
@@ -700,7 +480,7 @@ mod tests {
     #[test]
     fn every_scheme_rejects_a_tampered_body_and_a_wrong_secret() {
         for c in all_configs(&[SECRET_A]) {
-            let v = HmacVerifier::from_config(&c).unwrap();
+            let v = verifier(&c).unwrap();
             let h = headers(&sign_headers(&c, SECRET_A, BODY, NOW, "msg_1"));
             let mut tampered = BODY.to_vec();
             tampered[60] ^= 1;
@@ -727,7 +507,7 @@ mod tests {
             cfg(HmacScheme::Stripe, &[SECRET_A]),
             generic_cfg(&[SECRET_A]),
         ] {
-            let v = HmacVerifier::from_config(&c).unwrap();
+            let v = verifier(&c).unwrap();
             for signed_at in [NOW - 301, NOW + 301] {
                 let h = headers(&sign_headers(&c, SECRET_A, BODY, signed_at, "msg_1"));
                 let err = v.verify(&h, BODY, NOW).unwrap_err();
@@ -743,7 +523,7 @@ mod tests {
     #[test]
     fn missing_and_malformed_headers_are_reported_by_name() {
         for c in all_configs(&[SECRET_A]) {
-            let v = HmacVerifier::from_config(&c).unwrap();
+            let v = verifier(&c).unwrap();
             let err = v.verify(&HeaderMap::new(), BODY, NOW).unwrap_err();
             assert_eq!(err.code(), "missing_header", "{:?}", c.scheme);
             // Every header present, but each signature value replaced by garbage.
@@ -760,8 +540,7 @@ mod tests {
 
     #[test]
     fn malformed_variants_of_each_header() {
-        let sw =
-            HmacVerifier::from_config(&cfg(HmacScheme::StandardWebhooks, &[SECRET_A])).unwrap();
+        let sw = verifier(&cfg(HmacScheme::StandardWebhooks, &[SECRET_A])).unwrap();
         let good = sign_headers(
             &cfg(HmacScheme::StandardWebhooks, &[SECRET_A]),
             SECRET_A,
@@ -798,7 +577,7 @@ mod tests {
             "malformed_header"
         );
 
-        let st = HmacVerifier::from_config(&cfg(HmacScheme::Stripe, &[SECRET_A])).unwrap();
+        let st = verifier(&cfg(HmacScheme::Stripe, &[SECRET_A])).unwrap();
         for value in [
             "v1=abcd",
             "t=1700000000",
@@ -812,7 +591,7 @@ mod tests {
                 "{value}"
             );
         }
-        let hx = HmacVerifier::from_config(&cfg(HmacScheme::Hex, &[SECRET_A])).unwrap();
+        let hx = verifier(&cfg(HmacScheme::Hex, &[SECRET_A])).unwrap();
         for value in ["sha1=abcd", "sha256=xyz", "abcdef"] {
             let h = headers(&[("x-hub-signature-256".into(), value.into())]);
             assert_eq!(
@@ -826,7 +605,7 @@ mod tests {
     #[test]
     fn stripe_accepts_any_of_several_v1_signatures() {
         let c = cfg(HmacScheme::Stripe, &[SECRET_A]);
-        let v = HmacVerifier::from_config(&c).unwrap();
+        let v = verifier(&c).unwrap();
         let good = sign_headers(&c, SECRET_A, BODY, NOW, "");
         let sig = good[0].1.split("v1=").nth(1).unwrap();
         let h = headers(&[(
@@ -839,7 +618,7 @@ mod tests {
     #[test]
     fn generic_returns_the_delivery_id_and_signs_it() {
         let c = generic_cfg(&[SECRET_A]);
-        let v = HmacVerifier::from_config(&c).unwrap();
+        let v = verifier(&c).unwrap();
         let mut pairs = sign_headers(&c, SECRET_A, BODY, NOW, "delivery-7");
         assert_eq!(
             v.verify(&headers(&pairs), BODY, NOW).unwrap().as_deref(),
@@ -847,7 +626,7 @@ mod tests {
         );
         // Changing the id breaks the signature, since the template signs it.
         for kv in &mut pairs {
-            if kv.0 == "X-VX-Delivery" {
+            if kv.0.eq_ignore_ascii_case("X-VX-Delivery") {
                 kv.1 = "delivery-8".into();
             }
         }
@@ -860,31 +639,22 @@ mod tests {
     #[test]
     fn config_errors_name_their_key() {
         let mut c = cfg(HmacScheme::Generic, &[SECRET_A]);
-        assert_eq!(
-            HmacVerifier::from_config(&c).unwrap_err().key,
-            "webhook.auth.hmac.header"
-        );
+        assert_eq!(verifier(&c).unwrap_err().key, "webhook.auth.hmac.header");
         c.header = Some("bad header".into());
-        assert_eq!(
-            HmacVerifier::from_config(&c).unwrap_err().key,
-            "webhook.auth.hmac.header"
-        );
+        assert_eq!(verifier(&c).unwrap_err().key, "webhook.auth.hmac.header");
         c.header = Some("x-sig".into());
         c.signed_template = Some("{timestamp}".into());
         assert_eq!(
-            HmacVerifier::from_config(&c).unwrap_err().key,
+            verifier(&c).unwrap_err().key,
             "webhook.auth.hmac.signed_template"
         );
         c.signed_template = Some("{body}".into());
-        assert!(HmacVerifier::from_config(&c).is_ok());
+        assert!(verifier(&c).is_ok());
         assert_eq!(
-            HmacVerifier::from_config(&cfg(HmacScheme::Hex, &[]))
-                .unwrap_err()
-                .key,
+            verifier(&cfg(HmacScheme::Hex, &[])).unwrap_err().key,
             "webhook.auth.hmac.secrets"
         );
-        let bad = HmacVerifier::from_config(&cfg(HmacScheme::StandardWebhooks, &["whsec_!!!"]))
-            .unwrap_err();
+        let bad = verifier(&cfg(HmacScheme::StandardWebhooks, &["whsec_!!!"])).unwrap_err();
         assert_eq!(bad.key, "webhook.auth.hmac.secrets");
         assert!(
             !bad.message.contains("!!!"),
@@ -944,7 +714,7 @@ mod proptests {
                 }
             }
             for c in configs() {
-                let v = HmacVerifier::from_config(&c).unwrap();
+                let v = HmacVerifier::from_config(&c, &c.secrets).unwrap();
                 let _ = v.verify(&h, &body, 1_700_000_000);
             }
         }
@@ -953,7 +723,7 @@ mod proptests {
         #[test]
         fn signatures_bind_every_byte(body in proptest::collection::vec(any::<u8>(), 1..512), flip in any::<proptest::sample::Index>(), bit in 0u8..8) {
             for c in configs() {
-                let v = HmacVerifier::from_config(&c).unwrap();
+                let v = HmacVerifier::from_config(&c, &c.secrets).unwrap();
                 let pairs = sign_headers(&c, c.secrets[0].expose(), &body, 1_700_000_000, "msg_prop");
                 let mut h = HeaderMap::new();
                 for (k, val) in &pairs {
