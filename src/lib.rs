@@ -22,7 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod event;
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod fuzzing;
 pub mod health;
 pub mod ingress;

@@ -17,7 +17,8 @@ use http::HeaderMap;
 use crate::config::{AuthConfig, AuthMode, ConfigError};
 use crate::secret::Secret;
 
-/// Proof that a request passed authentication. Only this module can make one.
+/// Proof that a request passed authentication. Only [`Verifier::verify`] makes one, outside
+/// this crate's own tests and the `test-util` cargo feature ([`Verified::for_tests`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     delivery_id: Option<String>,
@@ -30,8 +31,9 @@ impl Verified {
         self.delivery_id.as_deref()
     }
 
-    /// A proof for tests and tools that build events without an HTTP request.
-    #[doc(hidden)]
+    /// A proof for tests and fuzz harnesses that build events without an HTTP request. Only with
+    /// the `test-util` cargo feature (or in this crate's unit tests): a service build has none.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn for_tests(delivery_id: Option<String>) -> Self {
         Self { delivery_id }
     }

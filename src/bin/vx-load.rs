@@ -722,19 +722,40 @@ async fn status_burst(
     Ok(())
 }
 
-/// The message the bridge would publish for the seed body, with a fresh request_id.
-fn sample_event() -> vx_bridge::event::OutboundMessage {
+/// The message the bridge would publish for the seed body, with a fresh request_id. Its proof of
+/// authentication comes from the bridge's own verifier (a Standard Webhooks delivery signed
+/// here, delivery id `baseline`), as the service's would.
+fn sample_event() -> anyhow::Result<vx_bridge::event::OutboundMessage> {
+    use vx_bridge::config::{AuthConfig, AuthMode};
     let raw = SEED.replace(SEED_ID, &uuid::Uuid::new_v4().to_string());
     let body: serde_json::Value = serde_json::from_str(&raw).unwrap_or(serde_json::Value::Null);
-    let verified = vx_bridge::auth::Verified::for_tests(Some("baseline".into()));
-    vx_bridge::event::build_event(
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let auth = AuthConfig {
+        mode: Some(AuthMode::Hmac),
+        hmac: HmacConfig {
+            scheme: HmacScheme::StandardWebhooks,
+            ..HmacConfig::default()
+        },
+        ..AuthConfig::default()
+    };
+    let verifier = vx_bridge::auth::Verifier::with_secrets(&auth, &[Secret::new(secret)])?;
+    let now = 1_700_000_000;
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in sign_headers(&auth.hmac, secret, raw.as_bytes(), now, "baseline") {
+        headers.insert(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(&v)?,
+        );
+    }
+    let verified = verifier.verify(&headers, raw.as_bytes(), now)?;
+    Ok(vx_bridge::event::build_event(
         &vx_bridge::event::Subjects::new("vxload"),
         &verified,
         raw.as_bytes(),
         &body,
         "2026-01-01T00:00:00.000Z",
         &vx_bridge::event::TraceContext::continue_or_start(None, None),
-    )
+    ))
 }
 
 async fn jspub(a: JsPubArgs) -> anyhow::Result<()> {
@@ -753,7 +774,7 @@ async fn jspub(a: JsPubArgs) -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let template = Arc::new(sample_event());
+    let template = Arc::new(sample_event()?);
     let started = Instant::now();
     let stats = Stats::new(started + a.warmup);
     let deadline = started + a.duration;
