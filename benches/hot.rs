@@ -32,12 +32,12 @@ fn hmac_config() -> HmacConfig {
 }
 
 fn verifier() -> Verifier {
-    Verifier::from_config(&AuthConfig {
+    let auth = AuthConfig {
         mode: Some(AuthMode::Hmac),
         hmac: hmac_config(),
         ..AuthConfig::default()
-    })
-    .expect("bench verifier")
+    };
+    Verifier::from_config(&auth, &auth.hmac.secrets).expect("bench verifier")
 }
 
 fn signed_headers(body: &[u8]) -> HeaderMap {

@@ -1,6 +1,9 @@
 //! Wiring: builds the parts from a validated [`Config`] and runs them until shutdown.
 //!
-//! [`run`] is what the binary and the integration tests call. Shutdown, in order: stop
+//! [`prepare`] is the one step with side effects before anything starts: it reads every secret
+//! file once and builds the webhook verifier and the VX API client (`check-config` calls it
+//! too). [`run`] is what the integration tests call; the binary calls [`prepare`] and
+//! [`run_prepared`], so that a bad secret exits with the configuration's code. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
 //! `http.shutdown_timeout`), stop the status endpoints and the session projector, drain the
 //! NATS client. After each (re)connect the server's version is logged and exported
@@ -18,20 +21,93 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{AuthMode, Config, ConfigError};
 use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::nats_version::ServerVersion;
 use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
+use crate::upstream::clock::{Clock, SystemClock};
+use crate::upstream::UpstreamClient;
 
-/// Runs the service on `listener` until `shutdown` is cancelled. `config` must be validated.
+/// What [`prepare`] builds from a validated [`Config`]: the parts that need secrets.
+#[derive(Debug)]
+pub struct Parts {
+    /// The webhook verifier, when `webhook.enabled`.
+    pub verifier: Option<Verifier>,
+    /// The VX API client, when `status.enabled`.
+    pub upstream: Option<Arc<UpstreamClient>>,
+}
+
+/// Resolves every secret of the webhook and the status service once (inline or from its
+/// `…_file`) and builds the verifier and the VX API client; every problem names its key.
+/// `config` must be validated. NATS credentials are read when connecting.
+pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
+    let verifier = if config.webhook.enabled {
+        let auth = &config.webhook.auth;
+        let secrets = match auth.mode()? {
+            AuthMode::None => Vec::new(),
+            AuthMode::Basic => secret_list(
+                &auth.basic.passwords,
+                auth.basic.passwords_file.as_deref(),
+                "webhook.auth.basic.passwords_file",
+            )?,
+            AuthMode::Hmac => secret_list(
+                &auth.hmac.secrets,
+                auth.hmac.secrets_file.as_deref(),
+                "webhook.auth.hmac.secrets_file",
+            )?,
+        };
+        Some(Verifier::from_config(auth, &secrets)?)
+    } else {
+        None
+    };
+    let upstream = if config.status.enabled {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Some(Arc::new(UpstreamClient::from_config(
+            &config.upstream,
+            clock,
+        )?))
+    } else {
+        None
+    };
+    Ok(Parts { verifier, upstream })
+}
+
+/// The inline secrets followed by those of `file` (one a line), if set.
+fn secret_list(
+    inline: &[Secret],
+    file: Option<&std::path::Path>,
+    key: &str,
+) -> Result<Vec<Secret>, ConfigError> {
+    let mut out = inline.to_vec();
+    if let Some(path) = file {
+        out.extend(read_secret_lines(path).map_err(|e| ConfigError::new(key, e))?);
+    }
+    Ok(out)
+}
+
+/// [`prepare`]s and runs the service on `listener` until `shutdown` is cancelled. `config`
+/// must be validated.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let parts = prepare(&config)?;
+    run_prepared(config, parts, listener, shutdown).await
+}
+
+/// Runs the service with the [`Parts`] that [`prepare`] built from `config`.
+pub async fn run_prepared(
+    config: Config,
+    parts: Parts,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Parts { verifier, upstream } = parts;
     for warning in config.deprecations() {
         tracing::warn!("{warning}");
     }
@@ -57,7 +133,7 @@ pub async fn run(
     let mut keeper = None;
 
     if config.webhook.enabled {
-        let verifier = Verifier::from_config(&config.webhook.auth).context("webhook.auth")?;
+        let verifier = verifier.context("webhook.enabled, but no verifier was prepared")?;
         if verifier.is_none() {
             tracing::warn!(
                 "WEBHOOK AUTHENTICATION IS OFF (webhook.auth.mode = \"none\"): anyone who can reach {} can publish events. Use this for tests only.",
@@ -91,7 +167,8 @@ pub async fn run(
     }
 
     let status = if config.status.enabled {
-        Some(crate::status::start(&config, client.clone(), shutdown.clone()).await?)
+        let upstream = upstream.context("status.enabled, but no VX API client was prepared")?;
+        Some(crate::status::start_with_upstream(&config, client.clone(), upstream).await?)
     } else {
         None
     };
@@ -371,8 +448,6 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::config::AuthMode;
-    use crate::secret::Secret;
 
     /// The router as `run` builds it for `config`, on a client that never connects (nothing
     /// listens on port 1): what the bridge serves while NATS is away.
@@ -383,7 +458,10 @@ mod tests {
             .await
             .expect("a client that retries in the background");
         let stream = Arc::new(StreamState::default());
-        let verifier = Verifier::from_config(&config.webhook.auth).expect("auth config");
+        let verifier = prepare(config)
+            .expect("auth config")
+            .verifier
+            .expect("webhook enabled");
         let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
         let ingress = Ingress::new(
             config,

@@ -3,8 +3,9 @@
 //!
 //! Every field has a default here and is documented in `config/vx-bridge.example.toml`; a key
 //! added here must be added there (a test checks that the sample parses and matches the defaults).
-//! Secrets are [`Secret`]s and can come from files (`…_file` keys). This module only reads and
-//! checks values; it starts nothing.
+//! Secrets are [`Secret`]s and can come from files (`…_file` keys), which this module does not
+//! read: `app::prepare` resolves them once and builds what needs them. This module only parses
+//! and checks values; it starts nothing and imports none of the parts it configures.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -690,8 +691,8 @@ impl Config {
         }
         self.validate_nats()?;
         if self.webhook.enabled {
-            // Building the verifier reads secret files and checks every auth key.
-            crate::auth::Verifier::from_config(&self.webhook.auth)?;
+            // The rest of `webhook.auth` is checked with its secrets by `app::prepare`.
+            self.webhook.auth.mode()?;
         }
         if !self.webhook.enabled && !self.status.enabled {
             return Err(ConfigError::new(
@@ -884,14 +885,6 @@ impl Config {
                     "upstream.oauth.token_url",
                     "must be an http(s) URL",
                 ));
-            }
-        }
-        for (key, path) in [
-            ("upstream.token_file", &u.token_file),
-            ("upstream.oauth.client_secret_file", &o.client_secret_file),
-        ] {
-            if let Some(p) = path {
-                crate::secret::read_secret_file(p).map_err(|e| ConfigError::new(key, e))?;
             }
         }
         if let Some(p) = &u.email_lookup_path {

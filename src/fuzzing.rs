@@ -52,15 +52,18 @@ fn verifiers() -> &'static [Verifier] {
         let mut out: Vec<Verifier> = configs
             .into_iter()
             .filter_map(|h| {
-                Verifier::from_config(&AuthConfig {
-                    mode: Some(AuthMode::Hmac),
-                    hmac: h,
-                    ..AuthConfig::default()
-                })
+                Verifier::from_config(
+                    &AuthConfig {
+                        mode: Some(AuthMode::Hmac),
+                        hmac: h,
+                        ..AuthConfig::default()
+                    },
+                    &secrets,
+                )
                 .ok()
             })
             .collect();
-        if let Ok(b) = Verifier::from_config(&AuthConfig {
+        let basic = AuthConfig {
             mode: Some(AuthMode::Basic),
             basic: BasicAuthConfig {
                 username: "vx".into(),
@@ -68,7 +71,8 @@ fn verifiers() -> &'static [Verifier] {
                 passwords_file: None,
             },
             ..AuthConfig::default()
-        }) {
+        };
+        if let Ok(b) = Verifier::from_config(&basic, &basic.basic.passwords) {
             out.push(b);
         }
         out

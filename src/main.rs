@@ -22,10 +22,7 @@ fn main() -> ExitCode {
         ($load:expr) => {
             match $load(file, std::env::vars()) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_CONFIG as u8);
-                }
+                Err(e) => return bad_config(e),
             }
         };
     }
@@ -34,6 +31,9 @@ fn main() -> ExitCode {
         Command::MockVx { listen, token } => mock_vx(listen, &token),
         Command::CheckConfig => {
             let config = config!(Config::load);
+            if let Err(e) = vx_bridge::app::prepare(&config) {
+                return bad_config(e);
+            }
             for warning in config.deprecations() {
                 eprintln!("warning: {warning}");
             }
@@ -41,7 +41,13 @@ fn main() -> ExitCode {
             eprintln!("config ok");
             ExitCode::SUCCESS
         }
-        Command::Serve => serve(config!(Config::load)),
+        Command::Serve => {
+            let config = config!(Config::load);
+            match vx_bridge::app::prepare(&config) {
+                Ok(parts) => serve(config, parts),
+                Err(e) => bad_config(e),
+            }
+        }
         // The lookups only send requests: they need `[nats]`, not webhook or upstream secrets.
         Command::Status {
             request_id,
@@ -69,6 +75,12 @@ fn main() -> ExitCode {
             lookup(config, Lookup::Result, payload, args.timeout)
         }
     }
+}
+
+/// A bad configuration: its one line on stderr, exit code 64.
+fn bad_config(e: vx_bridge::config::ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_CONFIG as u8)
 }
 
 /// Refuses, before anything is sent, a request_id the service would refuse (exit 64).
@@ -235,7 +247,7 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runti
 /// Exit code when no status service answers (`EX_UNAVAILABLE` from sysexits.h).
 const EXIT_UNAVAILABLE: u8 = 69;
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, parts: vx_bridge::app::Parts) -> ExitCode {
     let _telemetry = vx_bridge::telemetry::init_logging(&config.log);
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
@@ -251,7 +263,7 @@ fn serve(config: Config) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
-        match vx_bridge::run(config, listener, shutdown).await {
+        match vx_bridge::app::run_prepared(config, parts, listener, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "vx-bridge failed");
@@ -292,10 +304,7 @@ async fn on_signal(token: CancellationToken) {
 fn demo(file: Option<&std::path::Path>) -> ExitCode {
     let mut config = match Config::parse(file, std::env::vars()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
+        Err(e) => return bad_config(e),
     };
     if std::env::var_os("VXB_LOG__LEVEL").is_none() {
         config.log.level = "error".into();

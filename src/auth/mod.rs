@@ -94,33 +94,10 @@ enum Kind {
 }
 
 impl Verifier {
-    /// Builds the verifier, reading secret files; every problem names its key.
-    pub fn from_config(cfg: &AuthConfig) -> Result<Self, ConfigError> {
-        let (inline, file, key) = match cfg.mode {
-            Some(AuthMode::Basic) => (
-                &cfg.basic.passwords,
-                &cfg.basic.passwords_file,
-                "webhook.auth.basic.passwords_file",
-            ),
-            _ => (
-                &cfg.hmac.secrets,
-                &cfg.hmac.secrets_file,
-                "webhook.auth.hmac.secrets_file",
-            ),
-        };
-        let mut secrets = inline.clone();
-        if let Some(path) = file {
-            secrets.extend(
-                crate::secret::read_secret_lines(path).map_err(|e| ConfigError::new(key, e))?,
-            );
-        }
-        Self::with_secrets(cfg, &secrets)
-    }
-
     /// Builds the verifier from `webhook.auth` and the accepted secrets of its mode, already
     /// resolved (inline and from `…_file`, by `app::prepare`): the passwords for `basic`, the
     /// HMAC secrets for `hmac`. Every problem names its key; nothing is read here.
-    pub fn with_secrets(cfg: &AuthConfig, secrets: &[Secret]) -> Result<Self, ConfigError> {
+    pub fn from_config(cfg: &AuthConfig, secrets: &[Secret]) -> Result<Self, ConfigError> {
         let kind = match cfg.mode()? {
             AuthMode::None => Kind::None,
             AuthMode::Basic => Kind::Basic(basic::Basic::new(&cfg.basic, secrets)?),
@@ -176,7 +153,7 @@ mod tests {
             Some(AuthMode::Basic) => cfg.basic.passwords.clone(),
             _ => cfg.hmac.secrets.clone(),
         };
-        Verifier::with_secrets(cfg, &secrets)
+        Verifier::from_config(cfg, &secrets)
     }
 
     fn basic(passwords: &[&str]) -> Verifier {

@@ -738,7 +738,7 @@ fn sample_event() -> anyhow::Result<vx_bridge::event::OutboundMessage> {
         },
         ..AuthConfig::default()
     };
-    let verifier = vx_bridge::auth::Verifier::with_secrets(&auth, &[Secret::new(secret)])?;
+    let verifier = vx_bridge::auth::Verifier::from_config(&auth, &[Secret::new(secret)])?;
     let now = 1_700_000_000;
     let mut headers = http::HeaderMap::new();
     for (k, v) in sign_headers(&auth.hmac, secret, raw.as_bytes(), now, "baseline") {

@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::config::UpstreamConfig;
+use crate::config::{ConfigError, UpstreamConfig};
 use crate::event::TraceContext;
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
@@ -129,28 +129,40 @@ enum Attempt {
 }
 
 impl UpstreamClient {
-    /// Builds the client from a validated `[upstream]` (reads secret files).
-    pub fn from_config(cfg: &UpstreamConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Builds the client from a validated `[upstream]`, reading its secret file (the static
+    /// token's or the OAuth client secret's) once. Called by `app::prepare`.
+    pub fn from_config(cfg: &UpstreamConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vx-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let tokens = if let Some(t) = &cfg.token {
-            TokenSource::Static(t.clone())
-        } else if let Some(p) = &cfg.token_file {
-            TokenSource::Static(
-                read_secret_file(p).map_err(|e| anyhow::anyhow!("upstream.token_file: {e}"))?,
-            )
+            .build()
+            .map_err(|e| {
+                ConfigError::new("upstream", format!("cannot build the HTTP client: {e}"))
+            })?;
+        let resolve = |key: &str, inline: &Option<Secret>, file: &Option<std::path::PathBuf>| match (
+            inline, file,
+        ) {
+            (Some(s), _) => Ok(Some(s.clone())),
+            (None, Some(p)) => read_secret_file(p)
+                .map(Some)
+                .map_err(|e| ConfigError::new(key, e)),
+            (None, None) => Ok(None),
+        };
+        let tokens = if let Some(t) = resolve("upstream.token_file", &cfg.token, &cfg.token_file)? {
+            TokenSource::Static(t)
         } else {
             let o = &cfg.oauth;
-            let secret: Secret = match (&o.client_secret, &o.client_secret_file) {
-                (Some(s), _) => s.clone(),
-                (None, Some(p)) => read_secret_file(p)
-                    .map_err(|e| anyhow::anyhow!("upstream.oauth.client_secret_file: {e}"))?,
-                (None, None) => anyhow::bail!(
-                    "upstream.oauth.client_secret: set it, or upstream.token, to use the status service"
-                ),
+            let Some(secret) = resolve(
+                "upstream.oauth.client_secret_file",
+                &o.client_secret,
+                &o.client_secret_file,
+            )?
+            else {
+                return Err(ConfigError::new(
+                    "upstream.oauth.client_secret",
+                    "set it, or upstream.token, to use the status service",
+                ));
             };
             TokenSource::OAuth(OAuthTokens::new(
                 http.clone(),
