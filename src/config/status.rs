@@ -1,0 +1,57 @@
+//! `[status]`: the status/result request-reply service (queue group, reply cache).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// `[status]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Serve `{prefix}.status.get` and `{prefix}.result.get`.
+    pub enabled: bool,
+    /// Queue group the endpoints join, so replicas share requests.
+    pub queue_group: String,
+    /// How long a non-terminal reply is cached.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long a terminal reply (COMPLETED, PASS, FAIL) is cached.
+    #[serde(with = "humantime_serde")]
+    pub terminal_cache_ttl: Duration,
+    /// Most cached replies.
+    pub cache_max_entries: u64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            queue_group: "vx-bridge".into(),
+            cache_ttl: Duration::from_secs(2),
+            terminal_cache_ttl: Duration::from_secs(300),
+            cache_max_entries: 10_000,
+        }
+    }
+}
+
+impl StatusConfig {
+    /// Checks the service's keys (when it is enabled); names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let st = self;
+        if st.queue_group.is_empty() || st.queue_group.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "status.queue_group",
+                "must be one non-empty token",
+            ));
+        }
+        if st.cache_max_entries == 0 {
+            return Err(ConfigError::new(
+                "status.cache_max_entries",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

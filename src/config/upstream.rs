@@ -1,0 +1,168 @@
+//! `[upstream]`: the VX API client's base URL, credentials (static token or OAuth), deadlines,
+//! retries and circuit breaker. Secret files are read by `app::prepare`, not here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::secret::Secret;
+
+/// `[upstream]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of the VX API.
+    pub base_url: String,
+    /// Static bearer token (instead of OAuth).
+    pub token: Option<Secret>,
+    /// Static bearer token, read from a file.
+    pub token_file: Option<PathBuf>,
+    /// OAuth2 client credentials.
+    pub oauth: OAuthConfig,
+    /// Path for a lookup by email, with `{email}` replaced (URL-encoded); unset disables it.
+    pub email_lookup_path: Option<String>,
+    /// Total time for one lookup, retries included; keep it under requesters' timeout (10 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time to establish a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Retries after the first attempt (connection errors, 429, 5xx).
+    pub max_retries: u32,
+    /// Upstream calls at once.
+    pub max_concurrency: usize,
+    /// Consecutive failures that open the circuit.
+    pub circuit_failure_threshold: u32,
+    /// How long the circuit stays open before a probe.
+    #[serde(with = "humantime_serde")]
+    pub circuit_open_for: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://vx.dcams.app".into(),
+            token: None,
+            token_file: None,
+            oauth: OAuthConfig::default(),
+            email_lookup_path: None,
+            timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(2),
+            max_retries: 2,
+            max_concurrency: 32,
+            circuit_failure_threshold: 5,
+            circuit_open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[upstream.oauth]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Token endpoint.
+    pub token_url: String,
+    /// OAuth client id; empty disables OAuth.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: Option<Secret>,
+    /// OAuth client secret, read from a file.
+    pub client_secret_file: Option<PathBuf>,
+    /// Audience sent with the token request.
+    pub audience: String,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            token_url: "https://auth.dcams.app/oauth/token".into(),
+            client_id: String::new(),
+            client_secret: None,
+            client_secret_file: None,
+            audience: "dcams.app".into(),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// Checks the client's keys (when the status service is enabled); names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let u = self;
+        if !(u.base_url.starts_with("https://") || u.base_url.starts_with("http://")) {
+            return Err(ConfigError::new(
+                "upstream.base_url",
+                "must be an http(s) URL",
+            ));
+        }
+        if u.timeout.is_zero() || u.timeout >= Duration::from_secs(10) {
+            return Err(ConfigError::new(
+                "upstream.timeout",
+                "must be above 0 and under 10s, the requesters' default timeout",
+            ));
+        }
+        if u.connect_timeout.is_zero() || u.connect_timeout > u.timeout {
+            return Err(ConfigError::new(
+                "upstream.connect_timeout",
+                "must be above 0 and at most upstream.timeout",
+            ));
+        }
+        if u.max_concurrency == 0 {
+            return Err(ConfigError::new(
+                "upstream.max_concurrency",
+                "must be at least 1",
+            ));
+        }
+        if u.circuit_failure_threshold == 0 {
+            return Err(ConfigError::new(
+                "upstream.circuit_failure_threshold",
+                "must be at least 1",
+            ));
+        }
+        if u.token.is_some() && u.token_file.is_some() {
+            return Err(ConfigError::new(
+                "upstream.token_file",
+                "set either upstream.token or upstream.token_file, not both",
+            ));
+        }
+        let o = &u.oauth;
+        let has_static = u.token.is_some() || u.token_file.is_some();
+        let has_oauth = !o.client_id.is_empty();
+        if has_static && has_oauth {
+            return Err(ConfigError::new(
+                "upstream.oauth.client_id",
+                "set either a static upstream.token or OAuth client credentials, not both",
+            ));
+        }
+        if !has_static && !has_oauth {
+            return Err(ConfigError::new(
+                "upstream.oauth.client_id",
+                "the status service needs upstream.oauth.client_id (with a client secret) or upstream.token; or set status.enabled = false",
+            ));
+        }
+        if has_oauth {
+            if o.client_secret.is_some() == o.client_secret_file.is_some() {
+                return Err(ConfigError::new(
+                    "upstream.oauth.client_secret",
+                    "set exactly one of upstream.oauth.client_secret and upstream.oauth.client_secret_file",
+                ));
+            }
+            if !(o.token_url.starts_with("https://") || o.token_url.starts_with("http://")) {
+                return Err(ConfigError::new(
+                    "upstream.oauth.token_url",
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        if let Some(p) = &u.email_lookup_path {
+            if !p.starts_with('/') || !p.contains("{email}") {
+                return Err(ConfigError::new(
+                    "upstream.email_lookup_path",
+                    "must start with `/` and contain `{email}`",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
