@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AuthError;
-use crate::config::{BasicAuthConfig, ConfigError};
+use crate::config::{reject_if, BasicAuthConfig, ConfigError};
 use crate::secret::Secret;
 
 /// Basic authentication: digests of the accepted `user:password` pairs.
@@ -28,18 +28,16 @@ impl Basic {
     /// Builds the check from `webhook.auth.basic` and every accepted password (those of
     /// `passwords` and of `passwords_file`, already read).
     pub(super) fn new(cfg: &BasicAuthConfig, passwords: &[Secret]) -> Result<Self, ConfigError> {
-        if cfg.username.is_empty() || cfg.username.contains(':') {
-            return Err(ConfigError::new(
-                "webhook.auth.basic.username",
-                "must be set and must not contain `:`",
-            ));
-        }
-        if passwords.is_empty() || passwords.iter().any(Secret::is_empty) {
-            return Err(ConfigError::new(
-                "webhook.auth.basic.passwords",
-                "at least one non-empty password is needed (or passwords_file)",
-            ));
-        }
+        reject_if(
+            cfg.username.is_empty() || cfg.username.contains(':'),
+            "webhook.auth.basic.username",
+            "must be set and must not contain `:`",
+        )?;
+        reject_if(
+            passwords.is_empty() || passwords.iter().any(Secret::is_empty),
+            "webhook.auth.basic.passwords",
+            "at least one non-empty password is needed (or passwords_file)",
+        )?;
         let accepted = passwords
             .iter()
             .map(|p| digest(format!("{}:{}", cfg.username, p.expose()).as_bytes()))

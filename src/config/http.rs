@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, MAX_PAYLOAD_LIMIT};
+use super::{reject_if, ConfigError, MAX_PAYLOAD_LIMIT};
 
 /// `[http]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,38 +58,33 @@ impl HttpConfig {
     /// Checks what the types cannot; names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let h = self;
-        if !h.webhook_path.starts_with('/') || h.webhook_path.len() < 2 {
-            return Err(ConfigError::new(
-                "http.webhook_path",
-                "must start with `/` and name a path, e.g. `/webhooks/vx`",
-            ));
-        }
-        if ["/healthz", "/readyz", "/metrics"].contains(&h.webhook_path.as_str()) {
-            return Err(ConfigError::new(
-                "http.webhook_path",
-                "collides with a health or metrics path",
-            ));
-        }
-        if h.max_body_bytes == 0 || h.max_body_bytes > MAX_PAYLOAD_LIMIT {
-            return Err(ConfigError::new(
-                "http.max_body_bytes",
-                "must be 1 to 67108864 (64 MiB, the largest max_payload a NATS server allows)",
-            ));
-        }
-        if h.max_unauthenticated_bytes < h.max_body_bytes
-            || u32::try_from(h.max_unauthenticated_bytes).is_err()
-        {
-            return Err(ConfigError::new(
-                "http.max_unauthenticated_bytes",
-                "must be at least http.max_body_bytes (else a body of that size could never be read) and below 4 GiB",
-            ));
-        }
-        if h.max_in_flight == 0 {
-            return Err(ConfigError::new("http.max_in_flight", "must be at least 1"));
-        }
-        if h.header_timeout.is_zero() {
-            return Err(ConfigError::new("http.header_timeout", "must be above 0"));
-        }
+        reject_if(
+            !h.webhook_path.starts_with('/') || h.webhook_path.len() < 2,
+            "http.webhook_path",
+            "must start with `/` and name a path, e.g. `/webhooks/vx`",
+        )?;
+        reject_if(
+            ["/healthz", "/readyz", "/metrics"].contains(&h.webhook_path.as_str()),
+            "http.webhook_path",
+            "collides with a health or metrics path",
+        )?;
+        reject_if(
+            h.max_body_bytes == 0 || h.max_body_bytes > MAX_PAYLOAD_LIMIT,
+            "http.max_body_bytes",
+            "must be 1 to 67108864 (64 MiB, the largest max_payload a NATS server allows)",
+        )?;
+        reject_if(h.max_unauthenticated_bytes < h.max_body_bytes || u32::try_from(h.max_unauthenticated_bytes).is_err(), "http.max_unauthenticated_bytes",
+                "must be at least http.max_body_bytes (else a body of that size could never be read) and below 4 GiB")?;
+        reject_if(
+            h.max_in_flight == 0,
+            "http.max_in_flight",
+            "must be at least 1",
+        )?;
+        reject_if(
+            h.header_timeout.is_zero(),
+            "http.header_timeout",
+            "must be above 0",
+        )?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{reject_if, ConfigError};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -43,12 +43,11 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Checks the level filter.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
-            return Err(ConfigError::new(
-                "log.level",
-                "is not a level or tracing filter",
-            ));
-        }
+        reject_if(
+            tracing_subscriber::EnvFilter::try_new(&self.level).is_err(),
+            "log.level",
+            "is not a level or tracing filter",
+        )?;
         Ok(())
     }
 }

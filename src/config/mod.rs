@@ -118,12 +118,11 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = file {
-            if !path.is_file() {
-                return Err(ConfigError::new(
-                    "--config",
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
+            reject_if(
+                !path.is_file(),
+                "--config",
+                format!("{} is not a readable file", path.display()),
+            )?;
             figment = figment.merge(Toml::file_exact(path));
         }
         let vars: Vec<(String, String)> = env
@@ -139,12 +138,11 @@ impl Config {
         let mut config: Config = figment.extract().map_err(figment_error)?;
         if let Some(legacy) = config.ingress.enabled {
             let new_key_set = figment.find_value("webhook.enabled").is_ok();
-            if new_key_set && legacy != config.webhook.enabled {
-                return Err(ConfigError::new(
-                    "ingress.enabled",
-                    "is the deprecated name of webhook.enabled, which is also set, to a different value: remove ingress.enabled",
-                ));
-            }
+            reject_if(
+                new_key_set && legacy != config.webhook.enabled,
+                "ingress.enabled",
+                "is the deprecated name of webhook.enabled, which is also set, to a different value: remove ingress.enabled",
+            )?;
             config.webhook.enabled = legacy;
         }
         Ok(config)
@@ -165,12 +163,11 @@ impl Config {
         self.http.validate()?;
         self.validate_nats()?;
         self.webhook.validate()?;
-        if !self.webhook.enabled && !self.status.enabled {
-            return Err(ConfigError::new(
-                "webhook.enabled",
-                "the webhook endpoint and the status service are both disabled: nothing to run",
-            ));
-        }
+        reject_if(
+            !self.webhook.enabled && !self.status.enabled,
+            "webhook.enabled",
+            "the webhook endpoint and the status service are both disabled: nothing to run",
+        )?;
         if self.status.enabled {
             self.status.validate()?;
             self.upstream.validate()?;
@@ -192,6 +189,15 @@ fn env_value(raw: &str) -> figment::value::Value {
     use figment::value::Value;
     let parsed: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.to_owned()));
     parsed
+}
+
+/// `Err` for `key` when `refused`: the shape of every check in the sections' `validate()`.
+pub fn reject_if(refused: bool, key: &str, message: impl fmt::Display) -> Result<(), ConfigError> {
+    if refused {
+        Err(ConfigError::new(key, message))
+    } else {
+        Ok(())
+    }
 }
 
 /// A JetStream stream or bucket name: letters, digits, `-` or `_`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{validate_name, ConfigError};
+use super::{reject_if, validate_name, ConfigError};
 use crate::secret::Secret;
 
 /// `[nats]`
@@ -134,34 +134,37 @@ impl NatsConfig {
     /// Checks the connection, subjects and stream keys; names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let n = self;
-        if n.url.split(',').all(|u| u.trim().is_empty()) {
-            return Err(ConfigError::new("nats.url", "is empty"));
-        }
+        reject_if(
+            n.url.split(',').all(|u| u.trim().is_empty()),
+            "nats.url",
+            "is empty",
+        )?;
         validate_prefix(&n.subject_prefix)?;
-        if n.publish_timeout.is_zero() {
-            return Err(ConfigError::new("nats.publish_timeout", "must be above 0"));
-        }
-        if n.token.is_some() && n.token_file.is_some() {
-            return Err(ConfigError::new(
-                "nats.token_file",
-                "set either nats.token or nats.token_file, not both",
-            ));
-        }
-        if n.password.is_some() && n.password_file.is_some() {
-            return Err(ConfigError::new(
-                "nats.password_file",
-                "set either nats.password or nats.password_file, not both",
-            ));
-        }
-        if (n.password.is_some() || n.password_file.is_some()) && n.user.is_none() {
-            return Err(ConfigError::new("nats.user", "a password needs a user"));
-        }
-        if n.tls.cert_file.is_some() != n.tls.key_file.is_some() {
-            return Err(ConfigError::new(
-                "nats.tls.key_file",
-                "nats.tls.cert_file and nats.tls.key_file go together",
-            ));
-        }
+        reject_if(
+            n.publish_timeout.is_zero(),
+            "nats.publish_timeout",
+            "must be above 0",
+        )?;
+        reject_if(
+            n.token.is_some() && n.token_file.is_some(),
+            "nats.token_file",
+            "set either nats.token or nats.token_file, not both",
+        )?;
+        reject_if(
+            n.password.is_some() && n.password_file.is_some(),
+            "nats.password_file",
+            "set either nats.password or nats.password_file, not both",
+        )?;
+        reject_if(
+            (n.password.is_some() || n.password_file.is_some()) && n.user.is_none(),
+            "nats.user",
+            "a password needs a user",
+        )?;
+        reject_if(
+            n.tls.cert_file.is_some() != n.tls.key_file.is_some(),
+            "nats.tls.key_file",
+            "nats.tls.cert_file and nats.tls.key_file go together",
+        )?;
         for (key, path) in [
             ("nats.creds_file", &n.creds_file),
             ("nats.nkey_seed_file", &n.nkey_seed_file),
@@ -172,37 +175,35 @@ impl NatsConfig {
             ("nats.tls.key_file", &n.tls.key_file),
         ] {
             if let Some(p) = path {
-                if !p.is_file() {
-                    return Err(ConfigError::new(
-                        key,
-                        format!("{} is not a readable file", p.display()),
-                    ));
-                }
+                reject_if(
+                    !p.is_file(),
+                    key,
+                    format!("{} is not a readable file", p.display()),
+                )?;
             }
         }
         let s = &n.stream;
         validate_name("nats.stream.name", &s.name)?;
-        if !(1..=5).contains(&s.replicas) {
-            return Err(ConfigError::new("nats.stream.replicas", "must be 1 to 5"));
-        }
-        if s.duplicate_window.is_zero() {
-            return Err(ConfigError::new(
-                "nats.stream.duplicate_window",
-                "must be above 0, or retried deliveries would be stored twice",
-            ));
-        }
-        if !s.max_age.is_zero() && s.max_age < s.duplicate_window {
-            return Err(ConfigError::new(
-                "nats.stream.max_age",
-                "must be 0 (no limit) or at least nats.stream.duplicate_window",
-            ));
-        }
-        if s.max_bytes == 0 || s.max_bytes < -1 {
-            return Err(ConfigError::new(
-                "nats.stream.max_bytes",
-                "must be -1 or above 0",
-            ));
-        }
+        reject_if(
+            !(1..=5).contains(&s.replicas),
+            "nats.stream.replicas",
+            "must be 1 to 5",
+        )?;
+        reject_if(
+            s.duplicate_window.is_zero(),
+            "nats.stream.duplicate_window",
+            "must be above 0, or retried deliveries would be stored twice",
+        )?;
+        reject_if(
+            !s.max_age.is_zero() && s.max_age < s.duplicate_window,
+            "nats.stream.max_age",
+            "must be 0 (no limit) or at least nats.stream.duplicate_window",
+        )?;
+        reject_if(
+            s.max_bytes == 0 || s.max_bytes < -1,
+            "nats.stream.max_bytes",
+            "must be -1 or above 0",
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{validate_name, ConfigError, StreamConfig};
+use super::{reject_if, validate_name, ConfigError, StreamConfig};
 
 /// `[sessions]`: the session view (see `crate::sessions`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,16 +44,13 @@ impl SessionsConfig {
         let s = self;
         validate_name("sessions.bucket", &s.bucket)?;
         if let Some(r) = s.replicas {
-            if !(1..=5).contains(&r) {
-                return Err(ConfigError::new("sessions.replicas", "must be 1 to 5"));
-            }
+            reject_if(!(1..=5).contains(&r), "sessions.replicas", "must be 1 to 5")?;
         }
-        if !(1..=64).contains(&s.history) {
-            return Err(ConfigError::new(
-                "sessions.history",
-                "must be 1 to 64 (the JetStream KV limit)",
-            ));
-        }
+        reject_if(
+            !(1..=64).contains(&s.history),
+            "sessions.history",
+            "must be 1 to 64 (the JetStream KV limit)",
+        )?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{reject_if, ConfigError};
 
 /// `[status]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -40,18 +40,16 @@ impl StatusConfig {
     /// Checks the service's keys (when it is enabled); names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let st = self;
-        if st.queue_group.is_empty() || st.queue_group.contains(char::is_whitespace) {
-            return Err(ConfigError::new(
-                "status.queue_group",
-                "must be one non-empty token",
-            ));
-        }
-        if st.cache_max_entries == 0 {
-            return Err(ConfigError::new(
-                "status.cache_max_entries",
-                "must be at least 1",
-            ));
-        }
+        reject_if(
+            st.queue_group.is_empty() || st.queue_group.contains(char::is_whitespace),
+            "status.queue_group",
+            "must be one non-empty token",
+        )?;
+        reject_if(
+            st.cache_max_entries == 0,
+            "status.cache_max_entries",
+            "must be at least 1",
+        )?;
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{reject_if, ConfigError};
 use crate::secret::Secret;
 
 /// `[upstream]`
@@ -90,78 +90,61 @@ impl UpstreamConfig {
     /// Checks the client's keys (when the status service is enabled); names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let u = self;
-        if !(u.base_url.starts_with("https://") || u.base_url.starts_with("http://")) {
-            return Err(ConfigError::new(
-                "upstream.base_url",
-                "must be an http(s) URL",
-            ));
-        }
-        if u.timeout.is_zero() || u.timeout >= Duration::from_secs(10) {
-            return Err(ConfigError::new(
-                "upstream.timeout",
-                "must be above 0 and under 10s, the requesters' default timeout",
-            ));
-        }
-        if u.connect_timeout.is_zero() || u.connect_timeout > u.timeout {
-            return Err(ConfigError::new(
-                "upstream.connect_timeout",
-                "must be above 0 and at most upstream.timeout",
-            ));
-        }
-        if u.max_concurrency == 0 {
-            return Err(ConfigError::new(
-                "upstream.max_concurrency",
-                "must be at least 1",
-            ));
-        }
-        if u.circuit_failure_threshold == 0 {
-            return Err(ConfigError::new(
-                "upstream.circuit_failure_threshold",
-                "must be at least 1",
-            ));
-        }
-        if u.token.is_some() && u.token_file.is_some() {
-            return Err(ConfigError::new(
-                "upstream.token_file",
-                "set either upstream.token or upstream.token_file, not both",
-            ));
-        }
+        reject_if(
+            !(u.base_url.starts_with("https://") || u.base_url.starts_with("http://")),
+            "upstream.base_url",
+            "must be an http(s) URL",
+        )?;
+        reject_if(
+            u.timeout.is_zero() || u.timeout >= Duration::from_secs(10),
+            "upstream.timeout",
+            "must be above 0 and under 10s, the requesters' default timeout",
+        )?;
+        reject_if(
+            u.connect_timeout.is_zero() || u.connect_timeout > u.timeout,
+            "upstream.connect_timeout",
+            "must be above 0 and at most upstream.timeout",
+        )?;
+        reject_if(
+            u.max_concurrency == 0,
+            "upstream.max_concurrency",
+            "must be at least 1",
+        )?;
+        reject_if(
+            u.circuit_failure_threshold == 0,
+            "upstream.circuit_failure_threshold",
+            "must be at least 1",
+        )?;
+        reject_if(
+            u.token.is_some() && u.token_file.is_some(),
+            "upstream.token_file",
+            "set either upstream.token or upstream.token_file, not both",
+        )?;
         let o = &u.oauth;
         let has_static = u.token.is_some() || u.token_file.is_some();
         let has_oauth = !o.client_id.is_empty();
-        if has_static && has_oauth {
-            return Err(ConfigError::new(
-                "upstream.oauth.client_id",
-                "set either a static upstream.token or OAuth client credentials, not both",
-            ));
-        }
-        if !has_static && !has_oauth {
-            return Err(ConfigError::new(
-                "upstream.oauth.client_id",
-                "the status service needs upstream.oauth.client_id (with a client secret) or upstream.token; or set status.enabled = false",
-            ));
-        }
+        reject_if(
+            has_static && has_oauth,
+            "upstream.oauth.client_id",
+            "set either a static upstream.token or OAuth client credentials, not both",
+        )?;
+        reject_if(!has_static && !has_oauth, "upstream.oauth.client_id",
+                "the status service needs upstream.oauth.client_id (with a client secret) or upstream.token; or set status.enabled = false")?;
         if has_oauth {
-            if o.client_secret.is_some() == o.client_secret_file.is_some() {
-                return Err(ConfigError::new(
-                    "upstream.oauth.client_secret",
-                    "set exactly one of upstream.oauth.client_secret and upstream.oauth.client_secret_file",
-                ));
-            }
-            if !(o.token_url.starts_with("https://") || o.token_url.starts_with("http://")) {
-                return Err(ConfigError::new(
-                    "upstream.oauth.token_url",
-                    "must be an http(s) URL",
-                ));
-            }
+            reject_if(o.client_secret.is_some() == o.client_secret_file.is_some(), "upstream.oauth.client_secret",
+                    "set exactly one of upstream.oauth.client_secret and upstream.oauth.client_secret_file")?;
+            reject_if(
+                !(o.token_url.starts_with("https://") || o.token_url.starts_with("http://")),
+                "upstream.oauth.token_url",
+                "must be an http(s) URL",
+            )?;
         }
         if let Some(p) = &u.email_lookup_path {
-            if !p.starts_with('/') || !p.contains("{email}") {
-                return Err(ConfigError::new(
-                    "upstream.email_lookup_path",
-                    "must start with `/` and contain `{email}`",
-                ));
-            }
+            reject_if(
+                !p.starts_with('/') || !p.contains("{email}"),
+                "upstream.email_lookup_path",
+                "must start with `/` and contain `{email}`",
+            )?;
         }
         Ok(())
     }

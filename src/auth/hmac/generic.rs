@@ -13,7 +13,7 @@ use super::{
     Keys, B64,
 };
 use crate::auth::AuthError;
-use crate::config::{ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
+use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
 
 #[derive(Debug)]
 pub(super) struct Generic {
@@ -162,17 +162,14 @@ fn parse_template(t: &str, has_ts: bool, has_id: bool) -> Result<Vec<Part>, Conf
         let (part, len) = if rest.starts_with("{body}") {
             (Some(Part::Body), 6)
         } else if rest.starts_with("{timestamp}") {
-            if !has_ts {
-                return Err(ConfigError::new(
-                    KEY,
-                    "uses {timestamp} but timestamp_header is not set",
-                ));
-            }
+            reject_if(
+                !has_ts,
+                KEY,
+                "uses {timestamp} but timestamp_header is not set",
+            )?;
             (Some(Part::Timestamp), 11)
         } else if rest.starts_with("{id}") {
-            if !has_id {
-                return Err(ConfigError::new(KEY, "uses {id} but id_header is not set"));
-            }
+            reject_if(!has_id, KEY, "uses {id} but id_header is not set")?;
             (Some(Part::Id), 4)
         } else {
             let c = rest.chars().next().unwrap_or_default();
@@ -190,14 +187,11 @@ fn parse_template(t: &str, has_ts: bool, has_id: bool) -> Result<Vec<Part>, Conf
     if !literal.is_empty() {
         parts.push(Part::Literal(literal.into_bytes()));
     }
-    if !parts.contains(&Part::Body) {
-        return Err(ConfigError::new(KEY, "must contain {body}"));
-    }
-    if has_ts && !parts.contains(&Part::Timestamp) {
-        return Err(ConfigError::new(
-            KEY,
-            "must contain {timestamp} when timestamp_header is set, or the timestamp is not signed",
-        ));
-    }
+    reject_if(!parts.contains(&Part::Body), KEY, "must contain {body}")?;
+    reject_if(
+        has_ts && !parts.contains(&Part::Timestamp),
+        KEY,
+        "must contain {timestamp} when timestamp_header is set, or the timestamp is not signed",
+    )?;
     Ok(parts)
 }

@@ -22,7 +22,9 @@ use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::AuthError;
-use crate::config::{ConfigError, HmacAlgorithm, HmacConfig, HmacScheme, SignatureEncoding};
+use crate::config::{
+    reject_if, ConfigError, HmacAlgorithm, HmacConfig, HmacScheme, SignatureEncoding,
+};
 use crate::secret::Secret;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -92,23 +94,21 @@ impl HmacVerifier {
     /// Builds the verifier from `webhook.auth.hmac` and the accepted secrets (inline and from
     /// `secrets_file`, already read).
     pub fn from_config(cfg: &HmacConfig, secrets: &[Secret]) -> Result<Self, ConfigError> {
-        if secrets.is_empty() || secrets.iter().any(Secret::is_empty) {
-            return Err(ConfigError::new(
-                "webhook.auth.hmac.secrets",
-                "at least one non-empty secret is needed (or secrets_file)",
-            ));
-        }
+        reject_if(
+            secrets.is_empty() || secrets.iter().any(Secret::is_empty),
+            "webhook.auth.hmac.secrets",
+            "at least one non-empty secret is needed (or secrets_file)",
+        )?;
         let macs = secrets
             .iter()
             .enumerate()
             .map(|(i, s)| decode_key(cfg.scheme, s, i).map(|k| KeyedMac::new(&k)))
             .collect::<Result<Vec<_>, _>>()?;
-        if cfg.tolerance.is_zero() || cfg.tolerance > Duration::from_secs(7 * 24 * 3600) {
-            return Err(ConfigError::new(
-                "webhook.auth.hmac.tolerance",
-                "must be above 0 and at most 7 days",
-            ));
-        }
+        reject_if(
+            cfg.tolerance.is_zero() || cfg.tolerance > Duration::from_secs(7 * 24 * 3600),
+            "webhook.auth.hmac.tolerance",
+            "must be above 0 and at most 7 days",
+        )?;
         let scheme = Scheme::parse(cfg)?;
         let tolerance_secs = i64::try_from(cfg.tolerance.as_secs()).unwrap_or(i64::MAX);
         Ok(Self {

@@ -8,7 +8,7 @@ use http::HeaderMap;
 
 use super::{delivery_id, malformed, parse_timestamp, sole_header_trimmed, Keys, B64, B64_LENIENT};
 use crate::auth::AuthError;
-use crate::config::{ConfigError, HmacAlgorithm, HmacConfig};
+use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig};
 
 const ID: &str = "webhook-id";
 const TIMESTAMP: &str = "webhook-timestamp";
@@ -20,12 +20,11 @@ pub(super) struct StandardWebhooks;
 
 impl StandardWebhooks {
     pub(super) fn parse(cfg: &HmacConfig) -> Result<Self, ConfigError> {
-        if cfg.header.is_some() || cfg.prefix.is_some() {
-            return Err(ConfigError::new(
-                "webhook.auth.hmac.header",
-                "standard-webhooks uses fixed headers; header and prefix apply to other schemes",
-            ));
-        }
+        reject_if(
+            cfg.header.is_some() || cfg.prefix.is_some(),
+            "webhook.auth.hmac.header",
+            "standard-webhooks uses fixed headers; header and prefix apply to other schemes",
+        )?;
         Ok(Self)
     }
 
