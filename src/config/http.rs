@@ -9,7 +9,7 @@ use super::{reject_if, ConfigError, MAX_PAYLOAD_LIMIT};
 
 /// `[http]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address the HTTP server listens on (webhook, health, metrics).
     pub listen: SocketAddr,
@@ -35,23 +35,6 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// `Retry-After` seconds sent with 503 and 429.
     pub retry_after_secs: u32,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            webhook_path: "/webhooks/vx".into(),
-            // VX bodies are a few KB; 256 KiB leaves room for odd ones.
-            max_body_bytes: 256 * 1024,
-            max_unauthenticated_bytes: 16 * 1024 * 1024,
-            max_in_flight: 1024,
-            body_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(20),
-            retry_after_secs: 5,
-        }
-    }
 }
 
 impl HttpConfig {

@@ -16,7 +16,7 @@ pub enum LogFormat {
 
 /// `[log]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// Level or `tracing` filter, e.g. `info` or `vx_bridge=debug,info`.
     pub level: String,
@@ -27,17 +27,6 @@ pub struct LogConfig {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of exported traces.
     pub service_name: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Json,
-            otlp_endpoint: None,
-            service_name: "vx-bridge".into(),
-        }
-    }
 }
 
 impl LogConfig {

@@ -3,14 +3,15 @@
 //!
 //! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `log`),
 //! each with its own `validate()`; `render` prints the effective configuration.
-//! Every field has a default here and is documented in `config/vx-bridge.example.toml`; a key
-//! added here must be added there (a test checks that the sample parses and matches the defaults).
-//! Secrets are [`Secret`]s and can come from files (`…_file` keys), which this module does not
+//! The defaults are the documented example, `config/vx-bridge.example.toml`, embedded
+//! ([`DEFAULTS_TOML`]): a key added here must be added there, or parsing fails (a test checks
+//! that the example lists every key). Secrets are [`Secret`](crate::secret::Secret)s and can come from files (`…_file` keys), which this module does not
 //! read: `app::prepare` resolves them once and builds what needs them. This module only parses
 //! and checks values; it starts nothing and imports none of the parts it configures.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
@@ -62,9 +63,51 @@ impl ConfigError {
     }
 }
 
+/// The documented example configuration, which is also the defaults: every key is there, set
+/// to its default, or commented out when it has none (an unset option, an empty list). The
+/// first layer of [`Config::parse`], and what every `Default` here returns.
+pub const DEFAULTS_TOML: &str = include_str!("../../config/vx-bridge.example.toml");
+
+/// [`DEFAULTS_TOML`], parsed once.
+fn defaults() -> &'static Config {
+    static DEFAULTS: OnceLock<Config> = OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        // Embedded text, not input: a test parses it (`the_sample_config_…`).
+        toml::from_str(DEFAULTS_TOML).expect("the embedded default configuration parses")
+    })
+}
+
+/// `Default` for the configuration and its sections: their part of [`DEFAULTS_TOML`].
+macro_rules! defaults_from_embedded {
+    ($($ty:ty => $($field:ident).*;)*) => {
+        $(impl Default for $ty {
+            fn default() -> Self {
+                defaults()$(.$field)*.clone()
+            }
+        })*
+    };
+}
+
+defaults_from_embedded! {
+    Config => ;
+    HttpConfig => http;
+    NatsConfig => nats;
+    NatsTlsConfig => nats.tls;
+    StreamConfig => nats.stream;
+    WebhookConfig => webhook;
+    AuthConfig => webhook.auth;
+    BasicAuthConfig => webhook.auth.basic;
+    HmacConfig => webhook.auth.hmac;
+    StatusConfig => status;
+    UpstreamConfig => upstream;
+    OAuthConfig => upstream.oauth;
+    SessionsConfig => sessions;
+    LogConfig => log;
+}
+
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// HTTP listener and webhook endpoint.
     pub http: HttpConfig,
@@ -74,7 +117,7 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// Deprecated: `ingress.enabled` is now `webhook.enabled` (accepted for one release, with a
     /// warning at start). Never printed by `check-config`.
-    #[serde(skip_serializing)]
+    #[serde(default, skip_serializing)]
     pub ingress: LegacyIngressConfig,
     /// The status/result request-reply service.
     pub status: StatusConfig,
@@ -116,6 +159,7 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        // The user's layers; the defaults go under them below.
         let mut figment = Figment::new();
         if let Some(path) = file {
             reject_if(
@@ -135,7 +179,10 @@ impl Config {
             let key = k["VXB_".len()..].to_ascii_lowercase().replace("__", ".");
             fig.merge(Serialized::default(&key, env_value(v)))
         });
-        let mut config: Config = figment.extract().map_err(figment_error)?;
+        let mut config: Config = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(&figment)
+            .extract()
+            .map_err(figment_error)?;
         if let Some(legacy) = config.ingress.enabled {
             let new_key_set = figment.find_value("webhook.enabled").is_ok();
             reject_if(

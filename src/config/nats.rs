@@ -11,7 +11,7 @@ use crate::secret::Secret;
 
 /// `[nats]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), comma-separated, e.g. `nats://a:4222,nats://b:4222`.
     pub url: String,
@@ -49,30 +49,9 @@ pub struct NatsConfig {
     pub stream: StreamConfig,
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        Self {
-            url: "nats://127.0.0.1:4222".into(),
-            name: "vx-bridge".into(),
-            subject_prefix: "verification".into(),
-            publish_timeout: Duration::from_secs(5),
-            outage_wait: Duration::from_secs(5),
-            creds_file: None,
-            nkey_seed_file: None,
-            token: None,
-            token_file: None,
-            user: None,
-            password: None,
-            password_file: None,
-            tls: NatsTlsConfig::default(),
-            stream: StreamConfig::default(),
-        }
-    }
-}
-
 /// `[nats.tls]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct NatsTlsConfig {
     /// Require TLS even when the URL is `nats://`.
     pub required: bool,
@@ -96,7 +75,7 @@ pub enum StorageKind {
 
 /// `[nats.stream]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// Stream name.
     pub name: String,
@@ -114,20 +93,6 @@ pub struct StreamConfig {
     pub max_age: Duration,
     /// Largest stream size in bytes; `-1` for no limit.
     pub max_bytes: i64,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        Self {
-            name: "VERIFICATIONS".into(),
-            create: true,
-            replicas: 1,
-            storage: StorageKind::File,
-            duplicate_window: Duration::from_secs(3600),
-            max_age: Duration::ZERO,
-            max_bytes: -1,
-        }
-    }
 }
 
 impl NatsConfig {

@@ -8,7 +8,7 @@ use super::{reject_if, validate_name, ConfigError, StreamConfig};
 
 /// `[sessions]`: the session view (see `crate::sessions`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
     /// Project the event stream into the bucket (every replica with this on shares the work).
     pub enabled: bool,
@@ -23,19 +23,6 @@ pub struct SessionsConfig {
     pub max_age: Duration,
     /// Revisions kept per session (1 to 64).
     pub history: i64,
-}
-
-impl Default for SessionsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            bucket: "VX_SESSIONS".into(),
-            create: true,
-            replicas: None,
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            history: 5,
-        }
-    }
 }
 
 impl SessionsConfig {

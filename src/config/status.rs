@@ -8,7 +8,7 @@ use super::{reject_if, ConfigError};
 
 /// `[status]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct StatusConfig {
     /// Serve `{prefix}.status.get` and `{prefix}.result.get`.
     pub enabled: bool,
@@ -22,18 +22,6 @@ pub struct StatusConfig {
     pub terminal_cache_ttl: Duration,
     /// Most cached replies.
     pub cache_max_entries: u64,
-}
-
-impl Default for StatusConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            queue_group: "vx-bridge".into(),
-            cache_ttl: Duration::from_secs(2),
-            terminal_cache_ttl: Duration::from_secs(300),
-            cache_max_entries: 10_000,
-        }
-    }
 }
 
 impl StatusConfig {

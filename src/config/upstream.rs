@@ -11,7 +11,7 @@ use crate::secret::Secret;
 
 /// `[upstream]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL of the VX API.
     pub base_url: String,
@@ -40,27 +40,9 @@ pub struct UpstreamConfig {
     pub circuit_open_for: Duration,
 }
 
-impl Default for UpstreamConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://vx.dcams.app".into(),
-            token: None,
-            token_file: None,
-            oauth: OAuthConfig::default(),
-            email_lookup_path: None,
-            timeout: Duration::from_secs(8),
-            connect_timeout: Duration::from_secs(2),
-            max_retries: 2,
-            max_concurrency: 32,
-            circuit_failure_threshold: 5,
-            circuit_open_for: Duration::from_secs(30),
-        }
-    }
-}
-
 /// `[upstream.oauth]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
     /// Token endpoint.
     pub token_url: String,
@@ -72,18 +54,6 @@ pub struct OAuthConfig {
     pub client_secret_file: Option<PathBuf>,
     /// Audience sent with the token request.
     pub audience: String,
-}
-
-impl Default for OAuthConfig {
-    fn default() -> Self {
-        Self {
-            token_url: "https://auth.dcams.app/oauth/token".into(),
-            client_id: String::new(),
-            client_secret: None,
-            client_secret_file: None,
-            audience: "dcams.app".into(),
-        }
-    }
 }
 
 impl UpstreamConfig {

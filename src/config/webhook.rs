@@ -12,21 +12,12 @@ use crate::secret::Secret;
 
 /// `[webhook]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Serve the webhook endpoint (health and metrics are always served).
     pub enabled: bool,
     /// Authentication of incoming webhooks.
     pub auth: AuthConfig,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            auth: AuthConfig::default(),
-        }
-    }
 }
 
 /// `webhook.auth.mode`
@@ -42,8 +33,8 @@ pub enum AuthMode {
 }
 
 /// `[webhook.auth]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// `none`, `basic` or `hmac`; unset refuses to start.
     pub mode: Option<AuthMode>,
@@ -66,12 +57,14 @@ impl AuthConfig {
 }
 
 /// `[webhook.auth.basic]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct BasicAuthConfig {
-    /// Expected user name.
+    /// Expected user name (unset in the defaults: empty).
+    #[serde(default)]
     pub username: String,
-    /// Accepted passwords (several during rotation).
+    /// Accepted passwords (several during rotation; unset in the defaults: none).
+    #[serde(default)]
     pub passwords: Vec<Secret>,
     /// File with one accepted password per line.
     pub passwords_file: Option<PathBuf>,
@@ -114,11 +107,13 @@ pub enum SignatureEncoding {
 
 /// `[webhook.auth.hmac]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct HmacConfig {
     /// Which signature scheme the sender uses.
     pub scheme: HmacScheme,
     /// Accepted secrets (several during rotation). `whsec_…` secrets are base64-decoded.
+    /// Unset in the defaults: none.
+    #[serde(default)]
     pub secrets: Vec<Secret>,
     /// File with one accepted secret per line.
     pub secrets_file: Option<PathBuf>,
@@ -141,27 +136,9 @@ pub struct HmacConfig {
     pub signed_template: Option<String>,
 }
 
-impl Default for HmacConfig {
-    fn default() -> Self {
-        Self {
-            scheme: HmacScheme::StandardWebhooks,
-            secrets: Vec::new(),
-            secrets_file: None,
-            tolerance: Duration::from_secs(300),
-            header: None,
-            prefix: None,
-            algorithm: HmacAlgorithm::Sha256,
-            encoding: SignatureEncoding::Hex,
-            timestamp_header: None,
-            id_header: None,
-            signed_template: None,
-        }
-    }
-}
-
 /// `[ingress]`: deprecated, kept for one release so that existing configurations still start.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct LegacyIngressConfig {
     /// Deprecated alias of `webhook.enabled`; [`Config::parse`] copies it there.
     pub enabled: Option<bool>,
