@@ -21,6 +21,9 @@ pub struct UpstreamConfig {
     pub token_file: Option<PathBuf>,
     /// OAuth2 client credentials.
     pub oauth: OAuthConfig,
+    /// Proxy for every call to the VX API and its token endpoint, e.g. `http://proxy:3128`;
+    /// unset: none. `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` in the environment are ignored.
+    pub proxy: Option<String>,
     /// Path for a lookup by email, with `{email}` replaced (URL-encoded); unset disables it.
     pub email_lookup_path: Option<String>,
     /// Total time for one lookup, retries included; keep it under requesters' timeout (10 s).
@@ -107,6 +110,13 @@ impl UpstreamConfig {
                 !(o.token_url.starts_with("https://") || o.token_url.starts_with("http://")),
                 "upstream.oauth.token_url",
                 "must be an http(s) URL",
+            )?;
+        }
+        if let Some(p) = &u.proxy {
+            reject_if(
+                !(p.starts_with("http://") || p.starts_with("https://")),
+                "upstream.proxy",
+                "must be an http(s) URL, e.g. http://proxy:3128",
             )?;
         }
         if let Some(p) = &u.email_lookup_path {

@@ -132,14 +132,20 @@ impl UpstreamClient {
     /// Builds the client from a validated `[upstream]`, reading its secret file (the static
     /// token's or the OAuth client secret's) once. Called by `app::prepare`.
     pub fn from_config(cfg: &UpstreamConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
+        // No proxy from the environment (`HTTP(S)_PROXY`): only `upstream.proxy`, when set.
+        let mut http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vx-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ConfigError::new("upstream", format!("cannot build the HTTP client: {e}"))
-            })?;
+            .no_proxy();
+        if let Some(url) = &cfg.proxy {
+            let proxy = reqwest::Proxy::all(url)
+                .map_err(|_| ConfigError::new("upstream.proxy", "is not a valid proxy URL"))?;
+            http = http.proxy(proxy);
+        }
+        let http = http.build().map_err(|e| {
+            ConfigError::new("upstream", format!("cannot build the HTTP client: {e}"))
+        })?;
         let resolve = |key: &str, inline: &Option<Secret>, file: &Option<std::path::PathBuf>| match (
             inline, file,
         ) {

@@ -15,6 +15,7 @@ mod nats_version;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod pii;
+mod proxy;
 mod readme;
 mod ridethrough;
 mod sessions;
