@@ -2,8 +2,10 @@
 //! publishes them as typed events on NATS JetStream; answers status lookups over NATS.
 //!
 //! # Layout
-//! - [`config`]: layered configuration and its validation; [`secret`]: redacted secret values.
-//! - [`auth`]: webhook authentication on raw bytes (Basic, HMAC schemes).
+//! - [`config`]: layered configuration (over the embedded example config), one file per section,
+//!   each with its validation, no I/O; [`secret`]: redacted secret values.
+//! - [`auth`]: webhook authentication on raw bytes: `basic`, and [`auth::hmac`] with one file per
+//!   scheme (parse, verify, sign).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
 //! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck; [`nats_version`]:
@@ -12,8 +14,10 @@
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
-//! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`).
-//! - [`telemetry`]: logs and metrics; [`app`]: wiring and [`run`]; [`server`]: the HTTP accept
+//! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`); `fuzzing`: fuzz
+//!   harnesses (cargo feature `test-util`).
+//! - [`telemetry`]: logs and metrics; [`app`]: [`app::prepare`] (reads the secrets once, builds
+//!   the verifier and the VX API client), wiring and [`run`]; [`server`]: the HTTP accept
 //!   loop with header timeouts; [`cli`]: the command line.
 
 pub mod app;

@@ -18,7 +18,7 @@ use crate::config::{AuthConfig, AuthMode, ConfigError};
 use crate::secret::Secret;
 
 /// Proof that a request passed authentication. Only [`Verifier::verify`] makes one, outside
-/// this crate's own tests and the `test-util` cargo feature ([`Verified::for_tests`]).
+/// this crate's own tests and the `test-util` cargo feature (`Verified::for_tests`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     delivery_id: Option<String>,

@@ -140,7 +140,7 @@ pub struct HmacConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyIngressConfig {
-    /// Deprecated alias of `webhook.enabled`; [`Config::parse`] copies it there.
+    /// Deprecated alias of `webhook.enabled`; [`Config::parse`](super::Config::parse) copies it there.
     pub enabled: Option<bool>,
 }
 

@@ -1,8 +1,8 @@
-//! HMAC signature schemes, one file each: [Standard Webhooks](standard_webhooks), Stripe style
-//! ([`stripe`]), GitHub-style hex ([`hex`](mod@hex)), and a [`generic`] scheme whose header,
-//! prefix, hash, encoding, timestamp and signed string are all configurable.
+//! HMAC signature schemes, one file each: Standard Webhooks (`standard_webhooks.rs`), Stripe
+//! style (`stripe.rs`), GitHub-style hex (`hex.rs`), and a generic scheme (`generic.rs`) whose
+//! header, prefix, hash, encoding, timestamp and signed string are all configurable.
 //!
-//! Each scheme is parsed once from `webhook.auth.hmac` into a [`Scheme`]; the verifier and the
+//! Each scheme is parsed once from `webhook.auth.hmac` into a `Scheme`; the verifier and the
 //! [`Signer`] are both built from that parse, so what tests and tools sign is what the service
 //! checks. The expected MACs are computed for every configured secret (several during rotation)
 //! and compared in constant time with every signature offered. Nothing here reads files: the
@@ -185,7 +185,7 @@ impl Keys {
     }
 }
 
-/// Signs like a sender would, for one secret: built from the same parsed [`Scheme`] as the
+/// Signs like a sender would, for one secret: built from the same parsed `Scheme` as the
 /// verifier, so tests, the demo and the load generator exercise exactly the verifier's schemes.
 pub struct Signer {
     scheme: Scheme,
