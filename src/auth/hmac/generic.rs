@@ -6,11 +6,11 @@
 //! a signer cannot read the template differently from the verifier.
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::{
-    delivery_id, header_name, malformed, offered, parse_timestamp, sole_header_trimmed, KeyedMac,
-    Keys, B64,
+    delivery_id, header_name, parse_timestamp, signatures, sole_header_trimmed, KeyedMac, Keys,
+    Request, B64,
 };
 use crate::auth::AuthError;
 use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
@@ -78,24 +78,21 @@ impl Generic {
     pub(super) fn verify(
         &self,
         keys: &Keys,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: i64,
+        req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let name = self.header.as_str();
-        let value = sole_header_trimmed(headers, name)?;
-        let sigs = offered(value, &self.prefix, self.encoding);
-        if sigs.is_empty() {
-            return Err(malformed(
-                name,
-                "no signature in the expected prefix and encoding",
-            ));
-        }
+        let (headers, body) = (req.headers, req.body);
+        let sigs = signatures(
+            headers,
+            &self.header,
+            &self.prefix,
+            self.encoding,
+            "no signature in the expected prefix and encoding",
+        )?;
         let ts_raw = match &self.timestamp_header {
             Some(h) => {
                 let raw = sole_header_trimmed(headers, h.as_str())?;
                 let ts = parse_timestamp(h.as_str(), raw)?;
-                keys.check_time(ts, now)?;
+                keys.check_time(ts, req.now)?;
                 Some(raw)
             }
             None => None,

@@ -3,9 +3,9 @@
 //!
 //! Only parses, verifies and signs; keys are [`super::Keys`]'.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
-use super::{header_name, malformed, offered, sole_header_trimmed, KeyedMac, Keys};
+use super::{header_name, signatures, KeyedMac, Keys, Request};
 use crate::auth::AuthError;
 use crate::config::{ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
 
@@ -30,16 +30,16 @@ impl Hex {
     pub(super) fn verify(
         &self,
         keys: &Keys,
-        headers: &HeaderMap,
-        body: &[u8],
+        req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let name = self.header.as_str();
-        let value = sole_header_trimmed(headers, name)?;
-        let sigs = offered(value, &self.prefix, SignatureEncoding::Hex);
-        if sigs.is_empty() {
-            return Err(malformed(name, "expected `<prefix><hex>`"));
-        }
-        keys.match_any(HmacAlgorithm::Sha256, &[body], &sigs)?;
+        let sigs = signatures(
+            req.headers,
+            &self.header,
+            &self.prefix,
+            SignatureEncoding::Hex,
+            "expected `<prefix><hex>`",
+        )?;
+        keys.match_any(HmacAlgorithm::Sha256, &[req.body], &sigs)?;
         Ok(None)
     }
 

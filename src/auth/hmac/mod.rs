@@ -137,14 +137,21 @@ impl HmacVerifier {
         body: &[u8],
         now: i64,
     ) -> Result<Option<String>, AuthError> {
-        let keys = &self.keys;
+        let (keys, req) = (&self.keys, &Request { headers, body, now });
         match &self.scheme {
-            Scheme::StandardWebhooks(s) => s.verify(keys, headers, body, now),
-            Scheme::Stripe(s) => s.verify(keys, headers, body, now),
-            Scheme::Hex(s) => s.verify(keys, headers, body),
-            Scheme::Generic(s) => s.verify(keys, headers, body, now),
+            Scheme::StandardWebhooks(s) => s.verify(keys, req),
+            Scheme::Stripe(s) => s.verify(keys, req),
+            Scheme::Hex(s) => s.verify(keys, req),
+            Scheme::Generic(s) => s.verify(keys, req),
         }
     }
+}
+
+/// One request as a scheme checks it: its headers, its raw body, and the time (unix seconds).
+struct Request<'a> {
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    now: i64,
 }
 
 /// The accepted keys and the timestamp tolerance: what every scheme checks against.
@@ -281,6 +288,23 @@ impl MacBytes {
             MacBytes::Sha512(b) => b,
         }
     }
+}
+
+/// The signatures offered in the one `header` (see [`offered`]); none is malformed, with
+/// `none_reason`.
+fn signatures(
+    headers: &HeaderMap,
+    header: &HeaderName,
+    prefix: &str,
+    encoding: SignatureEncoding,
+    none_reason: &'static str,
+) -> Result<Vec<Vec<u8>>, AuthError> {
+    let name = header.as_str();
+    let sigs = offered(sole_header_trimmed(headers, name)?, prefix, encoding);
+    if sigs.is_empty() {
+        return Err(malformed(name, none_reason));
+    }
+    Ok(sigs)
 }
 
 /// Signatures offered in a header value: comma- or space-separated, each with `prefix` removed.

@@ -4,9 +4,10 @@
 //! Only parses, verifies and signs; keys and the tolerance are [`super::Keys`]'.
 
 use base64::Engine as _;
-use http::HeaderMap;
 
-use super::{delivery_id, malformed, parse_timestamp, sole_header_trimmed, Keys, B64, B64_LENIENT};
+use super::{
+    delivery_id, malformed, parse_timestamp, sole_header_trimmed, Keys, Request, B64, B64_LENIENT,
+};
 use crate::auth::AuthError;
 use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig};
 
@@ -32,14 +33,13 @@ impl StandardWebhooks {
     pub(super) fn verify(
         &self,
         keys: &Keys,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: i64,
+        req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
+        let (headers, body) = (req.headers, req.body);
         let id = delivery_id(headers, ID)?;
         let ts_raw = sole_header_trimmed(headers, TIMESTAMP)?;
         let ts = parse_timestamp(TIMESTAMP, ts_raw)?;
-        keys.check_time(ts, now)?;
+        keys.check_time(ts, req.now)?;
         let sig_header = sole_header_trimmed(headers, SIGNATURE)?;
         let sigs: Vec<Vec<u8>> = sig_header
             .split_whitespace()

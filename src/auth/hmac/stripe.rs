@@ -3,9 +3,11 @@
 //!
 //! Only parses, verifies and signs; keys and the tolerance are [`super::Keys`]'.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
-use super::{header_name, malformed, parse_timestamp, sole_header_trimmed, KeyedMac, Keys};
+use super::{
+    header_name, malformed, parse_timestamp, sole_header_trimmed, KeyedMac, Keys, Request,
+};
 use crate::auth::AuthError;
 use crate::config::{ConfigError, HmacAlgorithm, HmacConfig};
 
@@ -28,10 +30,9 @@ impl Stripe {
     pub(super) fn verify(
         &self,
         keys: &Keys,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: i64,
+        req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
+        let (headers, body) = (req.headers, req.body);
         let name = self.header.as_str();
         let value = sole_header_trimmed(headers, name)?;
         let mut t: Option<&str> = None;
@@ -49,7 +50,7 @@ impl Stripe {
         }
         let t_raw = t.ok_or_else(|| malformed(name, "no `t=` timestamp"))?;
         let ts = parse_timestamp(name, t_raw)?;
-        keys.check_time(ts, now)?;
+        keys.check_time(ts, req.now)?;
         if sigs.is_empty() {
             return Err(malformed(name, "no `v1=<hex>` signature"));
         }
