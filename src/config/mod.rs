@@ -2,12 +2,15 @@
 //! then one validation pass that names the bad key.
 //!
 //! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `log`),
-//! each with its own `validate()`; `render` prints the effective configuration.
-//! The defaults are the documented example, `config/vx-bridge.example.toml`, embedded
-//! ([`DEFAULTS_TOML`]): a key added here must be added there, or parsing fails (a test checks
-//! that the example lists every key). Secrets are [`Secret`](crate::secret::Secret)s and can come from files (`…_file` keys), which this module does not
-//! read: `app::prepare` resolves them once and builds what needs them. This module only parses
-//! and checks values; it starts nothing and imports none of the parts it configures.
+//! each with its own `validate()`; `render` prints the effective configuration. The defaults
+//! are the documented example, `config/vx-bridge.example.toml`, embedded ([`DEFAULTS_TOML`]): a
+//! key added here must be added there (parsing fails without a required key; a test checks that
+//! the example lists every key, optional ones included).
+//!
+//! Secrets are [`Secret`](crate::secret::Secret)s and can come from files (`…_file` keys), which
+//! this module does not read: `app::prepare` resolves them once and builds what needs them. This
+//! module only parses and checks values (the one file access: that `--config` and the NATS
+//! credential files exist); it starts nothing and imports none of the parts it configures.
 
 use std::fmt;
 use std::path::Path;
