@@ -15,7 +15,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let bucket = args.next().unwrap_or_else(|| "VX_SESSIONS".into());
     let js = jetstream::new(async_nats::connect(url).await?);
-    let mut watch = js.get_key_value(&bucket).await?.watch_all().await?;
+    // `watch_with_history(">")`: the last value of every key first, then each change
+    // (`watch_all` would deliver only the changes made after it started).
+    let mut watch = js
+        .get_key_value(&bucket)
+        .await?
+        .watch_with_history(">")
+        .await?;
     while let Some(entry) = watch.next().await {
         let entry = entry?;
         if entry.operation != Operation::Put {

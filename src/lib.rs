@@ -14,6 +14,7 @@
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
+//! - [`contract`]: the consumer side's types (event, status reply and error, session state).
 //! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`); `fuzzing`: fuzz
 //!   harnesses (cargo feature `test-util`).
 //! - [`telemetry`]: logs and metrics; [`app`]: [`app::prepare`] (reads the secrets once, builds
@@ -24,6 +25,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod demo;
 pub mod event;
 #[cfg(any(test, feature = "test-util"))]

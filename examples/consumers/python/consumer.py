@@ -1,0 +1,178 @@
+"""A starter consumer of vx-bridge's events (Python, nats-py, pydantic v2).
+
+A durable pull consumer on `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling by
+`event_id` (a file of handled ids that survives a restart), ack after handling, NAK with delay
+on a transient failure, `{prefix}.status.get` with its error headers, and a watch of the session
+view (KV bucket VX_SESSIONS). The models in vx_events/ are generated from schemas/*.json
+(scripts/gen-consumer-types.sh); do not edit them.
+
+Run: examples/consumers/python/run.sh (configured by env, see ../README.md). Prints one JSON
+object per line (handled, duplicate_ignored, nak, status, status_error, kv) for
+scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import nats
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig
+from pydantic import ValidationError
+
+from vx_events.service_error_schema import VxBridgeServiceError
+from vx_events.session_state_schema import VxBridgeSessionState
+from vx_events.status_reply_schema import VxBridgeStatusReply
+from vx_events.verification_event_schema import VxBridgeVerificationEvent
+
+SERVICE_ERROR_HEADER = "Nats-Service-Error"
+SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+URL = env("NATS_URL", "nats://127.0.0.1:4222")
+PREFIX = env("VX_PREFIX", "verification")
+STREAM = env("VX_STREAM", "VERIFICATIONS")
+DURABLE = env("VX_DURABLE", "example-consumer-python")
+BUCKET = env("VX_BUCKET", "VX_SESSIONS")
+STORE = Path(env("VX_STORE", f"{DURABLE}.handled"))
+ACK_WAIT_S = int(env("VX_ACK_WAIT_MS", "30000")) / 1000
+STATUS_ID = os.environ.get("VX_STATUS_ID") or None
+# Test hook: exit (code 3) after handling the N-th event, before acking it.
+EXIT_BEFORE_ACK = int(os.environ["VX_EXIT_BEFORE_ACK"]) if os.environ.get("VX_EXIT_BEFORE_ACK") else None
+# Demo hook: the first delivery of the first event fails "transiently" and is NAKed.
+NAK_FIRST = env("VX_NAK_FIRST", "0") == "1"
+
+
+def emit(line: dict) -> None:
+    print(json.dumps(line), flush=True)
+
+
+class HandledStore:
+    """The event_ids already handled, one per line, synced before the ack. A real service records
+    the id in the same transaction as its effect (a unique key on event_id), so "handled" and
+    "recorded" cannot part."""
+
+    def __init__(self, path: Path) -> None:
+        self.ids = set(path.read_text().split()) if path.exists() else set()
+        self.file = path.open("a")
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self.ids
+
+    def record(self, event_id: str) -> None:
+        self.file.write(event_id + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.ids.add(event_id)
+
+
+async def ask_status(nc: nats.NATS, request_id: str) -> None:
+    """Asks {prefix}.status.get; an error reply is told by its Nats-Service-Error-Code header."""
+    try:
+        reply = await nc.request(f"{PREFIX}.status.get", json.dumps({"request_id": request_id}).encode(), timeout=10)
+    except (NoRespondersError, NatsTimeoutError) as e:  # no status service / no answer: retry later
+        emit({"status_error": {"request_id": request_id, "error": type(e).__name__}})
+        return
+    headers = reply.headers or {}
+    if SERVICE_ERROR_CODE_HEADER in headers:
+        code = int(headers[SERVICE_ERROR_CODE_HEADER])
+        body = VxBridgeServiceError.model_validate_json(reply.data)
+        emit({"status_error": {
+            "request_id": request_id, "code": code, "message": headers.get(SERVICE_ERROR_HEADER),
+            "body_code": body.error.code,
+            "retryable": code in (502, 503, 504),  # 400/404: do not retry
+        }})
+        return
+    status = VxBridgeStatusReply.model_validate_json(reply.data)
+    emit({"status": status.model_dump(mode="json", exclude_none=True)})
+
+
+async def watch_sessions(js) -> None:
+    """The current value of every key of the session view, then each change."""
+    kv = await js.key_value(BUCKET)
+    async for entry in await kv.watchall():
+        if entry is None:  # the initial values are done
+            continue
+        if entry.operation is not None:  # DEL / PURGE: the session left the view
+            emit({"kv_removed": entry.key})
+            continue
+        try:
+            s = VxBridgeSessionState.model_validate_json(entry.value)
+        except ValidationError as e:
+            print(f"{entry.key}: not a session state: {e}", file=sys.stderr)
+            continue
+        emit({"kv": entry.key, "revision": entry.revision, "status": s.status,
+              "current_status": s.current_status, "terminal": s.terminal, "source": s.source})
+
+
+async def main() -> None:
+    nc = await nats.connect(URL)
+    js = nc.jetstream()
+    # Create the durable, or update it to this config (several filter subjects: nats-server >= 2.10).
+    await js.add_consumer(STREAM, ConsumerConfig(
+        durable_name=DURABLE,
+        filter_subjects=[f"{PREFIX}.completed.>", f"{PREFIX}.pending"],
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ACK_WAIT_S,
+        max_deliver=10,
+    ))
+    sub = await js.pull_subscribe_bind(DURABLE, STREAM)
+    store = HandledStore(STORE)
+    emit({"ready": {"lang": "python", "durable": DURABLE, "known_ids": len(store.ids)}})
+
+    watcher = asyncio.create_task(watch_sessions(js))
+    if STATUS_ID:
+        await ask_status(nc, STATUS_ID)
+
+    handled = 0
+    nak_pending = NAK_FIRST
+    while True:
+        try:
+            msgs = await sub.fetch(10, timeout=5)
+        except NatsTimeoutError:
+            continue
+        for msg in msgs:
+            delivered = msg.metadata.num_delivered
+            try:
+                event = VxBridgeVerificationEvent.model_validate_json(msg.data)
+            except ValidationError as e:
+                # Not an event this code understands: redelivering will not help.
+                emit({"term": msg.subject, "error": str(e.errors()[0]["msg"])})
+                await msg.term()
+                continue
+            if event.event_id in store:
+                # A redelivery (our ack was lost, or we died before it): already done, just ack.
+                emit({"duplicate_ignored": event.event_id, "delivered": delivered})
+                await msg.ack()
+                continue
+            if nak_pending:
+                # Where a transient failure goes (a database down, a downstream 503): NAK with a
+                # delay, and the server redelivers it then (up to max_deliver times).
+                nak_pending = False
+                emit({"nak": event.event_id, "delay_ms": 500})
+                await msg.nak(delay=0.5)
+                continue
+            # The handling itself: here, print it and ask the session's current status.
+            emit({"handled": event.event_id, "request_id": event.request_id, "type": event.type,
+                  "status": event.status, "delivered": delivered})
+            store.record(event.event_id)
+            handled += 1
+            if EXIT_BEFORE_ACK == handled:
+                emit({"exit_before_ack": event.event_id})
+                os._exit(3)
+            await msg.ack()
+            await ask_status(nc, event.request_id)
+        if watcher.done() and watcher.exception():
+            print(f"session view watch ended: {watcher.exception()}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

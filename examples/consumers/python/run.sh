@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the Python consumer kit: makes its venv once (pinned requirements.txt), then consumer.py.
+# VX_PY_VENV picks the venv's place (default: .venv beside this script).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${VX_PY_VENV:-$here/.venv}"
+if ! cmp -s "$here/requirements.txt" "$venv/.installed" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$venv/.installed"
+fi
+# The handled-ids store (VX_STORE) is relative to the caller's directory.
+PYTHONPATH="$here" exec "$venv/bin/python" -u "$here/consumer.py"

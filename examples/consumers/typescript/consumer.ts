@@ -1,0 +1,183 @@
+/**
+ * A starter consumer of vx-bridge's events (TypeScript, nats.js v3: @nats-io/transport-node,
+ * @nats-io/jetstream, @nats-io/kv).
+ *
+ * A durable pull consumer on `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling
+ * by `event_id` (a file of handled ids that survives a restart), ack after handling, NAK with
+ * delay on a transient failure, `{prefix}.status.get` with its error headers, and a watch of the
+ * session view (KV bucket VX_SESSIONS). The types in generated/ come from schemas/*.json
+ * (scripts/gen-consumer-types.sh); do not edit them.
+ *
+ * Run: examples/consumers/typescript/run.sh (configured by env, see ../README.md). Prints one
+ * JSON object per line (handled, duplicate_ignored, nak, status, status_error, kv) for
+ * scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
+ */
+import { appendFileSync, existsSync, fsyncSync, openSync, readFileSync } from "node:fs";
+import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { VxBridgeVerificationEvent } from "./generated/verification-event.schema.js";
+import type { VxBridgeSessionState } from "./generated/session-state.schema.js";
+import type { VxBridgeStatusReply } from "./generated/status-reply.schema.js";
+import type { VxBridgeServiceError } from "./generated/service-error.schema.js";
+
+const SERVICE_ERROR_HEADER = "Nats-Service-Error";
+const SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code";
+
+const env = (name: string, fallback: string): string => process.env[name] || fallback;
+const URL = env("NATS_URL", "nats://127.0.0.1:4222");
+const PREFIX = env("VX_PREFIX", "verification");
+const STREAM = env("VX_STREAM", "VERIFICATIONS");
+const DURABLE = env("VX_DURABLE", "example-consumer-ts");
+const BUCKET = env("VX_BUCKET", "VX_SESSIONS");
+const STORE = env("VX_STORE", `${DURABLE}.handled`);
+const ACK_WAIT_MS = Number(env("VX_ACK_WAIT_MS", "30000"));
+const STATUS_ID = process.env.VX_STATUS_ID || undefined;
+/** Test hook: exit (code 3) after handling the N-th event, before acking it. */
+const EXIT_BEFORE_ACK = process.env.VX_EXIT_BEFORE_ACK ? Number(process.env.VX_EXIT_BEFORE_ACK) : undefined;
+/** Demo hook: the first delivery of the first event fails "transiently" and is NAKed. */
+const NAK_FIRST = env("VX_NAK_FIRST", "0") === "1";
+
+const emit = (line: Record<string, unknown>): void => {
+  process.stdout.write(JSON.stringify(line) + "\n");
+};
+
+/**
+ * The event_ids already handled, one per line, synced before the ack. A real service records the
+ * id in the same transaction as its effect (a unique key on event_id), so "handled" and
+ * "recorded" cannot part.
+ */
+class HandledStore {
+  readonly ids: Set<string>;
+  private readonly fd: number;
+  constructor(path: string) {
+    this.ids = new Set(existsSync(path) ? readFileSync(path, "utf8").split("\n").filter(Boolean) : []);
+    this.fd = openSync(path, "a");
+  }
+  has(eventId: string): boolean {
+    return this.ids.has(eventId);
+  }
+  record(eventId: string): void {
+    appendFileSync(this.fd, eventId + "\n");
+    fsyncSync(this.fd);
+    this.ids.add(eventId);
+  }
+}
+
+/** Asks {prefix}.status.get; an error reply is told by its Nats-Service-Error-Code header. */
+async function askStatus(nc: NatsConnection, requestId: string): Promise<void> {
+  let reply;
+  try {
+    reply = await nc.request(`${PREFIX}.status.get`, JSON.stringify({ request_id: requestId }), { timeout: 10_000 });
+  } catch (e) {
+    // No responder (no status service running) or a timeout: retry later.
+    emit({ status_error: { request_id: requestId, error: e instanceof Error ? e.name : String(e) } });
+    return;
+  }
+  const code = reply.headers?.get(SERVICE_ERROR_CODE_HEADER);
+  if (code) {
+    const body = reply.json<VxBridgeServiceError>();
+    const n = Number(code);
+    emit({
+      status_error: {
+        request_id: requestId,
+        code: n,
+        message: reply.headers?.get(SERVICE_ERROR_HEADER),
+        body_code: body.error.code,
+        retryable: n === 502 || n === 503 || n === 504, // 400/404: do not retry
+      },
+    });
+    return;
+  }
+  emit({ status: reply.json<VxBridgeStatusReply>() });
+}
+
+/** The current value of every key of the session view, then each change. */
+async function watchSessions(js: JetStreamClient): Promise<void> {
+  const kv = await new Kvm(js).open(BUCKET);
+  for await (const e of await kv.watch()) {
+    if (e.operation !== "PUT") {
+      emit({ kv_removed: e.key }); // DEL / PURGE: the session left the view
+      continue;
+    }
+    const s = e.json<VxBridgeSessionState>();
+    emit({
+      kv: e.key,
+      revision: e.revision,
+      status: s.status,
+      current_status: s.current_status,
+      terminal: s.terminal,
+      source: s.source,
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  const nc = await connect({ servers: URL });
+  const jsm = await jetstreamManager(nc);
+  // Create the durable, or update it to this config (several filter subjects: nats-server >= 2.10).
+  await jsm.consumers.add(STREAM, {
+    durable_name: DURABLE,
+    filter_subjects: [`${PREFIX}.completed.>`, `${PREFIX}.pending`],
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(ACK_WAIT_MS),
+    max_deliver: 10,
+  });
+  const js = jetstream(nc);
+  const consumer = await js.consumers.get(STREAM, DURABLE);
+  const store = new HandledStore(STORE);
+  emit({ ready: { lang: "typescript", durable: DURABLE, known_ids: store.ids.size } });
+
+  watchSessions(js).catch((e) => console.error(`session view watch ended: ${e}`));
+  if (STATUS_ID) await askStatus(nc, STATUS_ID);
+
+  let handled = 0;
+  let nakPending = NAK_FIRST;
+  for await (const msg of await consumer.consume()) {
+    const delivered = msg.info.deliveryCount;
+    let event: VxBridgeVerificationEvent;
+    try {
+      event = msg.json<VxBridgeVerificationEvent>();
+    } catch (e) {
+      // Not an event this code understands: redelivering will not help.
+      emit({ term: msg.subject, error: String(e) });
+      msg.term();
+      continue;
+    }
+    if (store.has(event.event_id)) {
+      // A redelivery (our ack was lost, or we died before it): already done, just ack.
+      emit({ duplicate_ignored: event.event_id, delivered });
+      await msg.ackAck();
+      continue;
+    }
+    if (nakPending) {
+      // Where a transient failure goes (a database down, a downstream 503): NAK with a delay, and
+      // the server redelivers it then (up to max_deliver times).
+      nakPending = false;
+      emit({ nak: event.event_id, delay_ms: 500 });
+      msg.nak(500);
+      continue;
+    }
+    // The handling itself: here, print it and ask the session's current status.
+    emit({
+      handled: event.event_id,
+      request_id: event.request_id,
+      type: event.type,
+      status: event.status,
+      delivered,
+    });
+    store.record(event.event_id);
+    handled += 1;
+    if (EXIT_BEFORE_ACK === handled) {
+      emit({ exit_before_ack: event.event_id });
+      process.exit(3);
+    }
+    await msg.ackAck();
+    await askStatus(nc, event.request_id);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Proves the consumer kits (examples/consumers/: Rust, Python, TypeScript) against the real bridge.
+#
+#   scripts/consumers-check.sh [rust|python|typescript ...]    (default: all three)
+#
+# Starts its own nats-server on a free port (NATS_SERVER, else the newest of
+# scripts/nats-servers.sh: the kits' consumer has two filter subjects, which needs >= 2.10), the
+# mock VX API (`vx-bridge mock-vx`) and `vx-bridge serve` with the status service pointed at it;
+# sends Standard Webhooks-signed webhooks; runs each kit twice under its own durable:
+#   run 1: VX_NAK_FIRST=1 (the first delivery is NAKed with a delay) and VX_EXIT_BEFORE_ACK=2
+#          (the kit exits, code 3, after handling its second event and before acking it);
+#   run 2: a normal run (VX_STATUS_ID = the nil UUID, which the mock answers 404); one more
+#          webhook is sent while it runs.
+# Then checks what each printed: every event handled exactly once over both runs, the event
+# left unacked by run 1 redelivered and ignored as a duplicate (the kit's event_id store), a NAK
+# seen, a status answer, the 404 error reply read from its headers, the new session seen in the
+# KV watch. Everything runs on 127.0.0.1 and is stopped on exit (scripts/reliability/lib.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+KITS=("$@")
+((${#KITS[@]})) || KITS=(rust python typescript)
+
+if [ -z "${NATS_SERVER:-}" ]; then
+  NATS_SERVER=$(scripts/nats-servers.sh --newest | cut -d' ' -f2)
+fi
+export NATS_SERVER
+REL_SUITE=consumers
+REL_OUT="${REL_OUT:-$ROOT/target/consumers-check}"
+# shellcheck source=reliability/lib.sh
+source scripts/reliability/lib.sh
+case "$REL_NATS_VERSION" in
+  2.9.*) die "nats-server $REL_NATS_VERSION: the kits need >= 2.10 (several filter subjects); set NATS_SERVER" ;;
+esac
+
+log "building vx-bridge and the Rust kit (cargo build --locked --bin vx-bridge --example consumer)"
+cargo build --locked -q --bin vx-bridge --example consumer
+for kit in "${KITS[@]}"; do
+  case "$kit" in
+    rust) ;;
+    python) # the venv of the kit, made once by its run.sh (outside the source tree)
+      export VX_PY_VENV="$ROOT/target/consumer-tools/py-venv" ;;
+    typescript) ;;
+    *) die "unknown kit $kit (rust, python, typescript)" ;;
+  esac
+done
+
+kit_cmd() {
+  case "$1" in
+    rust) echo "$REL_BIN/examples/consumer" ;;
+    python) echo "$ROOT/examples/consumers/python/run.sh" ;;
+    typescript) echo "$ROOT/examples/consumers/typescript/run.sh" ;;
+  esac
+}
+
+free_port NPORT
+free_port BPORT
+free_port MPORT
+nats_start n1 "$NPORT"
+NATS_URL="nats://127.0.0.1:$NPORT"
+PREFIX=ck.verification
+STREAM=CK_VERIFICATIONS
+"$REL_BIN/vx-bridge" mock-vx --listen "127.0.0.1:$MPORT" --token mock-token >>"$REL_WORK/mock.log" 2>&1 &
+REL_PIDS+=("$!")
+wait_port "$MPORT" 15 || die "mock-vx did not listen on $MPORT"
+bridge_start "$BPORT" "$NATS_URL" "$STREAM" "$PREFIX" \
+  VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$MPORT" VXB_UPSTREAM__TOKEN=mock-token
+log "nats-server $REL_NATS_VERSION on $NPORT, mock VX on $MPORT, bridge on $BPORT"
+
+# post BODY: a Standard Webhooks-signed delivery (as in the README); prints the event_id of the 202.
+post() {
+  local body=$1 id ts sig reply
+  id="msg_ck_$(python3 -c 'import uuid; print(uuid.uuid4().hex)')"
+  ts=$(date +%s)
+  sig=$(python3 -c 'import sys,hmac,hashlib,base64
+k=base64.b64decode(sys.argv[4].removeprefix("whsec_"))
+print(base64.b64encode(hmac.new(k,f"{sys.argv[1]}.{sys.argv[2]}.{sys.argv[3]}".encode(),hashlib.sha256).digest()).decode())' \
+    "$id" "$ts" "$body" "$REL_SECRET")
+  reply=$(curl -s --max-time 10 -w '\n%{http_code}' "http://127.0.0.1:$BPORT/webhooks/vx" \
+    -H 'content-type: application/json' -H "webhook-id: $id" -H "webhook-timestamp: $ts" \
+    -H "webhook-signature: v1,$sig" --data-binary "$body")
+  [[ "${reply##*$'\n'}" == 202 ]] || die "webhook not accepted: $reply"
+  jq -er .event_id <<<"${reply%$'\n'*}"
+}
+SA=11111111-aaaa-4aaa-8aaa-000000000001
+SB=11111111-bbbb-4bbb-8bbb-000000000002
+SC=11111111-cccc-4ccc-8ccc-000000000003
+E1=$(post "{\"request_id\":\"$SA\",\"status\":\"PENDING\",\"reference\":\"ck-a\"}")
+E2=$(post "{\"request_id\":\"$SA\",\"status\":\"PASS\",\"reference\":\"ck-a\"}")
+E3=$(post "{\"request_id\":\"$SB\",\"status\":\"FAIL\",\"reference\":\"ck-b\"}")
+log "sent 3 webhooks: $E1 $E2 $E3"
+
+# has FILE JQ-FILTER: some line of FILE matches (jq -e on each JSON line).
+has() { [ -s "$1" ] && jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
+# wait_for FILE JQ-FILTER SECONDS WHAT
+wait_for() {
+  local deadline=$((SECONDS + $3))
+  until has "$1" "$2"; do
+    ((SECONDS < deadline)) || die "$4: not seen in $3 s (see $1)"
+    sleep 0.2
+  done
+}
+kit_env() {   # kit_env KIT: the kit's configuration (the same names in every kit)
+  echo NATS_URL="$NATS_URL" VX_PREFIX="$PREFIX" VX_STREAM="$STREAM" VX_DURABLE="ck-$1" \
+    VX_STORE="$REL_WORK/$1.handled" VX_ACK_WAIT_MS=2000
+}
+
+# Run 1 of every kit, in parallel: NAK the first delivery, exit before the second ack.
+declare -A RUN1
+for kit in "${KITS[@]}"; do
+  # shellcheck disable=SC2046
+  env $(kit_env "$kit") VX_NAK_FIRST=1 VX_EXIT_BEFORE_ACK=2 timeout 300 "$(kit_cmd "$kit")" \
+    >"$REL_WORK/$kit.1.jsonl" 2>"$REL_WORK/$kit.1.err" &
+  RUN1[$kit]=$!
+  REL_PIDS+=("$!")
+done
+for kit in "${KITS[@]}"; do
+  rc=0
+  wait "${RUN1[$kit]}" || rc=$?
+  [[ $rc == 3 ]] || { cat "$REL_WORK/$kit.1.err" >&2; die "$kit run 1 exited $rc, want 3 (exit before ack)"; }
+  log "$kit run 1: exited before its ack, as asked"
+done
+
+# Run 2 of every kit, in parallel; a fourth webhook while they run.
+declare -A RUN2
+for kit in "${KITS[@]}"; do
+  # shellcheck disable=SC2046
+  env $(kit_env "$kit") VX_STATUS_ID=00000000-0000-0000-0000-000000000000 timeout 300 "$(kit_cmd "$kit")" \
+    >"$REL_WORK/$kit.2.jsonl" 2>"$REL_WORK/$kit.2.err" &
+  RUN2[$kit]=$!
+  REL_PIDS+=("$!")
+done
+for kit in "${KITS[@]}"; do
+  wait_for "$REL_WORK/$kit.2.jsonl" '.ready' 120 "$kit run 2 ready"
+done
+E4=$(post "{\"request_id\":\"$SC\",\"status\":\"PASS\",\"reference\":\"ck-c\"}")
+log "sent a 4th webhook while the kits run: $E4"
+
+for kit in "${KITS[@]}"; do
+  out2="$REL_WORK/$kit.2.jsonl"
+  wait_for "$out2" ".handled == \"$E4\"" 60 "$kit: the 4th event handled"
+  wait_for "$out2" '.duplicate_ignored' 30 "$kit: the redelivered event ignored"
+  wait_for "$out2" ".kv == \"$SA\" and .terminal == true" 30 "$kit: session A's current value at the start of the KV watch"
+  wait_for "$out2" ".kv == \"$SC\" and .terminal == true" 30 "$kit: session C in the KV watch"
+  wait_for "$out2" "(.status | objects | .request_id) == \"$SC\"" 30 "$kit: a status answer for session C"
+  wait_for "$out2" '.status_error.code == 404' 30 "$kit: the 404 error reply"
+  kill "${RUN2[$kit]}" 2>/dev/null || true
+  wait "${RUN2[$kit]}" 2>/dev/null || true
+
+  all="$REL_WORK/$kit.all.jsonl"
+  cat "$REL_WORK/$kit.1.jsonl" "$out2" >"$all"
+  # Every event handled exactly once over both runs, and nothing else handled.
+  counts=$(jq -s -c '[.[] | select(.handled) | .handled] | group_by(.) | map({(.[0]): length}) | add // {}' "$all")
+  want=$(jq -n -c --arg a "$E1" --arg b "$E2" --arg c "$E3" --arg d "$E4" '{($a):1,($b):1,($c):1,($d):1}')
+  [[ $(jq -S -c . <<<"$counts") == $(jq -S -c . <<<"$want") ]] || die "$kit: handled counts $counts, want $want"
+  # The event run 1 handled but did not ack came again and was ignored by event_id.
+  unacked=$(jq -r 'select(.exit_before_ack) | .exit_before_ack' "$REL_WORK/$kit.1.jsonl")
+  has "$out2" ".duplicate_ignored == \"$unacked\" and .delivered >= 2" ||
+    die "$kit: the unacked event $unacked was not redelivered and ignored"
+  has "$REL_WORK/$kit.1.jsonl" '.nak' || die "$kit: no NAK in run 1"
+  has "$out2" '.status_error.code == 404 and .status_error.body_code == 404 and .status_error.retryable == false' ||
+    die "$kit: the 404 reply's header and body disagree"
+  result "$(jq -n -c --arg kit "$kit" --argjson handled "$counts" --arg dup "$unacked" \
+    '{kit: $kit, handled_once: ($handled | length), duplicate_ignored: $dup, nak: true, status: true, status_error_404: true, kv_seen: true}')"
+done
+echo "consumers-check: ${#KITS[@]} passed, 0 failed"

@@ -1,0 +1,147 @@
+//! The consumer side of the contract: owned, deserializable types for what a service reads from
+//! the bridge (the event body, the status reply and error, the session view's value), and the
+//! names it keys on. Used by `examples/consumer.rs`; mirrors `schemas/*.json`.
+//!
+//! Types only: nothing here connects, publishes or validates, and the bridge's own publishing
+//! path (`event`, `status`, `sessions`) must not depend on this module. Unknown fields are
+//! tolerated (a consumer should not break when a later version adds one); the JSON Schemas
+//! stay the authority.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::sessions::rule::{SessionState, Source as SessionSource};
+
+/// Header with the error message of a status-service error reply.
+pub const SERVICE_ERROR_HEADER: &str = "Nats-Service-Error";
+/// Header with the error code (400, 404, 502, 503, 504) of a status-service error reply.
+pub const SERVICE_ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
+
+/// The event's `type`: its subject without the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// `{prefix}.completed.pass`.
+    #[serde(rename = "completed.pass")]
+    CompletedPass,
+    /// `{prefix}.completed.fail`.
+    #[serde(rename = "completed.fail")]
+    CompletedFail,
+    /// `{prefix}.pending`.
+    #[serde(rename = "pending")]
+    Pending,
+    /// `{prefix}.unrecognized`.
+    #[serde(rename = "unrecognized")]
+    Unrecognized,
+}
+
+/// How far the journey has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Number of journey stops in the body.
+    pub stops: u64,
+}
+
+/// The body of an event (`schemas/verification-event.schema.json`). Key deduplication on
+/// [`event_id`](Self::event_id) (stable across retried deliveries and JetStream redeliveries),
+/// and the session on [`request_id`](Self::request_id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationEvent {
+    /// Version of the envelope (1).
+    pub schema_version: u8,
+    /// Stable id of the event; also the CloudEvents `ce-id`.
+    pub event_id: String,
+    /// The subject without its prefix.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The VX session id; also `ce-subject`.
+    pub request_id: String,
+    /// The VX `status` as received (`""` when empty or null).
+    pub status: String,
+    /// The VX `reference`, or null.
+    pub reference: Option<String>,
+    /// When the bridge received the webhook (RFC 3339, UTC).
+    pub received_at: String,
+    /// Journey progress.
+    pub progress: Progress,
+    /// The VX body exactly as received (contains PII: never log it).
+    pub result: serde_json::Value,
+}
+
+/// A successful `{prefix}.status.get` reply (`schemas/status-reply.schema.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The session, lower-case hyphenated.
+    pub request_id: String,
+    /// INIT, IN PROGRESS, COMPLETED or PENDING.
+    pub current_status: String,
+    /// When VX was asked (RFC 3339).
+    pub checked_at: String,
+    /// `upstream`, `cache` or `events`.
+    pub source: String,
+    /// PASS or FAIL, with `source: "events"` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_status: Option<String>,
+}
+
+/// An error reply's body (`schemas/service-error.schema.json`); the same code and message are
+/// in the [`SERVICE_ERROR_CODE_HEADER`] and [`SERVICE_ERROR_HEADER`] headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceErrorReply {
+    /// The error.
+    pub error: ServiceErrorDetail,
+}
+
+/// Code and message of an error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceErrorDetail {
+    /// 400 and 404: do not retry; 502, 503, 504: retry later.
+    pub code: u16,
+    /// For people; carries no PII.
+    pub message: String,
+}
+
+impl ServiceErrorDetail {
+    /// Whether the requester should try again later (502, 503, 504).
+    pub fn retryable(&self) -> bool {
+        matches!(self.code, 502..=504)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Schemas;
+    use serde_json::json;
+
+    #[test]
+    fn a_schema_valid_event_parses_and_round_trips() {
+        let event = json!({
+            "schema_version": 1,
+            "event_id": "0b6f8c1e-1d2c-4c3b-8a9f-0123456789ab",
+            "type": "completed.pass",
+            "request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8",
+            "status": "PASS",
+            "reference": null,
+            "received_at": "2026-11-27T10:00:00.123Z",
+            "progress": {"stops": 2},
+            "result": {"request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "status": "PASS"}
+        });
+        assert!(Schemas::get().check_event(&event).is_ok());
+        let parsed: VerificationEvent = serde_json::from_value(event.clone()).expect("parses");
+        assert_eq!(parsed.event_type, EventType::CompletedPass);
+        assert_eq!(serde_json::to_value(&parsed).expect("serializes"), event);
+    }
+
+    #[test]
+    fn status_reply_and_error_parse() {
+        let reply: StatusReply = serde_json::from_value(json!({
+            "request_id": "4ed2ec66-9471-415d-99ce-7bd1742fc2b8", "current_status": "COMPLETED",
+            "checked_at": "2026-11-27T10:00:00Z", "source": "events", "result_status": "PASS"
+        }))
+        .expect("parses");
+        assert_eq!(reply.result_status.as_deref(), Some("PASS"));
+        let err: ServiceErrorReply =
+            serde_json::from_value(json!({"error": {"code": 503, "message": "busy"}}))
+                .expect("parses");
+        assert!(err.error.retryable());
+    }
+}
