@@ -44,7 +44,8 @@ trap 'rm -rf "$out"' EXIT
 mkdir -p "$out/schemas" "$out/python" "$out/typescript"
 cp schemas/*.schema.json "$out/schemas/"
 
-"$venv/bin/datamodel-codegen" --input "$out/schemas" --input-file-type jsonschema \
+# (Its FutureWarnings are about its own future defaults; the options below are all explicit.)
+PYTHONWARNINGS=ignore::FutureWarning "$venv/bin/datamodel-codegen" --input "$out/schemas" --input-file-type jsonschema \
   --output "$out/python/vx_events" --output-model-type pydantic_v2.BaseModel \
   --target-python-version 3.10 --formatters black isort --disable-timestamp \
   --use-schema-description --field-constraints --use-double-quotes \
