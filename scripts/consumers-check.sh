@@ -105,30 +105,54 @@ kit_env() {   # kit_env KIT: the kit's configuration (the same names in every ki
     VX_STORE="$REL_WORK/$1.handled" VX_ACK_WAIT_MS=2000
 }
 
+# Each kit runs in its own process group (setsid), so that stopping it also stops what its
+# run.sh started (tsx runs node as a child); the EXIT trap kills every group left.
+KIT_PGIDS=()
+kits_cleanup() {
+  local pg
+  for pg in "${KIT_PGIDS[@]:-}"; do
+    [[ -n "$pg" ]] && kill -9 -- "-$pg" 2>/dev/null || true
+  done
+}
+trap 'kits_cleanup; rel_cleanup' EXIT
+# kit_start KIT RUN [VAR=value...]: starts the kit; sets KIT_PID (= its process group).
+kit_start() {
+  local kit=$1 run=$2
+  shift 2
+  # shellcheck disable=SC2046
+  setsid env $(kit_env "$kit") "$@" "$(kit_cmd "$kit")" \
+    >"$REL_WORK/$kit.$run.jsonl" 2>"$REL_WORK/$kit.$run.err" &
+  KIT_PID=$!
+  KIT_PGIDS+=("$KIT_PID")
+}
+# wait_exit PID SECONDS: waits for the process to end (bounded); sets EXIT_RC.
+wait_exit() {
+  local deadline=$((SECONDS + $2))
+  while kill -0 "$1" 2>/dev/null; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+  EXIT_RC=0
+  wait "$1" || EXIT_RC=$?
+}
+
 # Run 1 of every kit, in parallel: NAK the first delivery, exit before the second ack.
 declare -A RUN1
 for kit in "${KITS[@]}"; do
-  # shellcheck disable=SC2046
-  env $(kit_env "$kit") VX_NAK_FIRST=1 VX_EXIT_BEFORE_ACK=2 timeout 300 "$(kit_cmd "$kit")" \
-    >"$REL_WORK/$kit.1.jsonl" 2>"$REL_WORK/$kit.1.err" &
-  RUN1[$kit]=$!
-  REL_PIDS+=("$!")
+  kit_start "$kit" 1 VX_NAK_FIRST=1 VX_EXIT_BEFORE_ACK=2
+  RUN1[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
-  rc=0
-  wait "${RUN1[$kit]}" || rc=$?
-  [[ $rc == 3 ]] || { cat "$REL_WORK/$kit.1.err" >&2; die "$kit run 1 exited $rc, want 3 (exit before ack)"; }
+  wait_exit "${RUN1[$kit]}" 180 || die "$kit run 1 did not exit in 180 s (see $REL_WORK/$kit.1.*)"
+  [[ $EXIT_RC == 3 ]] || { cat "$REL_WORK/$kit.1.err" >&2; die "$kit run 1 exited $EXIT_RC, want 3 (exit before ack)"; }
   log "$kit run 1: exited before its ack, as asked"
 done
 
 # Run 2 of every kit, in parallel; a fourth webhook while they run.
 declare -A RUN2
 for kit in "${KITS[@]}"; do
-  # shellcheck disable=SC2046
-  env $(kit_env "$kit") VX_STATUS_ID=00000000-0000-0000-0000-000000000000 timeout 300 "$(kit_cmd "$kit")" \
-    >"$REL_WORK/$kit.2.jsonl" 2>"$REL_WORK/$kit.2.err" &
-  RUN2[$kit]=$!
-  REL_PIDS+=("$!")
+  kit_start "$kit" 2 VX_STATUS_ID=00000000-0000-0000-0000-000000000000
+  RUN2[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
   wait_for "$REL_WORK/$kit.2.jsonl" '.ready' 120 "$kit run 2 ready"
@@ -144,8 +168,8 @@ for kit in "${KITS[@]}"; do
   wait_for "$out2" ".kv == \"$SC\" and .terminal == true" 30 "$kit: session C in the KV watch"
   wait_for "$out2" "(.status | objects | .request_id) == \"$SC\"" 30 "$kit: a status answer for session C"
   wait_for "$out2" '.status_error.code == 404' 30 "$kit: the 404 error reply"
-  kill "${RUN2[$kit]}" 2>/dev/null || true
-  wait "${RUN2[$kit]}" 2>/dev/null || true
+  kill -TERM -- "-${RUN2[$kit]}" 2>/dev/null || true
+  wait_exit "${RUN2[$kit]}" 15 || kill -9 -- "-${RUN2[$kit]}" 2>/dev/null || true
 
   all="$REL_WORK/$kit.all.jsonl"
   cat "$REL_WORK/$kit.1.jsonl" "$out2" >"$all"
