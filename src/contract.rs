@@ -131,6 +131,79 @@ mod tests {
         assert_eq!(serde_json::to_value(&parsed).expect("serializes"), event);
     }
 
+    /// The property names of a schema (its `properties`, or those of `properties.error`).
+    fn properties(schema: &str, pointer: &str) -> Vec<String> {
+        let schema: serde_json::Value = serde_json::from_str(schema).expect("schema is JSON");
+        let mut names: Vec<String> = schema
+            .pointer(pointer)
+            .and_then(|p| p.as_object())
+            .expect("schema has properties")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn fields(value: &impl Serialize) -> Vec<String> {
+        let value = serde_json::to_value(value).expect("serializes");
+        let mut names: Vec<String> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The hand-written Rust types have exactly the schemas' fields (the Python and TypeScript
+    /// types are generated; these are checked here instead).
+    #[test]
+    fn the_types_have_the_schemas_fields() {
+        use crate::schema::{SESSION_STATE, VERIFICATION_EVENT};
+        const STATUS_REPLY: &str = include_str!("../schemas/status-reply.schema.json");
+        const SERVICE_ERROR: &str = include_str!("../schemas/service-error.schema.json");
+        let event = VerificationEvent {
+            schema_version: 1,
+            event_id: String::new(),
+            event_type: EventType::Pending,
+            request_id: String::new(),
+            status: String::new(),
+            reference: None,
+            received_at: String::new(),
+            progress: Progress { stops: 0 },
+            result: json!({}),
+        };
+        assert_eq!(
+            fields(&event),
+            properties(VERIFICATION_EVENT, "/properties")
+        );
+        let reply = StatusReply {
+            request_id: String::new(),
+            current_status: String::new(),
+            checked_at: String::new(),
+            source: String::new(),
+            result_status: Some("PASS".into()),
+        };
+        assert_eq!(fields(&reply), properties(STATUS_REPLY, "/properties"));
+        let error = ServiceErrorDetail {
+            code: 404,
+            message: String::new(),
+        };
+        assert_eq!(
+            fields(&error),
+            properties(SERVICE_ERROR, "/properties/error/properties")
+        );
+        let state = SessionState::from_lookup(
+            "4ed2ec66-9471-415d-99ce-7bd1742fc2b8",
+            None,
+            "INIT",
+            String::new(),
+        );
+        assert_eq!(fields(&state), properties(SESSION_STATE, "/properties"));
+    }
+
     #[test]
     fn status_reply_and_error_parse() {
         let reply: StatusReply = serde_json::from_value(json!({
