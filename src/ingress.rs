@@ -5,7 +5,7 @@
 //! authenticate the raw bytes (401) → parse JSON strictly, duplicate keys refused (400) → JSON Schema (422) → build the event →
 //! publish and await the PubAck → 202. Anything not stored is 503 with `Retry-After`. While
 //! NATS is away the publish rides through the outage for up to `nats.outage_wait`
-//! ([`crate::ridethrough`]), holding its in-flight slot; shutdown answers such a wait 503 at once.
+//! ([`crate::nats::ridethrough`]), holding its in-flight slot; shutdown answers such a wait 503 at once.
 //! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
 //! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
 //! Logs carry the request_id and outcome, never the body. The ingress never reaches the VX API
@@ -34,9 +34,9 @@ use crate::event::{
     REJECTED_HEADERS_MAX,
 };
 use crate::health::StreamState;
+use crate::nats::ridethrough::OutageWait;
 use crate::problem::{Problem, ProblemKind};
 use crate::publish::{PublishError, Publisher, Stored};
-use crate::ridethrough::OutageWait;
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{WebhookMetrics, WebhookOutcome};
 use crate::timestamp::format_timestamp;

@@ -8,9 +8,10 @@
 //!   scheme (parse, verify, sign).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
-//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck; [`nats_version`]:
-//!   what the server's version means (support, known data loss, features); [`ridethrough`]:
-//!   retrying a publish through a short NATS outage (`nats.outage_wait`).
+//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
+//! - [`nats`]: [`nats::version`]: what the server's version means (support, known data loss,
+//!   features); [`nats::ridethrough`]: retrying a publish through a short NATS outage
+//!   (`nats.outage_wait`).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
@@ -34,10 +35,9 @@ pub mod health;
 pub mod ingress;
 pub mod json;
 pub mod mock_vx;
-pub mod nats_version;
+pub mod nats;
 pub mod problem;
 pub mod publish;
-pub mod ridethrough;
 pub mod schema;
 pub mod secret;
 pub mod server;

@@ -5,7 +5,7 @@
 //! so that it captures exactly our event subjects and never a request-reply subject.
 //! [`Publisher::publish`] returns only once the server has acknowledged the message, or fails
 //! with a [`PublishError`] that the ingress answers with 503. It is one attempt; riding through
-//! an outage by retrying it is [`crate::ridethrough`]'s job, guided by
+//! an outage by retrying it is [`crate::nats::ridethrough`]'s job, guided by
 //! [`PublishError::is_retryable`].
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -512,7 +512,7 @@ impl ServerInfoGauge {
     }
 
     /// Records the server's version and support labels (from
-    /// [`crate::nats_version::ServerVersion`], so both are plain `[0-9A-Za-z.-_]`).
+    /// [`crate::nats::version::ServerVersion`], so both are plain `[0-9A-Za-z.-_]`).
     pub fn set(&self, version: String, support: &'static str) {
         let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         *cur = Some((version, support));

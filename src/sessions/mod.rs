@@ -282,7 +282,7 @@ async fn run_once(
 ) -> Result<(), ViewError> {
     let store = ensure_bucket(js, cfg, stream).await?;
     let replicas = cfg.replicas_or(stream);
-    let version = crate::nats_version::ServerVersion::parse(&client.server_info().version);
+    let version = crate::nats::version::ServerVersion::parse(&client.server_info().version);
     if replicas > 1 && !version.capabilities().replicated_kv_cas {
         tracing::warn!(
             bucket = %cfg.bucket,
