@@ -26,7 +26,7 @@ use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness, StreamState};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::nats::version::ServerVersion;
-use crate::publish::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::nats::{check_subjects, connect, ensure_stream, Publisher, StreamError};
 use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
 use crate::upstream::clock::{Clock, SystemClock};

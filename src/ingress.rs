@@ -35,8 +35,8 @@ use crate::event::{
 };
 use crate::health::StreamState;
 use crate::nats::ridethrough::OutageWait;
+use crate::nats::{PublishError, Publisher, Stored};
 use crate::problem::{Problem, ProblemKind};
-use crate::publish::{PublishError, Publisher, Stored};
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{WebhookMetrics, WebhookOutcome};
 use crate::timestamp::format_timestamp;

@@ -8,8 +8,8 @@
 //!   scheme (parse, verify, sign).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
-//! - [`publish`]: NATS connection, stream set-up, publish with awaited PubAck.
-//! - [`nats`]: [`nats::version`]: what the server's version means (support, known data loss,
+//! - [`nats`]: everything that talks to NATS: [`nats::connect`], [`nats::stream`] (set-up and
+//!   checks), [`nats::publisher`] (publish with awaited PubAck); [`nats::version`]: what the server's version means (support, known data loss,
 //!   features); [`nats::ridethrough`]: retrying a publish through a short NATS outage
 //!   (`nats.outage_wait`).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
@@ -37,7 +37,6 @@ pub mod json;
 pub mod mock_vx;
 pub mod nats;
 pub mod problem;
-pub mod publish;
 pub mod schema;
 pub mod secret;
 pub mod server;

@@ -120,23 +120,25 @@ fn lookup(
     };
     runtime.block_on(async move {
         let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
-        let client =
-            match tokio::time::timeout(timeout, vx_bridge::publish::connect(&config.nats, false))
-                .await
-            {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    eprintln!(
-                        "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
-                        vx_bridge::status::client::connect_error_text(&e)
-                    );
-                    return ExitCode::from(EXIT_UNAVAILABLE);
-                }
-                Err(_) => {
-                    eprintln!("cannot connect to NATS at {url} within {timeout:?}");
-                    return ExitCode::from(EXIT_UNAVAILABLE);
-                }
-            };
+        let client = match tokio::time::timeout(
+            timeout,
+            vx_bridge::nats::connect(&config.nats, false),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                eprintln!(
+                    "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
+                    vx_bridge::status::client::connect_error_text(&e)
+                );
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+            Err(_) => {
+                eprintln!("cannot connect to NATS at {url} within {timeout:?}");
+                return ExitCode::from(EXIT_UNAVAILABLE);
+            }
+        };
         let body = bytes::Bytes::from(payload.to_string());
         let code = match request(&client, &subject, body, timeout).await {
             Ok(Reply::Ok(body)) => {
@@ -176,7 +178,7 @@ fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
     };
     runtime.block_on(async move {
         let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
-        let connect = vx_bridge::publish::connect(&config.nats, false);
+        let connect = vx_bridge::nats::connect(&config.nats, false);
         let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

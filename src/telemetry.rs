@@ -620,7 +620,7 @@ pub struct PublishMetrics {
 }
 
 impl PublishMetrics {
-    /// The results [`crate::publish::Publisher`] records: `ok` and each error code.
+    /// The results [`crate::nats::Publisher`] records: `ok` and each error code.
     const RESULTS: [&'static str; 7] = [
         "ok",
         "nats_disconnected",

@@ -1,11 +1,21 @@
 //! Everything that talks to NATS: the connection, the stream, publishing with an awaited PubAck,
 //! riding through short outages, and what a server's version means.
 //!
+//! - [`connect`]: the client, from `[nats]`; reconnects without end.
+//! - [`stream`]: creating, updating or checking the stream.
+//! - [`publisher`]: one publish with an awaited PubAck, and why it failed.
 //! - [`ridethrough`]: retrying a publish through a short NATS outage (`nats.outage_wait`).
 //! - [`version`]: what the server's version means (support, known data loss, features).
 //!
 //! This module must not decide what an event is (that is [`crate::event`]), answer HTTP, or call
 //! the VX API.
 
+pub mod connect;
+pub mod publisher;
 pub mod ridethrough;
+pub mod stream;
 pub mod version;
+
+pub use connect::connect;
+pub use publisher::{wire_size, PublishError, Publisher, Stored};
+pub use stream::{check_subjects, desired_stream, ensure_stream, StreamError};

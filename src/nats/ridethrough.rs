@@ -10,7 +10,7 @@
 //! shutdown begins.
 //!
 //! The bound is exact: no attempt starts later than `outage_wait` after the first one, and each
-//! attempt is bounded by `nats.publish_timeout` (in [`crate::publish::Publisher::publish`]), so
+//! attempt is bounded by `nats.publish_timeout` (in [`crate::nats::Publisher::publish`]), so
 //! the answer comes at most `outage_wait + publish_timeout` after the first attempt began.
 //!
 //! This module must not touch the message (the retries are byte for byte the first attempt),
@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::publish::{PublishError, Stored};
+use crate::nats::{PublishError, Stored};
 use crate::telemetry::{OutageMetrics, OutageWaitResult};
 
 /// Shortest pause between two attempts.

@@ -141,7 +141,7 @@ mod tests {
             url: format!("nats://127.0.0.1:{port}"),
             ..Default::default()
         };
-        let err = crate::publish::connect(&cfg, false).await.unwrap_err();
+        let err = crate::nats::connect(&cfg, false).await.unwrap_err();
         let text = connect_error_text(&err);
         assert_eq!(text.matches("refused").count(), 1, "{text}");
         assert!(text.starts_with("connection refused"), "{text}");

@@ -654,7 +654,7 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     // A stream that also captures the request subjects is refused.
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let prefix = bridge.config.nats.subject_prefix.clone();
-    let mut wrong = vx_bridge::publish::desired_stream(
+    let mut wrong = vx_bridge::nats::desired_stream(
         &bridge.config.nats.stream,
         &vx_bridge::event::Subjects::new(&prefix),
     );
@@ -668,7 +668,7 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
 
     // The right one makes it ready, and the delivery is then stored.
     js.delete_stream(&wrong.name).await.unwrap();
-    let right = vx_bridge::publish::desired_stream(
+    let right = vx_bridge::nats::desired_stream(
         &bridge.config.nats.stream,
         &vx_bridge::event::Subjects::new(&prefix),
     );
@@ -937,7 +937,7 @@ async fn nats_nkey_authentication() {
 
 #[tokio::test]
 async fn more_replicas_than_servers_is_an_error_naming_nats_stream_replicas() {
-    use vx_bridge::publish::{ensure_stream, StreamError};
+    use vx_bridge::nats::{ensure_stream, StreamError};
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.nats.stream.replicas = 3;
