@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Verifier;
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::event::Subjects;
-use crate::health::{healthz, readyz, Readiness, StreamState};
+use crate::health::{healthz, readyz, Readiness};
 use crate::ingress::{handle_webhook, Ingress};
+use crate::nats::stream::{keep_stream, StreamState};
 use crate::nats::version::ServerVersion;
-use crate::nats::{check_subjects, connect, ensure_stream, Publisher, StreamError};
+use crate::nats::{connect, Publisher};
 use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
 use crate::upstream::clock::{Clock, SystemClock};
@@ -142,11 +143,27 @@ pub async fn run_prepared(
         }
         let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
         let state = Arc::new(StreamState::default());
+        let max_body_bytes = config.http.max_body_bytes;
+        let mut warned_limit = None;
+        let body_limit = move |max_payload: usize| {
+            let limit = crate::ingress::body_limit(max_body_bytes, max_payload);
+            crate::telemetry::set_body_limit(limit);
+            if limit < max_body_bytes && warned_limit != Some(max_payload) {
+                warned_limit = Some(max_payload);
+                tracing::warn!(
+                    max_body_bytes,
+                    max_payload,
+                    limit,
+                    "http.max_body_bytes does not fit the NATS server's max_payload with the headers of a copy kept on rejected: bodies above {limit} bytes are refused with 413; lower http.max_body_bytes or raise the server's max_payload"
+                );
+            }
+        };
         keeper = Some(tokio::spawn(keep_stream(
             publisher.clone(),
-            config.clone(),
+            config.nats.stream.clone(),
             subjects.clone(),
             state.clone(),
+            body_limit,
             shutdown.clone(),
         )));
         let ingress = Ingress::new(
@@ -286,82 +303,6 @@ async fn scrape(State(s): State<Arc<Scrape>>) -> String {
     let mut text = s.metrics.render();
     text.push_str(&s.server_version.gauge.render());
     text
-}
-
-/// Makes sure the stream is in place: at start, whenever a publish finds it missing, and every
-/// 30 s. Marks readiness accordingly and warns once when it has a single replica.
-async fn keep_stream(
-    publisher: Publisher,
-    config: Config,
-    subjects: Subjects,
-    state: Arc<StreamState>,
-    shutdown: CancellationToken,
-) {
-    let js = publisher.jetstream();
-    let cfg = &config.nats.stream;
-    let mut warned = false;
-    let mut warned_limit = None;
-    loop {
-        let result = if state.is_ready() {
-            // Already set up: only look that it is still there and still right.
-            match js.get_stream(&cfg.name).await {
-                Ok(s) => {
-                    let info = s.cached_info();
-                    check_subjects(&cfg.name, &info.config.subjects, &subjects)
-                        .map(|_| info.config.num_replicas)
-                }
-                Err(e) => Err(StreamError::Api(e.to_string())),
-            }
-        } else {
-            ensure_stream(js, cfg, &subjects).await
-        };
-        match result {
-            Ok(replicas) => {
-                if !state.is_ready() {
-                    tracing::info!(stream = %cfg.name, replicas, "stream ready");
-                }
-                // Connected, so the server's INFO (max_payload) is known.
-                let max_payload = publisher.max_payload();
-                let limit = crate::ingress::body_limit(config.http.max_body_bytes, max_payload);
-                crate::telemetry::set_body_limit(limit);
-                if limit < config.http.max_body_bytes && warned_limit != Some(max_payload) {
-                    warned_limit = Some(max_payload);
-                    tracing::warn!(
-                        max_body_bytes = config.http.max_body_bytes,
-                        max_payload,
-                        limit,
-                        "http.max_body_bytes does not fit the NATS server's max_payload with the headers of a copy kept on rejected: bodies above {limit} bytes are refused with 413; lower http.max_body_bytes or raise the server's max_payload"
-                    );
-                }
-                state.set_ready(true);
-                if replicas < 3 && !warned {
-                    warned = true;
-                    tracing::warn!(
-                        stream = %cfg.name,
-                        replicas,
-                        "the stream has fewer than 3 replicas: a 202 means the event reached one server's memory and disk cache, and a single server failure can lose it; use replicas = 3 in production"
-                    );
-                }
-            }
-            Err(e) => {
-                state.set_ready(false);
-                tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
-            }
-        }
-        // While not ready, re-check every second and no faster: webhooks riding through an
-        // outage report a missing stream on every attempt.
-        let ready = state.is_ready();
-        let wait = if ready {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_secs(1)
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = state.wait_recheck(), if ready => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
 }
 
 /// How often the server's `INFO` is looked at (a local read: async-nats keeps the last `INFO`).

@@ -1,12 +1,12 @@
-//! Liveness, readiness and the stream keeper.
+//! Liveness and readiness probes.
 //!
 //! `/healthz` answers while the process runs. `/readyz` answers 200 only while NATS is connected
 //! and the stream (and, with ingress and `sessions.enabled`, the session bucket and its consumer) is known
-//! to be in place. [`StreamState`] holds that knowledge; the keeper task
-//! in `app` (re)creates or re-checks the stream at start, whenever a publish finds it missing,
-//! and periodically.
+//! to be in place. It only reads that knowledge: [`StreamState`] and its keeper, which (re)creates
+//! or re-checks the stream at start, whenever a publish finds it missing, and periodically, are in
+//! [`crate::nats::stream`]; the session view's is [`crate::sessions::ViewState`]. This module must
+//! not change either.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_nats::connection::State;
@@ -15,38 +15,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tokio::sync::Notify;
 
-/// Whether the stream is in place, and a way to ask for it to be checked again.
-#[derive(Debug, Default)]
-pub struct StreamState {
-    ready: AtomicBool,
-    recheck: Notify,
-}
-
-impl StreamState {
-    /// The stream was found or created.
-    pub fn set_ready(&self, ready: bool) {
-        crate::telemetry::set_stream_ready(ready);
-        self.ready.store(ready, Ordering::Release);
-    }
-
-    /// Whether the stream is in place.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// A publish found no stream: mark not ready and wake the keeper.
-    pub fn lost(&self) {
-        self.set_ready(false);
-        self.recheck.notify_one();
-    }
-
-    /// Waits until someone calls [`StreamState::lost`].
-    pub async fn wait_recheck(&self) {
-        self.recheck.notified().await;
-    }
-}
+use crate::nats::stream::StreamState;
 
 /// What the readiness check looks at.
 #[derive(Clone)]

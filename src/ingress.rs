@@ -33,8 +33,8 @@ use crate::event::{
     build_event, build_rejected, OutboundMessage, RejectReason, Subjects, TraceContext,
     REJECTED_HEADERS_MAX,
 };
-use crate::health::StreamState;
 use crate::nats::ridethrough::OutageWait;
+use crate::nats::stream::StreamState;
 use crate::nats::{PublishError, Publisher, Stored};
 use crate::problem::{Problem, ProblemKind};
 use crate::schema::{Schemas, Violation};

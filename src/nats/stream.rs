@@ -1,13 +1,22 @@
 //! The stream: [`ensure_stream`] creates or updates it, or checks it, so that it captures exactly
-//! our event subjects and never a request-reply subject.
+//! our event subjects and never a request-reply subject. [`keep_stream`] (the stream keeper) keeps
+//! it so while the service runs, and [`StreamState`] is what it knows, for readiness and for the
+//! ingress to report a stream that went missing.
 //!
 //! This module must not publish events or decide what is retryable (that is
 //! [`crate::nats::publisher`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_nats::jetstream::{self, stream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{StorageKind, StreamConfig};
 use crate::event::Subjects;
+use crate::nats::publisher::Publisher;
 
 /// The stream configuration we want, from `[nats.stream]`.
 pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config {
@@ -153,6 +162,104 @@ pub fn subject_matches(filter: &str, subject: &str) -> bool {
             (Some(a), Some(b)) if a == b => {}
             (None, None) => return true,
             _ => return false,
+        }
+    }
+}
+
+/// Whether the stream is in place, and a way to ask for it to be checked again.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    ready: AtomicBool,
+    recheck: Notify,
+}
+
+impl StreamState {
+    /// The stream was found or created.
+    pub fn set_ready(&self, ready: bool) {
+        crate::telemetry::set_stream_ready(ready);
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether the stream is in place.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A publish found no stream: mark not ready and wake the keeper.
+    pub fn lost(&self) {
+        self.set_ready(false);
+        self.recheck.notify_one();
+    }
+
+    /// Waits until someone calls [`StreamState::lost`].
+    pub async fn wait_recheck(&self) {
+        self.recheck.notified().await;
+    }
+}
+
+/// Makes sure the stream is in place: at start, whenever a publish finds it missing, and every
+/// 30 s. Marks readiness accordingly and warns once when it has a single replica. Each time the
+/// stream is found in place (connected, so the server's INFO is known), `on_ready` is given the
+/// server's `max_payload`.
+pub async fn keep_stream(
+    publisher: Publisher,
+    cfg: StreamConfig,
+    subjects: Subjects,
+    state: Arc<StreamState>,
+    mut on_ready: impl FnMut(usize) + Send,
+    shutdown: CancellationToken,
+) {
+    let js = publisher.jetstream();
+    let cfg = &cfg;
+    let mut warned = false;
+    loop {
+        let result = if state.is_ready() {
+            // Already set up: only look that it is still there and still right.
+            match js.get_stream(&cfg.name).await {
+                Ok(s) => {
+                    let info = s.cached_info();
+                    check_subjects(&cfg.name, &info.config.subjects, &subjects)
+                        .map(|_| info.config.num_replicas)
+                }
+                Err(e) => Err(StreamError::Api(e.to_string())),
+            }
+        } else {
+            ensure_stream(js, cfg, &subjects).await
+        };
+        match result {
+            Ok(replicas) => {
+                if !state.is_ready() {
+                    tracing::info!(stream = %cfg.name, replicas, "stream ready");
+                }
+                // Connected, so the server's INFO (max_payload) is known.
+                on_ready(publisher.max_payload());
+                state.set_ready(true);
+                if replicas < 3 && !warned {
+                    warned = true;
+                    tracing::warn!(
+                        stream = %cfg.name,
+                        replicas,
+                        "the stream has fewer than 3 replicas: a 202 means the event reached one server's memory and disk cache, and a single server failure can lose it; use replicas = 3 in production"
+                    );
+                }
+            }
+            Err(e) => {
+                state.set_ready(false);
+                tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
+            }
+        }
+        // While not ready, re-check every second and no faster: webhooks riding through an
+        // outage report a missing stream on every attempt.
+        let ready = state.is_ready();
+        let wait = if ready {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = state.wait_recheck(), if ready => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
