@@ -15,6 +15,7 @@ use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::auth::{Verified, Verifier};
 use vx_bridge::config::{AuthConfig, AuthMode, HmacConfig, HmacScheme};
 use vx_bridge::event::{build_event, canonical_hash, Subjects, TraceContext};
+use vx_bridge::nats::publisher::into_nats;
 use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
 
@@ -82,13 +83,13 @@ fn hot(c: &mut Criterion) {
     g.bench_function("event_build", |b| {
         b.iter(|| {
             let m = build_event(&subjects, &with_id, raw, black_box(&value), AT, &trace);
-            m.into_nats()
+            into_nats(m)
         })
     });
     g.bench_function("event_build_hashed_id", |b| {
         b.iter(|| {
             let m = build_event(&subjects, &without_id, raw, black_box(&value), AT, &trace);
-            m.into_nats()
+            into_nats(m)
         })
     });
     g.bench_function("all_steps", |b| {
@@ -100,7 +101,7 @@ fn hot(c: &mut Criterion) {
             let value: Value = serde_json::from_slice(raw).expect("JSON");
             schemas.check_result(&value).expect("valid");
             let m = build_event(&subjects, &v, raw, &value, AT, &trace);
-            m.into_nats()
+            into_nats(m)
         })
     });
     g.finish();

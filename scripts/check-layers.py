@@ -70,10 +70,7 @@ SHARED_HELPERS = {"json", "schema", "timestamp", "secret"}
 
 # Known violations that an open branch of issue 11 removes. An entry is (check, key, why).
 # Remove an entry when its branch lands: the check fails on an entry that no longer matches.
-ALLOW = [
-    # issue 11 item 1, branch r-nats: OutboundMessage::nats_headers/into_nats move to src/nats/.
-    ("rule 1", "event async_nats", "r-nats moves the NATS headers out of event"),
-]
+ALLOW: list = []
 
 # --- Reading Rust -------------------------------------------------------------------------------
 

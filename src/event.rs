@@ -153,7 +153,7 @@ impl<'a> Summary<'a> {
     }
 }
 
-/// A message ready to publish.
+/// A message ready to publish (`nats::publisher::into_nats` gives its NATS form).
 #[derive(Debug, Clone)]
 pub struct OutboundMessage {
     /// Full subject.
@@ -168,37 +168,6 @@ pub struct OutboundMessage {
     pub msg_id: String,
     /// Metric label of the event's kind: pass, fail, pending, unrecognized or rejected.
     pub kind: &'static str,
-}
-
-impl OutboundMessage {
-    /// The headers as NATS headers (copies the values; [`OutboundMessage::into_nats`] moves them).
-    pub fn nats_headers(&self) -> async_nats::HeaderMap {
-        self.headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    async_nats::header::HeaderName::from_static(k),
-                    async_nats::HeaderValue::from(v.as_str()),
-                )
-            })
-            .collect()
-    }
-
-    /// Subject, NATS headers and payload, moving the header values rather than copying them and
-    /// naming headers without parsing or allocating (they are `'static`).
-    pub fn into_nats(self) -> (String, async_nats::HeaderMap, Bytes) {
-        let headers = self
-            .headers
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    async_nats::header::HeaderName::from_static(k),
-                    async_nats::HeaderValue::from(v),
-                )
-            })
-            .collect();
-        (self.subject, headers, self.payload)
-    }
 }
 
 /// W3C trace context written into the message: the webhook's trace continued with a new span

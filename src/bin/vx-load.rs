@@ -793,7 +793,7 @@ async fn jspub(a: JsPubArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let mut headers = template.nats_headers();
+                let mut headers = vx_bridge::nats::publisher::nats_headers(&template);
                 headers.insert("Nats-Msg-Id", format!("{run}-{n}").as_str());
                 let t0 = Instant::now();
                 let res = async {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream;
+use bytes::Bytes;
 
 use crate::event::OutboundMessage;
 use crate::telemetry::PublishMetrics;
@@ -110,6 +111,36 @@ pub fn wire_size(headers: &[(&'static str, String)], payload_len: usize) -> usiz
     head + payload_len
 }
 
+/// One header as NATS names it: the name is `'static`, so it is named without parsing or
+/// allocating.
+fn nats_header(
+    name: &'static str,
+    value: impl Into<async_nats::HeaderValue>,
+) -> (async_nats::header::HeaderName, async_nats::HeaderValue) {
+    (
+        async_nats::header::HeaderName::from_static(name),
+        value.into(),
+    )
+}
+
+/// The message's headers as NATS headers (copies the values; [`into_nats`] moves them).
+pub fn nats_headers(msg: &OutboundMessage) -> async_nats::HeaderMap {
+    msg.headers
+        .iter()
+        .map(|(k, v)| nats_header(k, v.as_str()))
+        .collect()
+}
+
+/// Subject, NATS headers and payload, moving the header values rather than copying them.
+pub fn into_nats(msg: OutboundMessage) -> (String, async_nats::HeaderMap, Bytes) {
+    let headers = msg
+        .headers
+        .into_iter()
+        .map(|(k, v)| nats_header(k, v))
+        .collect();
+    (msg.subject, headers, msg.payload)
+}
+
 /// Publishes events and waits for their PubAcks.
 #[derive(Clone, Debug)]
 pub struct Publisher {
@@ -169,7 +200,7 @@ impl Publisher {
             self.metrics.record("too_large", started.elapsed());
             return Err(PublishError::TooLarge { size, max });
         }
-        let (subject, headers, payload) = msg.into_nats();
+        let (subject, headers, payload) = into_nats(msg);
         let work = async {
             let ack = self
                 .js
