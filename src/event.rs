@@ -293,16 +293,13 @@ pub fn build_event(
         },
     };
     let payload = embed_result(&envelope, raw);
-    let mut headers = vec![
-        ("Nats-Msg-Id", msg_id.clone()),
-        ("ce-specversion", "1.0".to_owned()),
-        ("ce-id", event_id.clone()),
-        ("ce-type", format!("{CE_TYPE_PREFIX}{}", kind.suffix())),
-        ("ce-source", CE_SOURCE.to_owned()),
-        ("ce-time", received_at.to_owned()),
-        ("ce-subject", summary.request_id.to_owned()),
-        ("ce-datacontenttype", "application/json".to_owned()),
-    ];
+    let mut headers = cloudevents_headers(
+        &msg_id,
+        &event_id,
+        kind.suffix(),
+        received_at,
+        Some(summary.request_id),
+    );
     push_trace(&mut headers, trace);
     OutboundMessage {
         subject: subjects.event(kind),
@@ -372,16 +369,9 @@ pub fn build_rejected(
             errors_json = "[]".into();
         }
     }
-    let mut headers = vec![
-        ("Nats-Msg-Id", msg_id.clone()),
-        ("ce-specversion", "1.0".to_owned()),
-        ("ce-id", event_id.clone()),
-        ("ce-type", format!("{CE_TYPE_PREFIX}rejected")),
-        ("ce-source", CE_SOURCE.to_owned()),
-        ("ce-time", received_at.to_owned()),
-        ("vx-reject-reason", reason.code().to_owned()),
-        ("vx-reject-errors", errors_json),
-    ];
+    let mut headers = cloudevents_headers(&msg_id, &event_id, "rejected", received_at, None);
+    headers.push(("vx-reject-reason", reason.code().to_owned()));
+    headers.push(("vx-reject-errors", errors_json));
     push_trace(&mut headers, trace);
     OutboundMessage {
         subject: subjects.rejected(),
@@ -391,6 +381,34 @@ pub fn build_rejected(
         msg_id,
         kind: "rejected",
     }
+}
+
+/// The `Nats-Msg-Id` and CloudEvents (binary mode) headers of every message we publish, in the
+/// one place they are written: `Nats-Msg-Id` first, then `ce-specversion`, `ce-id`, `ce-type`
+/// (`vx.verification.{type_suffix}`), `ce-source`, `ce-time`; and, for an event about one session
+/// (`subject`: its request_id, the body our JSON envelope), `ce-subject` and `ce-datacontenttype`.
+fn cloudevents_headers(
+    msg_id: &str,
+    event_id: &str,
+    type_suffix: &str,
+    time: &str,
+    subject: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    // Room for the subject, two reason headers and the trace context without growing.
+    let mut headers = Vec::with_capacity(10);
+    headers.extend([
+        ("Nats-Msg-Id", msg_id.to_owned()),
+        ("ce-specversion", "1.0".to_owned()),
+        ("ce-id", event_id.to_owned()),
+        ("ce-type", format!("{CE_TYPE_PREFIX}{type_suffix}")),
+        ("ce-source", CE_SOURCE.to_owned()),
+        ("ce-time", time.to_owned()),
+    ]);
+    if let Some(subject) = subject {
+        headers.push(("ce-subject", subject.to_owned()));
+        headers.push(("ce-datacontenttype", "application/json".to_owned()));
+    }
+    headers
 }
 
 fn push_trace(headers: &mut Vec<(&'static str, String)>, trace: &TraceContext) {
