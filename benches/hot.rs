@@ -14,8 +14,9 @@ use serde_json::Value;
 use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::auth::{Verified, Verifier};
 use vx_bridge::config::{AuthConfig, AuthMode, HmacConfig, HmacScheme};
-use vx_bridge::event::{build_event, canonical_hash, Subjects, TraceContext};
+use vx_bridge::event::{build_event, canonical_hash, TraceContext};
 use vx_bridge::nats::publisher::into_nats;
+use vx_bridge::nats::Subjects;
 use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
 

@@ -22,12 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Verifier;
 use crate::config::{AuthMode, Config, ConfigError};
-use crate::event::Subjects;
 use crate::health::{healthz, readyz, Readiness};
 use crate::ingress::{handle_webhook, Ingress};
 use crate::nats::stream::{keep_stream, StreamState};
 use crate::nats::version::ServerVersion;
-use crate::nats::{connect, Publisher};
+use crate::nats::{connect, Publisher, Subjects};
 use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
 use crate::upstream::clock::{Clock, SystemClock};

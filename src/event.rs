@@ -1,9 +1,10 @@
-//! From a verified, parsed VX body to the message we publish: classification to a subject, the
-//! versioned envelope, the dedup id and the CloudEvents headers.
+//! From a verified, parsed VX body to the message we publish: classification to a kind, the
+//! versioned envelope, the dedup id and the CloudEvents attributes (as headers).
 //!
-//! Nothing here does I/O. No value from the payload ever becomes a subject token: subjects are
-//! fixed suffixes under the configured prefix. The envelope embeds the received bytes unchanged
-//! under `result` instead of re-serializing them.
+//! Pure: nothing here does I/O, and this module must not use NATS, HTTP or the VX API. It names
+//! kinds, not subjects: the subject of each comes from [`Destinations`] (`nats::Subjects`), so no value
+//! from the payload ever becomes a subject token. The envelope embeds the received bytes
+//! unchanged under `result` instead of re-serializing them.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -73,59 +74,14 @@ impl EventKind {
     }
 }
 
-/// Every subject vx-bridge uses, under one prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subjects {
-    prefix: String,
-    /// The event subjects in [`EventKind::ALL`] order, formatted once rather than per webhook.
-    events: [String; 4],
-}
-
-impl Subjects {
-    /// `prefix` must already be validated (`config::validate`).
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            events: EventKind::ALL.map(|k| format!("{prefix}.{}", k.suffix())),
-        }
-    }
-
-    /// The prefix.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
+/// Where the messages built here are published: the subject of each event kind and of the kept
+/// copy of a rejected body. `nats::Subjects` is the implementation (subject naming is NATS's);
+/// this module names kinds, never subjects.
+pub trait Destinations {
     /// Subject of an event kind.
-    pub fn event(&self, kind: EventKind) -> String {
-        self.events[kind as usize].clone()
-    }
-
-    /// Where authenticated bodies that failed parsing or the schema are kept.
-    pub fn rejected(&self) -> String {
-        format!("{}.rejected", self.prefix)
-    }
-
-    /// Request-reply: status of a session.
-    pub fn status_get(&self) -> String {
-        format!("{}.status.get", self.prefix)
-    }
-
-    /// Request-reply: result of a session.
-    pub fn result_get(&self) -> String {
-        format!("{}.result.get", self.prefix)
-    }
-
-    /// The subjects the stream must capture, listed explicitly.
-    pub fn stream_subjects(&self) -> Vec<String> {
-        let mut s: Vec<String> = EventKind::ALL.iter().map(|k| self.event(*k)).collect();
-        s.push(self.rejected());
-        s
-    }
-
-    /// The request-reply subjects, which the stream must never capture.
-    pub fn request_subjects(&self) -> Vec<String> {
-        vec![self.status_get(), self.result_get()]
-    }
+    fn event(&self, kind: EventKind) -> String;
+    /// Subject of the copies of rejected bodies.
+    fn rejected(&self) -> String;
 }
 
 /// The fields of a VX body that the envelope and headers use.
@@ -266,7 +222,7 @@ struct Progress {
 
 /// Builds the event for a verified, schema-valid body. `raw` is the body exactly as received.
 pub fn build_event(
-    subjects: &Subjects,
+    subjects: &impl Destinations,
     verified: &Verified,
     raw: &[u8],
     body: &Value,
@@ -346,7 +302,7 @@ pub const REJECTED_HEADERS_MAX: usize = 8 * 1024;
 /// Builds the audit message for an authenticated body that failed parsing or the schema:
 /// the raw bytes, with the reasons in headers.
 pub fn build_rejected(
-    subjects: &Subjects,
+    subjects: &impl Destinations,
     verified: &Verified,
     raw: &[u8],
     reason: RejectReason,
@@ -548,15 +504,8 @@ impl std::io::Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nats::Subjects;
     use serde_json::json;
-
-    #[test]
-    fn precomputed_event_subjects_are_prefix_dot_suffix() {
-        let s = Subjects::new("a.b");
-        for kind in EventKind::ALL {
-            assert_eq!(s.event(kind), format!("a.b.{}", kind.suffix()));
-        }
-    }
 
     #[test]
     fn new_trace_ids_are_well_formed() {
@@ -577,40 +526,6 @@ mod tests {
 
     fn subjects() -> Subjects {
         Subjects::new("verification")
-    }
-
-    #[test]
-    fn status_classifies_to_the_documented_subjects() {
-        let s = subjects();
-        let cases = [
-            ("PASS", "verification.completed.pass"),
-            ("FAIL", "verification.completed.fail"),
-            ("PENDING", "verification.pending"),
-            ("", "verification.pending"),
-            ("REVIEW", "verification.unrecognized"),
-            ("pass", "verification.unrecognized"),
-        ];
-        for (status, subject) in cases {
-            assert_eq!(s.event(EventKind::classify(status)), subject, "{status}");
-        }
-    }
-
-    #[test]
-    fn stream_subjects_are_explicit_and_exclude_request_subjects() {
-        let s = Subjects::new("acme.kyc");
-        assert_eq!(
-            s.stream_subjects(),
-            [
-                "acme.kyc.completed.pass",
-                "acme.kyc.completed.fail",
-                "acme.kyc.pending",
-                "acme.kyc.unrecognized",
-                "acme.kyc.rejected"
-            ]
-        );
-        for r in s.request_subjects() {
-            assert!(!s.stream_subjects().contains(&r));
-        }
     }
 
     #[test]
@@ -824,6 +739,7 @@ mod tests {
 #[cfg(test)]
 mod proptests {
     use super::*;
+    use crate::nats::Subjects;
     use proptest::prelude::*;
     use serde_json::json;
 

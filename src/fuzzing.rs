@@ -14,7 +14,8 @@ use crate::auth::{Verified, Verifier};
 use crate::config::{
     AuthConfig, AuthMode, BasicAuthConfig, HmacAlgorithm, HmacConfig, HmacScheme, SignatureEncoding,
 };
-use crate::event::{build_event, build_rejected, RejectReason, Subjects, TraceContext};
+use crate::event::{build_event, build_rejected, RejectReason, TraceContext};
+use crate::nats::Subjects;
 use crate::schema::{Schemas, Violation};
 use crate::secret::Secret;
 

@@ -113,7 +113,7 @@ fn lookup(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
+    let subjects = vx_bridge::nats::Subjects::new(&config.nats.subject_prefix);
     let subject = match which {
         Lookup::Status => subjects.status_get(),
         Lookup::Result => subjects.result_get(),

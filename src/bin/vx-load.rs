@@ -749,7 +749,7 @@ fn sample_event() -> anyhow::Result<vx_bridge::event::OutboundMessage> {
     }
     let verified = verifier.verify(&headers, raw.as_bytes(), now)?;
     Ok(vx_bridge::event::build_event(
-        &vx_bridge::event::Subjects::new("vxload"),
+        &vx_bridge::nats::Subjects::new("vxload"),
         &verified,
         raw.as_bytes(),
         &body,

@@ -2,6 +2,7 @@
 //! riding through short outages, and what a server's version means.
 //!
 //! - [`connect`]: the client, from `[nats]`; reconnects without end.
+//! - [`subjects`]: the subjects under the prefix, and NATS subject matching.
 //! - [`stream`]: creating, updating or checking the stream.
 //! - [`publisher`]: one publish with an awaited PubAck, and why it failed.
 //! - [`ridethrough`]: retrying a publish through a short NATS outage (`nats.outage_wait`).
@@ -14,8 +15,10 @@ pub mod connect;
 pub mod publisher;
 pub mod ridethrough;
 pub mod stream;
+pub mod subjects;
 pub mod version;
 
 pub use connect::connect;
 pub use publisher::{wire_size, PublishError, Publisher, Stored};
 pub use stream::{check_subjects, desired_stream, ensure_stream, StreamError};
+pub use subjects::Subjects;

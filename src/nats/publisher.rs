@@ -282,9 +282,7 @@ mod tests {
 
     #[test]
     fn the_rejected_headers_bound_holds_for_the_worst_case() {
-        use crate::event::{
-            build_rejected, RejectReason, Subjects, TraceContext, REJECTED_HEADERS_MAX,
-        };
+        use crate::event::{build_rejected, RejectReason, TraceContext, REJECTED_HEADERS_MAX};
         use crate::schema::Violation;
         let id = "i".repeat(256);
         let verified = crate::auth::Verified::for_tests(Some(id));
@@ -299,7 +297,7 @@ mod tests {
             traceparent: Some(format!("00-{}-{}-01", "a".repeat(32), "b".repeat(16))),
             tracestate: Some("s".repeat(512)),
         };
-        let s = Subjects::new("a.very.long.prefix.of.several.tokens");
+        let s = crate::nats::Subjects::new("a.very.long.prefix.of.several.tokens");
         for reason in [
             RejectReason::InvalidJson,
             RejectReason::SchemaViolation,

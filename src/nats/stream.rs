@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{StorageKind, StreamConfig};
-use crate::event::Subjects;
 use crate::nats::publisher::Publisher;
+use crate::nats::subjects::{subject_matches, Subjects};
 
 /// The stream configuration we want, from `[nats.stream]`.
 pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config {
@@ -151,21 +151,6 @@ pub fn check_subjects(
     Ok(())
 }
 
-/// NATS subject matching: `*` matches one token, `>` one or more trailing tokens.
-pub fn subject_matches(filter: &str, subject: &str) -> bool {
-    let mut f = filter.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (f.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 /// Whether the stream is in place, and a way to ask for it to be checked again.
 #[derive(Debug, Default)]
 pub struct StreamState {
@@ -267,18 +252,6 @@ pub async fn keep_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_match_like_nats() {
-        assert!(subject_matches("a.b", "a.b"));
-        assert!(subject_matches("a.*", "a.b"));
-        assert!(!subject_matches("a.*", "a.b.c"));
-        assert!(subject_matches("a.>", "a.b.c"));
-        assert!(!subject_matches("a.>", "a"));
-        assert!(subject_matches(">", "a"));
-        assert!(!subject_matches("a.b", "a.b.c"));
-        assert!(!subject_matches("a.b.c", "a.b"));
-    }
 
     #[test]
     fn a_catch_all_stream_is_refused_because_it_captures_requests() {

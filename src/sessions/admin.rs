@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, kv};
 use super::rebuild::RebuildReport;
 use super::ViewError;
 use crate::config::Config;
-use crate::event::Subjects;
+use crate::nats::Subjects;
 
 fn context(client: &async_nats::Client, config: &Config) -> jetstream::Context {
     jetstream::ContextBuilder::new()

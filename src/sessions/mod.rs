@@ -31,7 +31,7 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SessionsConfig, StorageKind, StreamConfig};
-use crate::event::Subjects;
+use crate::nats::Subjects;
 use crate::telemetry::{LookupWrite, SessionUpdate};
 use rule::{decide, decide_lookup, Decision, EventFields, SessionState, Source};
 

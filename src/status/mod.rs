@@ -30,8 +30,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::event::Subjects;
 use crate::event::TraceContext;
+use crate::nats::Subjects;
 use crate::schema::Schemas;
 use crate::sessions::ViewRead;
 use crate::timestamp::format_timestamp;

@@ -387,7 +387,7 @@ async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let wanted = vx_bridge::nats::desired_stream(
         &template.nats.stream,
-        &vx_bridge::event::Subjects::new(&template.nats.subject_prefix),
+        &vx_bridge::nats::Subjects::new(&template.nats.subject_prefix),
     );
     js.create_stream(wanted).await.unwrap();
     // The keeper re-checks every second while unready.

@@ -89,7 +89,7 @@ fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
         .into_iter()
         .map(|a| a.replace("{bucket}", &bucket))
         .collect();
-    let subjects = vx_bridge::event::Subjects::new(&prefix);
+    let subjects = vx_bridge::nats::Subjects::new(&prefix);
     // The session view's keys: `$KV.<bucket>.<request_id>`, the subjects of its stream.
     let bucket_stream = vx_bridge::sessions::desired_bucket(
         &vx_bridge::config::SessionsConfig::default(),

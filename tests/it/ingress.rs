@@ -656,7 +656,7 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     let prefix = bridge.config.nats.subject_prefix.clone();
     let mut wrong = vx_bridge::nats::desired_stream(
         &bridge.config.nats.stream,
-        &vx_bridge::event::Subjects::new(&prefix),
+        &vx_bridge::nats::Subjects::new(&prefix),
     );
     wrong.subjects = vec![format!("{prefix}.>")];
     js.create_stream(wrong.clone()).await.unwrap();
@@ -670,7 +670,7 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     js.delete_stream(&wrong.name).await.unwrap();
     let right = vx_bridge::nats::desired_stream(
         &bridge.config.nats.stream,
-        &vx_bridge::event::Subjects::new(&prefix),
+        &vx_bridge::nats::Subjects::new(&prefix),
     );
     js.create_stream(right).await.unwrap();
     // Being unready, the keeper re-checks every second.
@@ -943,7 +943,7 @@ async fn more_replicas_than_servers_is_an_error_naming_nats_stream_replicas() {
     config.nats.stream.replicas = 3;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    let subjects = vx_bridge::event::Subjects::new(&config.nats.subject_prefix);
+    let subjects = vx_bridge::nats::Subjects::new(&config.nats.subject_prefix);
     let err = ensure_stream(&js, &config.nats.stream, &subjects)
         .await
         .unwrap_err();

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vx_bridge::config::Config;
-use vx_bridge::event::Subjects;
+use vx_bridge::nats::Subjects;
 use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
 use vx_bridge::status::client::{request, Reply};

@@ -1,0 +1,147 @@
+//! NATS subject naming: [`Subjects`] is every subject vx-bridge uses, under the configured
+//! prefix (fixed suffixes only: no value from a payload ever becomes a token), and
+//! [`subject_matches`] is how NATS matches a subject filter.
+//!
+//! Pure: this module must not do I/O, and must not decide an event's kind (that is
+//! [`crate::event::EventKind::classify`]).
+
+use crate::event::{Destinations, EventKind};
+
+/// Every subject vx-bridge uses, under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+    /// The event subjects in [`EventKind::ALL`] order, formatted once rather than per webhook.
+    events: [String; 4],
+}
+
+impl Subjects {
+    /// `prefix` must already be validated (`config::validate`).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            events: EventKind::ALL.map(|k| format!("{prefix}.{}", k.suffix())),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Subject of an event kind.
+    pub fn event(&self, kind: EventKind) -> String {
+        self.events[kind as usize].clone()
+    }
+
+    /// Where authenticated bodies that failed parsing or the schema are kept.
+    pub fn rejected(&self) -> String {
+        format!("{}.rejected", self.prefix)
+    }
+
+    /// Request-reply: status of a session.
+    pub fn status_get(&self) -> String {
+        format!("{}.status.get", self.prefix)
+    }
+
+    /// Request-reply: result of a session.
+    pub fn result_get(&self) -> String {
+        format!("{}.result.get", self.prefix)
+    }
+
+    /// The subjects the stream must capture, listed explicitly.
+    pub fn stream_subjects(&self) -> Vec<String> {
+        let mut s: Vec<String> = EventKind::ALL.iter().map(|k| self.event(*k)).collect();
+        s.push(self.rejected());
+        s
+    }
+
+    /// The request-reply subjects, which the stream must never capture.
+    pub fn request_subjects(&self) -> Vec<String> {
+        vec![self.status_get(), self.result_get()]
+    }
+}
+
+impl Destinations for Subjects {
+    fn event(&self, kind: EventKind) -> String {
+        Subjects::event(self, kind)
+    }
+
+    fn rejected(&self) -> String {
+        Subjects::rejected(self)
+    }
+}
+
+/// NATS subject matching: `*` matches one token, `>` one or more trailing tokens.
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (f.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precomputed_event_subjects_are_prefix_dot_suffix() {
+        let s = Subjects::new("a.b");
+        for kind in EventKind::ALL {
+            assert_eq!(s.event(kind), format!("a.b.{}", kind.suffix()));
+        }
+    }
+
+    #[test]
+    fn status_classifies_to_the_documented_subjects() {
+        let s = Subjects::new("verification");
+        let cases = [
+            ("PASS", "verification.completed.pass"),
+            ("FAIL", "verification.completed.fail"),
+            ("PENDING", "verification.pending"),
+            ("", "verification.pending"),
+            ("REVIEW", "verification.unrecognized"),
+            ("pass", "verification.unrecognized"),
+        ];
+        for (status, subject) in cases {
+            assert_eq!(s.event(EventKind::classify(status)), subject, "{status}");
+        }
+    }
+
+    #[test]
+    fn stream_subjects_are_explicit_and_exclude_request_subjects() {
+        let s = Subjects::new("acme.kyc");
+        assert_eq!(
+            s.stream_subjects(),
+            [
+                "acme.kyc.completed.pass",
+                "acme.kyc.completed.fail",
+                "acme.kyc.pending",
+                "acme.kyc.unrecognized",
+                "acme.kyc.rejected"
+            ]
+        );
+        for r in s.request_subjects() {
+            assert!(!s.stream_subjects().contains(&r));
+        }
+    }
+
+    #[test]
+    fn wildcards_match_like_nats() {
+        assert!(subject_matches("a.b", "a.b"));
+        assert!(subject_matches("a.*", "a.b"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(subject_matches(">", "a"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(!subject_matches("a.b.c", "a.b"));
+    }
+}
