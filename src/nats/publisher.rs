@@ -171,11 +171,6 @@ impl Publisher {
         &self.js
     }
 
-    /// The client.
-    pub fn client(&self) -> &async_nats::Client {
-        &self.client
-    }
-
     /// The connected server's `max_payload` (from its INFO; async-nats' default before the
     /// first INFO).
     pub fn max_payload(&self) -> usize {
