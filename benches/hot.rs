@@ -14,11 +14,12 @@ use serde_json::Value;
 use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::auth::{Verified, Verifier};
 use vx_bridge::config::{AuthConfig, AuthMode, HmacConfig, HmacScheme};
-use vx_bridge::event::{build_event, canonical_hash, TraceContext};
+use vx_bridge::event::{build_event, canonical_hash};
 use vx_bridge::nats::publisher::into_nats;
 use vx_bridge::nats::Subjects;
 use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
+use vx_bridge::telemetry::TraceContext;
 
 const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

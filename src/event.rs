@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Verified;
 use crate::schema::Violation;
+use crate::telemetry::TraceContext;
 
 /// Version of the envelope (`schema_version`).
 pub const SCHEMA_VERSION: u8 = 1;
@@ -124,82 +125,6 @@ pub struct OutboundMessage {
     pub msg_id: String,
     /// Metric label of the event's kind: pass, fail, pending, unrecognized or rejected.
     pub kind: &'static str,
-}
-
-/// W3C trace context written into the message: the webhook's trace continued with a new span
-/// id for our hop, or a new trace when the webhook carried none (or a malformed one).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TraceContext {
-    /// W3C `traceparent` for our hop.
-    pub traceparent: Option<String>,
-    /// W3C `tracestate`, passed through.
-    pub tracestate: Option<String>,
-}
-
-impl TraceContext {
-    /// Continues a well-formed incoming `traceparent` (same trace id and flags, a new span id),
-    /// keeping `tracestate` with it; otherwise starts a new sampled trace.
-    pub fn continue_or_start(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
-        let span_id = random_span_id();
-        match traceparent.filter(|t| valid_traceparent(t)) {
-            Some(tp) => {
-                let trace_id = &tp[3..35];
-                let flags = &tp[53..55];
-                let ts = tracestate
-                    .filter(|s| s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b)));
-                Self {
-                    traceparent: Some(format!("00-{trace_id}-{span_id:016x}-{flags}")),
-                    tracestate: ts.map(str::to_owned),
-                }
-            }
-            None => Self {
-                traceparent: Some(format!("00-{:032x}-{span_id:016x}-01", random_trace_id())),
-                tracestate: None,
-            },
-        }
-    }
-
-    /// The trace id, for logs.
-    pub fn trace_id(&self) -> Option<&str> {
-        self.traceparent.as_deref().map(|t| &t[3..35])
-    }
-}
-
-// One random word per id (formatted as lower-case hex, zero-padded) rather than one RNG call and a
-// vector per byte. All-zero ids are invalid in W3C trace context.
-fn random_span_id() -> u64 {
-    loop {
-        let v: u64 = rand::random();
-        if v != 0 {
-            return v;
-        }
-    }
-}
-
-fn random_trace_id() -> u128 {
-    loop {
-        let v: u128 = rand::random();
-        if v != 0 {
-            return v;
-        }
-    }
-}
-
-fn valid_traceparent(t: &str) -> bool {
-    let parts: Vec<&str> = t.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    parts.len() == 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && parts[1] != "0".repeat(32)
-        && hex(parts[2], 16)
-        && parts[2] != "0".repeat(16)
-        && hex(parts[3], 2)
 }
 
 #[derive(Serialize)]
@@ -507,20 +432,6 @@ mod tests {
     use crate::nats::Subjects;
     use serde_json::json;
 
-    #[test]
-    fn new_trace_ids_are_well_formed() {
-        for _ in 0..200 {
-            let t = TraceContext::continue_or_start(None, None);
-            let tp = t.traceparent.unwrap();
-            assert!(valid_traceparent(&tp), "{tp}");
-            assert!(tp.ends_with("-01"));
-            let cont = TraceContext::continue_or_start(Some(&tp), Some("k=v"));
-            let cp = cont.traceparent.unwrap();
-            assert!(valid_traceparent(&cp), "{cp}");
-            assert_eq!(&cp[3..35], &tp[3..35]);
-        }
-    }
-
     const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
     const AT: &str = "2026-11-27T10:00:00.123Z";
 
@@ -680,39 +591,6 @@ mod tests {
         assert_eq!(get("ce-datacontenttype"), Some("application/json"));
         assert_eq!(get("traceparent"), trace.traceparent.as_deref());
         assert_eq!(get("tracestate"), Some("vendor=x"));
-    }
-
-    #[test]
-    fn a_valid_traceparent_is_continued_with_a_new_span_id() {
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let t = TraceContext::continue_or_start(Some(tp), Some("vendor=x"));
-        let out = t.traceparent.as_deref().unwrap();
-        assert!(valid_traceparent(out), "{out}");
-        assert_eq!(&out[..36], &tp[..36], "same version and trace id");
-        assert_ne!(&out[36..52], &tp[36..52], "our own span id");
-        assert_eq!(&out[52..], "-01");
-        assert_eq!(t.tracestate.as_deref(), Some("vendor=x"));
-        assert_eq!(t.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-    }
-
-    #[test]
-    fn a_missing_or_malformed_traceparent_starts_a_new_trace() {
-        for tp in [
-            None,
-            Some(""),
-            Some("00-xyz"),
-            Some("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-        ] {
-            let t = TraceContext::continue_or_start(tp, Some("a=b"));
-            let out = t.traceparent.as_deref().unwrap();
-            assert!(valid_traceparent(out), "{out}");
-            assert!(!out.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
-            assert_eq!(
-                t.tracestate, None,
-                "tracestate belongs to the dropped trace"
-            );
-        }
     }
 
     #[test]

@@ -14,10 +14,11 @@ use crate::auth::{Verified, Verifier};
 use crate::config::{
     AuthConfig, AuthMode, BasicAuthConfig, HmacAlgorithm, HmacConfig, HmacScheme, SignatureEncoding,
 };
-use crate::event::{build_event, build_rejected, RejectReason, TraceContext};
+use crate::event::{build_event, build_rejected, RejectReason};
 use crate::nats::Subjects;
 use crate::schema::{Schemas, Violation};
 use crate::secret::Secret;
+use crate::telemetry::TraceContext;
 
 /// The fixed "now" the signature harness verifies at.
 pub const NOW: i64 = 1_700_000_000;

@@ -30,14 +30,14 @@ use tracing::Instrument as _;
 use crate::auth::{Verified, Verifier};
 use crate::config::Config;
 use crate::event::{
-    build_event, build_rejected, OutboundMessage, RejectReason, TraceContext, REJECTED_HEADERS_MAX,
+    build_event, build_rejected, OutboundMessage, RejectReason, REJECTED_HEADERS_MAX,
 };
 use crate::nats::ridethrough::OutageWait;
 use crate::nats::stream::StreamState;
 use crate::nats::{PublishError, Publisher, Stored, Subjects};
 use crate::problem::{Problem, ProblemKind};
 use crate::schema::{Schemas, Violation};
-use crate::telemetry::{WebhookMetrics, WebhookOutcome};
+use crate::telemetry::{TraceContext, WebhookMetrics, WebhookOutcome};
 use crate::timestamp::format_timestamp;
 
 /// What the webhook handler needs, shared by all requests.

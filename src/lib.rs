@@ -8,7 +8,7 @@
 //!   scheme (parse, verify, sign).
 //! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
 //! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
-//! - [`nats`]: everything that talks to NATS: [`nats::connect`], [`nats::stream`] (set-up and
+//! - [`nats`]: everything that talks to NATS: [`nats::connect`](mod@nats::connect), [`nats::stream`] (set-up and
 //!   checks), [`nats::publisher`] (publish with awaited PubAck); [`nats::version`]: what the server's version means (support, known data loss,
 //!   features); [`nats::ridethrough`]: retrying a publish through a short NATS outage
 //!   (`nats.outage_wait`).

@@ -754,7 +754,7 @@ fn sample_event() -> anyhow::Result<vx_bridge::event::OutboundMessage> {
         raw.as_bytes(),
         &body,
         "2026-01-01T00:00:00.000Z",
-        &vx_bridge::event::TraceContext::continue_or_start(None, None),
+        &vx_bridge::telemetry::TraceContext::continue_or_start(None, None),
     ))
 }
 

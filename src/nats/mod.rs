@@ -1,7 +1,7 @@
 //! Everything that talks to NATS: the connection, the stream, publishing with an awaited PubAck,
 //! riding through short outages, and what a server's version means.
 //!
-//! - [`connect`]: the client, from `[nats]`; reconnects without end.
+//! - [`connect`](mod@connect): the client, from `[nats]`; reconnects without end.
 //! - [`subjects`]: the subjects under the prefix, and NATS subject matching.
 //! - [`stream`]: creating, updating or checking the stream.
 //! - [`publisher`]: one publish with an awaited PubAck, and why it failed.

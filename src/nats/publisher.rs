@@ -277,8 +277,9 @@ mod tests {
 
     #[test]
     fn the_rejected_headers_bound_holds_for_the_worst_case() {
-        use crate::event::{build_rejected, RejectReason, TraceContext, REJECTED_HEADERS_MAX};
+        use crate::event::{build_rejected, RejectReason, REJECTED_HEADERS_MAX};
         use crate::schema::Violation;
+        use crate::telemetry::TraceContext;
         let id = "i".repeat(256);
         let verified = crate::auth::Verified::for_tests(Some(id));
         // Many violations at long paths: the errors header is cut to its bound.

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::StatusConfig;
-use crate::event::TraceContext;
+use crate::telemetry::TraceContext;
 use crate::upstream::{SessionReply, UpstreamClient, UpstreamError};
 
 /// What a lookup is keyed by.

@@ -30,10 +30,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::event::TraceContext;
 use crate::nats::Subjects;
 use crate::schema::Schemas;
 use crate::sessions::ViewRead;
+use crate::telemetry::TraceContext;
 use crate::timestamp::format_timestamp;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};

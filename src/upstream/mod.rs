@@ -25,9 +25,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{ConfigError, UpstreamConfig};
-use crate::event::TraceContext;
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
+use crate::telemetry::TraceContext;
 use breaker::CircuitBreaker;
 use clock::Clock;
 pub use reply::{CurrentStatus, ResultBody, SessionReply};

@@ -8,9 +8,10 @@ use async_nats::jetstream;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use vx_bridge::auth::Verified;
-use vx_bridge::event::{build_event, TraceContext, REJECTED_HEADERS_MAX};
+use vx_bridge::event::{build_event, REJECTED_HEADERS_MAX};
 use vx_bridge::nats::wire_size;
 use vx_bridge::nats::Subjects;
+use vx_bridge::telemetry::TraceContext;
 
 use crate::common::{test_config, BinaryBridge, Bridge, NatsServer};
 use crate::ingress::{body_with, new_request_id, stream_of, Sender};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use vx_bridge::config::UpstreamConfig;
-use vx_bridge::event::TraceContext;
+use vx_bridge::telemetry::TraceContext;
 use vx_bridge::upstream::clock::SystemClock;
 use vx_bridge::upstream::UpstreamClient;
 

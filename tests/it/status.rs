@@ -394,19 +394,19 @@ async fn token_is_refreshed_shortly_before_it_expires() {
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id, &vx_bridge::event::TraceContext::default())
+    up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     assert_eq!(vx.tokens(), 1);
     // 3600 s lifetime: still used 3539 s later …
     clock.advance(Duration::from_secs(3539));
-    up.session(id, &vx_bridge::event::TraceContext::default())
+    up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     assert_eq!(vx.tokens(), 1);
     // … replaced from 60 s before expiry on.
     clock.advance(Duration::from_secs(1));
-    up.session(id, &vx_bridge::event::TraceContext::default())
+    up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     assert_eq!(vx.tokens(), 2);
@@ -419,12 +419,12 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id, &vx_bridge::event::TraceContext::default())
+    up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     vx.revoked.lock().unwrap().insert("tok-1".into());
     let reply = up
-        .session(id, &vx_bridge::event::TraceContext::default())
+        .session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     assert_eq!(reply, SessionReply::Status(CurrentStatus::InProgress));
@@ -435,7 +435,7 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     vx.refuse_all.store(true, Ordering::SeqCst);
     let before = vx.sessions();
     let err = up
-        .session(id, &vx_bridge::event::TraceContext::default())
+        .session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Auth(_)), "{err:?}");
