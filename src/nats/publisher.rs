@@ -13,7 +13,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 
 use crate::event::OutboundMessage;
-use crate::telemetry::PublishMetrics;
+use crate::telemetry::{PublishMetrics, PublishResult};
 
 /// Where a message was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,17 +62,22 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Stable code for logs and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The publish result this error is counted as.
+    pub fn result(&self) -> PublishResult {
         match self {
-            PublishError::Disconnected => "nats_disconnected",
-            PublishError::Timeout(_) => "puback_timeout",
-            PublishError::NoStream => "stream_missing",
-            PublishError::Unavailable(_) => "jetstream_unavailable",
-            PublishError::ShuttingDown => "shutting_down",
-            PublishError::Other(_) => "publish_failed",
-            PublishError::TooLarge { .. } => "too_large",
+            PublishError::Disconnected => PublishResult::Disconnected,
+            PublishError::Timeout(_) => PublishResult::Timeout,
+            PublishError::NoStream => PublishResult::NoStream,
+            PublishError::Unavailable(_) => PublishResult::Unavailable,
+            PublishError::ShuttingDown => PublishResult::ShuttingDown,
+            PublishError::Other(_) => PublishResult::Failed,
+            PublishError::TooLarge { .. } => PublishResult::TooLarge,
         }
+    }
+
+    /// Stable code for logs and metrics (the label of its [`PublishError::result`]).
+    pub fn code(&self) -> &'static str {
+        self.result().label()
     }
 
     /// Whether waiting and publishing again (same `Nats-Msg-Id`) can store the message: not
@@ -184,7 +189,8 @@ impl Publisher {
     pub async fn publish(&self, msg: OutboundMessage) -> Result<Stored, PublishError> {
         let started = std::time::Instant::now();
         if self.client.connection_state() != State::Connected {
-            self.metrics.record("nats_disconnected", started.elapsed());
+            self.metrics
+                .record(PublishResult::Disconnected, started.elapsed());
             return Err(PublishError::Disconnected);
         }
         let (size, max) = (
@@ -192,7 +198,8 @@ impl Publisher {
             self.max_payload(),
         );
         if size > max {
-            self.metrics.record("too_large", started.elapsed());
+            self.metrics
+                .record(PublishResult::TooLarge, started.elapsed());
             return Err(PublishError::TooLarge { size, max });
         }
         let (subject, headers, payload) = into_nats(msg);
@@ -213,7 +220,9 @@ impl Publisher {
                 duplicate: ack.duplicate,
             }),
         };
-        let label = result.as_ref().map_or_else(PublishError::code, |_| "ok");
+        let label = result
+            .as_ref()
+            .map_or_else(PublishError::result, |_| PublishResult::Ok);
         self.metrics.record(label, started.elapsed());
         result
     }

@@ -181,12 +181,6 @@ impl WebhookOutcome {
     }
 }
 
-/// Records how long a PubAck took, by result (`ok` or the error code).
-pub fn record_publish(result: &'static str, took: Duration) {
-    metrics::histogram!("vx_bridge_publish_duration_seconds", "result" => result)
-        .record(took.as_secs_f64());
-}
-
 /// Sets the NATS connection gauge (1 connected, 0 not).
 pub fn set_nats_connected(connected: bool) {
     metrics::gauge!("vx_bridge_nats_connected").set(if connected { 1.0 } else { 0.0 });
@@ -417,25 +411,65 @@ impl std::fmt::Debug for WebhookMetrics {
     }
 }
 
+/// How one publish attempt ended (`vx_bridge_publish_duration_seconds{result}`): stored, or
+/// why not. Each `nats::PublishError` maps to one of these, and its code is this label: the
+/// strings are written here only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishResult {
+    /// Stored: the PubAck came.
+    Ok,
+    /// Not connected to NATS.
+    Disconnected,
+    /// No PubAck in time.
+    Timeout,
+    /// No stream captures the subject.
+    NoStream,
+    /// JetStream answered 503.
+    Unavailable,
+    /// Shutting down.
+    ShuttingDown,
+    /// Any other failure.
+    Failed,
+    /// Over the server's `max_payload`.
+    TooLarge,
+}
+
+impl PublishResult {
+    /// Every result, in declaration order (the index of each in [`PublishMetrics`]).
+    pub const ALL: [PublishResult; 8] = [
+        PublishResult::Ok,
+        PublishResult::Disconnected,
+        PublishResult::Timeout,
+        PublishResult::NoStream,
+        PublishResult::Unavailable,
+        PublishResult::ShuttingDown,
+        PublishResult::Failed,
+        PublishResult::TooLarge,
+    ];
+
+    /// Label value (`ok`, or the error's code).
+    pub fn label(self) -> &'static str {
+        match self {
+            PublishResult::Ok => "ok",
+            PublishResult::Disconnected => "nats_disconnected",
+            PublishResult::Timeout => "puback_timeout",
+            PublishResult::NoStream => "stream_missing",
+            PublishResult::Unavailable => "jetstream_unavailable",
+            PublishResult::ShuttingDown => "shutting_down",
+            PublishResult::Failed => "publish_failed",
+            PublishResult::TooLarge => "too_large",
+        }
+    }
+}
+
 /// The publish-duration histogram's handles by result, registered on first use (see
 /// [`WebhookMetrics`]).
 pub struct PublishMetrics {
-    /// Indexed like `RESULTS`.
-    by_result: [OnceLock<metrics::Histogram>; 7],
+    /// Indexed like [`PublishResult::ALL`].
+    by_result: [OnceLock<metrics::Histogram>; 8],
 }
 
 impl PublishMetrics {
-    /// The results [`crate::nats::Publisher`] records: `ok` and each error code.
-    const RESULTS: [&'static str; 7] = [
-        "ok",
-        "nats_disconnected",
-        "puback_timeout",
-        "stream_missing",
-        "jetstream_unavailable",
-        "publish_failed",
-        "too_large",
-    ];
-
     /// No handle is registered yet.
     pub fn new() -> Self {
         Self {
@@ -443,15 +477,13 @@ impl PublishMetrics {
         }
     }
 
-    /// Records how long a PubAck took, by result (`ok` or the error code).
-    pub fn record(&self, result: &'static str, took: Duration) {
-        match Self::RESULTS.iter().position(|r| *r == result) {
-            Some(i) => self.by_result[i]
-                .get_or_init(|| {
-                    metrics::histogram!("vx_bridge_publish_duration_seconds", "result" => result)
-                })
-                .record(took.as_secs_f64()),
-            None => record_publish(result, took),
+    /// Records how long a publish attempt took until its PubAck (or its failure), by result.
+    pub fn record(&self, result: PublishResult, took: Duration) {
+        if let Some(cell) = self.by_result.get(result as usize) {
+            cell.get_or_init(|| {
+                metrics::histogram!("vx_bridge_publish_duration_seconds", "result" => result.label())
+            })
+            .record(took.as_secs_f64());
         }
     }
 }
