@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::StatusConfig;
-use crate::telemetry::TraceContext;
+use crate::telemetry::{StatusCache, TraceContext};
 use crate::upstream::{SessionReply, UpstreamClient, UpstreamError};
 
 /// What a lookup is keyed by.
@@ -98,7 +98,7 @@ struct InFlight(Arc<AtomicUsize>);
 impl InFlight {
     fn enter(counter: &Arc<AtomicUsize>) -> Self {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-        metrics::gauge!("vx_bridge_status_lookups_in_flight").set(n as f64);
+        crate::telemetry::set_status_lookups_in_flight(n);
         Self(counter.clone())
     }
 }
@@ -106,7 +106,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let n = self.0.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        metrics::gauge!("vx_bridge_status_lookups_in_flight").set(n as f64);
+        crate::telemetry::set_status_lookups_in_flight(n);
     }
 }
 
@@ -169,11 +169,11 @@ impl Lookups {
         } else {
             Source::Cache
         };
-        let result = match source {
-            Source::Upstream => "miss",
-            Source::Cache => "hit",
-        };
-        metrics::counter!("vx_bridge_status_cache_total", "result" => result).increment(1);
+        match source {
+            Source::Upstream => StatusCache::Miss,
+            Source::Cache => StatusCache::Hit,
+        }
+        .record();
         Ok((entry.into_value(), source))
     }
 }

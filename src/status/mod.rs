@@ -352,8 +352,7 @@ async fn handle_in_span(
             )
         }
     }
-    metrics::counter!("vx_bridge_status_requests_total", "endpoint" => op.label(), "code" => code.to_string())
-        .increment(1);
+    crate::telemetry::record_status_request(op.label(), code);
     respond(req, result, &state).await;
 }
 

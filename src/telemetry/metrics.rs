@@ -576,6 +576,114 @@ impl std::fmt::Debug for OutageMetrics {
     }
 }
 
+/// Counts a status request by endpoint (`status`, `result`) and the code it was answered with
+/// (200, or the service error's code).
+pub fn record_status_request(endpoint: &'static str, code: u16) {
+    metrics::counter!("vx_bridge_status_requests_total", "endpoint" => endpoint, "code" => code.to_string())
+        .increment(1);
+}
+
+/// Sets how many status lookups wait for an answer.
+pub fn set_status_lookups_in_flight(n: usize) {
+    metrics::gauge!("vx_bridge_status_lookups_in_flight").set(n as f64);
+}
+
+/// Where a status lookup's answer came from (`vx_bridge_status_cache_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCache {
+    /// From the cache, or from another requester's call in flight.
+    Hit,
+    /// From a new upstream call.
+    Miss,
+}
+
+impl StatusCache {
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusCache::Hit => "hit",
+            StatusCache::Miss => "miss",
+        }
+    }
+
+    /// Counts it.
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_status_cache_total", "result" => self.label()).increment(1);
+    }
+}
+
+/// Counts one VX lookup, retries included, by outcome (`ok`, or the upstream error's label), and
+/// how long it took.
+pub fn record_upstream_lookup(outcome: &'static str, took: Duration) {
+    metrics::counter!("vx_bridge_upstream_lookups_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("vx_bridge_upstream_lookup_duration_seconds").record(took.as_secs_f64());
+}
+
+/// How one HTTP call to VX ended (`vx_bridge_upstream_request_duration_seconds{class}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamCall {
+    /// A 2xx answer.
+    Success,
+    /// A 4xx answer.
+    ClientError,
+    /// A 5xx answer.
+    ServerError,
+    /// Any other status.
+    Other,
+    /// No answer in time.
+    Timeout,
+    /// No answer (connection failed).
+    Error,
+}
+
+impl UpstreamCall {
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamCall::Success => "2xx",
+            UpstreamCall::ClientError => "4xx",
+            UpstreamCall::ServerError => "5xx",
+            UpstreamCall::Other => "other",
+            UpstreamCall::Timeout => "timeout",
+            UpstreamCall::Error => "error",
+        }
+    }
+
+    /// Records how long the call took.
+    pub fn record(self, took: Duration) {
+        metrics::histogram!("vx_bridge_upstream_request_duration_seconds", "class" => self.label())
+            .record(took.as_secs_f64());
+    }
+}
+
+/// The VX API circuit breaker's state (`vx_bridge_upstream_circuit_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Calls go through (0).
+    Closed,
+    /// One probe call goes through (1).
+    HalfOpen,
+    /// Calls are refused (2).
+    Open,
+}
+
+impl CircuitState {
+    /// Sets the gauge: 0 closed, 1 half-open, 2 open.
+    pub fn set(self) {
+        let v = match self {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        };
+        metrics::gauge!("vx_bridge_upstream_circuit_state").set(v);
+    }
+}
+
+/// Counts an OAuth token fetched for the VX API.
+pub fn record_token_fetch() {
+    metrics::counter!("vx_bridge_upstream_token_fetches_total").increment(1);
+}
+
 #[cfg(test)]
 mod upkeep_tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::clock::Clock;
+use crate::telemetry::CircuitState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -56,12 +57,12 @@ impl CircuitBreaker {
 
     /// `vx_bridge_upstream_circuit_state`: 0 closed, 1 half-open (probing), 2 open.
     fn report(state: &State) {
-        let v = match state {
-            State::Closed { .. } => 0.0,
-            State::HalfOpen => 1.0,
-            State::Open { .. } => 2.0,
-        };
-        metrics::gauge!("vx_bridge_upstream_circuit_state").set(v);
+        match state {
+            State::Closed { .. } => CircuitState::Closed,
+            State::HalfOpen => CircuitState::HalfOpen,
+            State::Open { .. } => CircuitState::Open,
+        }
+        .set();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

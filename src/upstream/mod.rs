@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
-use crate::telemetry::TraceContext;
+use crate::telemetry::{TraceContext, UpstreamCall};
 use breaker::CircuitBreaker;
 use clock::Clock;
 pub use reply::{CurrentStatus, ResultBody, SessionReply};
@@ -237,9 +237,7 @@ impl UpstreamClient {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        metrics::counter!("vx_bridge_upstream_lookups_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("vx_bridge_upstream_lookup_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
+        crate::telemetry::record_upstream_lookup(outcome, started.elapsed());
         result
     }
 
@@ -329,15 +327,14 @@ impl UpstreamClient {
         let sent_at = Instant::now();
         let sent = request.send().await;
         let class = match &sent {
-            Ok(r) if r.status().is_success() => "2xx",
-            Ok(r) if r.status().is_client_error() => "4xx",
-            Ok(r) if r.status().is_server_error() => "5xx",
-            Ok(_) => "other",
-            Err(e) if e.is_timeout() => "timeout",
-            Err(_) => "error",
+            Ok(r) if r.status().is_success() => UpstreamCall::Success,
+            Ok(r) if r.status().is_client_error() => UpstreamCall::ClientError,
+            Ok(r) if r.status().is_server_error() => UpstreamCall::ServerError,
+            Ok(_) => UpstreamCall::Other,
+            Err(e) if e.is_timeout() => UpstreamCall::Timeout,
+            Err(_) => UpstreamCall::Error,
         };
-        metrics::histogram!("vx_bridge_upstream_request_duration_seconds", "class" => class)
-            .record(sent_at.elapsed().as_secs_f64());
+        class.record(sent_at.elapsed());
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {

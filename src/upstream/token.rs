@@ -135,7 +135,7 @@ impl OAuthTokens {
             lifetime_secs = lifetime.as_secs(),
             "fetched an OAuth token for the VX API"
         );
-        metrics::counter!("vx_bridge_upstream_token_fetches_total").increment(1);
+        crate::telemetry::record_token_fetch();
         *cached = Some(Cached {
             token: token.clone(),
             refresh_at: fetched_at + refresh_after(lifetime),
