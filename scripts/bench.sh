@@ -435,7 +435,7 @@ JSON parse to Value|serde_json::de::from_slice
 dropping the Value|core::ptr::drop_in_place<serde_json::value::Value>
 schema validation|vx_bridge::schema::check
 event build (envelope, ids, headers)|vx_bridge::event::build_event
-trace context|vx_bridge::event::TraceContext::continue_or_start
+trace context|vx_bridge::telemetry::trace::TraceContext::continue_or_start
 publish and PubAck (incl. NATS headers)|vx_bridge::ingress::publish::{{closure}}
 log line (tracing JSON formatter)|<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event
 glibc malloc (all callers)|malloc

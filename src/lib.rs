@@ -6,20 +6,24 @@
 //!   each with its validation, no I/O; [`secret`]: redacted secret values.
 //! - [`auth`]: webhook authentication on raw bytes: `basic`, and [`auth::hmac`] with one file per
 //!   scheme (parse, verify, sign).
-//! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas; [`event`]: classification, envelope, headers.
+//! - [`json`]: strict JSON parsing (duplicate keys refused); [`schema`]: the embedded JSON Schemas.
 //! - [`timestamp`]: the one timestamp format (RFC 3339, UTC, milliseconds) of events, replies and logs.
-//! - [`nats`]: everything that talks to NATS: [`nats::connect`](mod@nats::connect), [`nats::stream`] (set-up and
-//!   checks), [`nats::publisher`] (publish with awaited PubAck); [`nats::version`]: what the server's version means (support, known data loss,
-//!   features); [`nats::ridethrough`]: retrying a publish through a short NATS outage
-//!   (`nats.outage_wait`).
+//! - [`event`]: pure: classification, envelope, dedup id, CloudEvents attributes (as headers).
+//! - [`nats`]: everything that talks to NATS: [`nats::connect`](mod@nats::connect) (the client),
+//!   [`nats::subjects`] (subject naming and matching), [`nats::stream`] (set-up, checks and the
+//!   stream keeper), [`nats::publisher`] (publish with awaited PubAck; the NATS form of a
+//!   message), [`nats::ridethrough`] (retrying a publish through a short NATS outage,
+//!   `nats.outage_wait`), [`nats::version`] (what the server's version means: support, known data
+//!   loss, features).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`contract`]: the consumer side's types (event, status reply and error, session state).
 //! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`); `fuzzing`: fuzz
 //!   harnesses (cargo feature `test-util`).
-//! - [`telemetry`]: logs and metrics; [`app`]: [`app::prepare`] (reads the secrets once, builds
-//!   the verifier and the VX API client), wiring and [`run`]; [`server`]: the HTTP accept
+//! - [`telemetry`]: logs, metrics (every metric through a typed outcome) and W3C trace context;
+//!   [`app`]: [`app::prepare`] (reads the secrets once, builds the verifier and the VX API
+//!   client), wiring and [`run`]; [`server`]: the HTTP accept
 //!   loop with header timeouts; [`cli`]: the command line.
 
 pub mod app;

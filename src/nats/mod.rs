@@ -8,6 +8,8 @@
 //! - [`ridethrough`]: retrying a publish through a short NATS outage (`nats.outage_wait`).
 //! - [`version`]: what the server's version means (support, known data loss, features).
 //!
+//! The types most callers need are re-exported here ([`connect()`], [`Publisher`], [`Subjects`], …).
+//!
 //! This module must not decide what an event is (that is [`crate::event`]), answer HTTP, or call
 //! the VX API.
 

@@ -1,9 +1,10 @@
-//! Telemetry: logs (`logging.rs`), metrics (`metrics.rs`) and trace context (`trace.rs`), and the
-//! typed outcomes that are logged and counted in one place.
+//! Telemetry: logs (`logging.rs`: the subscriber and its filter, OTLP span export), metrics
+//! (`metrics.rs`: the Prometheus recorder, every metric's help, and the typed outcomes each metric
+//! is recorded through) and trace context (`trace.rs`: W3C `traceparent`/`tracestate`).
 //!
-//! Logs are JSON (or text) through `tracing`; metrics use the `metrics` facade with a Prometheus
-//! exporter, and every metric is recorded through a typed outcome here, never by a `metrics::`
-//! macro elsewhere. Nothing here ever records a body, a header value or a secret; labels are
+//! Logs are JSON (or text) through `tracing`, written where things happen; metrics use the
+//! `metrics` facade with a Prometheus exporter, and every metric is recorded through a typed
+//! outcome or function here, never by a `metrics::` macro elsewhere. Nothing here ever records a body, a header value or a secret; labels are
 //! low-cardinality enums only, never a request_id or PII. This module must not depend on the
 //! parts it observes (event, nats, ingress, status, upstream): they call it, not the reverse.
 
