@@ -11,15 +11,17 @@ ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 WORKDIR /build
-# Sources only (see .dockerignore). The schemas are embedded into the binary at build time.
+# Sources only (see .dockerignore), and the workspace's other manifests. The schemas are embedded into the binary at build time.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The other workspace members (cargo reads their manifests; only vx-bridge is built).
+COPY tools ./tools
 COPY schemas ./schemas
 # Cache mounts keep the registry and the target dir between builds; the binary is copied out
 # of the cached target dir so that the next stage can see it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked --bin vx-bridge \
+    cargo build --release --locked -p vx-bridge --bin vx-bridge \
  && install -D -m 0755 target/release/vx-bridge /out/vx-bridge
 
 # distroless/cc: glibc and libgcc for the Rust binary, CA roots for TLS to NATS and the VX API.

@@ -79,7 +79,7 @@ MEASURED_REV="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benche
 say "load average before: $LOAD_START (2 cores; run when the 1-minute figure is low)"
 
 say "building release binaries"
-cargo build --release --locked --bins >&2
+cargo build --release --locked --workspace --bins >&2
 BIN=$ROOT/target/release/vx-bridge
 LOAD=$ROOT/target/release/vx-load
 

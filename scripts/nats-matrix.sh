@@ -27,9 +27,9 @@ esac
 mapfile -t servers < <(scripts/nats-servers.sh "${versions[@]}")
 ((${#servers[@]})) || { echo "no servers" >&2; exit 1; }
 
-echo "=== build once: cargo test --locked --no-run; cargo build --locked --bins"
+echo "=== build once: cargo test --locked --no-run; cargo build --locked --workspace --bins"
 cargo test --locked --test it --no-run
-cargo build --locked --bins
+cargo build --locked --workspace --bins
 
 OUT=target/matrix
 mkdir -p "$OUT"

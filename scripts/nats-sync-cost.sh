@@ -23,7 +23,7 @@ for arg in "$@"; do
     *) SECS=$arg ;;
   esac
 done
-build=(cargo build --locked --bins)
+build=(cargo build --locked --workspace --bins)
 [[ $PROFILE == release ]] && build+=(--release)
 "${build[@]}" >&2
 export REL_PROFILE=$PROFILE REL_MODE=full REL_SUITE=sync-cost REL_OUT="$PWD/target/reliability"

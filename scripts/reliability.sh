@@ -40,7 +40,7 @@ command -v "$NATS_SERVER" >/dev/null || { echo "$NATS_SERVER not found (set NATS
 export NATS_SERVER
 command -v jq >/dev/null || { echo "jq is not on PATH" >&2; exit 1; }
 
-build=(cargo build --locked --bins)
+build=(cargo build --locked --workspace --bins)
 [[ $PROFILE == release ]] && build+=(--release)
 echo "=== $("$NATS_SERVER" --version) ($NATS_SERVER)"
 echo "=== build: ${build[*]}"

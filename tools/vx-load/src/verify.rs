@@ -1,0 +1,331 @@
+//! `verify` reads `webhook --record` files back against the stream (every 202 stored, under its
+//! event id, once; every other answer retryable; time to recover after marked events) and
+//! `leader` prints a stream's cluster leader, for the suites in `scripts/reliability/`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// NATS URL(s), comma-separated.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+    /// Record files written by `webhook --record`.
+    #[arg(long = "record", required = true)]
+    records: Vec<std::path::PathBuf>,
+    /// File of `<label> <unix_ms>` lines; for each, the time until the first 202 of a delivery
+    /// sent after it is reported (time to recover).
+    #[arg(long)]
+    marks: Option<std::path::PathBuf>,
+    /// Require every delivery to have been answered 202 (retry suite).
+    #[arg(long)]
+    all_accepted: bool,
+    /// Seconds to wait for the stream to be readable.
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
+    /// File of `<label> <start_ms> <end_ms>` lines (outages): for the answers to deliveries sent
+    /// in each window, the share of 503s and the p99 and maximum answer time are reported.
+    #[arg(long)]
+    windows: Option<std::path::PathBuf>,
+    /// Ride-through check: a window whose first 202 (of a delivery sent in it) came sooner than
+    /// this many ms after its start must hold no 503 (the bridge's `nats.outage_wait`).
+    #[arg(long)]
+    no_503_if_recovered_within_ms: Option<u64>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LeaderArgs {
+    /// NATS URL(s), comma-separated.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+}
+
+/// One line of a `--record` file.
+struct Answer {
+    msg_id: String,
+    code: String,
+    duplicate: bool,
+    event_id: String,
+    sent_ms: u64,
+    answered_ms: u64,
+}
+
+fn read_records(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Answer>> {
+    let mut out = Vec::new();
+    for p in paths {
+        for line in std::fs::read_to_string(p)?.lines() {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() < 7 {
+                anyhow::bail!("{}: short line: {line}", p.display());
+            }
+            out.push(Answer {
+                msg_id: f[0].to_owned(),
+                code: f[1].to_owned(),
+                duplicate: f[3] == "true",
+                event_id: f[4].to_owned(),
+                sent_ms: f[5].parse().unwrap_or(0),
+                answered_ms: f[6].parse().unwrap_or(0),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Answers a sender retries: 503/429/408, and no answer at all (connection refused or reset,
+/// timeout). A sender without an answer retries; dedup makes that safe.
+fn retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "503" | "429" | "408" | "connect_error" | "timeout" | "io_error"
+    )
+}
+
+async fn connect_js(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let addrs = urls
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await?;
+    Ok(async_nats::jetstream::new(client))
+}
+
+/// Every `Nats-Msg-Id` stored in the stream, with its `ce-id` and how often it is stored.
+async fn stored_ids(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    wait: Duration,
+) -> anyhow::Result<(BTreeMap<String, (String, u64)>, u64)> {
+    use futures::StreamExt as _;
+    let deadline = Instant::now() + wait;
+    let mut s = loop {
+        match js.get_stream(stream).await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("verify: stream not readable yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let total = s.info().await?.state.messages;
+    let consumer = s
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            headers_only: true,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut ids: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    let mut seen = 0u64;
+    while seen < total {
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
+        let Ok(Some(msg)) = tokio::time::timeout(left, messages.next()).await else {
+            anyhow::bail!("read {seen} of {total} messages before the deadline");
+        };
+        let msg = msg?;
+        seen += 1;
+        let h = |k: &str| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(k))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
+        // The bridge binds the delivery id to the body (`{id}:sha256:{hash}`); the records
+        // know the delivery id.
+        let msg_id = h("Nats-Msg-Id");
+        let delivery = msg_id
+            .split_once(":sha256:")
+            .map_or(msg_id.as_str(), |(d, _)| d)
+            .to_owned();
+        let e = ids.entry(delivery).or_insert((h("ce-id"), 0));
+        e.1 += 1;
+    }
+    Ok((ids, total))
+}
+
+pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let answers = read_records(&a.records)?;
+    let js = connect_js(&a.nats).await?;
+    let (stored, total) = stored_ids(&js, &a.stream, Duration::from_secs(a.wait)).await?;
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut accepted: BTreeMap<&str, (&str, u64)> = BTreeMap::new(); // msg_id -> (event_id, non-duplicate 202s)
+    let mut delivered: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut non_retryable = Vec::new();
+    for ans in &answers {
+        *codes.entry(ans.code.clone()).or_default() += 1;
+        *delivered.entry(&ans.msg_id).or_default() += 0;
+        if ans.code == "202" {
+            let e = accepted.entry(&ans.msg_id).or_insert((&ans.event_id, 0));
+            if !ans.duplicate {
+                e.1 += 1;
+            }
+            *delivered.entry(&ans.msg_id).or_default() += 1;
+        } else if !retryable(&ans.code) {
+            non_retryable.push(format!("{}:{}", ans.msg_id, ans.code));
+        }
+    }
+    let missing: Vec<&str> = accepted
+        .keys()
+        .filter(|id| !stored.contains_key(**id))
+        .copied()
+        .collect();
+    let wrong_event_id: Vec<&str> = accepted
+        .iter()
+        .filter(|(id, (ev, _))| stored.get(**id).is_some_and(|(ce, _)| ce != ev))
+        .map(|(id, _)| *id)
+        .collect();
+    let stored_twice: Vec<&String> = stored
+        .iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    let first_twice: Vec<&str> = accepted
+        .iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let never_accepted: Vec<&str> = delivered
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    // No-answer deliveries that were nevertheless stored (the sender would retry: a duplicate).
+    let unanswered_but_stored = answers
+        .iter()
+        .filter(|x| {
+            x.code != "202"
+                && stored.contains_key(&x.msg_id)
+                && !accepted.contains_key(x.msg_id.as_str())
+        })
+        .count();
+    let mut recoveries = Vec::new();
+    if let Some(path) = &a.marks {
+        for line in std::fs::read_to_string(path)?.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(label), Some(at)) = (
+                parts.next(),
+                parts.next().and_then(|t| t.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let first = answers
+                .iter()
+                .filter(|x| x.code == "202" && x.sent_ms >= at)
+                .map(|x| x.answered_ms)
+                .min();
+            recoveries.push(serde_json::json!({
+                "mark": label,
+                "first_202_after_ms": first.map(|t| t.saturating_sub(at)),
+            }));
+        }
+    }
+    let answer_ms = |x: &Answer| x.answered_ms.saturating_sub(x.sent_ms);
+    let summary = |of: &[&Answer]| {
+        let mut took: Vec<u64> = of.iter().map(|x| answer_ms(x)).collect();
+        took.sort_unstable();
+        let n503 = of.iter().filter(|x| x.code == "503").count();
+        let p99 = took
+            .get((took.len() * 99).div_ceil(100).saturating_sub(1))
+            .copied();
+        serde_json::json!({
+            "answers": of.len(),
+            "answers_503": n503,
+            "share_503": if of.is_empty() { 0.0 } else { n503 as f64 / of.len() as f64 },
+            "p99_answer_ms": p99,
+            "max_answer_ms": took.last().copied(),
+        })
+    };
+    let all: Vec<&Answer> = answers.iter().collect();
+    let mut windows = Vec::new();
+    let mut ride_through_violations = 0;
+    if let Some(path) = &a.windows {
+        for line in std::fs::read_to_string(path)?.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(label), Some(start), Some(end)) = (
+                f.first(),
+                f.get(1).and_then(|t| t.parse::<u64>().ok()),
+                f.get(2).and_then(|t| t.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let inside: Vec<&Answer> = answers
+                .iter()
+                .filter(|x| x.sent_ms >= start && x.sent_ms < end)
+                .collect();
+            let recovered = inside
+                .iter()
+                .filter(|x| x.code == "202")
+                .map(|x| x.answered_ms.saturating_sub(start))
+                .min();
+            let mut w = summary(&inside);
+            w["window"] = serde_json::json!(label);
+            w["first_202_after_ms"] = serde_json::json!(recovered);
+            if let (Some(limit), Some(rec)) = (a.no_503_if_recovered_within_ms, recovered) {
+                let bad = rec < limit && w["answers_503"].as_u64().unwrap_or(0) > 0;
+                w["ride_through_violated"] = serde_json::json!(bad);
+                ride_through_violations += usize::from(bad);
+            }
+            windows.push(w);
+        }
+    }
+    let mut ok = ride_through_violations == 0
+        && missing.is_empty()
+        && wrong_event_id.is_empty()
+        && stored_twice.is_empty()
+        && first_twice.is_empty()
+        && non_retryable.is_empty()
+        && !accepted.is_empty();
+    if a.all_accepted && !never_accepted.is_empty() {
+        ok = false;
+    }
+    let v = serde_json::json!({
+        "ok": ok,
+        "answers": answers.len(),
+        "codes": codes,
+        "deliveries": delivered.len(),
+        "accepted_deliveries": accepted.len(),
+        "stream_messages": total,
+        "missing_after_202": missing.len(),
+        "missing_examples": missing.iter().take(10).collect::<Vec<_>>(),
+        "wrong_event_id": wrong_event_id.len(),
+        "stored_more_than_once": stored_twice.len(),
+        "first_202_more_than_once": first_twice.len(),
+        "deliveries_with_one_first_202": accepted.values().filter(|(_, n)| *n == 1).count(),
+        "non_retryable_answers": non_retryable.len(),
+        "non_retryable_examples": non_retryable.iter().take(10).collect::<Vec<_>>(),
+        "never_accepted_deliveries": never_accepted.len(),
+        "unanswered_but_stored": unanswered_but_stored,
+        "recoveries": recoveries,
+        "overall": summary(&all),
+        "windows": windows,
+        "ride_through_violations": ride_through_violations,
+    });
+    println!("{v}");
+    if !ok {
+        anyhow::bail!("verification failed");
+    }
+    Ok(())
+}
+
+pub(crate) async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
+    let js = connect_js(&a.nats).await?;
+    let mut s = js.get_stream(&a.stream).await?;
+    let info = s.info().await?;
+    let name = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default();
+    println!("{name}");
+    Ok(())
+}
