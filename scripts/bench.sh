@@ -231,7 +231,7 @@ if [ "$STATUS" = 1 ]; then
   stop "$ECHO"
 
   mport=$($LOAD free-port)
-  $LOAD mock-vx --listen "127.0.0.1:$mport" --latency 20ms --duration 300s >/dev/null &
+  $LOAD mock-vx --listen "127.0.0.1:$mport" --latency 20ms --token bench --duration 300s >/dev/null &
   MOCK=$!; PIDS+=("$MOCK")
   wait_port "$mport"
   port=$($LOAD free-port)

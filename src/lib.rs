@@ -19,8 +19,8 @@
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`contract`]: the consumer side's types (event, status reply and error, session state).
-//! - [`mock_vx`]: a stand-in for the VX API (demo, `vx-bridge mock-vx`); `fuzzing`: fuzz
-//!   harnesses (cargo feature `test-util`).
+//! - [`mock_vx`]: the one stand-in for the VX API (demo, `vx-bridge mock-vx`, `vx-load mock-vx`,
+//!   tests); `fuzzing`: fuzz harnesses (cargo feature `test-util`).
 //! - [`telemetry`]: logs, metrics (every metric through a typed outcome) and W3C trace context;
 //!   [`app`]: [`app::prepare`] (reads the secrets once, builds the verifier and the VX API
 //!   client), wiring and [`run`]; [`server`]: the HTTP accept
