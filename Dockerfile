@@ -16,6 +16,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # The other workspace members (cargo reads their manifests; only vx-bridge is built).
 COPY tools ./tools
+COPY crates ./crates
 COPY schemas ./schemas
 # Cache mounts keep the registry and the target dir between builds; the binary is copied out
 # of the cached target dir so that the next stage can see it.

@@ -11,7 +11,6 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
-use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::auth::{Verified, Verifier};
 use vx_bridge::config::{AuthConfig, AuthMode, HmacConfig, HmacScheme};
 use vx_bridge::event::{build_event, canonical_hash};
@@ -20,9 +19,8 @@ use vx_bridge::nats::Subjects;
 use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
 use vx_bridge::telemetry::TraceContext;
+use vx_testkit::{SECRET, SEED};
 
-const SEED: &str = include_str!("../tests/fixtures/seed-pass.json");
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NOW: i64 = 1_764_237_600;
 const AT: &str = "2026-11-27T10:00:00.123Z";
 
@@ -45,7 +43,7 @@ fn verifier() -> Verifier {
 
 fn signed_headers(body: &[u8]) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for (k, v) in sign_headers(&hmac_config(), SECRET, body, NOW, "msg_2Lk3bench") {
+    for (k, v) in vx_testkit::signed_headers(&hmac_config(), body, NOW, "msg_2Lk3bench") {
         h.insert(
             HeaderName::from_bytes(k.as_bytes()).expect("header name"),
             HeaderValue::from_str(&v).expect("header value"),

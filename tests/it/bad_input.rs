@@ -17,10 +17,9 @@ use futures::StreamExt as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use vx_bridge::auth::hmac::sign_headers;
 
-use crate::common::{now, test_config, Bridge, NatsServer, SECRET};
-use crate::ingress::{body_with, new_request_id};
+use vx_testkit::{body_with, new_request_id};
+use vx_testkit::{now, signed_headers, test_config, Bridge, NatsServer};
 
 /// What the answer must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +105,7 @@ impl Builder {
     }
 
     fn signed_lines(&self, id: &str, body: &[u8], at: i64) -> Vec<Vec<u8>> {
-        sign_headers(&self.hmac, SECRET, body, at, id)
+        signed_headers(&self.hmac, body, at, id)
             .into_iter()
             .map(|(k, v)| format!("{k}: {v}").into_bytes())
             .collect()

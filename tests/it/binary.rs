@@ -6,17 +6,14 @@ use std::time::Duration;
 use async_nats::jetstream;
 use reqwest::StatusCode;
 use serde_json::Value;
-use vx_bridge::auth::hmac::sign_headers;
-
-use crate::common::{
-    clean_env, free_port, metric_value, now, test_config, wait_for_metric, BinaryBridge,
-    NatsServer, BIN, SECRET,
+use vx_testkit::{
+    body_with, clean_env, eventually, free_port, metric_value, new_request_id, test_config,
+    vx_bridge_bin, wait_for_metric, BinaryBridge, NatsServer, Sender, Step, VxApi,
 };
-use crate::ingress::{body_with, new_request_id};
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let out = clean_env(&mut Command::new(BIN))
+    let out = clean_env(&mut Command::new(vx_bridge_bin()))
         .args(["check-config"])
         .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
         .env(
@@ -73,7 +70,7 @@ fn a_bad_config_exits_64_with_one_line_naming_the_key() {
         ),
     ];
     for (args, env, key) in cases {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(vx_bridge_bin());
         clean_env(&mut cmd).args(&args);
         for (k, v) in env {
             cmd.env(k, v);
@@ -103,25 +100,16 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     let port = bridge.port;
 
     let url = format!("http://127.0.0.1:{port}{}", template.http.webhook_path);
-    let hmac = template.webhook.auth.hmac.clone();
     let mut workers = Vec::new();
     let stored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for w in 0..8 {
-        let (url, hmac, stored) = (url.clone(), hmac.clone(), stored.clone());
+        let (sender, stored) = (Sender::to(url.clone(), &template), stored.clone());
         workers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let mut results: Vec<(String, Outcome)> = Vec::new();
             for i in 0..2000 {
                 let id = format!("msg_{w}_{i}");
                 let body = body_with("PASS", &new_request_id());
-                let mut req = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone());
-                for (k, v) in sign_headers(&hmac, SECRET, &body, now(), &id) {
-                    req = req.header(k, v);
-                }
-                match req.send().await {
+                match sender.try_send(&id, &body).await {
                     Ok(res) => {
                         let status = res.status();
                         if status == StatusCode::ACCEPTED {
@@ -140,11 +128,12 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         }));
     }
     // SIGTERM once the load is under way (a condition, not a fixed sleep: a busy machine is slow).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while stored.load(std::sync::atomic::Ordering::Relaxed) < 100 {
-        assert!(std::time::Instant::now() < deadline, "no load within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "load under way (100 stored)",
+        Duration::from_secs(30),
+        async || stored.load(std::sync::atomic::Ordering::Relaxed) >= 100,
+    )
+    .await;
     let status = bridge.sigterm().await;
     assert!(status.success(), "exit status {status:?}");
 
@@ -194,22 +183,11 @@ async fn sigterm_under_load_loses_no_accepted_event() {
     );
 }
 
-/// A VX API with an OAuth token endpoint and a session endpoint.
-async fn vx_api_with_oauth() -> String {
-    use axum::routing::{get, post};
-    let app = axum::Router::new()
-        .route(
-            "/oauth/token",
-            post(|| async { axum::Json(serde_json::json!({"access_token": "t-1", "expires_in": 3600, "token_type": "Bearer"})) }),
-        )
-        .route(
-            "/api/session/result/{id}",
-            get(|| async { axum::Json(serde_json::json!({"current_status": "COMPLETED"})) }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+/// The mock VX API with its OAuth token endpoint (any client), every session `COMPLETED`.
+async fn vx_api_with_oauth() -> VxApi {
+    let vx = VxApi::serve(VxApi::seeded("static-token")).await;
+    vx.set_default(Step::Status("COMPLETED"));
+    vx
 }
 
 #[tokio::test]
@@ -229,7 +207,8 @@ async fn every_metric_in_the_readme_is_exported() {
     assert!(names.len() >= 10, "{names:?}");
 
     let nats = NatsServer::start();
-    let vx = vx_api_with_oauth().await;
+    let mock = vx_api_with_oauth().await;
+    let vx = mock.url().to_owned();
     let template = test_config(&nats.url());
     let env = [
         ("VXB_STATUS__ENABLED", "true".to_owned()),
@@ -246,23 +225,18 @@ async fn every_metric_in_the_readme_is_exported() {
     let port = bridge.port;
     let http = reqwest::Client::new();
     let body = body_with("PASS", &new_request_id());
-    let mut req = http
-        .post(format!(
-            "http://127.0.0.1:{port}{}",
-            template.http.webhook_path
-        ))
-        .header("content-type", "application/json")
-        .body(body.clone());
-    for (k, v) in sign_headers(
-        &template.webhook.auth.hmac,
-        SECRET,
-        &body,
-        now(),
-        "msg_metrics",
-    ) {
-        req = req.header(k, v);
-    }
-    assert_eq!(req.send().await.unwrap().status(), 202);
+    let sender = Sender::to(
+        format!("http://127.0.0.1:{port}{}", template.http.webhook_path),
+        &template,
+    );
+    assert_eq!(
+        sender
+            .try_send("msg_metrics", &body)
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let nc = async_nats::connect(nats.url()).await.unwrap();
     let subject = format!("{}.status.get", template.nats.subject_prefix);
     let ask = serde_json::json!({"request_id": new_request_id()}).to_string();
@@ -400,7 +374,7 @@ async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
     )
     .await;
     bridge.wait_ready().await;
-    let text = crate::common::scrape(&base).await;
+    let text = vx_testkit::scrape(&base).await;
     assert_eq!(
         metric_value(&text, "vx_bridge_stream_ready", &[]),
         Some(1.0)
@@ -410,7 +384,7 @@ async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
 #[test]
 fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
     let nats = NatsServer::start();
-    let out = clean_env(&mut Command::new(BIN))
+    let out = clean_env(&mut Command::new(vx_bridge_bin()))
         .arg("demo")
         .env("VXB_NATS__URL", nats.url())
         .output()
@@ -437,7 +411,7 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
     );
 
     // No NATS at the URL and no nats-server on PATH: exit 1 with install instructions.
-    let out = clean_env(&mut Command::new(BIN))
+    let out = clean_env(&mut Command::new(vx_bridge_bin()))
         .arg("demo")
         .env("VXB_NATS__URL", format!("nats://127.0.0.1:{}", free_port()))
         .env("PATH", "/nonexistent")
@@ -453,7 +427,7 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
 async fn mock_vx_cycles_unknown_ids_answers_what_it_is_told_and_needs_the_token() {
     use std::io::BufRead as _;
     let port = free_port();
-    let mut child = clean_env(&mut Command::new(BIN))
+    let mut child = clean_env(&mut Command::new(vx_bridge_bin()))
         .args([
             "mock-vx",
             "--listen",

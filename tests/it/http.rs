@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{test_config, Bridge, NatsServer};
+use vx_testkit::{test_config, Bridge, NatsServer};
 
 #[tokio::test]
 async fn idle_http2_connections_are_closed_after_the_header_timeout() {

@@ -6,80 +6,12 @@ use std::time::Duration;
 use async_nats::jetstream;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use vx_bridge::auth::hmac::sign_headers;
-use vx_bridge::config::Config;
 use vx_bridge::schema::Schemas;
 
-use crate::common::{now, test_config, Bridge, NatsServer, SECRET};
-
-pub const SEED: &str = include_str!("../fixtures/seed-pass.json");
-
-/// Sends signed webhooks to a bridge.
-pub struct Sender {
-    http: reqwest::Client,
-    url: String,
-    config: Config,
-}
-
-impl Sender {
-    pub fn new(bridge: &Bridge) -> Sender {
-        Sender {
-            http: reqwest::Client::new(),
-            url: bridge.webhook_url(),
-            config: bridge.config.clone(),
-        }
-    }
-
-    /// Signs `body` as delivery `id` and POSTs it as JSON.
-    pub async fn send(&self, id: &str, body: &[u8]) -> reqwest::Response {
-        self.send_with(id, body, now(), &[]).await
-    }
-
-    pub async fn send_with(
-        &self,
-        id: &str,
-        body: &[u8],
-        signed_at: i64,
-        extra: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (k, v) in sign_headers(&self.config.webhook.auth.hmac, SECRET, body, signed_at, id) {
-            req = req.header(k, v);
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        req.send().await.expect("request sent")
-    }
-}
-
-pub fn body_with(status: &str, request_id: &str) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(SEED).unwrap();
-    v["status"] = json!(status);
-    v["request_id"] = json!(request_id);
-    serde_json::to_vec_pretty(&v).unwrap()
-}
-
-pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-pub async fn stream_of(bridge: &Bridge, nats_url: &str) -> jetstream::stream::Stream {
-    stream_of_name(&bridge.config.nats.stream.name, nats_url).await
-}
-
-pub async fn stream_of_name(name: &str, nats_url: &str) -> jetstream::stream::Stream {
-    let client = async_nats::connect(nats_url).await.unwrap();
-    jetstream::new(client).get_stream(name).await.unwrap()
-}
-
-pub async fn message_count(stream: &mut jetstream::stream::Stream) -> u64 {
-    stream.info().await.unwrap().state.messages
-}
+use vx_testkit::{
+    body_with, message_count, new_request_id, now, stream_lookups, stream_of, test_config, Bridge,
+    NatsServer, Sender,
+};
 
 async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(res.status(), status);
@@ -334,19 +266,7 @@ async fn bad_signatures_are_refused_and_never_published() {
     let http = reqwest::Client::new();
 
     // Tampered body: signed one thing, sent another.
-    let mut headers = sign_headers(
-        &bridge.config.webhook.auth.hmac,
-        SECRET,
-        &body,
-        now(),
-        "msg_x",
-    );
-    let mut req = http
-        .post(bridge.webhook_url())
-        .header("content-type", "application/json");
-    for (k, v) in headers.drain(..) {
-        req = req.header(k, v);
-    }
+    let req = sender.request("msg_x", &body, now());
     let tampered = body_with("FAIL", "4ed2ec66-9471-415d-99ce-7bd1742fc2b8");
     let p = problem(
         req.body(tampered).send().await.unwrap(),
@@ -356,18 +276,10 @@ async fn bad_signatures_are_refused_and_never_published() {
     assert_eq!(p["detail"], "signature does not match");
 
     // Wrong secret.
-    let mut req = http
-        .post(bridge.webhook_url())
-        .header("content-type", "application/json");
-    for (k, v) in sign_headers(
-        &bridge.config.webhook.auth.hmac,
-        "whsec_d3Jvbmc=",
-        &body,
-        now(),
-        "msg_y",
-    ) {
-        req = req.header(k, v);
-    }
+    let req = sender
+        .clone()
+        .with_secret("whsec_d3Jvbmc=")
+        .request("msg_y", &body, now());
     problem(
         req.body(body.clone()).send().await.unwrap(),
         StatusCode::UNAUTHORIZED,
@@ -637,9 +549,11 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     let nats = NatsServer::start();
     let mut config = test_config(&nats.url());
     config.nats.stream.create = false;
+    let mut lookups = stream_lookups(&nats.url(), &config.nats.stream.name).await;
     let bridge = Bridge::start_unready(config).await;
     let sender = Sender::new(&bridge);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The keeper has looked for the stream and judged the answer (it looks again after that).
+    lookups.wait(2).await;
     assert_eq!(
         reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -660,7 +574,8 @@ async fn a_missing_stream_is_unready_until_it_exists_when_create_is_off() {
     );
     wrong.subjects = vec![format!("{prefix}.>")];
     js.create_stream(wrong.clone()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The keeper has looked at the wrong stream and judged it (it re-checks every second).
+    lookups.wait(2).await;
     assert_eq!(
         reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -787,7 +702,9 @@ async fn nats_token_and_user_password_authentication_work_and_a_wrong_one_stays_
     let mut config = test_config(&nats.url());
     config.nats.token_file = Some(token_file);
     let bridge = Bridge::start_unready(config).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server has refused the bridge's token.
+    nats.wait_for_log("authentication error", Duration::from_secs(10))
+        .await;
     assert_eq!(
         reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
@@ -899,7 +816,9 @@ async fn nats_over_tls_and_mutual_tls() {
     let mut config = test_config(&nats.url().replace("nats://", "tls://"));
     config.nats.tls.ca_file = Some(ca);
     let bridge = Bridge::start_unready(config).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server has refused the connection without a client certificate.
+    nats.wait_for_log("tls handshake error", Duration::from_secs(10))
+        .await;
     assert_eq!(
         reqwest::get(bridge.url("/readyz")).await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE

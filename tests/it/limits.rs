@@ -13,8 +13,8 @@ use vx_bridge::nats::wire_size;
 use vx_bridge::nats::Subjects;
 use vx_bridge::telemetry::TraceContext;
 
-use crate::common::{test_config, BinaryBridge, Bridge, NatsServer};
-use crate::ingress::{body_with, new_request_id, stream_of, Sender};
+use vx_testkit::{body_with, new_request_id, stream_of, Sender};
+use vx_testkit::{test_config, BinaryBridge, Bridge, NatsServer};
 
 /// A nats-server whose `max_payload` is `bytes`.
 fn server_with_max_payload(bytes: usize) -> (NatsServer, tempfile::NamedTempFile) {

@@ -1,11 +1,10 @@
 //! Integration tests: one binary, real `nats-server` processes on free ports, the bridge's
-//! `run()` in-process (and the real binary where a process boundary matters).
+//! `run()` in-process (and the real binary where a process boundary matters). The shared helpers
+//! (servers, the mock VX API, the signed-webhook sender, fixtures) are the `vx-testkit` crate.
 
 mod alerts;
 mod bad_input;
 mod binary;
-#[allow(dead_code)]
-mod common;
 mod contract;
 mod fuzz_corpus;
 mod http;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::common::*;
+use vx_testkit::*;
 
 /// A TCP listener that speaks just enough NATS: sends `INFO` with `version`, answers `PING`
 /// with `PONG`, ignores everything else (JetStream requests go unanswered).

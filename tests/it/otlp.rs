@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use serde_json::Value;
-use vx_bridge::auth::hmac::sign_headers;
 
-use crate::common::{now, test_config, BinaryBridge, NatsServer, SECRET};
-use crate::ingress::{body_with, new_request_id, stream_of_name};
+use vx_testkit::{body_with, new_request_id, now, stream_of_name, test_config, BinaryBridge};
+use vx_testkit::{NatsServer, Sender};
 
 #[tokio::test]
 async fn spans_are_exported_and_the_webhook_trace_is_continued() {
@@ -43,19 +42,15 @@ async fn spans_are_exported_and_the_webhook_trace_is_continued() {
         Stdio::null(),
     );
     bridge.wait_ready().await;
-    let http = reqwest::Client::new();
     let base = bridge.base();
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let body = body_with("PASS", &new_request_id());
-    let mut req = http
-        .post(format!("{base}{}", cfg.http.webhook_path))
-        .header("content-type", "application/json")
+    let res = Sender::to(format!("{base}{}", cfg.http.webhook_path), &cfg)
+        .request("msg_otlp", &body, now())
         .header("traceparent", tp)
-        .body(body.clone());
-    for (k, v) in sign_headers(&cfg.webhook.auth.hmac, SECRET, &body, now(), "msg_otlp") {
-        req = req.header(k, v);
-    }
-    let res = req.send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     let seq = res.json::<Value>().await.unwrap()["seq"].as_u64().unwrap();
     let stream = stream_of_name(&cfg.nats.stream.name, &nats.url()).await;

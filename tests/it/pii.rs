@@ -5,10 +5,9 @@
 
 use futures::StreamExt as _;
 use serde_json::{json, Value};
-use vx_bridge::auth::hmac::sign_headers;
+use vx_bridge::mock_vx::MockVx;
 
-use crate::common::{now, test_config, BinaryBridge, NatsServer, SECRET};
-use crate::ingress::SEED;
+use vx_testkit::{test_config, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET, SEED};
 
 /// Distinctive PII values, so a hit is never a coincidence.
 pub const PII: &[&str] = &[
@@ -45,21 +44,11 @@ pub fn pii_body(status: &str) -> Value {
     v
 }
 
-/// A VX API that answers every session with [`pii_body`].
-async fn pii_vx_api() -> String {
-    use axum::extract::Path;
-    let app = axum::Router::new().route(
-        "/api/session/result/{id}",
-        axum::routing::get(|Path(id): Path<String>| async move {
-            let mut v = pii_body("PASS");
-            v["request_id"] = json!(id);
-            axum::Json(v)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+/// The mock VX API answering every session with [`pii_body`] (its request_id: the asked one).
+async fn pii_vx_api() -> VxApi {
+    let vx = VxApi::serve(MockVx::new(UPSTREAM_TOKEN).with_result_body(pii_body("PASS"))).await;
+    vx.set_default(Step::Result("PASS"));
+    vx
 }
 
 const UPSTREAM_TOKEN: &str = "tok-Upstream-Secret-7731";
@@ -68,7 +57,8 @@ const NATS_TOKEN: &str = "nats-Token-Secret-4410";
 #[tokio::test]
 async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secret() {
     let mut nats = NatsServer::start_with(&["--auth", NATS_TOKEN]);
-    let vx_url = pii_vx_api().await;
+    let vx = pii_vx_api().await;
+    let vx_url = vx.url().to_owned();
     let cfg = test_config(&nats.url());
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("bridge.log");
@@ -83,19 +73,12 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
     ];
     let mut bridge = BinaryBridge::spawn(&cfg, &env, log.into());
     bridge.wait_ready().await;
-    let http = reqwest::Client::new();
     let base = bridge.base();
-    let url = format!("{base}{}", cfg.http.webhook_path);
-    let hmac = cfg.webhook.auth.hmac.clone();
+    let sender = Sender::to(format!("{base}{}", cfg.http.webhook_path), &cfg);
     let send = |id: &str, body: Vec<u8>, secret: &str| {
-        let mut req = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.clone());
-        for (k, v) in sign_headers(&hmac, secret, &body, now(), id) {
-            req = req.header(k, v);
-        }
-        req.send()
+        let sender = sender.clone().with_secret(secret);
+        let id = id.to_owned();
+        async move { sender.try_send(&id, &body).await }
     };
     let mut codes = Vec::new();
     let pass = serde_json::to_vec(&pii_body("PASS")).unwrap();

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{free_port, BIN};
+use vx_testkit::{free_port, vx_bridge_bin};
 
 /// The ```sh block after `<!-- readme-test: NAME -->`.
 fn snippet(readme: &str, name: &str) -> String {
@@ -43,7 +43,8 @@ fn the_readme_snippets_work_literally_under_posix_sh() {
         script = script.replace(&format!("-p {from} "), &format!("-p {to} "));
     }
     script = script.replace("/tmp/vx-nats", &store.path().display().to_string());
-    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let bin = vx_bridge_bin();
+    let bin_dir = bin.parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),

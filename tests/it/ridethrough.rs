@@ -8,11 +8,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use reqwest::StatusCode;
 use serde_json::Value;
-use vx_bridge::auth::hmac::sign_headers;
 use vx_bridge::config::Config;
 
-use crate::common::{now, test_config, BinaryBridge, NatsServer, SECRET};
-use crate::ingress::{body_with, new_request_id};
+use vx_testkit::{body_with, new_request_id, test_config, BinaryBridge, NatsServer, Sender};
 
 /// Posts a signed webhook; `Err` when no HTTP answer came.
 async fn send(
@@ -21,14 +19,9 @@ async fn send(
     id: &str,
     body: &[u8],
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{}", bridge.base(), cfg.http.webhook_path))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (k, v) in sign_headers(&cfg.webhook.auth.hmac, SECRET, body, now(), id) {
-        req = req.header(k, v);
-    }
-    req.send().await
+    Sender::to(format!("{}{}", bridge.base(), cfg.http.webhook_path), cfg)
+        .try_send(id, body)
+        .await
 }
 
 /// The value of one series (`name` with its labels, as rendered) in the bridge's scrape.
@@ -254,18 +247,11 @@ async fn shutdown_answers_webhooks_waiting_out_an_outage_503_at_once() {
     let url = format!("{}{}", bridge.base(), cfg.http.webhook_path);
     let mut waiting = Vec::new();
     for i in 0..3 {
-        let (url, hmac) = (url.clone(), cfg.webhook.auth.hmac.clone());
+        let sender = Sender::to(url.clone(), &cfg);
         waiting.push(tokio::spawn(async move {
             let body = body_with("PASS", &new_request_id());
-            let mut req = reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            for (k, v) in sign_headers(&hmac, SECRET, &body, now(), &format!("msg_sd_{i}")) {
-                req = req.header(k, v);
-            }
-            let res = req
-                .send()
+            let res = sender
+                .try_send(&format!("msg_sd_{i}"), &body)
                 .await
                 .expect("an answer before the process exits");
             let retry_after = res.headers().get("retry-after").cloned();
@@ -289,8 +275,8 @@ async fn shutdown_answers_webhooks_waiting_out_an_outage_503_at_once() {
 
 #[tokio::test]
 async fn a_deleted_stream_is_recreated_while_the_webhook_waits_and_it_gets_202() {
-    use crate::common::Bridge;
-    use crate::ingress::Sender;
+    use vx_testkit::Bridge;
+    use vx_testkit::Sender;
     let nats = NatsServer::start();
     // The default outage_wait (5 s); the keeper recreates the stream within about a second.
     let bridge = Bridge::start(test_config(&nats.url())).await;

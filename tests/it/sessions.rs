@@ -13,8 +13,8 @@ use vx_bridge::schema::Schemas;
 use vx_bridge::sessions::rule::{EventFields, SessionState, Source};
 use vx_bridge::sessions::CONSUMER;
 
-use crate::common::{test_config, Bridge, NatsServer};
-use crate::ingress::{body_with, new_request_id, Sender};
+use vx_testkit::{body_with, new_request_id, Sender};
+use vx_testkit::{test_config, Bridge, NatsServer};
 
 async fn js(nats: &NatsServer) -> jetstream::Context {
     jetstream::new(async_nats::connect(nats.url()).await.unwrap())
@@ -484,8 +484,8 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
 /// Runs `vx-bridge <args>` against `cfg`'s NATS, prefix, stream and bucket; (exit code, stdout,
 /// stderr).
 async fn cli(cfg: &Config, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = std::process::Command::new(crate::common::BIN);
-    crate::common::clean_env(&mut cmd)
+    let mut cmd = std::process::Command::new(vx_testkit::vx_bridge_bin());
+    vx_testkit::clean_env(&mut cmd)
         .args(args)
         .env("VXB_NATS__URL", &cfg.nats.url)
         .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)

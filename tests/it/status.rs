@@ -1,19 +1,11 @@
 //! The status service end to end: a real `nats-server`, the service, and a scripted VX API
-//! (an axum app on 127.0.0.1:0 that counts calls).
+//! (the workspace's mock VX API on 127.0.0.1:0, scripted and counting calls).
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vx_bridge::config::Config;
 use vx_bridge::nats::Subjects;
@@ -24,217 +16,24 @@ use vx_bridge::status::StatusHandle;
 use vx_bridge::upstream::clock::ManualClock;
 use vx_bridge::upstream::{CurrentStatus, SessionReply, UpstreamClient, UpstreamError};
 
-use crate::common::{test_config, Bridge, NatsServer};
+use vx_testkit::{eventually, test_config, Bridge, NatsServer, Step, VxApi};
 
-const SEED: &str = include_str!("../fixtures/seed-pass.json");
 const CLIENT_ID: &str = "bridge-client";
 const CLIENT_SECRET: &str = "s3cret-client";
 const STATIC_TOKEN: &str = "static-token-123";
 
 // ---------------------------------------------------------------------------------------------
-// The scripted VX API
+// The scripted VX API: the workspace's one mock (`vx_bridge::mock_vx`, through `vx-testkit`)
 // ---------------------------------------------------------------------------------------------
 
-/// What the session endpoint does for one call.
-#[derive(Debug, Clone)]
-enum Step {
-    /// `{"current_status": …}`.
-    Status(&'static str),
-    /// The seed result body for the asked id, with this top-level status.
-    Result(&'static str),
-    /// This status code, empty body.
-    Code(u16),
-    /// 429 with `Retry-After: n`.
-    RetryAfter(u64),
-    /// Never answers.
-    Hang,
-    /// Answers `{"current_status": "IN PROGRESS"}` after this many milliseconds.
-    Slow(u64),
-    /// 200 with a body that is not JSON.
-    Garbage,
-    /// Waits for a permit on `Vx::gate`, then does the inner step.
-    Held(Box<Step>),
-}
-
-#[derive(Debug)]
-struct Vx {
-    token_calls: AtomicUsize,
-    session_calls: AtomicUsize,
-    email_calls: AtomicUsize,
-    script: Mutex<VecDeque<Step>>,
-    default: Mutex<Step>,
-    expires_in: AtomicU64,
-    /// Tokens the API refuses with 401.
-    revoked: Mutex<HashSet<String>>,
-    /// Refuse every token.
-    refuse_all: std::sync::atomic::AtomicBool,
-    /// Bearer tokens seen by the session endpoint, in order.
-    bearers: Mutex<Vec<String>>,
-    /// Raw paths seen by the email endpoint.
-    email_paths: Mutex<Vec<String>>,
-    /// `traceparent` headers seen by the session endpoint.
-    traceparents: Mutex<Vec<Option<String>>>,
-    gate: Semaphore,
-}
-
-impl Vx {
-    fn new() -> Arc<Vx> {
-        Arc::new(Vx {
-            token_calls: AtomicUsize::new(0),
-            session_calls: AtomicUsize::new(0),
-            email_calls: AtomicUsize::new(0),
-            script: Mutex::new(VecDeque::new()),
-            default: Mutex::new(Step::Status("IN PROGRESS")),
-            expires_in: AtomicU64::new(3600),
-            revoked: Mutex::new(HashSet::new()),
-            refuse_all: false.into(),
-            bearers: Mutex::new(Vec::new()),
-            email_paths: Mutex::new(Vec::new()),
-            traceparents: Mutex::new(Vec::new()),
-            gate: Semaphore::new(0),
-        })
-    }
-
-    fn script(&self, steps: impl IntoIterator<Item = Step>) {
-        self.script.lock().unwrap().extend(steps);
-    }
-
-    fn set_default(&self, step: Step) {
-        *self.default.lock().unwrap() = step;
-    }
-
-    fn sessions(&self) -> usize {
-        self.session_calls.load(Ordering::SeqCst)
-    }
-
-    fn tokens(&self) -> usize {
-        self.token_calls.load(Ordering::SeqCst)
-    }
-
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("")
-            .to_owned();
-        self.bearers.lock().unwrap().push(bearer.clone());
-        if self.refuse_all.load(Ordering::SeqCst) || self.revoked.lock().unwrap().contains(&bearer)
-        {
-            return false;
-        }
-        bearer == STATIC_TOKEN
-            || bearer
-                .strip_prefix("tok-")
-                .and_then(|n| n.parse::<usize>().ok())
-                .is_some_and(|n| n >= 1 && n <= self.tokens())
-    }
-
-    fn next_step(&self) -> Step {
-        let scripted = self.script.lock().unwrap().pop_front();
-        scripted.unwrap_or_else(|| self.default.lock().unwrap().clone())
-    }
-}
-
-async fn play(vx: &Vx, step: Step, id: &str) -> Response {
-    let mut step = step;
-    if let Step::Held(inner) = step {
-        vx.gate.acquire().await.unwrap().forget();
-        step = *inner;
-    }
-    match step {
-        Step::Status(s) => Json(json!({ "current_status": s })).into_response(),
-        Step::Result(status) => {
-            let mut v: Value = serde_json::from_str(SEED).unwrap();
-            v["request_id"] = json!(id);
-            v["status"] = json!(status);
-            Json(v).into_response()
-        }
-        Step::Code(c) => StatusCode::from_u16(c).unwrap().into_response(),
-        Step::RetryAfter(n) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", n.to_string())],
-        )
-            .into_response(),
-        Step::Hang => std::future::pending().await,
-        Step::Slow(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Json(json!({ "current_status": "IN PROGRESS" })).into_response()
-        }
-        Step::Garbage => (StatusCode::OK, "<html>surprise</html>").into_response(),
-        Step::Held(_) => unreachable!(),
-    }
-}
-
-async fn token(State(vx): State<Arc<Vx>>, Json(body): Json<Value>) -> Response {
-    let ok = body["client_id"] == CLIENT_ID
-        && body["client_secret"] == CLIENT_SECRET
-        && body["audience"] == "dcams.app"
-        && body["grant_type"] == "client_credentials";
-    if !ok {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "access_denied", "error_description": "Unauthorized"})),
-        )
-            .into_response();
-    }
-    let n = vx.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
-    Json(json!({
-        "access_token": format!("tok-{n}"),
-        "expires_in": vx.expires_in.load(Ordering::SeqCst),
-        "token_type": "Bearer"
-    }))
-    .into_response()
-}
-
-async fn session(
-    State(vx): State<Arc<Vx>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    vx.session_calls.fetch_add(1, Ordering::SeqCst);
-    let tp = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    vx.traceparents.lock().unwrap().push(tp);
-    if !vx.authorized(&headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "access_denied"})),
-        )
-            .into_response();
-    }
-    let step = vx.next_step();
-    play(&vx, step, &id).await
-}
-
-async fn by_email(State(vx): State<Arc<Vx>>, uri: Uri, headers: HeaderMap) -> Response {
-    vx.email_calls.fetch_add(1, Ordering::SeqCst);
-    vx.email_paths.lock().unwrap().push(uri.path().to_owned());
-    if !vx.authorized(&headers) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    play(
-        &vx,
-        Step::Result("PASS"),
-        "4ed2ec66-9471-415d-99ce-7bd1742fc2b8",
-    )
-    .await
-}
-
-/// Starts the scripted VX API; returns it and its base URL.
-async fn vx_api() -> (Arc<Vx>, String) {
-    let vx = Vx::new();
-    let app = Router::new()
-        .route("/oauth/token", post(token))
-        .route("/api/session/result/{id}", get(session))
-        .route("/api/session/by-email/{email}", get(by_email))
-        .with_state(vx.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (vx, format!("http://{addr}"))
+/// Starts the scripted VX API: OAuth for [`CLIENT_ID`], [`STATIC_TOKEN`] also accepted, the seed
+/// result, every session `IN PROGRESS` unless scripted; returns it and its base URL.
+async fn vx_api() -> (VxApi, String) {
+    let mock = VxApi::seeded(STATIC_TOKEN).with_oauth(CLIENT_ID, CLIENT_SECRET);
+    mock.set_default(Step::Status("IN PROGRESS"));
+    let vx = VxApi::serve(mock).await;
+    let url = vx.url().to_owned();
+    (vx, url)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +63,7 @@ fn static_token(c: &mut Config, token: &str) {
 
 struct Env {
     _nats: NatsServer,
-    vx: Arc<Vx>,
+    vx: VxApi,
     config: Config,
     client: async_nats::Client,
     handle: StatusHandle,
@@ -356,15 +155,6 @@ fn error_reply(reply: Reply, code: u16) -> String {
     message
 }
 
-/// Polls `check` every 20 ms until it is true, for at most 10 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tokens
 // ---------------------------------------------------------------------------------------------
@@ -377,9 +167,9 @@ async fn oauth_token_is_fetched_once_and_reused_across_lookups() {
         assert_eq!(v["current_status"], "IN PROGRESS");
         assert_eq!(v["source"], "upstream");
     }
-    assert_eq!(e.vx.sessions(), 3);
-    assert_eq!(e.vx.tokens(), 1);
-    assert!(e.vx.bearers.lock().unwrap().iter().all(|b| b == "tok-1"));
+    assert_eq!(e.vx.session_calls(), 3);
+    assert_eq!(e.vx.token_calls(), 1);
+    assert!(e.vx.bearers().iter().all(|b| b == "tok-1"));
 }
 
 /// The upstream client alone, with a clock moved by hand.
@@ -397,20 +187,20 @@ async fn token_is_refreshed_shortly_before_it_expires() {
     up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
-    assert_eq!(vx.tokens(), 1);
+    assert_eq!(vx.token_calls(), 1);
     // 3600 s lifetime: still used 3539 s later …
     clock.advance(Duration::from_secs(3539));
     up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
-    assert_eq!(vx.tokens(), 1);
+    assert_eq!(vx.token_calls(), 1);
     // … replaced from 60 s before expiry on.
     clock.advance(Duration::from_secs(1));
     up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
-    assert_eq!(vx.tokens(), 2);
-    assert_eq!(*vx.bearers.lock().unwrap(), ["tok-1", "tok-1", "tok-2"]);
+    assert_eq!(vx.token_calls(), 2);
+    assert_eq!(vx.bearers(), ["tok-1", "tok-1", "tok-2"]);
 }
 
 #[tokio::test]
@@ -422,26 +212,26 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     up.session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
-    vx.revoked.lock().unwrap().insert("tok-1".into());
+    vx.revoke("tok-1");
     let reply = up
         .session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap();
     assert_eq!(reply, SessionReply::Status(CurrentStatus::InProgress));
-    assert_eq!(vx.tokens(), 2);
-    assert_eq!(*vx.bearers.lock().unwrap(), ["tok-1", "tok-1", "tok-2"]);
+    assert_eq!(vx.token_calls(), 2);
+    assert_eq!(vx.bearers(), ["tok-1", "tok-1", "tok-2"]);
 
     // An API that refuses every token: one refresh, then an auth error (502), no loop.
-    vx.refuse_all.store(true, Ordering::SeqCst);
-    let before = vx.sessions();
+    vx.refuse_all(true);
+    let before = vx.session_calls();
     let err = up
         .session(id, &vx_bridge::telemetry::TraceContext::default())
         .await
         .unwrap_err();
     assert!(matches!(err, UpstreamError::Auth(_)), "{err:?}");
     assert_eq!(err.code(), 502);
-    assert_eq!(vx.sessions() - before, 2);
-    assert_eq!(vx.tokens(), 3);
+    assert_eq!(vx.session_calls() - before, 2);
+    assert_eq!(vx.token_calls(), 3);
 }
 
 #[tokio::test]
@@ -450,21 +240,21 @@ async fn refused_client_credentials_are_an_auth_error_without_calling_the_api() 
     let msg = error_reply(e.status(&new_id()).await, 502);
     assert!(msg.contains("refused the client credentials"), "{msg}");
     assert!(!msg.contains("wrong"));
-    assert_eq!(e.vx.sessions(), 0);
+    assert_eq!(e.vx.session_calls(), 0);
 }
 
 #[tokio::test]
 async fn static_token_is_sent_as_bearer_and_a_refused_one_is_502() {
     let e = env_with(|c| static_token(c, STATIC_TOKEN)).await;
     ok_status(e.status(&new_id()).await);
-    assert_eq!(e.vx.tokens(), 0);
-    assert_eq!(*e.vx.bearers.lock().unwrap(), [STATIC_TOKEN]);
+    assert_eq!(e.vx.token_calls(), 0);
+    assert_eq!(e.vx.bearers(), [STATIC_TOKEN]);
 
     let e = env_with(|c| static_token(c, "not-the-token")).await;
     let msg = error_reply(e.status(&new_id()).await, 502);
     assert!(msg.contains("401"), "{msg}");
     assert_eq!(
-        e.vx.sessions(),
+        e.vx.session_calls(),
         1,
         "a static token is not retried after a 401"
     );
@@ -489,7 +279,7 @@ async fn both_upstream_reply_shapes_answer_status_and_result() {
         msg.contains("no result body") && msg.contains("PENDING"),
         "{msg}"
     );
-    assert_eq!(e.vx.sessions(), 1);
+    assert_eq!(e.vx.session_calls(), 1);
 
     // Shape 2: the full result body.
     let id = new_id();
@@ -507,7 +297,7 @@ async fn both_upstream_reply_shapes_answer_status_and_result() {
     let s = ok_status(e.status(&id).await);
     assert_eq!(s["current_status"], "COMPLETED");
     assert_eq!(s["source"], "cache");
-    assert_eq!(e.vx.sessions(), 2);
+    assert_eq!(e.vx.session_calls(), 2);
 
     // A result body with PENDING maps to PENDING, FAIL to COMPLETED.
     for (status, want) in [("PENDING", "PENDING"), ("FAIL", "COMPLETED")] {
@@ -523,7 +313,7 @@ async fn unknown_session_is_404() {
     e.vx.script([Step::Code(404), Step::Code(404)]);
     error_reply(e.status(&new_id()).await, 404);
     error_reply(e.result(json!({ "request_id": new_id() })).await, 404);
-    assert_eq!(e.vx.sessions(), 2, "404 is not retried");
+    assert_eq!(e.vx.session_calls(), 2, "404 is not retried");
 }
 
 #[tokio::test]
@@ -532,12 +322,12 @@ async fn rate_limit_is_retried_after_retry_after_and_a_long_one_is_503() {
     e.vx.script([Step::RetryAfter(1), Step::Status("COMPLETED")]);
     let v = ok_status(e.status(&new_id()).await);
     assert_eq!(v["current_status"], "COMPLETED");
-    assert_eq!(e.vx.sessions(), 2);
+    assert_eq!(e.vx.session_calls(), 2);
 
     // Retry-After beyond the deadline: answered 503 at once, no second call.
     e.vx.script([Step::RetryAfter(60)]);
     error_reply(e.status(&new_id()).await, 503);
-    assert_eq!(e.vx.sessions(), 3);
+    assert_eq!(e.vx.session_calls(), 3);
 }
 
 #[tokio::test]
@@ -546,12 +336,12 @@ async fn server_errors_are_retried_then_succeed_or_end_in_502() {
     e.vx.script([Step::Code(500), Step::Code(503), Step::Status("INIT")]);
     let v = ok_status(e.status(&new_id()).await);
     assert_eq!(v["current_status"], "INIT");
-    assert_eq!(e.vx.sessions(), 3);
+    assert_eq!(e.vx.session_calls(), 3);
 
     e.vx.script([Step::Code(500), Step::Code(500), Step::Code(500)]);
     let msg = error_reply(e.status(&new_id()).await, 502);
     assert!(msg.contains("500"), "{msg}");
-    assert_eq!(e.vx.sessions(), 6, "1 + max_retries (2) attempts");
+    assert_eq!(e.vx.session_calls(), 6, "1 + max_retries (2) attempts");
 }
 
 #[tokio::test]
@@ -570,7 +360,7 @@ async fn garbage_body_is_502_and_not_retried() {
     let msg = error_reply(e.status(&new_id()).await, 502);
     assert!(msg.contains("not JSON"), "{msg}");
     assert!(!msg.contains("surprise"), "the body is not echoed: {msg}");
-    assert_eq!(e.vx.sessions(), 1);
+    assert_eq!(e.vx.session_calls(), 1);
 }
 
 #[tokio::test]
@@ -586,16 +376,20 @@ async fn circuit_opens_after_repeated_failures_and_recovers() {
     error_reply(e.status(&new_id()).await, 502);
     let msg = error_reply(e.status(&new_id()).await, 503);
     assert!(msg.contains("circuit open"), "{msg}");
-    assert_eq!(e.vx.sessions(), 2, "an open circuit makes no call");
+    assert_eq!(e.vx.session_calls(), 2, "an open circuit makes no call");
 
     e.vx.set_default(Step::Status("COMPLETED"));
     let mut last = None;
-    eventually("the circuit to close again", async || {
-        let r = e.status(&new_id()).await;
-        let ok = matches!(r, Reply::Ok(_));
-        last = Some(r);
-        ok
-    })
+    eventually(
+        "the circuit to close again",
+        Duration::from_secs(10),
+        async || {
+            let r = e.status(&new_id()).await;
+            let ok = matches!(r, Reply::Ok(_));
+            last = Some(r);
+            ok
+        },
+    )
     .await;
     ok_status(last.unwrap());
     ok_status(e.status(&new_id()).await);
@@ -620,18 +414,19 @@ async fn hundred_concurrent_lookups_of_one_id_make_one_upstream_call() {
     // (The one call may still be fetching its token when the 100th lookup arrives.)
     eventually(
         "100 lookups in flight and the upstream called",
-        async || e.handle.lookups_in_flight() == 100 && e.vx.sessions() >= 1,
+        Duration::from_secs(10),
+        async || e.handle.lookups_in_flight() == 100 && e.vx.session_calls() >= 1,
     )
     .await;
-    assert_eq!(e.vx.sessions(), 1);
-    e.vx.gate.add_permits(100);
+    assert_eq!(e.vx.session_calls(), 1);
+    e.vx.release(100);
     let mut sources = Vec::new();
     for t in tasks {
         let v = ok_status(t.await.unwrap());
         assert_eq!(v["current_status"], "COMPLETED");
         sources.push(v["source"].as_str().unwrap().to_owned());
     }
-    assert_eq!(e.vx.sessions(), 1);
+    assert_eq!(e.vx.session_calls(), 1);
     assert_eq!(sources.iter().filter(|s| *s == "upstream").count(), 1);
     assert_eq!(e.handle.lookups_in_flight(), 0);
 }
@@ -647,7 +442,7 @@ async fn terminal_replies_are_cached_longer_than_others() {
     e.vx.set_default(Step::Status("IN PROGRESS"));
     assert_eq!(ok_status(e.status(&running).await)["source"], "upstream");
     assert_eq!(ok_status(e.status(&running).await)["source"], "upstream");
-    assert_eq!(e.vx.sessions(), 2);
+    assert_eq!(e.vx.session_calls(), 2);
 
     let done = new_id();
     e.vx.set_default(Step::Status("COMPLETED"));
@@ -656,7 +451,7 @@ async fn terminal_replies_are_cached_longer_than_others() {
     assert_eq!(first["source"], "upstream");
     assert_eq!(second["source"], "cache");
     assert_eq!(second["checked_at"], first["checked_at"]);
-    assert_eq!(e.vx.sessions(), 3);
+    assert_eq!(e.vx.session_calls(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,8 +483,8 @@ async fn path_like_or_malformed_request_ids_are_400_with_no_upstream_call() {
         error_reply(e.raw(&e.subjects().result_get(), body).await, 400);
     }
     error_reply(e.result(json!({ "email": "not-an-email" })).await, 400);
-    assert_eq!(e.vx.sessions(), 0);
-    assert_eq!(e.vx.tokens(), 0);
+    assert_eq!(e.vx.session_calls(), 0);
+    assert_eq!(e.vx.token_calls(), 0);
 }
 
 #[tokio::test]
@@ -707,7 +502,7 @@ async fn a_request_with_a_key_twice_is_400_as_a_webhook_would_be() {
         assert!(!msg.contains(&id), "the value is not echoed: {msg}");
         error_reply(e.raw(&e.subjects().result_get(), body).await, 400);
     }
-    assert_eq!(e.vx.sessions(), 0, "nothing reached the VX API");
+    assert_eq!(e.vx.session_calls(), 0, "nothing reached the VX API");
     // The same id once is answered.
     ok_status(e.status(&id).await);
 }
@@ -732,7 +527,7 @@ async fn email_lookup_is_400_unless_configured_and_then_uses_the_configured_path
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(Schemas::get().check_result(&v), Ok(()));
     assert_eq!(
-        *e.vx.email_paths.lock().unwrap(),
+        e.vx.email_paths(),
         ["/api/session/by-email/jane%2Bvx%40example%2Ecom"]
     );
 }
@@ -783,15 +578,19 @@ async fn srv_discovery_lists_the_endpoints_and_counts_requests_and_errors() {
     error_reply(e.status(&new_id()).await, 404);
     error_reply(e.result(json!({ "email": "a@example.com" })).await, 400);
 
-    eventually("stats to count every reply", async || {
-        let stats = srv(&e.client, "STATS").await;
-        let s = endpoint(&stats, "status-get");
-        let r = endpoint(&stats, "result-get");
-        s["num_requests"] == 5
-            && s["num_errors"] == 2
-            && r["num_requests"] == 1
-            && r["num_errors"] == 1
-    })
+    eventually(
+        "stats to count every reply",
+        Duration::from_secs(10),
+        async || {
+            let stats = srv(&e.client, "STATS").await;
+            let s = endpoint(&stats, "status-get");
+            let r = endpoint(&stats, "result-get");
+            s["num_requests"] == 5
+                && s["num_errors"] == 2
+                && r["num_requests"] == 1
+                && r["num_errors"] == 1
+        },
+    )
     .await;
     let stats = srv(&e.client, "STATS").await;
     assert!(
@@ -824,13 +623,15 @@ async fn two_instances_share_requests_through_the_queue_group() {
         let v: Value = serde_json::from_slice(&msg.payload).unwrap();
         endpoint(&v, "status-get")["num_requests"].as_u64().unwrap()
     };
-    eventually("both instances' stats to add up", async || {
-        count(&ids[0]).await + count(&ids[1]).await == N as u64
-    })
+    eventually(
+        "both instances' stats to add up",
+        Duration::from_secs(10),
+        async || count(&ids[0]).await + count(&ids[1]).await == N as u64,
+    )
     .await;
     let (a, b) = (count(&ids[0]).await, count(&ids[1]).await);
     assert!(a > 0 && b > 0, "one instance took every request: {a} / {b}");
-    assert_eq!(e.vx.sessions(), N);
+    assert_eq!(e.vx.session_calls(), N);
     second.stop().await;
     // The remaining instance still answers.
     ok_status(e.status(&new_id()).await);
@@ -954,10 +755,10 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     let (code, _, stderr) = run(vec!["status".into(), id.clone()]).await.unwrap();
     assert_eq!(code, Some(69), "{stderr}");
     assert!(stderr.contains("no responder"), "{stderr}");
-    assert_eq!(vx.sessions(), 1);
+    assert_eq!(vx.session_calls(), 1);
 
     // No NATS at the URL: one line naming the URL and the cause once, exit 69.
-    let dead = format!("nats://127.0.0.1:{}", crate::common::free_port());
+    let dead = format!("nats://127.0.0.1:{}", vx_testkit::free_port());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
             .args(["status", &id])
@@ -994,7 +795,7 @@ async fn a_status_request_trace_is_continued_into_the_vx_call() {
         .is_none());
     // Without one, a new trace is started for the call.
     ok_status(env.status(&new_id()).await);
-    let seen = env.vx.traceparents.lock().unwrap().clone();
+    let seen = env.vx.traceparents();
     assert_eq!(seen.len(), 2);
     let first = seen[0].clone().expect("traceparent sent to the VX API");
     assert_eq!(&first[..36], &tp[..36], "same trace: {first}");
@@ -1049,7 +850,7 @@ async fn every_upstream_fault_is_answered_before_the_deadline() {
             env.vx.set_default(step);
         }
         if name == "401" {
-            env.vx.refuse_all.store(true, Ordering::SeqCst);
+            env.vx.refuse_all(true);
         }
         let started = Instant::now();
         let reply = env.status(&new_id()).await;

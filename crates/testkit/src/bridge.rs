@@ -1,6 +1,9 @@
-//! Shared test helpers: real `nats-server` processes on free ports, and a running bridge.
+//! A running bridge for tests: the config they start from ([`test_config`]), the bridge's `run()`
+//! in this process ([`Bridge`]), and `vx-bridge serve` as a process configured through its
+//! environment only, as a container is ([`BinaryBridge`]). Reads no `VXB_*` variable of the
+//! test's own environment into the bridges it starts.
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,113 +13,21 @@ use tokio_util::sync::CancellationToken;
 use vx_bridge::config::{AuthMode, Config, HmacScheme, StorageKind};
 use vx_bridge::secret::Secret;
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; a race with another process is unlikely).
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+use crate::fixtures::SECRET;
+use crate::nats::free_port;
+
+/// The `vx-bridge` binary of this build: next to the running test executable's `deps/` folder
+/// (`target/<profile>/vx-bridge`), where cargo puts it before it runs integration tests.
+pub fn vx_bridge_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the executable's folder");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("the profile folder")
+    } else {
+        dir
+    };
+    dir.join(format!("vx-bridge{}", std::env::consts::EXE_SUFFIX))
 }
-
-/// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats-servers.sh`
-/// prints it), else `nats-server` on PATH.
-pub fn nats_server_bin() -> String {
-    std::env::var("NATS_SERVER")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "nats-server".into())
-}
-
-/// A `nats-server` with JetStream in a temp dir, killed on drop.
-pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    extra: Vec<String>,
-}
-
-impl NatsServer {
-    /// Starts a server on a free port and waits until it accepts connections.
-    pub fn start() -> NatsServer {
-        Self::start_with(&[])
-    }
-
-    /// Starts a server with extra command-line arguments (e.g. `--auth TOKEN`).
-    pub fn start_with(extra: &[&str]) -> NatsServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = NatsServer {
-            child: None,
-            port: free_port(),
-            dir,
-            extra: extra.iter().map(|a| a.to_string()).collect(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let store: PathBuf = self.dir.path().join("js");
-        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&store)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats-servers.sh and NATS_SERVER=<path>)",
-                    nats_server_bin()
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `nats://127.0.0.1:<port>`
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILLs the server (its store stays).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts the server again on the same port and store.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The HMAC secret the test bridges accept.
-pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A config for tests: Standard Webhooks with [`SECRET`], a unique stream and prefix, memory
 /// storage off (file store, as in production), short timeouts.
@@ -206,17 +117,6 @@ impl Bridge {
     }
 }
 
-/// Current unix time in seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// The `vx-bridge` binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_vx-bridge");
-
 /// Removes inherited `VXB_*` variables, so only what a test sets configures the binary.
 pub fn clean_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
     for (k, _) in std::env::vars() {
@@ -240,7 +140,7 @@ impl BinaryBridge {
     /// log level `warn`; `env` adds or overrides variables. stderr goes to `stderr`.
     pub fn spawn(cfg: &Config, env: &[(&str, String)], stderr: Stdio) -> BinaryBridge {
         let port = free_port();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(vx_bridge_bin());
         clean_env(&mut cmd)
             .arg("serve")
             .env("VXB_HTTP__LISTEN", format!("127.0.0.1:{port}"))
@@ -310,71 +210,5 @@ impl Drop for BinaryBridge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// The value of one series in a Prometheus text exposition: `name` with exactly the given
-/// labels (in any order). `None` when the series is absent.
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let mut got: Vec<(&str, &str)> = rest
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    Some((k, v.trim_matches('"')))
-                })
-                .collect();
-            let mut want = labels.to_vec();
-            got.sort_unstable();
-            want.sort_unstable();
-            (got == want).then(|| value.parse().ok()).flatten()
-        })
-}
-
-/// Scrapes `base`/metrics.
-pub async fn scrape(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
-/// Scrapes until `name{labels}` equals `want`, up to `within`; panics with the last scrape.
-pub async fn wait_for_metric(
-    base: &str,
-    name: &str,
-    labels: &[(&str, &str)],
-    want: f64,
-    within: Duration,
-) {
-    let deadline = Instant::now() + within;
-    loop {
-        // The process may not listen yet: an unanswered scrape counts as "not yet".
-        let text = match reqwest::get(format!("{base}/metrics")).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metric_value(&text, name, labels) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} did not become {want} within {within:?}: now {:?}\n{text}",
-            metric_value(&text, name, labels)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,34 @@
+//! The test kit of the vx-bridge workspace (a dev-dependency only; never linked into the
+//! service): what the integration tests (`tests/it/`), the benches and the tools share.
+//!
+//! - [`nats`]: real `nats-server` processes (binary from `NATS_SERVER` or PATH) on free ports
+//!   with temp stores, single or clustered, killed on `Drop`; stream helpers.
+//! - [`vx`]: the mock VX API, i.e. the service's own [`vx_bridge::mock_vx::MockVx`] served on
+//!   `127.0.0.1:0` with the seed result, stopped on `Drop`.
+//! - [`webhook`]: the one signed-webhook sender (Standard Webhooks with [`SECRET`] unless told
+//!   otherwise), over `vx_bridge::auth::hmac::sign_headers`.
+//! - [`bridge`]: a test config, the bridge's `run()` in-process, and `vx-bridge serve` as a
+//!   process configured through its environment.
+//! - [`metrics`]: reading a Prometheus scrape; [`wait`]: polling a condition instead of sleeping.
+//! - [`fixtures`]: the seed webhook body and ids.
+//!
+//! It must not be a dependency of the service's own `[dependencies]`, and it mocks no NATS.
+
+pub mod bridge;
+pub mod fixtures;
+pub mod metrics;
+pub mod nats;
+pub mod vx;
+pub mod wait;
+pub mod webhook;
+
+pub use bridge::{clean_env, test_config, vx_bridge_bin, BinaryBridge, Bridge};
+pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID};
+pub use metrics::{metric_value, scrape, wait_for_metric};
+pub use nats::{
+    free_port, message_count, nats_server_bin, stream_lookups, stream_of, stream_of_name,
+    NatsCluster, NatsServer,
+};
+pub use vx::{Step, VxApi};
+pub use wait::eventually;
+pub use webhook::{signed_headers, Sender};
