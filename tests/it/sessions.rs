@@ -14,7 +14,7 @@ use vx_bridge::sessions::rule::{EventFields, SessionState, Source};
 use vx_bridge::sessions::CONSUMER;
 
 use vx_testkit::{body_with, new_request_id, Sender};
-use vx_testkit::{test_config, Bridge, NatsServer};
+use vx_testkit::{test_config, Bridge, NatsServer, Step, VxApi};
 
 async fn js(nats: &NatsServer) -> jetstream::Context {
     jetstream::new(async_nats::connect(nats.url()).await.unwrap())
@@ -330,33 +330,22 @@ async fn ensure_bucket_with_create_false_names_the_missing_bucket() {
     );
 }
 
-/// A VX API that counts its session lookups and answers every one `IN PROGRESS`.
-async fn counting_vx_api() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let app = axum::Router::new().route(
-        "/api/session/result/{id}",
-        axum::routing::get(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { axum::Json(serde_json::json!({"current_status": "IN PROGRESS"})) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (calls, format!("http://{addr}"))
+/// The mock VX API (bearer `tok`), counting its session lookups and answering every one
+/// `IN PROGRESS`.
+async fn counting_vx_api() -> VxApi {
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    vx.set_default(Step::Status("IN PROGRESS"));
+    vx
 }
 
 #[tokio::test]
 async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx_call_and_fall_back_to_vx(
 ) {
-    use std::sync::atomic::Ordering;
     let nats = NatsServer::start();
-    let (calls, vx) = counting_vx_api().await;
+    let vx = counting_vx_api().await;
     let mut cfg = test_config(&nats.url());
     cfg.status.enabled = true;
-    cfg.upstream.base_url = vx;
+    cfg.upstream.base_url = vx.url().to_owned();
     cfg.upstream.token = Some(vx_bridge::secret::Secret::new("tok"));
     let bridge = Bridge::start(cfg.clone()).await;
     let sender = Sender::new(&bridge);
@@ -399,7 +388,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
         v["checked_at"],
         entry(&store, &done).await.unwrap().0.updated_at
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(vx.session_calls(), 0);
     // And its result is the PASS event's `result`, byte for byte as VX sent it.
     let reply = nc
         .request(
@@ -412,7 +401,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
         .headers
         .is_none_or(|h| h.get("Nats-Service-Error-Code").is_none()));
     assert_eq!(reply.payload.as_ref(), body_with("PASS", &done).as_slice());
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(vx.session_calls(), 0);
 
     // Not terminal: VX is asked.
     let v = ask(running.clone()).await;
@@ -420,7 +409,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     assert_eq!(v["source"], "upstream");
     assert_eq!(v["current_status"], "IN PROGRESS");
     assert!(v.get("result_status").is_none(), "{v}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(vx.session_calls(), 1);
     // VX's answer went into the view (`source: lookup`), on top of the PENDING event: same
     // event and sequence, VX's finer current_status, checked_at as updated_at.
     let pending = states_in_stream(&js, &cfg)
@@ -440,7 +429,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     let unseen = new_request_id();
     let v = ask(unseen.clone()).await;
     assert_eq!(v["current_status"], "IN PROGRESS");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(vx.session_calls(), 2);
     let (s, _) = entry(&store, &unseen).await.unwrap();
     assert_eq!(
         (s.source, s.stream_seq, s.event_id),
@@ -462,7 +451,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
         (&v["source"], &v["result_status"]),
         (&Value::from("events"), &Value::from("PASS"))
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(vx.session_calls(), 2);
 
     // The view gone: VX answers, never an error.
     bridge.stop().await.unwrap();
@@ -477,7 +466,7 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     let v = ask(done.clone()).await;
     assert!(schema.is_valid(&v), "{v}");
     assert_eq!(v["source"], "upstream");
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(vx.session_calls(), 3);
     bridge.stop().await.unwrap();
 }
 
