@@ -69,8 +69,14 @@ pub(crate) async fn post(
         let sender = slot.as_mut().ok_or("connect_error")?;
         sender.ready().await.map_err(|_| "io_error")?;
         let mut req = http::Request::post(target.path.as_str())
-            .header(http::header::HOST, target.authority.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json");
+            .header(http::header::HOST, target.authority.as_str());
+        // JSON unless the caller names another content type.
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }

@@ -17,6 +17,7 @@
 //! - `serve202`: the plain HTTP baseline: axum answering 202 to every POST after reading its body.
 //! - `mock-vx`: a stand-in for the VX API (OAuth token endpoint and session results) with a fixed
 //!   latency, counting upstream calls; request_ids ending in `-fa17XXXXXNNN` get HTTP error NNN.
+//! - `send`: one signed webhook with a given body and content type; prints the HTTP code.
 //! - `startup`: starts a command, polls a readiness URL, and reports the time from spawn to 200.
 //! - `free-port`: prints a free loopback port, for scripts.
 
@@ -24,6 +25,7 @@ mod baseline;
 mod client;
 mod jspub;
 mod mock_vx;
+mod send;
 mod startup;
 mod stats;
 mod status;
@@ -35,6 +37,7 @@ use clap::{Parser, Subcommand};
 use crate::baseline::{EchoArgs, Serve202Args};
 use crate::jspub::JsPubArgs;
 use crate::mock_vx::MockVxArgs;
+use crate::send::SendArgs;
 use crate::startup::StartupArgs;
 use crate::status::StatusArgs;
 use crate::verify::{LeaderArgs, VerifyArgs};
@@ -61,6 +64,8 @@ struct Cli {
 enum Mode {
     /// POST signed webhooks.
     Webhook(WebhookArgs),
+    /// POST one signed webhook with a given body; print the HTTP status code.
+    Send(SendArgs),
     /// Send status requests over NATS.
     Status(StatusArgs),
     /// Publish to JetStream directly (baseline).
@@ -101,6 +106,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.mode {
             Mode::Webhook(a) => webhook::run(a).await,
+            Mode::Send(a) => send::run(a).await,
             Mode::Status(a) => status::run(a).await,
             Mode::Jspub(a) => jspub::run(a).await,
             Mode::Echo(a) => baseline::echo(a).await,
