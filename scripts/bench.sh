@@ -10,7 +10,7 @@
 #   --out FILE    write the report there instead of docs/PERFORMANCE.md
 #   --report-from DIR  measure nothing: write the report again from a kept run's results
 #                 (every run keeps them in target/bench/last-run), e.g. after editing
-#                 scripts/bench-analysis.md
+#                 scripts/bench-analysis.md (the report is rendered by scripts/bench_report.py)
 #
 # Environment: BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_IN_FLIGHT (256), BENCH_PROFILE_REQUESTS (2000).
@@ -70,7 +70,11 @@ need jq jq
 need curl curl
 [ "$PROFILE" = 1 ] && { need valgrind valgrind; need callgrind_annotate valgrind; }
 
-j() { jq -r "$1" "$2"; }
+# The shared helpers: nats-server on free ports, waits, the work dir and the EXIT trap.
+VX_WORK_TAG=bench
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+KEEP=$ROOT/target/bench/last-run
 
 if [ -z "$REPORT_FROM" ]; then  # ------------------------------------- measurements
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -95,39 +99,19 @@ if [ -n "$BEFORE" ]; then
   BEFORE_REV=$(git rev-parse --short "$BEFORE")
 fi
 
-TMP=$(mktemp -d /tmp/vx-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
+TMP=$VX_WORK
+track() { VX_PIDS+=("$1"); }
+listening() {  # PORT: up to 10 s
+  wait_port "$1" 10 || die "nothing listens on 127.0.0.1:$1"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {  # up to 10 s
-  for _ in $(seq 1 500); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.02; done
-  echo "nothing listens on 127.0.0.1:$1" >&2; return 1
-}
-wait_ready() {  # URL [seconds]
-  local n=$(( ${2:-10} * 50 ))
-  for _ in $(seq 1 "$n"); do curl -fs -o /dev/null "$1" && return 0; sleep 0.02; done
-  echo "$1 not ready" >&2; return 1
-}
-stop() {  # PID: TERM, then wait (bounded), then KILL
-  kill "$1" 2>/dev/null || return 0
-  for _ in $(seq 1 250); do kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }; sleep 0.02; done
-  kill -9 "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
-}
-NATS_PID=""; NATS_URL=""
-start_nats() {  # NAME
-  local port; port=$($LOAD free-port)
-  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$TMP/$1-store" >"$TMP/$1-nats.log" 2>&1 &
-  NATS_PID=$!; PIDS+=("$NATS_PID")
-  wait_port "$port"
+NATS_URL=""; BENCH_NATS_PID=""
+start_nats() {  # NAME: a fresh server on a free port (lib.sh's nats_start)
+  local port; free_port port
+  nats_start "$1" "$port"
+  BENCH_NATS_PID=${NATS_PID[$1]}
   NATS_URL="nats://127.0.0.1:$port"
 }
-stop_nats() { stop "$NATS_PID"; rm -rf "$TMP/$1-store"; }
+stop_nats() { nats_stop "$1"; }
 bridge_env() {  # PORT: the environment of a bench bridge (ingress only, file stream, JSON logs)
   echo VXB_HTTP__LISTEN="127.0.0.1:$1" VXB_NATS__URL="$NATS_URL" \
     VXB_NATS__STREAM__NAME=BENCH VXB_NATS__STREAM__STORAGE=file \
@@ -138,8 +122,8 @@ start_bridge() {  # NAME BIN PORT [extra VAR=value ...]
   local name=$1 bin=$2 port=$3; shift 3
   # shellcheck disable=SC2046
   env $(bridge_env "$port") "$@" "$bin" serve 2>"$TMP/$name-bridge.log" &
-  BRIDGE_PID=$!; PIDS+=("$BRIDGE_PID")
-  wait_ready "http://127.0.0.1:$port/readyz" 30
+  BRIDGE_PID=$!; track "$BRIDGE_PID"
+  wait_ready "$port" 30 || die "vx-bridge $name not ready on $port"
 }
 webhook() {  # URL OUT [extra vx-load args]
   local url=$1 out=$2; shift 2
@@ -157,18 +141,18 @@ cpu_note() {  # NAME PID T0: write the CPU seconds PID used since T0 ticks to $T
 # ---------------------------------------------------------------- (a) raw JetStream publish
 say "(a) raw JetStream publish, $IN_FLIGHT PubAcks in flight, unique Nats-Msg-Id, file store"
 start_nats a
-t_nats=$(ticks "$NATS_PID")
+t_nats=$(ticks "$BENCH_NATS_PID")
 $LOAD jspub --nats "$NATS_URL" --in-flight "$IN_FLIGHT" --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/a.json"
 cat "$TMP/a.json" >&2
-cpu_note a-nats-cpu "$NATS_PID" "$t_nats"
+cpu_note a-nats-cpu "$BENCH_NATS_PID" "$t_nats"
 stop_nats a
 
 # ---------------------------------------------------------------- (b) plain axum 202
 say "(b) plain axum 202, $CONNS connections"
-port=$($LOAD free-port)
+free_port port
 $LOAD serve202 --listen "127.0.0.1:$port" --duration 300s >/dev/null &
-S202=$!; PIDS+=("$S202")
-wait_port "$port"
+S202=$!; track "$S202"
+listening "$port"
 t_srv=$(ticks "$S202")
 webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/b.json"
 cpu_note b-srv-cpu "$S202" "$t_srv"
@@ -178,11 +162,11 @@ stop "$S202"
 ingress() {  # NAME BIN: peak, half of peak, RSS
   local name=$1 bin=$2 port
   start_nats "$name"
-  port=$($LOAD free-port)
+  free_port port
   start_bridge "$name" "$bin" "$port"
-  local t_nats t_srv; t_nats=$(ticks "$NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
+  local t_nats t_srv; t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name.json"
-  cpu_note "$name-nats-cpu" "$NATS_PID" "$t_nats"; cpu_note "$name-srv-cpu" "$BRIDGE_PID" "$t_srv"
+  cpu_note "$name-nats-cpu" "$BENCH_NATS_PID" "$t_nats"; cpu_note "$name-srv-cpu" "$BRIDGE_PID" "$t_srv"
   local half; half=$(jq -r '.rps / 2 | floor' "$TMP/$name.json")
   say "($name) at half of peak: $half req/s"
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name-half.json" --rate "$half"
@@ -198,7 +182,7 @@ if [ -n "$BEFORE_BIN" ]; then
 fi
 say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
 start_nats cwarn
-port=$($LOAD free-port)
+free_port port
 start_bridge cwarn "$BIN" "$port" VXB_LOG__LEVEL=warn
 webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cwarn.json"
 stop "$BRIDGE_PID"
@@ -206,7 +190,7 @@ stop_nats cwarn
 
 say "start to ready (5 starts, each from exec to /readyz 200)"
 start_nats s
-port=$($LOAD free-port)
+free_port port
 # shellcheck disable=SC2046
 env $(bridge_env "$port") $LOAD startup --ready-url "http://127.0.0.1:$port/readyz" --runs 5 --json -- "$BIN" serve >"$TMP/startup.json"
 cat "$TMP/startup.json" >&2
@@ -224,17 +208,17 @@ fi
 if [ "$STATUS" = 1 ]; then
   say "(d) raw NATS request-reply (echo responder), 64 requesters"
   $LOAD echo --nats "$NATS_URL" --subject bench.echo --duration 300s >/dev/null &
-  ECHO=$!; PIDS+=("$ECHO")
+  ECHO=$!; track "$ECHO"
   sleep 0.5
   $LOAD status --nats "$NATS_URL" --subject bench.echo --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-raw.json"
   cat "$TMP/d-raw.json" >&2
   stop "$ECHO"
 
-  mport=$($LOAD free-port)
+  mfree_port port
   $LOAD mock-vx --listen "127.0.0.1:$mport" --latency 20ms --token bench --duration 300s >/dev/null &
-  MOCK=$!; PIDS+=("$MOCK")
-  wait_port "$mport"
-  port=$($LOAD free-port)
+  MOCK=$!; track "$MOCK"
+  listening "$mport"
+  free_port port
   start_bridge d "$BIN" "$port" VXB_WEBHOOK__ENABLED=false VXB_STATUS__ENABLED=true \
     VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$mport" VXB_UPSTREAM__TOKEN=bench
   say "(d) status from cache: 100 request_ids, 64 requesters (first lookups in the warm-up)"
@@ -260,12 +244,12 @@ stop_nats d
 profile() {  # NAME BIN: instructions per webhook in the whole process
   local name=$1 bin=$2 port dump
   start_nats "$name"
-  port=$($LOAD free-port)
+  free_port port
   # shellcheck disable=SC2046
   env $(bridge_env "$port") valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
     "$bin" serve 2>"$TMP/$name-bridge.log" &
-  BRIDGE_PID=$!; PIDS+=("$BRIDGE_PID")
-  wait_ready "http://127.0.0.1:$port/readyz" 120
+  BRIDGE_PID=$!; track "$BRIDGE_PID"
+  wait_ready "$port" 120 || die "vx-bridge $name not ready on $port under callgrind"
   $LOAD webhook --url "http://127.0.0.1:$port/webhooks/vx" --connections 8 --requests 300 --duration 120s --id-prefix warm >/dev/null
   callgrind_control -z "$BRIDGE_PID" >/dev/null
   $LOAD webhook --url "http://127.0.0.1:$port/webhooks/vx" --connections 8 --requests "$PROFILE_REQUESTS" --duration 300s --id-prefix prof --json >"$TMP/$name-load.json"
@@ -292,178 +276,17 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Keep the raw results, so the report can be written again from them (--report-from).
 BEFORE_BIN_SET=$([ -n "$BEFORE_BIN" ] && echo 1 || echo "")
-declare -p QUICK BEFORE BEFORE_REV DURATION WARMUP CONNS IN_FLIGHT PROFILE PROFILE_REQUESTS STATUS \
-  LOAD_START LOAD_END BIN_BYTES BEFORE_BIN_SET MEASURED_AT MEASURED_REV 2>/dev/null >"$TMP/vars.sh" || true
-KEEP=$ROOT/target/bench/last-run
-rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$TMP/vars.sh" "$KEEP"/ 2>/dev/null || true
-else  # ---------------------------------------------------------------- --report-from DIR
-  TMP=$REPORT_FROM
-  # shellcheck disable=SC1091
-  . "$TMP/vars.sh"
-  BEFORE_BIN=${BEFORE_BIN_SET:+before}
+jq -n --arg QUICK "$QUICK" --arg BEFORE "$BEFORE" --arg BEFORE_REV "$BEFORE_REV" \
+  --arg DURATION "$DURATION" --arg WARMUP "$WARMUP" --arg CONNS "$CONNS" --arg IN_FLIGHT "$IN_FLIGHT" \
+  --arg PROFILE "$PROFILE" --arg PROFILE_REQUESTS "$PROFILE_REQUESTS" --arg STATUS "$STATUS" \
+  --arg LOAD_START "$LOAD_START" --arg LOAD_END "$LOAD_END" --arg BIN_BYTES "$BIN_BYTES" \
+  --arg BEFORE_BIN_SET "$BEFORE_BIN_SET" --arg MEASURED_AT "$MEASURED_AT" --arg MEASURED_REV "$MEASURED_REV" \
+  '$ARGS.named' >"$TMP/run.json"
+rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$KEEP"/ 2>/dev/null || true
+REPORT_FROM=$KEEP
 fi
 
 # ---------------------------------------------------------------- report
 say "writing $OUT"
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f %%", 100 * a / b; else print "n/a" }'; }
-row() {  # LABEL FILE
-  jq -r --arg l "$1" '"| \($l) | \(.rps | floor) | \(.p50_ms) | \(.p90_ms) | \(.p99_ms) | \(.codes | to_entries | map("\(.key): \(.value)") | join(", ")) |"' "$2"
-}
-step_ir() {  # ANNOTATE FUNCTION: inclusive instructions per webhook of the first exact match
-  awk -v fn="$2" -v n="$PROFILE_REQUESTS" '
-    { line = $0; sub(/^ *[0-9,]+ *(\([ 0-9.%]*\))? */, "", line); sub(/ \[.*$/, "", line); sub(/^[^:]*:/, "", line) }
-    line == fn { ir = $1; gsub(",", "", ir); printf "%d", ir / n; found = 1; exit }
-    END { if (!found) printf "n/a" }' "$1"
-}
-cpu_row() {  # LABEL LOAD_JSON NATS_CPU_FILE SERVER_CPU_FILE
-  local n l s
-  n=$(jq -r '.all_requests' "$2"); l=$(jq -r '.cpu_s' "$2")
-  local nats=0 srv=0
-  [ -n "$3" ] && nats=$(cat "$3"); [ -n "$4" ] && srv=$(cat "$4")
-  awk -v label="$1" -v n="$n" -v l="$l" -v a="$nats" -v b="$srv" -v has_a="$3" -v has_b="$4" -v cores="$(nproc)" 'BEGIN {
-    f = 1e6 / n; sum = (a + b + l) * f
-    printf "| %s | %s | %s | %.1f | %.1f | %.0f req/s |\n", label,
-      has_a == "" ? "-" : sprintf("%.1f", a * f), has_b == "" ? "-" : sprintf("%.1f", b * f), l * f, sum, cores * 1e6 / sum }'
-}
-yes_no() { if [ "$1" = 1 ]; then echo "**met**"; else echo "**missed**"; fi; }
-A=$(j .rps "$TMP/a.json"); B=$(j .rps "$TMP/b.json"); C=$(j .rps "$TMP/c.json")
-CH_P99=$(j .p99_ms "$TMP/c-half.json")
-RSS_KIB=$(cat "$TMP/c-rss-kib")
-READY_MS=$(j .median_ms "$TMP/startup.json")
-met_ca=$(awk -v c="$C" -v a="$A" 'BEGIN { print (c >= 0.5 * a) ? 1 : 0 }')
-met_p99=$(awk -v p="$CH_P99" 'BEGIN { print (p <= 10) ? 1 : 0 }')
-met_rss=$(awk -v r="$RSS_KIB" 'BEGIN { print (r <= 40 * 1024) ? 1 : 0 }')
-met_ready=$(awk -v r="$READY_MS" 'BEGIN { print (r <= 200) ? 1 : 0 }')
-{
-  echo "# Performance"
-  echo
-  echo "Written by \`scripts/bench.sh$([ "$QUICK" = 1 ] && echo ' --quick')$([ -n "$BEFORE" ] && echo " --before $BEFORE")\` on $MEASURED_AT, at commit \`$MEASURED_REV\`. Do not edit by hand: run the script again."
-  [ "$QUICK" = 1 ] && { echo; echo "**A quick run (3 s per measurement): indicative only.**"; }
-  echo
-  echo "Load generator, NATS and vx-bridge share the machine's cores, so absolute numbers drift from run to run;"
-  echo "every target is a ratio to a baseline measured in the same run. Each measurement runs $DURATION"
-  echo "(the first $WARMUP not counted) against a fresh \`nats-server\` with a file store in a temp dir."
-  echo
-  echo "## Machine"
-  echo
-  echo "- CPU: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/,"",$2); print $2; exit}'), $(nproc) cores; memory $(free -g | awk '/Mem:/ {print $2}') GiB; Linux $(uname -r)"
-  echo "- load average (1, 5, 15 min): $LOAD_START before the run, $LOAD_END after (the machine is shared with other builds)"
-  echo "- $("$NATS_SERVER" --version), $(rustc --version)"
-  echo
-  echo "## Results"
-  echo
-  echo "| measurement | req/s | p50 ms | p90 ms | p99 ms | answers |"
-  echo "|---|---:|---:|---:|---:|---|"
-  row "(a) raw JetStream publish, $IN_FLIGHT in flight, Nats-Msg-Id (baseline)" "$TMP/a.json"
-  row "(b) plain axum 202, $CONNS connections (baseline)" "$TMP/b.json"
-  row "(c) vx-bridge ingress, $CONNS connections, peak" "$TMP/c.json"
-  row "(c) vx-bridge ingress at half of peak (open loop)" "$TMP/c-half.json"
-  row "(c) vx-bridge ingress, log.level = warn, peak" "$TMP/cwarn.json"
-  if [ -n "$BEFORE_BIN" ]; then
-    row "(c) before ($BEFORE_REV), peak" "$TMP/cbefore.json"
-    row "(c) before ($BEFORE_REV), half of its peak" "$TMP/cbefore-half.json"
-  fi
-  if [ "$STATUS" = 1 ]; then
-    row "(d) raw NATS request-reply, 64 requesters (baseline)" "$TMP/d-raw.json"
-    row "(d) status from cache, 64 requesters" "$TMP/d-cache.json"
-    row "(d) status, each lookup upstream (mock VX API, 20 ms)" "$TMP/d-upstream.json"
-  fi
-  echo
-  echo "## Where the CPU goes (peak runs)"
-  echo
-  echo "CPU time (user + system, from \`/proc/PID/stat\`) each process used during the run, divided by every"
-  echo "request it served (warm-up included). The three share $(nproc) cores, so their sum bounds the rate:"
-  echo "$(nproc) cores ÷ (µs per request) is the most the machine could do if nothing else ran."
-  echo
-  echo "| run | nats-server µs/req | server µs/req | load generator µs/req | sum | $(nproc) cores ÷ sum |"
-  echo "|---|---:|---:|---:|---:|---:|"
-  cpu_row "(a) raw JetStream publish" "$TMP/a.json" "$TMP/a-nats-cpu" ""
-  cpu_row "(b) plain axum 202" "$TMP/b.json" "" "$TMP/b-srv-cpu"
-  cpu_row "(c) vx-bridge ingress" "$TMP/c.json" "$TMP/c-nats-cpu" "$TMP/c-srv-cpu"
-  [ -n "$BEFORE_BIN" ] && cpu_row "(c) before ($BEFORE_REV)" "$TMP/cbefore.json" "$TMP/cbefore-nats-cpu" "$TMP/cbefore-srv-cpu"
-  echo
-  echo "## Targets"
-  echo
-  echo "| target | measured | |"
-  echo "|---|---|---|"
-  echo "| full ingress ≥ 50 % of raw JetStream publish (c/a) | $(pct "$C" "$A") | $(yes_no "$met_ca") |"
-  echo "| (c/b: ingress against plain axum, for reference) | $(pct "$C" "$B") | |"
-  echo "| p99 ≤ 10 ms at half of peak rate | $CH_P99 ms | $(yes_no "$met_p99") |"
-  if [ "$STATUS" = 1 ]; then
-    D=$(j .rps "$TMP/d-cache.json"); DR=$(j .rps "$TMP/d-raw.json"); BURST=$(cat "$TMP/d-burst-calls")
-    met_d=$(awk -v d="$D" -v r="$DR" 'BEGIN { print (d >= 0.5 * r) ? 1 : 0 }')
-    echo "| status from cache ≥ 50 % of raw request-reply (d/raw) | $(pct "$D" "$DR") | $(yes_no "$met_d") |"
-    echo "| burst of 100 identical lookups → 1 upstream call | $BURST call(s), answers $(jq -c .codes "$TMP/d-burst.json") | $(yes_no "$([ "$BURST" = 1 ] && echo 1 || echo 0)") |"
-  else
-    echo "| status targets | not measured: no status service in this build | |"
-  fi
-  echo "| peak RSS ≤ 40 MiB under load (VmHWM after the (c) runs) | $(awk -v r="$RSS_KIB" 'BEGIN { printf "%.1f MiB", r / 1024 }') | $(yes_no "$met_rss") |"
-  echo "| ready ≤ 200 ms after start (median of 5, exec to /readyz 200) | $READY_MS ms (min $(j .min_ms "$TMP/startup.json"), max $(j .max_ms "$TMP/startup.json")) | $(yes_no "$met_ready") |"
-  echo "| binary size (release, debug info stripped) | $(awk -v b="$BIN_BYTES" 'BEGIN { printf "%.1f MiB", b / 1048576 }') | |"
-  if [ -n "$BEFORE_BIN" ]; then
-    echo "| before ($BEFORE_REV): peak RSS | $(awk -v r="$(cat "$TMP/cbefore-rss-kib")" 'BEGIN { printf "%.1f MiB", r / 1024 }') | |"
-  fi
-  if [ "$PROFILE" = 1 ]; then
-    echo
-    echo "## Instructions per webhook (callgrind)"
-    echo
-    echo "The whole vx-bridge process under \`valgrind --tool=callgrind\`, counters zeroed after 300 warm-up"
-    echo "webhooks, then $PROFILE_REQUESTS signed seed webhooks over 8 connections: every instruction the process"
-    echo "ran (hyper, axum, auth, parse, schema, event, async-nats, tokio, logging, metrics), divided by the count."
-    echo "Instruction counts do not drift with the machine's load."
-    echo
-    echo "| build | instructions per webhook |"
-    echo "|---|---:|"
-    echo "| this commit | $(cat "$TMP/p-ir") |"
-    [ -n "$BEFORE_BIN" ] && echo "| before ($BEFORE_REV) | $(cat "$TMP/pbefore-ir") |"
-    echo
-    echo "By step (inclusive instructions per webhook; functions as named in the release binary's symbols):"
-    echo
-    echo "| step | function | this commit |$([ -n "$BEFORE_BIN" ] && echo " before ($BEFORE_REV) |")"
-    echo "|---|---|---:|$([ -n "$BEFORE_BIN" ] && echo "---:|")"
-    while IFS='|' read -r step fn; do
-      local_now=$(step_ir "$TMP/p-annotate.txt" "$fn")
-      if [ -n "$BEFORE_BIN" ]; then
-        echo "| $step | \`$fn\` | $local_now | $(step_ir "$TMP/pbefore-annotate.txt" "$fn") |"
-      else
-        echo "| $step | \`$fn\` | $local_now |"
-      fi
-    done <<'STEPS'
-whole handler|<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}
-signature (HMAC-SHA256 over the body)|vx_bridge::auth::Verifier::verify
-JSON parse to Value|serde_json::de::from_slice
-dropping the Value|core::ptr::drop_in_place<serde_json::value::Value>
-schema validation|vx_bridge::schema::check
-event build (envelope, ids, headers)|vx_bridge::event::build_event
-trace context|vx_bridge::telemetry::trace::TraceContext::continue_or_start
-publish and PubAck (incl. NATS headers)|vx_bridge::ingress::publish::{{closure}}
-log line (tracing JSON formatter)|<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event
-glibc malloc (all callers)|malloc
-glibc free (all callers)|free
-mimalloc alloc (all callers)|mi_malloc_aligned
-mimalloc free (all callers)|mi_free
-STEPS
-    echo
-    echo "Largest inclusive costs, this commit (\`callgrind_annotate --inclusive=yes\`, per webhook):"
-    echo
-    echo '```'
-    awk -v n="$PROFILE_REQUESTS" '
-      /^-+$/ { dashes++; next }
-      dashes >= 4 && $1 ~ /^[0-9,]+$/ && NF >= 2 {
-        ir = $1; gsub(",", "", ir); $1 = ""; sub(/^ +/, ""); sub(/\(.*%\) */, "");
-        name = $0; sub(/ \[.*$/, "", name);
-        if (length(name) > 110) name = substr(name, 1, 107) "...";
-        printf "%10d  %s\n", ir / n, name; if (++shown == 30) exit
-      }' "$TMP/p-annotate.txt"
-    echo '```'
-  fi
-  if [ -f "$ROOT/scripts/bench-analysis.md" ]; then
-    echo
-    cat "$ROOT/scripts/bench-analysis.md"
-  fi
-  echo
-  echo "Reproduce: \`scripts/bench.sh$([ -n "$BEFORE" ] && echo " --before $BEFORE")\` (needs nats-server; installs jq and valgrind with apt-get when missing)."
-  echo "Micro-benchmarks of the hot functions: \`cargo bench --bench hot\`."
-} >"$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+python3 "$ROOT/scripts/bench_report.py" "$REPORT_FROM" "$OUT" --analysis "$ROOT/scripts/bench-analysis.md"
 say "done: $OUT"

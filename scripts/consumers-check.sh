@@ -14,7 +14,7 @@
 # Then checks what each printed: every event handled exactly once over both runs, the event
 # left unacked by run 1 redelivered and ignored as a duplicate (the kit's event_id store), a NAK
 # seen, a status answer, the 404 error reply read from its headers, the new session seen in the
-# KV watch. Everything runs on 127.0.0.1 and is stopped on exit (scripts/reliability/lib.sh).
+# KV watch. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,14 +27,14 @@ fi
 export NATS_SERVER
 REL_SUITE=consumers
 REL_OUT="${REL_OUT:-$ROOT/target/consumers-check}"
-# shellcheck source=reliability/lib.sh
-source scripts/reliability/lib.sh
+# shellcheck source=lib.sh
+source scripts/lib.sh
 case "$REL_NATS_VERSION" in
   2.9.*) die "nats-server $REL_NATS_VERSION: the kits need >= 2.10 (several filter subjects); set NATS_SERVER" ;;
 esac
 
-log "building vx-bridge and the Rust kit (cargo build --locked --bin vx-bridge --example consumer)"
-cargo build --locked -q --bin vx-bridge --example consumer
+log "building vx-bridge, vx-load and the Rust kit (cargo build --locked -p vx-bridge -p vx-load --bins --example consumer)"
+cargo build --locked -q -p vx-bridge -p vx-load --bins --example consumer
 for kit in "${KITS[@]}"; do
   case "$kit" in
     rust) ;;
@@ -60,27 +60,21 @@ nats_start n1 "$NPORT"
 NATS_URL="nats://127.0.0.1:$NPORT"
 PREFIX=ck.verification
 STREAM=CK_VERIFICATIONS
-"$REL_BIN/vx-bridge" mock-vx --listen "127.0.0.1:$MPORT" --token mock-token >>"$REL_WORK/mock.log" 2>&1 &
-REL_PIDS+=("$!")
+"$REL_BIN/vx-bridge" mock-vx --listen "127.0.0.1:$MPORT" --token mock-token >>"$VX_WORK/mock.log" 2>&1 &
+VX_PIDS+=("$!")
 wait_port "$MPORT" 15 || die "mock-vx did not listen on $MPORT"
 bridge_start "$BPORT" "$NATS_URL" "$STREAM" "$PREFIX" \
   VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$MPORT" VXB_UPSTREAM__TOKEN=mock-token
 log "nats-server $REL_NATS_VERSION on $NPORT, mock VX on $MPORT, bridge on $BPORT"
 
-# post BODY: a Standard Webhooks-signed delivery (as in the README); prints the event_id of the 202.
+# post BODY: a Standard Webhooks-signed delivery (vx-load send, the bridge's own signer); prints
+# the event_id of the 202.
 post() {
-  local body=$1 id ts sig reply
-  id="msg_ck_$(python3 -c 'import uuid; print(uuid.uuid4().hex)')"
-  ts=$(date +%s)
-  sig=$(python3 -c 'import sys,hmac,hashlib,base64
-k=base64.b64decode(sys.argv[4].removeprefix("whsec_"))
-print(base64.b64encode(hmac.new(k,f"{sys.argv[1]}.{sys.argv[2]}.{sys.argv[3]}".encode(),hashlib.sha256).digest()).decode())' \
-    "$id" "$ts" "$body" "$REL_SECRET")
-  reply=$(curl -s --max-time 10 -w '\n%{http_code}' "http://127.0.0.1:$BPORT/webhooks/vx" \
-    -H 'content-type: application/json' -H "webhook-id: $id" -H "webhook-timestamp: $ts" \
-    -H "webhook-signature: v1,$sig" --data-binary "$body")
-  [[ "${reply##*$'\n'}" == 202 ]] || die "webhook not accepted: $reply"
-  jq -er .event_id <<<"${reply%$'\n'*}"
+  local reply
+  reply=$("$REL_BIN/vx-load" send --url "http://127.0.0.1:$BPORT/webhooks/vx" --secret "$REL_SECRET" \
+    --body "$1" --json)
+  [[ $(jq -r .code <<<"$reply") == 202 ]] || die "webhook not accepted: $reply"
+  jq -er .answer.event_id <<<"$reply"
 }
 SA=11111111-aaaa-4aaa-8aaa-000000000001
 SB=11111111-bbbb-4bbb-8bbb-000000000002
@@ -102,7 +96,7 @@ wait_for() {
 }
 kit_env() {   # kit_env KIT: the kit's configuration (the same names in every kit)
   echo NATS_URL="$NATS_URL" VX_PREFIX="$PREFIX" VX_STREAM="$STREAM" VX_DURABLE="ck-$1" \
-    VX_STORE="$REL_WORK/$1.handled" VX_ACK_WAIT_MS=2000
+    VX_STORE="$VX_WORK/$1.handled" VX_ACK_WAIT_MS=2000
 }
 
 # Each kit runs in its own process group (setsid), so that stopping it also stops what its
@@ -114,14 +108,14 @@ kits_cleanup() {
     [[ -n "$pg" ]] && kill -9 -- "-$pg" 2>/dev/null || true
   done
 }
-trap 'kits_cleanup; rel_cleanup' EXIT
+trap 'kits_cleanup; vx_cleanup' EXIT
 # kit_start KIT RUN [VAR=value...]: starts the kit; sets KIT_PID (= its process group).
 kit_start() {
   local kit=$1 run=$2
   shift 2
   # shellcheck disable=SC2046
   setsid env $(kit_env "$kit") "$@" "$(kit_cmd "$kit")" \
-    >"$REL_WORK/$kit.$run.jsonl" 2>"$REL_WORK/$kit.$run.err" &
+    >"$VX_WORK/$kit.$run.jsonl" 2>"$VX_WORK/$kit.$run.err" &
   KIT_PID=$!
   KIT_PGIDS+=("$KIT_PID")
 }
@@ -143,8 +137,8 @@ for kit in "${KITS[@]}"; do
   RUN1[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
-  wait_exit "${RUN1[$kit]}" 180 || die "$kit run 1 did not exit in 180 s (see $REL_WORK/$kit.1.*)"
-  [[ $EXIT_RC == 3 ]] || { cat "$REL_WORK/$kit.1.err" >&2; die "$kit run 1 exited $EXIT_RC, want 3 (exit before ack)"; }
+  wait_exit "${RUN1[$kit]}" 180 || die "$kit run 1 did not exit in 180 s (see $VX_WORK/$kit.1.*)"
+  [[ $EXIT_RC == 3 ]] || { cat "$VX_WORK/$kit.1.err" >&2; die "$kit run 1 exited $EXIT_RC, want 3 (exit before ack)"; }
   log "$kit run 1: exited before its ack, as asked"
 done
 
@@ -155,13 +149,13 @@ for kit in "${KITS[@]}"; do
   RUN2[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
-  wait_for "$REL_WORK/$kit.2.jsonl" '.ready' 120 "$kit run 2 ready"
+  wait_for "$VX_WORK/$kit.2.jsonl" '.ready' 120 "$kit run 2 ready"
 done
 E4=$(post "{\"request_id\":\"$SC\",\"status\":\"PASS\",\"reference\":\"ck-c\"}")
 log "sent a 4th webhook while the kits run: $E4"
 
 for kit in "${KITS[@]}"; do
-  out2="$REL_WORK/$kit.2.jsonl"
+  out2="$VX_WORK/$kit.2.jsonl"
   wait_for "$out2" ".handled == \"$E4\"" 60 "$kit: the 4th event handled"
   wait_for "$out2" '.duplicate_ignored' 30 "$kit: the redelivered event ignored"
   wait_for "$out2" ".kv == \"$SA\" and .terminal == true" 30 "$kit: session A's current value at the start of the KV watch"
@@ -171,17 +165,17 @@ for kit in "${KITS[@]}"; do
   kill -TERM -- "-${RUN2[$kit]}" 2>/dev/null || true
   wait_exit "${RUN2[$kit]}" 15 || kill -9 -- "-${RUN2[$kit]}" 2>/dev/null || true
 
-  all="$REL_WORK/$kit.all.jsonl"
-  cat "$REL_WORK/$kit.1.jsonl" "$out2" >"$all"
+  all="$VX_WORK/$kit.all.jsonl"
+  cat "$VX_WORK/$kit.1.jsonl" "$out2" >"$all"
   # Every event handled exactly once over both runs, and nothing else handled.
   counts=$(jq -s -c '[.[] | select(.handled) | .handled] | group_by(.) | map({(.[0]): length}) | add // {}' "$all")
   want=$(jq -n -c --arg a "$E1" --arg b "$E2" --arg c "$E3" --arg d "$E4" '{($a):1,($b):1,($c):1,($d):1}')
   [[ $(jq -S -c . <<<"$counts") == $(jq -S -c . <<<"$want") ]] || die "$kit: handled counts $counts, want $want"
   # The event run 1 handled but did not ack came again and was ignored by event_id.
-  unacked=$(jq -r 'select(.exit_before_ack) | .exit_before_ack' "$REL_WORK/$kit.1.jsonl")
+  unacked=$(jq -r 'select(.exit_before_ack) | .exit_before_ack' "$VX_WORK/$kit.1.jsonl")
   has "$out2" ".duplicate_ignored == \"$unacked\" and .delivered >= 2" ||
     die "$kit: the unacked event $unacked was not redelivered and ignored"
-  has "$REL_WORK/$kit.1.jsonl" '.nak' || die "$kit: no NAK in run 1"
+  has "$VX_WORK/$kit.1.jsonl" '.nak' || die "$kit: no NAK in run 1"
   has "$out2" '.status_error.code == 404 and .status_error.body_code == 404 and .status_error.retryable == false' ||
     die "$kit: the 404 reply's header and body disagree"
   result "$(jq -n -c --arg kit "$kit" --argjson handled "$counts" --arg dup "$unacked" \

@@ -27,7 +27,7 @@ build=(cargo build --locked --workspace --bins)
 [[ $PROFILE == release ]] && build+=(--release)
 "${build[@]}" >&2
 export REL_PROFILE=$PROFILE REL_MODE=full REL_SUITE=sync-cost REL_OUT="$PWD/target/reliability"
-source scripts/reliability/lib.sh
+source scripts/lib.sh
 OUT="$REL_OUT/sync-cost.jsonl"
 : >"$OUT"
 log "$("$NATS_SERVER" --version), ${SECS}s per run, 2 rounds, load $(load_note)"
@@ -35,13 +35,13 @@ log "$("$NATS_SERVER" --version), ${SECS}s per run, 2 rounds, load $(load_note)"
 run() {  # SETTING ROUND
   local setting=$1 round=$2 np bp conf=() name="s-$1-$2"
   if [[ $setting == always ]]; then
-    printf 'jetstream { sync_interval: always }\n' >"$REL_WORK/always.conf"
-    conf=(-c "$REL_WORK/always.conf")
+    printf 'jetstream { sync_interval: always }\n' >"$VX_WORK/always.conf"
+    conf=(-c "$VX_WORK/always.conf")
   fi
   free_port np
   nats_start "$name-a" "$np" "${conf[@]}"
   "$REL_BIN/vx-load" jspub --nats "nats://127.0.0.1:$np" --in-flight 256 --duration "${SECS}s" \
-    --warmup 2s --json >"$REL_WORK/$name-a.json"
+    --warmup 2s --json >"$VX_WORK/$name-a.json"
   nats_kill "$name-a"
   free_port np
   free_port bp
@@ -49,12 +49,12 @@ run() {  # SETTING ROUND
   bridge_start "$bp" "nats://127.0.0.1:$np" SYNC_COST sync
   "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$bp/webhooks/vx" --secret "$REL_SECRET" \
     --connections 64 --duration "${SECS}s" --warmup 2s --id-prefix "sync-$setting-$round" \
-    --json >"$REL_WORK/$name-b.json"
+    --json >"$VX_WORK/$name-b.json"
   kill -9 "$BRIDGE_PID" 2>/dev/null || true
   wait "$BRIDGE_PID" 2>/dev/null || true
   nats_kill "$name-b"
   jq -c --arg s "$setting" --argjson r "$round" --arg v "$REL_NATS_VERSION" --arg load "$(load_note)" \
-    --slurpfile a "$REL_WORK/$name-a.json" --slurpfile b "$REL_WORK/$name-b.json" -n \
+    --slurpfile a "$VX_WORK/$name-a.json" --slurpfile b "$VX_WORK/$name-b.json" -n \
     '{setting:$s, round:$r, nats_server:$v, jspub_per_s:($a[0].rps|floor), jspub_p50_ms:$a[0].p50_ms,
       webhooks_per_s:($b[0].rps|floor), webhook_p50_ms:$b[0].p50_ms, webhook_p99_ms:$b[0].p99_ms,
       webhook_codes:$b[0].codes, loadavg:$load}' | tee -a "$OUT"

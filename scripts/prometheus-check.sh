@@ -27,18 +27,13 @@ SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 PY=python3
 $PY -c 'import yaml' 2>/dev/null || PY=.cache/chart-tools/venv/bin/python   # PyYAML
 start=$SECONDS
-W=$(mktemp -d "${TMPDIR:-/tmp}/vx-prom.XXXXXX")
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "work dir kept: $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# The shared helpers (free ports, nats-server, the work dir and the EXIT trap that kills VX_PIDS).
+VX_WORK_TAG=prom
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+W=$VX_WORK
 log() { printf '[%3ss] %s\n' "$((SECONDS - start))" "$*"; }
-die() { log "FAIL: $*"; KEEP=1; exit 1; }
+die() { log "FAIL: $*"; VX_KEEP=1; exit 1; }
 for t in prometheus promtool curl "$NATS_SERVER" "$BIN/vx-bridge" "$BIN/vx-load"; do
   command -v "$t" >/dev/null || die "$t not found (prometheus/promtool: apt-get install prometheus)"
 done
@@ -50,12 +45,7 @@ log "mutants: each alert's firing cases and silent cases must each catch a wrong
 $PY scripts/prometheus_check.py mutants "$RULES" "$TESTS" >"$W/mutants.txt" || { cat "$W/mutants.txt"; die "mutants"; }
 echo "  $(grep -c caught "$W/mutants.txt") mutants, all caught"
 
-port() { "$BIN/vx-load" free-port; }
-for _ in 1 2 3 4 5; do   # four distinct ports (free-port may repeat one not yet bound)
-  NPORT=$(port) BPORT=$(port) VPORT=$(port) PPORT=$(port)
-  [ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] && break
-done
-[ "$(printf '%s\n' "$NPORT" "$BPORT" "$VPORT" "$PPORT" | sort -u | wc -l)" = 4 ] || die "no four distinct free ports"
+for p in NPORT BPORT VPORT PPORT; do free_port "$p" || die "no free port"; done   # four distinct
 NATS_URL=nats://127.0.0.1:$NPORT PROM=http://127.0.0.1:$PPORT BRIDGE=http://127.0.0.1:$BPORT
 
 # wait_for WHAT SECONDS CMD...: until CMD succeeds.
@@ -75,16 +65,11 @@ next_scrape() {
   local t0; t0=$(date +%s.%N)
   wait_for "a scrape" 10 prom_has "timestamp(up{job=\"vx-bridge\"}) > $t0"
 }
-nats_start() {
-  "$NATS_SERVER" -a 127.0.0.1 -p "$NPORT" -js -sd "$W/nats" >>"$W/nats.log" 2>&1 &
-  NATS_PID=$!; PIDS+=("$NATS_PID")
-  wait_for "nats-server on $NPORT" 15 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NPORT"
-}
 
 log "starting $("$NATS_SERVER" --version), mock VX API, vx-bridge, prometheus"
-nats_start
+nats_start nats "$NPORT"
 "$BIN/vx-load" mock-vx --listen "127.0.0.1:$VPORT" --latency 5ms --duration 600s >"$W/mock.log" 2>&1 &
-PIDS+=("$!")
+VX_PIDS+=("$!")
 env -i PATH="$PATH" HOME="${HOME:-/root}" \
   VXB_HTTP__LISTEN="127.0.0.1:$BPORT" VXB_HTTP__MAX_IN_FLIGHT=8 VXB_NATS__URL="$NATS_URL" \
   VXB_NATS__STREAM__NAME=VX_PROMCHECK VXB_NATS__SUBJECT_PREFIX=promcheck \
@@ -95,7 +80,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
   VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=6 VXB_LOG__LEVEL=warn \
   VXB_NATS__OUTAGE_WAIT=1s \
   "$BIN/vx-bridge" serve >"$W/bridge.log" 2>&1 &
-PIDS+=("$!")
+VX_PIDS+=("$!")
 wait_for "vx-bridge /readyz" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
 cat >"$W/prometheus.yml" <<EOF
 global: {scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}
@@ -107,19 +92,16 @@ EOF
 promtool check config "$W/prometheus.yml" >/dev/null
 prometheus --config.file="$W/prometheus.yml" --storage.tsdb.path="$W/prom" \
   --web.listen-address="127.0.0.1:$PPORT" --storage.tsdb.retention.time=1h >"$W/prometheus.log" 2>&1 &
-PIDS+=("$!")
+VX_PIDS+=("$!")
 wait_for "prometheus ready" 30 curl -sf --max-time 1 "$PROM/-/ready"
 wait_for "the first scrape" 15 prom_has 'up{job="vx-bridge"} == 1'
 T0=$(date +%s)
 
-# Signed webhooks with a chosen body (Standard Webhooks), for the outcomes vx-load does not send.
+# Signed webhooks with a chosen body (Standard Webhooks), for the outcomes vx-load's load does
+# not send: vx-load send, the one signer.
 post() {   # post BODY [content-type]: prints the HTTP code
-  local body=$1 ct=${2:-application/json} id="msg_pc_$RANDOM$RANDOM" ts; ts=$(date +%s)
-  local sig; sig=$($PY -c 'import sys,hmac,hashlib,base64
-k=base64.b64decode(sys.argv[4].removeprefix("whsec_"))
-print(base64.b64encode(hmac.new(k,f"{sys.argv[1]}.{sys.argv[2]}.{sys.argv[3]}".encode(),hashlib.sha256).digest()).decode())' "$id" "$ts" "$body" "$SECRET")
-  curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$BRIDGE/webhooks/vx" -H "content-type: $ct" \
-    -H "webhook-id: $id" -H "webhook-timestamp: $ts" -H "webhook-signature: v1,$sig" --data-binary "$body"
+  "$BIN/vx-load" send --url "$BRIDGE/webhooks/vx" --secret "$SECRET" --body "$1" \
+    --content-type "${2:-application/json}" --id "msg_pc_$RANDOM$RANDOM"
 }
 expect() { [ "$1" = "$2" ] || die "$3: got HTTP $1, want $2"; }
 load() { "$BIN/vx-load" webhook --url "$BRIDGE/webhooks/vx" --json "$@" >>"$W/load.jsonl" 2>>"$W/load.err"; }
@@ -200,13 +182,13 @@ expect "$(status 00000000-0000-4000-8000-fa1700009500)" 503 "status 503 (circuit
 
 log "faults: NATS restart (connected must read 1, 0, 1)"
 prom_has 'vx_bridge_nats_connected == 1' || die "connected gauge is not 1 before the restart"
-kill -9 "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true
+nats_kill nats
 wait_for "connected = 0 in Prometheus" 20 prom_has 'vx_bridge_nats_connected == 0'
 # outage_wait is 1 s here (5 s by default): the 503s come in a wave per second, so the
 # unavailable counter increases between scrapes (a series first seen at 4 has no rate).
 load --rate 20 --duration 3s --connections 4 --id-prefix down                    # unavailable (503)
 tail -n 1 "$W/load.jsonl" | grep -q '"503":' || die "no 503 while NATS was down"
-nats_start
+nats_start nats "$NPORT"
 wait_for "connected = 1 in Prometheus after the restart" 30 prom_has 'vx_bridge_nats_connected == 1'
 wait_for "vx-bridge ready after the restart" 30 curl -sf --max-time 1 "$BRIDGE/readyz"
 load --rate 50 --duration 2s --connections 4 --id-prefix after

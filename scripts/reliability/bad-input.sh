@@ -2,7 +2,7 @@
 # Suite 6: the bad-input catalogue, a table-driven integration test (tests/it/bad_input.rs) that
 # is also part of `cargo test`. Here it runs alone and its per-case lines are kept.
 REL_SUITE=bad-input
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 cd "$REL_ROOT"
 cargo test --locked --test it bad_input -- --nocapture >"$REL_OUT/bad-input.log" 2>&1 \
   || { tail -40 "$REL_OUT/bad-input.log"; die "bad-input catalogue failed"; }

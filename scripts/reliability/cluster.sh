@@ -4,7 +4,7 @@
 # answered 202 is missing, every other answer was retryable. Ride-through mode (REL_OUTAGE_WAIT
 # above 0, the default 5s): no 503 during an election that ended sooner than outage_wait.
 REL_SUITE=cluster
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 
 if [[ $REL_MODE == full ]]; then RATE=300 ROUNDS=3 UP=8 DOWN=4; else RATE=200 ROUNDS=1 UP=4 DOWN=3; fi
 declare -A CP NP
@@ -26,9 +26,9 @@ DURATION=$((ROUNDS * (UP + DOWN) + UP + 2))
 log "load ${RATE}/s for ${DURATION}s; $ROUNDS round(s) of killing the stream leader (down ${DOWN}s)"
 "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
   --connections 32 --rate "$RATE" --duration "${DURATION}s" --id-prefix cluster \
-  --record "$REL_WORK/answers.csv" --json >"$REL_WORK/load.json" &
+  --record "$VX_WORK/answers.csv" --json >"$VX_WORK/load.json" &
 LOAD=$!
-REL_PIDS+=("$LOAD")
+VX_PIDS+=("$LOAD")
 sleep "$UP"
 KILLED=()
 for i in $(seq 1 "$ROUNDS"); do
@@ -36,24 +36,24 @@ for i in $(seq 1 "$ROUNDS"); do
   [[ -n "$leader" && -n "${NP[$leader]:-}" ]] || leader=n1
   KILLED+=("$leader")
   log "round $i: SIGKILL $leader (stream leader)"
-  echo "kill$i $(now_ms)" >>"$REL_WORK/marks"
+  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   nats_kill "$leader"
   sleep "$DOWN"
   start_node "$leader"
-  echo "up$i $(now_ms)" >>"$REL_WORK/marks"
+  echo "up$i $(now_ms)" >>"$VX_WORK/marks"
   sleep "$UP"
 done
 wait "$LOAD" || die "vx-load failed"
 kill -0 "$BRIDGE" 2>/dev/null || die "the bridge process died"
 wait_ready "$BP" 30 || die "the bridge did not become ready again"
-outage_windows >"$REL_WORK/windows"
+outage_windows >"$VX_WORK/windows"
 # shellcheck disable=SC2046
-V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$REL_WORK/answers.csv" \
-  --marks <(grep '^kill' "$REL_WORK/marks") --windows "$REL_WORK/windows" $(ride_through_args)) \
+V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$VX_WORK/answers.csv" \
+  --marks <(grep '^kill' "$VX_WORK/marks") --windows "$VX_WORK/windows" $(ride_through_args)) \
   || { echo "$V"; die "verification failed (ride-through: no 503 in an election shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" \
-  --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" \
+  --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$VX_WORK/load.json" \
   --arg ow "$REL_OUTAGE_WAIT" \
   '{suite:"cluster", mode:$mode, outage_wait:$ow, rate:$rate, replicas:3, killed:$killed, answers, codes,
     accepted_deliveries, stream_messages, missing_after_202, wrong_event_id, non_retryable_answers,

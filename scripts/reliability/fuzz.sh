@@ -5,7 +5,7 @@
 # -jobs=1 equivalent without libFuzzer's fuzz-N.log redirection), and reports
 # execs. Needs `cargo install cargo-fuzz`; nightly features come from RUSTC_BOOTSTRAP=1.
 REL_SUITE=fuzz
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 cd "$REL_ROOT"
 TARGETS=(signature_headers body_to_event)
 [[ -f fuzz/fuzz_targets/status_request.rs ]] && TARGETS+=(status_request)
@@ -21,7 +21,7 @@ command -v cargo-fuzz >/dev/null || die "cargo-fuzz not installed (cargo install
 SECS=${FUZZ_SECS:-600}
 for t in "${TARGETS[@]}"; do
   log "cargo fuzz run $t for ${SECS}s"
-  work="$REL_WORK/corpus-$t"
+  work="$VX_WORK/corpus-$t"
   mkdir -p "$work"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "$work" "corpus/$t" -- \
     -max_total_time="$SECS" -print_final_stats=1 -max_len=65536) \

@@ -5,7 +5,7 @@
 # the same bridge process is still running and ready; time to recover per restart. Ride-through
 # mode (REL_OUTAGE_WAIT above 0, the default 5s): no 503 during an outage shorter than that.
 REL_SUITE=nats-restarts
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 
 if [[ $REL_MODE == full ]]; then RATE=300 KILLS=6 UP=6 DOWN=2; else RATE=200 KILLS=5 UP=2 DOWN=1; fi
 free_port NP
@@ -18,30 +18,30 @@ DURATION=$((KILLS * (UP + DOWN) + UP + 2))
 log "load ${RATE}/s for ${DURATION}s, $KILLS SIGKILL+restart of nats-server (up ${UP}s, down ${DOWN}s)"
 "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
   --connections 32 --rate "$RATE" --duration "${DURATION}s" --id-prefix restart \
-  --record "$REL_WORK/answers.csv" --json >"$REL_WORK/load.json" &
+  --record "$VX_WORK/answers.csv" --json >"$VX_WORK/load.json" &
 LOAD=$!
-REL_PIDS+=("$LOAD")
+VX_PIDS+=("$LOAD")
 sleep "$UP"
 for i in $(seq 1 "$KILLS"); do
-  echo "kill$i $(now_ms)" >>"$REL_WORK/marks"
+  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   nats_kill n1
   sleep "$DOWN"
   nats_start n1 "$NP"
-  echo "up$i $(now_ms)" >>"$REL_WORK/marks"
+  echo "up$i $(now_ms)" >>"$VX_WORK/marks"
   sleep "$UP"
 done
 wait "$LOAD" || die "vx-load failed"
 kill -0 "$BRIDGE" 2>/dev/null || die "the bridge process died"
 wait_ready "$BP" 20 || die "the bridge did not become ready again"
 # Each window ends with the next kill at the latest.
-outage_windows "$(( UP * 1000 < 3000 ? UP * 1000 : 3000 ))" >"$REL_WORK/windows"
+outage_windows "$(( UP * 1000 < 3000 ? UP * 1000 : 3000 ))" >"$VX_WORK/windows"
 # shellcheck disable=SC2046
 V=$("$REL_BIN/vx-load" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" \
-  --record "$REL_WORK/answers.csv" --marks <(grep '^up' "$REL_WORK/marks") \
-  --windows "$REL_WORK/windows" $(ride_through_args)) || { echo "$V"; die "verification failed (ride-through: no 503 in an outage shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
+  --record "$VX_WORK/answers.csv" --marks <(grep '^up' "$VX_WORK/marks") \
+  --windows "$VX_WORK/windows" $(ride_through_args)) || { echo "$V"; die "verification failed (ride-through: no 503 in an outage shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" --argjson kills "$KILLS" \
-  --argjson rec "$REC" --slurpfile l "$REL_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" \
+  --argjson rec "$REC" --slurpfile l "$VX_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" \
   '{suite:"nats-restarts", mode:$mode, outage_wait:$ow, rate:$rate, kills:$kills, answers, codes, accepted_deliveries,
     stream_messages, missing_after_202, wrong_event_id, non_retryable_answers, unanswered_but_stored,
     recover_ms:$rec, recover_ms_max:($rec|max), bridge_restarted:false, p99_ms:$l[0].p99_ms,

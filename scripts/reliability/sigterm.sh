@@ -3,7 +3,7 @@
 # they can; it must exit 0 within its shutdown timeout, every 202 must be stored, and every
 # other answer must be a retryable refusal (503, or no connection/answer at all).
 REL_SUITE=sigterm
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 
 if [[ $REL_MODE == full ]]; then ROUNDS=3 BEFORE=5; else ROUNDS=1 BEFORE=3; fi
 free_port NP
@@ -16,9 +16,9 @@ for r in $(seq 1 "$ROUNDS"); do
   bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel VXB_HTTP__SHUTDOWN_TIMEOUT=10s
   "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
     --connections 64 --duration "$((BEFORE + 2))s" --id-prefix "term$r" \
-    --record "$REL_WORK/round$r.csv" --json >"$REL_WORK/round$r.json" &
+    --record "$VX_WORK/round$r.csv" --json >"$VX_WORK/round$r.json" &
   LOAD=$!
-  REL_PIDS+=("$LOAD")
+  VX_PIDS+=("$LOAD")
   sleep "$BEFORE"
   t0=$(now_ms)
   kill -TERM "$BRIDGE_PID"
@@ -30,7 +30,7 @@ for r in $(seq 1 "$ROUNDS"); do
   [[ $code == 0 ]] || die "bridge exited $code after SIGTERM"
   exits+=("$took")
   wait "$LOAD" || die "vx-load failed"
-  records+=(--record "$REL_WORK/round$r.csv")
+  records+=(--record "$VX_WORK/round$r.csv")
 done
 V=$("$REL_BIN/vx-load" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" "${records[@]}") \
   || { echo "$V"; die "verification failed"; }

@@ -6,7 +6,7 @@
 # recover. Both checks are integration tests against a real nats-server; this runs them and
 # keeps their figures.
 REL_SUITE=status
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 
 cd "$REL_ROOT"
 log "upstream faults, each answered before its deadline"

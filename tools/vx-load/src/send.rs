@@ -1,6 +1,7 @@
 //! `send`: one signed webhook with a given body (Standard Webhooks, the bridge's own signer),
-//! for the answers the load modes do not provoke (a wrong content type, a schema failure);
-//! prints the HTTP status code, or the error kind when no answer came.
+//! for the answers the load modes do not provoke (a wrong content type, a schema failure) and for
+//! scripts that need the answer; prints the HTTP status code (or the error kind when no answer
+//! came), or with `--json` `{"code": …, "answer": <the JSON answer, or null>}`.
 
 use bytes::Bytes;
 use vx_bridge::auth::hmac::sign_headers;
@@ -26,6 +27,9 @@ pub(crate) struct SendArgs {
     /// Delivery id (`webhook-id`); a fresh one when absent.
     #[arg(long)]
     id: Option<String>,
+    /// Print `{"code": …, "answer": …}` instead of the code alone.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(crate) async fn run(a: SendArgs) -> anyhow::Result<()> {
@@ -43,7 +47,11 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<()> {
     let mut headers = sign_headers(&hmac, &a.secret, a.body.as_bytes(), now, &id);
     headers.push(("content-type".to_owned(), a.content_type));
     let mut slot = None;
-    let (code, _) = post(&mut slot, &target, &headers, Bytes::from(a.body), false).await;
-    println!("{code}");
+    let (code, answer) = post(&mut slot, &target, &headers, Bytes::from(a.body), a.json).await;
+    if a.json {
+        println!("{}", serde_json::json!({"code": code, "answer": answer}));
+    } else {
+        println!("{code}");
+    }
     Ok(())
 }

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Renders docs/PERFORMANCE.md from one benchmark run's results (scripts/bench.sh).
+
+    scripts/bench_report.py RESULTS_DIR OUT [--analysis scripts/bench-analysis.md]
+
+RESULTS_DIR is what bench.sh keeps of a run (target/bench/last-run): run.json (the run's
+settings and figures bench.sh measured itself), the vx-load summaries (*.json), CPU seconds per
+process (*-cpu), peak RSS (*-rss-kib), callgrind figures (*-ir, *-annotate.txt) and the burst's
+upstream calls (d-burst-calls). It measures nothing and starts nothing; the machine line is read
+when the report is written, as before. Standard library only.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# The steps of the callgrind table: label and the function as named in the release binary.
+STEPS = [
+    ("whole handler", "<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
+    ("signature (HMAC-SHA256 over the body)", "vx_bridge::auth::Verifier::verify"),
+    ("JSON parse to Value", "serde_json::de::from_slice"),
+    ("dropping the Value", "core::ptr::drop_in_place<serde_json::value::Value>"),
+    ("schema validation", "vx_bridge::schema::check"),
+    ("event build (envelope, ids, headers)", "vx_bridge::event::build_event"),
+    ("trace context", "vx_bridge::telemetry::trace::TraceContext::continue_or_start"),
+    ("publish and PubAck (incl. NATS headers)", "vx_bridge::ingress::publish::{{closure}}"),
+    (
+        "log line (tracing JSON formatter)",
+        "<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event",
+    ),
+    ("glibc malloc (all callers)", "malloc"),
+    ("glibc free (all callers)", "free"),
+    ("mimalloc alloc (all callers)", "mi_malloc_aligned"),
+    ("mimalloc free (all callers)", "mi_free"),
+]
+
+
+def num(v):
+    """A JSON number as jq prints it: integral values without a fraction."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def sh(*cmd):
+    """The stripped output of a command, or "?" when it cannot run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+class Run:
+    def __init__(self, results: Path):
+        self.dir = results
+        self.vars = json.loads((results / "run.json").read_text())
+
+    def var(self, name):
+        return str(self.vars.get(name, ""))
+
+    def json(self, name):
+        return json.loads((self.dir / f"{name}.json").read_text())
+
+    def text(self, name):
+        return (self.dir / name).read_text().strip()
+
+
+def row(label, r):
+    codes = ", ".join(f"{k}: {v}" for k, v in r["codes"].items())
+    return (
+        f"| {label} | {int(r['rps'] // 1)} | {num(r['p50_ms'])} | {num(r['p90_ms'])} "
+        f"| {num(r['p99_ms'])} | {codes} |"
+    )
+
+
+def pct(a, b):
+    return f"{100 * a / b:.0f} %" if b > 0 else "n/a"
+
+
+def yes_no(met):
+    return "**met**" if met else "**missed**"
+
+
+def cpu_row(label, load, nats_cpu, srv_cpu, cores):
+    n, gen = float(load["all_requests"]), float(load["cpu_s"])
+    a = float(nats_cpu) if nats_cpu is not None else 0.0
+    b = float(srv_cpu) if srv_cpu is not None else 0.0
+    f = 1e6 / n
+    total = (a + b + gen) * f
+    col_a = "-" if nats_cpu is None else f"{a * f:.1f}"
+    col_b = "-" if srv_cpu is None else f"{b * f:.1f}"
+    return f"| {label} | {col_a} | {col_b} | {gen * f:.1f} | {total:.1f} | {cores * 1e6 / total:.0f} req/s |"
+
+
+def annotate_name(line):
+    """The function a callgrind_annotate line names: counts, file and object stripped."""
+    line = re.sub(r"^ *[0-9,]+ *(\([ 0-9.%]*\))? *", "", line, count=1)
+    line = re.sub(r" \[.*$", "", line, count=1)
+    return re.sub(r"^[^:]*:", "", line, count=1)
+
+
+def step_ir(annotate, fn, requests):
+    """Inclusive instructions per webhook of the first line naming exactly `fn`."""
+    for line in annotate.splitlines():
+        if annotate_name(line) == fn:
+            fields = line.split()
+            return str(int(int(fields[0].replace(",", "")) / requests))
+    return "n/a"
+
+
+def largest(annotate, requests, count=30):
+    """The largest inclusive costs per webhook, as the table after the fourth dashed line."""
+    out, dashes = [], 0
+    for line in annotate.splitlines():
+        if re.fullmatch(r"-+", line):
+            dashes += 1
+            continue
+        fields = line.split()
+        if dashes >= 4 and len(fields) >= 2 and re.fullmatch(r"[0-9,]+", fields[0]):
+            ir = int(fields[0].replace(",", ""))
+            rest = re.sub(r"\(.*%\) *", "", " ".join(fields[1:]), count=1)
+            name = re.sub(r" \[.*$", "", rest, count=1)
+            if len(name) > 110:
+                name = name[:107] + "..."
+            out.append(f"{int(ir / requests):10d}  {name}")
+            if len(out) == count:
+                break
+    return out
+
+
+def machine_line(cores):
+    model = next(
+        (l.split(":", 1)[1].strip() for l in sh("lscpu").splitlines() if "Model name" in l), "?"
+    )
+    mem = next((l.split()[1] for l in sh("free", "-g").splitlines() if l.startswith("Mem:")), "?")
+    return f"- CPU: {model}, {cores} cores; memory {mem} GiB; Linux {os.uname().release}"
+
+
+def render(run: Run, analysis: Path | None, nats_server: str) -> str:
+    v = run.var
+    quick, before, before_rev = v("QUICK") == "1", v("BEFORE"), v("BEFORE_REV")
+    has_before, status, profile = v("BEFORE_BIN_SET") != "", v("STATUS") == "1", v("PROFILE") == "1"
+    requests = int(v("PROFILE_REQUESTS") or 1)
+    cores = len(os.sched_getaffinity(0))
+    a, b, c, c_half = run.json("a"), run.json("b"), run.json("c"), run.json("c-half")
+    startup = run.json("startup")
+    rss_kib = float(run.text("c-rss-kib"))
+    ready_ms = startup["median_ms"]
+    lines = []
+    p = lines.append
+    invoked = "scripts/bench.sh" + (" --quick" if quick else "") + (f" --before {before}" if before else "")
+    p("# Performance")
+    p("")
+    p(
+        f"Written by `{invoked}` on {v('MEASURED_AT')}, at commit `{v('MEASURED_REV')}`. "
+        "Do not edit by hand: run the script again."
+    )
+    if quick:
+        p("")
+        p("**A quick run (3 s per measurement): indicative only.**")
+    p("")
+    p("Load generator, NATS and vx-bridge share the machine's cores, so absolute numbers drift from run to run;")
+    p(f"every target is a ratio to a baseline measured in the same run. Each measurement runs {v('DURATION')}")
+    p(f"(the first {v('WARMUP')} not counted) against a fresh `nats-server` with a file store in a temp dir.")
+    p("")
+    p("## Machine")
+    p("")
+    p(machine_line(cores))
+    p(
+        f"- load average (1, 5, 15 min): {v('LOAD_START')} before the run, {v('LOAD_END')} after "
+        "(the machine is shared with other builds)"
+    )
+    p(f"- {sh(nats_server, '--version')}, {sh('rustc', '--version')}")
+    p("")
+    p("## Results")
+    p("")
+    p("| measurement | req/s | p50 ms | p90 ms | p99 ms | answers |")
+    p("|---|---:|---:|---:|---:|---|")
+    conns, in_flight = v("CONNS"), v("IN_FLIGHT")
+    p(row(f"(a) raw JetStream publish, {in_flight} in flight, Nats-Msg-Id (baseline)", a))
+    p(row(f"(b) plain axum 202, {conns} connections (baseline)", b))
+    p(row(f"(c) vx-bridge ingress, {conns} connections, peak", c))
+    p(row("(c) vx-bridge ingress at half of peak (open loop)", c_half))
+    p(row("(c) vx-bridge ingress, log.level = warn, peak", run.json("cwarn")))
+    if has_before:
+        p(row(f"(c) before ({before_rev}), peak", run.json("cbefore")))
+        p(row(f"(c) before ({before_rev}), half of its peak", run.json("cbefore-half")))
+    if status:
+        p(row("(d) raw NATS request-reply, 64 requesters (baseline)", run.json("d-raw")))
+        p(row("(d) status from cache, 64 requesters", run.json("d-cache")))
+        p(row("(d) status, each lookup upstream (mock VX API, 20 ms)", run.json("d-upstream")))
+    p("")
+    p("## Where the CPU goes (peak runs)")
+    p("")
+    p("CPU time (user + system, from `/proc/PID/stat`) each process used during the run, divided by every")
+    p(f"request it served (warm-up included). The three share {cores} cores, so their sum bounds the rate:")
+    p(f"{cores} cores ÷ (µs per request) is the most the machine could do if nothing else ran.")
+    p("")
+    p(f"| run | nats-server µs/req | server µs/req | load generator µs/req | sum | {cores} cores ÷ sum |")
+    p("|---|---:|---:|---:|---:|---:|")
+    cpu = run.text
+    p(cpu_row("(a) raw JetStream publish", a, cpu("a-nats-cpu"), None, cores))
+    p(cpu_row("(b) plain axum 202", b, None, cpu("b-srv-cpu"), cores))
+    p(cpu_row("(c) vx-bridge ingress", c, cpu("c-nats-cpu"), cpu("c-srv-cpu"), cores))
+    if has_before:
+        p(cpu_row(f"(c) before ({before_rev})", run.json("cbefore"), cpu("cbefore-nats-cpu"), cpu("cbefore-srv-cpu"), cores))
+    p("")
+    p("## Targets")
+    p("")
+    p("| target | measured | |")
+    p("|---|---|---|")
+    ra, rb, rc = a["rps"], b["rps"], c["rps"]
+    p(f"| full ingress ≥ 50 % of raw JetStream publish (c/a) | {pct(rc, ra)} | {yes_no(rc >= 0.5 * ra)} |")
+    p(f"| (c/b: ingress against plain axum, for reference) | {pct(rc, rb)} | |")
+    p(f"| p99 ≤ 10 ms at half of peak rate | {num(c_half['p99_ms'])} ms | {yes_no(c_half['p99_ms'] <= 10)} |")
+    if status:
+        d, dr = run.json("d-cache")["rps"], run.json("d-raw")["rps"]
+        burst = run.text("d-burst-calls")
+        codes = json.dumps(run.json("d-burst")["codes"], separators=(",", ":"), ensure_ascii=False)
+        p(f"| status from cache ≥ 50 % of raw request-reply (d/raw) | {pct(d, dr)} | {yes_no(d >= 0.5 * dr)} |")
+        p(f"| burst of 100 identical lookups → 1 upstream call | {burst} call(s), answers {codes} | {yes_no(burst == '1')} |")
+    else:
+        p("| status targets | not measured: no status service in this build | |")
+    p(f"| peak RSS ≤ 40 MiB under load (VmHWM after the (c) runs) | {rss_kib / 1024:.1f} MiB | {yes_no(rss_kib <= 40 * 1024)} |")
+    p(
+        f"| ready ≤ 200 ms after start (median of 5, exec to /readyz 200) | {num(ready_ms)} ms "
+        f"(min {num(startup['min_ms'])}, max {num(startup['max_ms'])}) | {yes_no(ready_ms <= 200)} |"
+    )
+    p(f"| binary size (release, debug info stripped) | {float(v('BIN_BYTES')) / 1048576:.1f} MiB | |")
+    if has_before:
+        p(f"| before ({before_rev}): peak RSS | {float(run.text('cbefore-rss-kib')) / 1024:.1f} MiB | |")
+    if profile:
+        annotate = run.text("p-annotate.txt")
+        before_annotate = run.text("pbefore-annotate.txt") if has_before else ""
+        p("")
+        p("## Instructions per webhook (callgrind)")
+        p("")
+        p("The whole vx-bridge process under `valgrind --tool=callgrind`, counters zeroed after 300 warm-up")
+        p(f"webhooks, then {requests} signed seed webhooks over 8 connections: every instruction the process")
+        p("ran (hyper, axum, auth, parse, schema, event, async-nats, tokio, logging, metrics), divided by the count.")
+        p("Instruction counts do not drift with the machine's load.")
+        p("")
+        p("| build | instructions per webhook |")
+        p("|---|---:|")
+        p(f"| this commit | {run.text('p-ir')} |")
+        if has_before:
+            p(f"| before ({before_rev}) | {run.text('pbefore-ir')} |")
+        p("")
+        p("By step (inclusive instructions per webhook; functions as named in the release binary's symbols):")
+        p("")
+        p("| step | function | this commit |" + (f" before ({before_rev}) |" if has_before else ""))
+        p("|---|---|---:|" + ("---:|" if has_before else ""))
+        for step, fn in STEPS:
+            now = step_ir(annotate, fn, requests)
+            if has_before:
+                p(f"| {step} | `{fn}` | {now} | {step_ir(before_annotate, fn, requests)} |")
+            else:
+                p(f"| {step} | `{fn}` | {now} |")
+        p("")
+        p("Largest inclusive costs, this commit (`callgrind_annotate --inclusive=yes`, per webhook):")
+        p("")
+        p("```")
+        lines.extend(largest(annotate, requests))
+        p("```")
+    if analysis is not None and analysis.is_file():
+        p("")
+        lines.extend(analysis.read_text().rstrip("\n").split("\n"))
+    p("")
+    p(
+        f"Reproduce: `scripts/bench.sh{f' --before {before}' if before else ''}` "
+        "(needs nats-server; installs jq and valgrind with apt-get when missing)."
+    )
+    p("Micro-benchmarks of the hot functions: `cargo bench --bench hot`.")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", type=Path, help="a run's results (target/bench/last-run)")
+    ap.add_argument("out", type=Path, help="the report to write (docs/PERFORMANCE.md)")
+    ap.add_argument("--analysis", type=Path, help="Markdown appended to the report")
+    args = ap.parse_args()
+    text = render(Run(args.results), args.analysis, os.environ.get("NATS_SERVER", "nats-server"))
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
