@@ -11,13 +11,16 @@ ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 WORKDIR /build
-# Sources only (see .dockerignore), and the workspace's other manifests. The schemas are embedded into the binary at build time.
+# Sources only (see .dockerignore). The schemas are embedded into the binary at build time.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # The other workspace members (cargo reads their manifests; only vx-bridge is built).
 COPY tools ./tools
 COPY crates ./crates
 COPY schemas ./schemas
+# The seed body the demo embeds (src/demo.rs), and the bench the manifest declares (not built).
+COPY tests/fixtures ./tests/fixtures
+COPY benches ./benches
 # Cache mounts keep the registry and the target dir between builds; the binary is copied out
 # of the cached target dir so that the next stage can see it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

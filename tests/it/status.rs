@@ -680,7 +680,7 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     let run = move |args: Vec<String>| {
         let (url, prefix) = (url.clone(), prefix.clone());
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
+            let out = std::process::Command::new(vx_testkit::vx_bridge_bin())
                 .args(&args)
                 .env_clear()
                 .env("VXB_NATS__URL", url)
@@ -760,7 +760,7 @@ async fn serve_runs_the_status_service_and_the_cli_prints_replies() {
     // No NATS at the URL: one line naming the URL and the cause once, exit 69.
     let dead = format!("nats://127.0.0.1:{}", vx_testkit::free_port());
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_vx-bridge"))
+        std::process::Command::new(vx_testkit::vx_bridge_bin())
             .args(["status", &id])
             .env_clear()
             .env("VXB_NATS__URL", &dead)
