@@ -25,6 +25,9 @@
 //!   [`app`]: [`app::prepare`] (reads the secrets once, builds the verifier and the VX API
 //!   client), wiring and [`run`]; [`server`]: the HTTP accept
 //!   loop with header timeouts; [`cli`]: the command line.
+//!
+//! The workspace's other crates: `tools/vx-load` (the load generator of the scripts, one module
+//! per mode) and `crates/testkit` (`vx-testkit`, dev-only: what the tests share).
 
 pub mod app;
 pub mod auth;
