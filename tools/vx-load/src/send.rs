@@ -5,10 +5,9 @@
 
 use bytes::Bytes;
 use vx_bridge::auth::hmac::sign_headers;
-use vx_bridge::config::{HmacConfig, HmacScheme};
-use vx_bridge::secret::Secret;
 
 use crate::client::{post, Target};
+use crate::webhook::signing_config;
 
 #[derive(clap::Args)]
 pub(crate) struct SendArgs {
@@ -34,11 +33,7 @@ pub(crate) struct SendArgs {
 
 pub(crate) async fn run(a: SendArgs) -> anyhow::Result<()> {
     let target = Target::parse(&a.url)?;
-    let hmac = HmacConfig {
-        scheme: HmacScheme::StandardWebhooks,
-        secrets: vec![Secret::new(a.secret.clone())],
-        ..HmacConfig::default()
-    };
+    let hmac = signing_config(&a.secret);
     let id =
         a.id.unwrap_or_else(|| format!("msg_send_{}", uuid::Uuid::new_v4().simple()));
     let now = std::time::SystemTime::now()

@@ -56,13 +56,18 @@ pub(crate) struct WebhookArgs {
     id_prefix: String,
 }
 
+/// The scheme vx-load signs with: Standard Webhooks with `secret`.
+pub(crate) fn signing_config(secret: &str) -> HmacConfig {
+    HmacConfig {
+        scheme: HmacScheme::StandardWebhooks,
+        secrets: vec![Secret::new(secret)],
+        ..HmacConfig::default()
+    }
+}
+
 pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
     let target = Target::parse(&a.url)?;
-    let hmac = HmacConfig {
-        scheme: HmacScheme::StandardWebhooks,
-        secrets: vec![Secret::new(a.secret.clone())],
-        ..HmacConfig::default()
-    };
+    let hmac = signing_config(&a.secret);
     let started = Instant::now();
     let stats = Stats::new(started + a.warmup);
     let record = match &a.record {
