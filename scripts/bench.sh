@@ -20,9 +20,11 @@
 #       Nats-Msg-Id (vx-load jspub)                                        -- baseline
 #   (b) plain axum answering 202 to the same signed POSTs (vx-load serve202) -- baseline
 #   (c) vx-bridge's full ingress (HMAC, parse, schema, event, awaited PubAck), at its peak and
-#       at half of it; peak RSS; time from start to ready; binary size
-#   (d) status lookups from cache and through a 20 ms mock VX API, against a raw NATS echo
-#       responder; a burst of 100 identical lookups and the upstream calls it caused
+#       at half of it; peak RSS; time from start to ready; binary size; the session projector's
+#       backlog at the peak; peak and RSS with the session view off
+#   (d) status lookups from cache, from the session view (terminal sessions) and through a 20 ms
+#       mock VX API, against a raw NATS echo responder; a burst of 100 identical lookups and the
+#       upstream calls it caused
 #   (p) callgrind: instructions per webhook in the whole vx-bridge process
 # Only 127.0.0.1 is ever a target; every loop is bounded; everything started is stopped on exit.
 set -euo pipefail
@@ -147,6 +149,23 @@ cat "$TMP/a.json" >&2
 cpu_note a-nats-cpu "$BENCH_NATS_PID" "$t_nats"
 stop_nats a
 
+# The session projector's backlog (vx_bridge_sessions_pending) during and after the (c) peak.
+pending() {  # PORT: the gauge's value, or nothing
+  curl -fs "http://127.0.0.1:$1/metrics" | awk '$1 == "vx_bridge_sessions_pending" { v = $2 } END { print v }'
+}
+lag_sampler() {  # PORT FILE: the backlog every 0.5 s (the gauge is refreshed every 2 s)
+  trap - EXIT INT TERM   # a subshell: the script's clean-up must not run when it is stopped
+  while :; do pending "$1" >>"$2"; sleep 0.5; done
+}
+catch_up() {  # PORT: seconds until the backlog is 0 after the load stopped (at most 60)
+  local t0=$SECONDS
+  for _ in $(seq 1 300); do
+    if [ "$(pending "$1")" = 0 ]; then echo $(( SECONDS - t0 )); return 0; fi
+    sleep 0.2
+  done
+  echo ">60"
+}
+
 # ---------------------------------------------------------------- (b) plain axum 202
 say "(b) plain axum 202, $CONNS connections"
 free_port port
@@ -165,8 +184,11 @@ ingress() {  # NAME BIN: peak, half of peak, RSS
   free_port port
   start_bridge "$name" "$bin" "$port"
   local t_nats t_srv; t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
+  lag_sampler "$port" "$TMP/$name-lag" & local sampler=$!
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name.json"
   cpu_note "$name-nats-cpu" "$BENCH_NATS_PID" "$t_nats"; cpu_note "$name-srv-cpu" "$BRIDGE_PID" "$t_srv"
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  catch_up "$port" >"$TMP/$name-catchup-s"
   local half; half=$(jq -r '.rps / 2 | floor' "$TMP/$name.json")
   say "($name) at half of peak: $half req/s"
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name-half.json" --rate "$half"
@@ -180,6 +202,14 @@ if [ -n "$BEFORE_BIN" ]; then
   say "(c) before: vx-bridge at $BEFORE_REV"
   ingress cbefore "$BEFORE_BIN"
 fi
+say "(c) vx-bridge with the session view off (sessions.enabled = false), peak only, for its RSS"
+start_nats cnoview
+free_port port
+start_bridge cnoview "$BIN" "$port" VXB_SESSIONS__ENABLED=false
+webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cnoview.json"
+awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/cnoview-rss-kib"
+stop "$BRIDGE_PID"
+stop_nats cnoview
 say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
 start_nats cwarn
 free_port port
@@ -214,7 +244,7 @@ if [ "$STATUS" = 1 ]; then
   cat "$TMP/d-raw.json" >&2
   stop "$ECHO"
 
-  mfree_port port
+  free_port mport
   $LOAD mock-vx --listen "127.0.0.1:$mport" --latency 20ms --token bench --duration 300s >/dev/null &
   MOCK=$!; track "$MOCK"
   listening "$mport"
@@ -227,6 +257,25 @@ if [ "$STATUS" = 1 ]; then
   say "(d) status through the 20 ms mock VX API: every lookup a new request_id"
   $LOAD status --nats "$NATS_URL" --ids 0 --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-upstream.json"
   cat "$TMP/d-upstream.json" >&2
+  say "(d) status from the session view: 1000 sessions terminal in the view, 64 requesters"
+  free_port vport
+  # shellcheck disable=SC2046
+  env $(bridge_env "$vport") VXB_STATUS__ENABLED=true VXB_STATUS__QUEUE_GROUP=bench-view \
+    VXB_NATS__SUBJECT_PREFIX=viewbench VXB_NATS__STREAM__NAME=VIEWBENCH VXB_SESSIONS__BUCKET=VIEWBENCH \
+    VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$mport" VXB_UPSTREAM__TOKEN=bench \
+    "$BIN" serve 2>"$TMP/dview-bridge.log" &
+  VIEW_PID=$!; track "$VIEW_PID"
+  wait_ready "$vport" 30 || die "vx-bridge dview not ready on $vport"
+  $LOAD webhook --url "http://127.0.0.1:$vport/webhooks/vx" --connections 16 --requests 1000 \
+    --duration 60s --id-prefix "view-$RANDOM" >/dev/null
+  catch_up "$vport" >"$TMP/dview-catchup-s"
+  calls0=$(curl -fs "http://127.0.0.1:$mport/mock/stats" | jq .result_calls)
+  $LOAD status --nats "$NATS_URL" --prefix viewbench --ids-from-stream VIEWBENCH --ids 1000 \
+    --duration "$DURATION" --warmup "$WARMUP" --json >"$TMP/d-view.json"
+  calls1=$(curl -fs "http://127.0.0.1:$mport/mock/stats" | jq .result_calls)
+  echo $(( calls1 - calls0 )) >"$TMP/d-view-calls"
+  cat "$TMP/d-view.json" >&2; echo "upstream calls: $(cat "$TMP/d-view-calls")" >&2
+  stop "$VIEW_PID"
   say "(d) burst: 100 identical lookups of a new request_id"
   calls0=$(curl -fs "http://127.0.0.1:$mport/mock/stats" | jq .result_calls)
   $LOAD status --nats "$NATS_URL" --burst 100 --json >"$TMP/d-burst.json"
@@ -282,7 +331,7 @@ jq -n --arg QUICK "$QUICK" --arg BEFORE "$BEFORE" --arg BEFORE_REV "$BEFORE_REV"
   --arg LOAD_START "$LOAD_START" --arg LOAD_END "$LOAD_END" --arg BIN_BYTES "$BIN_BYTES" \
   --arg BEFORE_BIN_SET "$BEFORE_BIN_SET" --arg MEASURED_AT "$MEASURED_AT" --arg MEASURED_REV "$MEASURED_REV" \
   '$ARGS.named' >"$TMP/run.json"
-rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$KEEP"/ 2>/dev/null || true
+rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$TMP"/d-view-calls "$TMP"/*-lag "$TMP"/*-catchup-s "$KEEP"/ 2>/dev/null || true
 REPORT_FROM=$KEEP
 fi
 

@@ -186,12 +186,14 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     p(row(f"(c) vx-bridge ingress, {conns} connections, peak", c))
     p(row("(c) vx-bridge ingress at half of peak (open loop)", c_half))
     p(row("(c) vx-bridge ingress, log.level = warn, peak", run.json("cwarn")))
+    p(row("(c) vx-bridge ingress, session view off, peak", run.json("cnoview")))
     if has_before:
         p(row(f"(c) before ({before_rev}), peak", run.json("cbefore")))
         p(row(f"(c) before ({before_rev}), half of its peak", run.json("cbefore-half")))
     if status:
         p(row("(d) raw NATS request-reply, 64 requesters (baseline)", run.json("d-raw")))
         p(row("(d) status from cache, 64 requesters", run.json("d-cache")))
+        p(row("(d) status from the session view, 1000 terminal sessions, 64 requesters", run.json("d-view")))
         p(row("(d) status, each lookup upstream (mock VX API, 20 ms)", run.json("d-upstream")))
     p("")
     p("## Where the CPU goes (peak runs)")
@@ -222,10 +224,24 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         burst = run.text("d-burst-calls")
         codes = json.dumps(run.json("d-burst")["codes"], separators=(",", ":"), ensure_ascii=False)
         p(f"| status from cache ≥ 50 % of raw request-reply (d/raw) | {pct(d, dr)} | {yes_no(d >= 0.5 * dr)} |")
+        dv = run.json("d-view")["rps"]
+        p(
+            f"| status from the session view ≥ 50 % of raw request-reply (d-view/raw) | {pct(dv, dr)}, "
+            f"{run.text('d-view-calls')} VX calls | {yes_no(dv >= 0.5 * dr)} |"
+        )
         p(f"| burst of 100 identical lookups → 1 upstream call | {burst} call(s), answers {codes} | {yes_no(burst == '1')} |")
     else:
         p("| status targets | not measured: no status service in this build | |")
     p(f"| peak RSS ≤ 40 MiB under load (VmHWM after the (c) runs) | {rss_kib / 1024:.1f} MiB | {yes_no(rss_kib <= 40 * 1024)} |")
+    lag = [int(float(x)) for x in run.text("c-lag").split() if x]
+    p(
+        "| session projector at the ingress's peak: backlog (vx_bridge_sessions_pending, max of 0.5 s samples) "
+        f"| max {max(lag) if lag else 'n/a'} events, 0 again {run.text('c-catchup-s')} s after the load stopped | |"
+    )
+    p(
+        f"| peak RSS, session view off (same load, peak only) | {float(run.text('cnoview-rss-kib')) / 1024:.1f} MiB "
+        f"(view on: {rss_kib / 1024:.1f} MiB) | |"
+    )
     p(
         f"| ready ≤ 200 ms after start (median of 5, exec to /readyz 200) | {num(ready_ms)} ms "
         f"(min {num(startup['min_ms'])}, max {num(startup['max_ms'])}) | {yes_no(ready_ms <= 200)} |"

@@ -30,6 +30,10 @@ pub(crate) struct StatusArgs {
     /// 0 = a new request_id for every lookup, so none can come from the cache).
     #[arg(long, default_value_t = 100)]
     ids: usize,
+    /// Take the `ids` request_ids from this stream's `{prefix}.completed.pass` events (the
+    /// first ones stored) instead of new ones: sessions the session view holds as terminal.
+    #[arg(long)]
+    ids_from_stream: Option<String>,
     /// Instead of a timed run: send this many lookups of one new request_id at once.
     #[arg(long)]
     burst: Option<usize>,
@@ -56,11 +60,19 @@ pub(crate) async fn run(a: StatusArgs) -> anyhow::Result<()> {
     if let Some(n) = a.burst {
         return status_burst(client, subject, n, a.json).await;
     }
-    let ids: Arc<Vec<Bytes>> = Arc::new(
-        (0..a.ids)
+    let ids: Arc<Vec<Bytes>> = Arc::new(match &a.ids_from_stream {
+        Some(stream) => {
+            let filter = format!("{}.completed.pass", a.prefix);
+            terminal_ids(&client, stream, &filter, a.ids)
+                .await?
+                .iter()
+                .map(|id| Bytes::from(status_request(id)))
+                .collect()
+        }
+        None => (0..a.ids)
             .map(|_| Bytes::from(status_request(&uuid::Uuid::new_v4().to_string())))
             .collect(),
-    );
+    });
     let started = Instant::now();
     let stats = Stats::new(started + a.warmup);
     let deadline = started + a.duration;
@@ -92,6 +104,39 @@ pub(crate) async fn run(a: StatusArgs) -> anyhow::Result<()> {
     }
     stats.report("status", a.json);
     Ok(())
+}
+
+/// The request_ids (`ce-subject`) of the first `n` events on `subject` in `stream`.
+async fn terminal_ids(
+    client: &async_nats::Client,
+    stream: &str,
+    subject: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    use futures::StreamExt as _;
+    let js = async_nats::jetstream::new(client.clone());
+    let consumer = js
+        .get_stream(stream)
+        .await?
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            headers_only: true,
+            filter_subject: subject.to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await
+        else {
+            anyhow::bail!("{stream} has only {} events on {subject}", ids.len());
+        };
+        let msg = msg?;
+        if let Some(id) = msg.headers.as_ref().and_then(|h| h.get("ce-subject")) {
+            ids.push(id.as_str().to_owned());
+        }
+    }
+    Ok(ids)
 }
 
 fn status_request(request_id: &str) -> String {
