@@ -95,6 +95,25 @@ fn check_request_id(id: &str) -> Result<(), ExitCode> {
     Err(ExitCode::from(EXIT_CONFIG as u8))
 }
 
+/// Connects the operator commands to NATS within `timeout`, or says why not (exit 69).
+async fn connect_cli(config: &Config, timeout: Duration) -> Result<async_nats::Client, ExitCode> {
+    let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
+    match tokio::time::timeout(timeout, vx_bridge::nats::connect(&config.nats, false)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            eprintln!(
+                "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
+                vx_bridge::status::client::connect_error_text(&e)
+            );
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+        Err(_) => {
+            eprintln!("cannot connect to NATS at {url} within {timeout:?}");
+            Err(ExitCode::from(EXIT_UNAVAILABLE))
+        }
+    }
+}
+
 /// Which lookup subject.
 enum Lookup {
     Status,
@@ -119,25 +138,9 @@ fn lookup(
         Lookup::Result => subjects.result_get(),
     };
     runtime.block_on(async move {
-        let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
-        let client = match tokio::time::timeout(
-            timeout,
-            vx_bridge::nats::connect(&config.nats, false),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                eprintln!(
-                    "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
-                    vx_bridge::status::client::connect_error_text(&e)
-                );
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
-            Err(_) => {
-                eprintln!("cannot connect to NATS at {url} within {timeout:?}");
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
+        let client = match connect_cli(&config, timeout).await {
+            Ok(c) => c,
+            Err(code) => return code,
         };
         let body = bytes::Bytes::from(payload.to_string());
         let code = match request(&client, &subject, body, timeout).await {
@@ -177,21 +180,9 @@ fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let url = vx_bridge::status::client::redacted_urls(&config.nats.url);
-        let connect = vx_bridge::nats::connect(&config.nats, false);
-        let client = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                eprintln!(
-                    "cannot connect to NATS at {url}: {} (set nats.url or VXB_NATS__URL)",
-                    vx_bridge::status::client::connect_error_text(&e)
-                );
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
-            Err(_) => {
-                eprintln!("cannot connect to NATS at {url} within 10s");
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
+        let client = match connect_cli(&config, Duration::from_secs(10)).await {
+            Ok(c) => c,
+            Err(code) => return code,
         };
         let code = match command {
             SessionsCommand::Get { request_id } => {
