@@ -388,28 +388,51 @@ async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
 
 /// Reads the view for the status service: opens the bucket on first use (and again after a
 /// failure), and answers `None` whenever the view cannot answer, so the caller falls back to VX.
-#[derive(Debug)]
+/// Terminal states it read are kept in memory for `status.terminal_cache_ttl` (like a terminal
+/// VX answer), so repeated lookups of a finished session cost no NATS round trip.
 pub struct ViewReader {
     js: jetstream::Context,
     bucket: String,
     /// The event stream, for [`ViewReader::result`].
     stream: String,
-    store: tokio::sync::Mutex<Option<kv::Store>>,
+    store: std::sync::Mutex<Option<kv::Store>>,
+    terminal: moka::future::Cache<String, SessionState>,
+}
+
+impl std::fmt::Debug for ViewReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewReader")
+            .field("bucket", &self.bucket)
+            .field("terminal_cached", &self.terminal.entry_count())
+            .finish()
+    }
 }
 
 /// The longest a status lookup waits on the view before it asks VX instead.
 const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl ViewReader {
-    /// A reader of `bucket` (and of the events of `stream` it points at) over `client`.
-    pub fn new(client: async_nats::Client, bucket: &str, stream: &str) -> Self {
+    /// A reader of `bucket` (and of the events of `stream` it points at) over `client`, keeping
+    /// up to `max_terminal` terminal states in memory for `terminal_ttl`.
+    pub fn new(
+        client: async_nats::Client,
+        bucket: &str,
+        stream: &str,
+        terminal_ttl: Duration,
+        max_terminal: u64,
+    ) -> Self {
         Self {
             js: jetstream::ContextBuilder::new()
                 .timeout(READ_TIMEOUT)
                 .build(client),
             bucket: bucket.to_owned(),
             stream: stream.to_owned(),
-            store: tokio::sync::Mutex::new(None),
+            store: std::sync::Mutex::new(None),
+            terminal: moka::future::Cache::builder()
+                .name("vx-bridge-view-terminal")
+                .max_capacity(max_terminal)
+                .time_to_live(terminal_ttl)
+                .build(),
         }
     }
 
@@ -450,11 +473,15 @@ impl ViewReader {
 
     /// What the view holds for the session, telling a missing key from an unreadable view.
     pub async fn read(&self, request_id: &str) -> ViewRead {
+        let key = request_id.to_ascii_lowercase();
+        if let Some(s) = self.terminal.get(&key).await {
+            return ViewRead::Found(s);
+        }
         let work = async {
             let Some(store) = self.store().await else {
                 return ViewRead::Unavailable;
             };
-            match store.entry(request_id.to_ascii_lowercase()).await {
+            match store.entry(key.as_str()).await {
                 Ok(Some(e)) if e.operation == kv::Operation::Put => {
                     match serde_json::from_slice::<SessionState>(&e.value) {
                         Ok(s) => ViewRead::Found(s),
@@ -465,14 +492,20 @@ impl ViewReader {
                 Ok(_) => ViewRead::Missing,
                 Err(e) => {
                     tracing::debug!(bucket = %self.bucket, error = %e, "session view unreadable; asking VX");
-                    *self.store.lock().await = None;
+                    self.forget_store();
                     ViewRead::Unavailable
                 }
             }
         };
-        tokio::time::timeout(READ_TIMEOUT, work)
+        let read = tokio::time::timeout(READ_TIMEOUT, work)
             .await
-            .unwrap_or(ViewRead::Unavailable)
+            .unwrap_or(ViewRead::Unavailable);
+        if let ViewRead::Found(s) = &read {
+            if s.terminal {
+                self.terminal.insert(key, s.clone()).await;
+            }
+        }
+        read
     }
 
     /// Writes VX's answer for a session (`current_status` at `checked_at`) into the view as a
@@ -511,11 +544,17 @@ impl ViewReader {
 
     /// The bucket, opened on first use and again after a failure.
     async fn store(&self) -> Option<kv::Store> {
-        let mut guard = self.store.lock().await;
-        if guard.is_none() {
-            *guard = self.js.get_key_value(&self.bucket).await.ok();
+        let cached = self.store.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if cached.is_some() {
+            return cached;
         }
-        guard.clone()
+        let opened = self.js.get_key_value(&self.bucket).await.ok()?;
+        *self.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(opened.clone());
+        Some(opened)
+    }
+
+    fn forget_store(&self) {
+        *self.store.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

@@ -188,6 +188,8 @@ pub async fn start_with_upstream(
             client.clone(),
             &config.sessions.bucket,
             &config.nats.stream.name,
+            config.status.terminal_cache_ttl,
+            config.status.cache_max_entries,
         )
     });
     let state = Arc::new(ServiceState {
@@ -407,7 +409,8 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
         );
     };
     let checked_at = format_timestamp(fetched.checked_at);
-    if let Some(view) = &state.view {
+    if let (Some(view), lookup::Source::Upstream) = (&state.view, source) {
+        // Only an answer this request fetched is written (a cached one was, when fetched).
         // Written before the reply, so a requester that then reads the view sees it; bounded
         // by the view's own timeout, and never turned into an error.
         view.record_lookup(basis, current_status.as_str(), checked_at.clone(), &id)
