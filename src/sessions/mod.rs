@@ -169,10 +169,70 @@ pub async fn ensure_consumer(
 /// Applies `state` to its key under the monotonic rule, with compare-and-set on the key's
 /// revision; a conflict (another writer in between) reads the key again and decides again.
 pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpdate, ViewError> {
-    write_under(store, state, |current| {
-        decide(current.map(SessionState::rank), state.rank())
+    apply_known(store, None, state).await
+}
+
+/// What one projector last wrote or read per key: the revision and the rank stored there. Ranks
+/// only grow, so a stored rank at least the incoming one is a safe reason to skip without a
+/// read; a revision that is no longer the key's last makes the write fail and read again.
+pub type KnownKeys = moka::future::Cache<String, (u64, rule::Rank)>;
+
+/// Keys one projector remembers (about 100 bytes each).
+const KNOWN_KEYS: u64 = 100_000;
+
+/// [`apply`], saving round trips with `known`: a new key is written without a read (a
+/// compare-and-set on "no revision yet"), a key this projector wrote last is written on the
+/// revision it remembers, and an event its remembered rank outranks is skipped.
+pub async fn apply_known(
+    store: &kv::Store,
+    known: Option<&KnownKeys>,
+    state: &SessionState,
+) -> Result<SessionUpdate, ViewError> {
+    let incoming = state.rank();
+    let key = state.request_id.as_str();
+    let guess = match known {
+        Some(k) => k.get(key).await,
+        None => None,
+    };
+    let revision = match guess {
+        Some((_, rank)) => match decide(Some(rank), incoming) {
+            Decision::Stale => return Ok(SessionUpdate::Stale),
+            Decision::Unchanged => return Ok(SessionUpdate::Unchanged),
+            Decision::Apply => guess.map_or(0, |(r, _)| r),
+        },
+        None => 0,
+    };
+    if known.is_some() {
+        let value = encode(state)?;
+        match store.update(key, value, revision).await {
+            Ok(r) => {
+                remember(known, key, r, incoming).await;
+                return Ok(SessionUpdate::Applied);
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(ViewError::Api(e.to_string())),
+        }
+    }
+    let (outcome, revision, rank) = write_under(store, state, |current| {
+        decide(current.map(SessionState::rank), incoming)
     })
-    .await
+    .await?;
+    if let Some(rank) = rank {
+        remember(known, key, revision, rank).await;
+    }
+    Ok(outcome)
+}
+
+async fn remember(known: Option<&KnownKeys>, key: &str, revision: u64, rank: rule::Rank) {
+    if let Some(k) = known {
+        k.insert(key.to_owned(), (revision, rank)).await;
+    }
+}
+
+fn encode(state: &SessionState) -> Result<bytes::Bytes, ViewError> {
+    serde_json::to_vec(state)
+        .map(Into::into)
+        .map_err(|e| ViewError::Api(e.to_string()))
 }
 
 /// Writes a lookup's state (made on `basis`, the state read before VX was asked) under
@@ -182,19 +242,20 @@ pub async fn apply_lookup(
     basis: Option<&SessionState>,
     state: &SessionState,
 ) -> Result<SessionUpdate, ViewError> {
-    write_under(store, state, |current| decide_lookup(current, basis, state)).await
+    let (outcome, _, _) =
+        write_under(store, state, |current| decide_lookup(current, basis, state)).await?;
+    Ok(outcome)
 }
 
-/// The read, decide, compare-and-set loop shared by events and lookups.
+/// The read, decide, compare-and-set loop shared by events and lookups. Returns the outcome,
+/// and the key's revision and rank after it (no rank: the stored value is not ours).
 async fn write_under(
     store: &kv::Store,
     state: &SessionState,
     rule: impl Fn(Option<&SessionState>) -> Decision,
-) -> Result<SessionUpdate, ViewError> {
+) -> Result<(SessionUpdate, u64, Option<rule::Rank>), ViewError> {
     let key = state.request_id.as_str();
-    let value: bytes::Bytes = serde_json::to_vec(state)
-        .map_err(|e| ViewError::Api(e.to_string()))?
-        .into();
+    let value = encode(state)?;
     loop {
         let entry = store
             .entry(key)
@@ -211,13 +272,14 @@ async fn write_under(
             Some(e) => (None, e.revision),
             None => (None, 0),
         };
+        let rank = current.as_ref().map(SessionState::rank);
         match rule(current.as_ref()) {
-            Decision::Stale => return Ok(SessionUpdate::Stale),
-            Decision::Unchanged => return Ok(SessionUpdate::Unchanged),
+            Decision::Stale => return Ok((SessionUpdate::Stale, revision, rank)),
+            Decision::Unchanged => return Ok((SessionUpdate::Unchanged, revision, rank)),
             Decision::Apply => {}
         }
         match store.update(key, value.clone(), revision).await {
-            Ok(_) => return Ok(SessionUpdate::Applied),
+            Ok(r) => return Ok((SessionUpdate::Applied, r, Some(state.rank()))),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 SessionUpdate::ConflictRetried.record();
             }
@@ -304,6 +366,13 @@ async fn run_once(
     }
     state.set_ready(true);
     let mut lag = tokio::time::interval(Duration::from_secs(2));
+    // Per connection: after a reconnect the bucket may have been recreated.
+    // Forgotten after 10 min, so a key that left the bucket meanwhile (max_age, a rebuild's
+    // purge) is read again rather than assumed.
+    let known: KnownKeys = moka::future::Cache::builder()
+        .max_capacity(KNOWN_KEYS)
+        .time_to_live(Duration::from_secs(600))
+        .build();
     let mut in_flight = FuturesUnordered::new();
     let result = loop {
         tokio::select! {
@@ -315,7 +384,7 @@ async fn run_once(
                 }
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&store, rejected, msg)),
+                Some(Ok(msg)) => in_flight.push(handle(&store, &known, rejected, msg)),
                 Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
                 None => break Err(ViewError::Api("the consumer's message stream ended".into())),
             },
@@ -344,7 +413,7 @@ fn source_of(msg: &jetstream::Message) -> Source {
 
 /// Projects one message; acks it after the write or the decision to skip, else asks for a
 /// redelivery a second later.
-async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
+async fn handle(store: &kv::Store, known: &KnownKeys, rejected: &str, msg: jetstream::Message) {
     if msg.subject.as_str() == rejected {
         // Rejected bodies are not sessions' states; acked so the consumer moves on.
         let _ = msg.ack().await;
@@ -370,7 +439,7 @@ async fn handle(store: &kv::Store, rejected: &str, msg: jetstream::Message) {
         }
     };
     let state = SessionState::from_event(event, seq, source);
-    match apply(store, &state).await {
+    match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
             outcome.record();
             if let Err(e) = msg.ack().await {
