@@ -191,7 +191,9 @@ ingress() {  # NAME BIN: peak, half of peak, RSS
   catch_up "$port" >"$TMP/$name-catchup-s"
   local half; half=$(jq -r '.rps / 2 | floor' "$TMP/$name.json")
   say "($name) at half of peak: $half req/s"
+  lag_sampler "$port" "$TMP/$name-half-lag" & sampler=$!
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name-half.json" --rate "$half"
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
   awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/$name-rss-kib"
   stop "$BRIDGE_PID"
   stop_nats "$name"

@@ -177,8 +177,9 @@ pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpd
 /// read; a revision that is no longer the key's last makes the write fail and read again.
 pub type KnownKeys = moka::future::Cache<String, (u64, rule::Rank)>;
 
-/// Keys one projector remembers (about 100 bytes each).
-const KNOWN_KEYS: u64 = 100_000;
+/// Keys one projector remembers (a few hundred bytes each with the cache's own overhead): the
+/// sessions whose next event is likely soon.
+const KNOWN_KEYS: u64 = 8_192;
 
 /// [`apply`], saving round trips with `known`: a new key is written without a read (a
 /// compare-and-set on "no revision yet"), a key this projector wrote last is written on the
