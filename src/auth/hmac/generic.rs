@@ -5,22 +5,22 @@
 //! The template is parsed once into [`Part`]s; verifying and signing both walk those parts, so
 //! a signer cannot read the template differently from the verifier.
 
-use base64::Engine as _;
 use http::HeaderName;
 
 use super::{
-    delivery_id, header_name, parse_timestamp, signatures, sole_header_trimmed, KeyedMac, Keys,
-    Request, B64,
+    delivery_id, header_name, parse_timestamp, sole_header_trimmed, KeyedMac, Keys, Request,
+    SignatureHeader,
 };
 use crate::auth::AuthError;
-use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
+use crate::config::{reject_if, ConfigError, HmacAlgorithm, HmacConfig};
+
+/// Why a request without a usable signature is malformed.
+const NO_SIGNATURE: &str = "no signature in the expected prefix and encoding";
 
 #[derive(Debug)]
 pub(super) struct Generic {
-    header: HeaderName,
-    prefix: String,
+    sig: SignatureHeader,
     algorithm: HmacAlgorithm,
-    encoding: SignatureEncoding,
     timestamp_header: Option<HeaderName>,
     id_header: Option<HeaderName>,
     template: Vec<Part>,
@@ -64,10 +64,12 @@ impl Generic {
             id_header.is_some(),
         )?;
         Ok(Self {
-            header: header_name("webhook.auth.hmac.header", h)?,
-            prefix: cfg.prefix.clone().unwrap_or_default(),
+            sig: SignatureHeader {
+                name: header_name("webhook.auth.hmac.header", h)?,
+                prefix: cfg.prefix.clone().unwrap_or_default(),
+                encoding: cfg.encoding,
+            },
             algorithm: cfg.algorithm,
-            encoding: cfg.encoding,
             timestamp_header,
             id_header,
             template,
@@ -80,17 +82,10 @@ impl Generic {
         keys: &Keys,
         req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let (headers, body) = (req.headers, req.body);
-        let sigs = signatures(
-            headers,
-            &self.header,
-            &self.prefix,
-            self.encoding,
-            "no signature in the expected prefix and encoding",
-        )?;
+        let sigs = self.sig.signatures(req.headers, NO_SIGNATURE)?;
         let ts_raw = match &self.timestamp_header {
             Some(h) => {
-                let raw = sole_header_trimmed(headers, h.as_str())?;
+                let raw = sole_header_trimmed(req.headers, h.as_str())?;
                 let ts = parse_timestamp(h.as_str(), raw)?;
                 keys.check_time(ts, req.now)?;
                 Some(raw)
@@ -98,11 +93,11 @@ impl Generic {
             None => None,
         };
         let id = match &self.id_header {
-            Some(h) => Some(delivery_id(headers, h.as_str())?),
+            Some(h) => Some(delivery_id(req.headers, h.as_str())?),
             None => None,
         };
         let parts = self.signed(
-            body,
+            req.body,
             ts_raw.unwrap_or_default(),
             id.as_deref().unwrap_or_default(),
         );
@@ -119,14 +114,7 @@ impl Generic {
         id: &str,
     ) -> Vec<(String, String)> {
         let sig = key.mac(self.algorithm, &self.signed(body, ts, id));
-        let encoded = match self.encoding {
-            SignatureEncoding::Hex => hex::encode(sig.as_slice()),
-            SignatureEncoding::Base64 => B64.encode(sig.as_slice()),
-        };
-        let mut out = vec![(
-            self.header.as_str().into(),
-            format!("{}{encoded}", self.prefix),
-        )];
+        let mut out = vec![self.sig.signed(sig.as_slice())];
         if let Some(h) = &self.timestamp_header {
             out.push((h.as_str().into(), ts.into()));
         }

@@ -3,26 +3,29 @@
 //!
 //! Only parses, verifies and signs; keys are [`super::Keys`]'.
 
-use http::HeaderName;
-
-use super::{header_name, signatures, KeyedMac, Keys, Request};
+use super::{header_name, KeyedMac, Keys, Request, SignatureHeader};
 use crate::auth::AuthError;
 use crate::config::{ConfigError, HmacAlgorithm, HmacConfig, SignatureEncoding};
 
+/// Why a request without a usable signature is malformed.
+const NO_SIGNATURE: &str = "expected `<prefix><hex>`";
+
 #[derive(Debug)]
 pub(super) struct Hex {
-    header: HeaderName,
-    prefix: String,
+    sig: SignatureHeader,
 }
 
 impl Hex {
     pub(super) fn parse(cfg: &HmacConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            header: header_name(
-                "webhook.auth.hmac.header",
-                cfg.header.as_deref().unwrap_or("x-hub-signature-256"),
-            )?,
-            prefix: cfg.prefix.clone().unwrap_or_else(|| "sha256=".into()),
+            sig: SignatureHeader {
+                name: header_name(
+                    "webhook.auth.hmac.header",
+                    cfg.header.as_deref().unwrap_or("x-hub-signature-256"),
+                )?,
+                prefix: cfg.prefix.clone().unwrap_or_else(|| "sha256=".into()),
+                encoding: SignatureEncoding::Hex,
+            },
         })
     }
 
@@ -32,23 +35,14 @@ impl Hex {
         keys: &Keys,
         req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let sigs = signatures(
-            req.headers,
-            &self.header,
-            &self.prefix,
-            SignatureEncoding::Hex,
-            "expected `<prefix><hex>`",
-        )?;
-        keys.match_any(HmacAlgorithm::Sha256, &[req.body], &sigs)?;
+        let offered = self.sig.signatures(req.headers, NO_SIGNATURE)?;
+        keys.match_any(HmacAlgorithm::Sha256, &[req.body], &offered)?;
         Ok(None)
     }
 
     /// The header a sender adds.
     pub(super) fn sign(&self, key: &KeyedMac, body: &[u8]) -> Vec<(String, String)> {
         let sig = key.mac(HmacAlgorithm::Sha256, &[body]);
-        vec![(
-            self.header.as_str().into(),
-            format!("{}{}", self.prefix, hex::encode(sig.as_slice())),
-        )]
+        vec![self.sig.signed(sig.as_slice())]
     }
 }

@@ -290,21 +290,46 @@ impl MacBytes {
     }
 }
 
-/// The signatures offered in the one `header` (see [`offered`]); none is malformed, with
-/// `none_reason`.
-fn signatures(
-    headers: &HeaderMap,
-    header: &HeaderName,
-    prefix: &str,
+/// The one header that carries a scheme's signatures, each `prefix` and then the MAC in
+/// `encoding` (hex and generic).
+#[derive(Debug)]
+struct SignatureHeader {
+    name: HeaderName,
+    prefix: String,
     encoding: SignatureEncoding,
-    none_reason: &'static str,
-) -> Result<Vec<Vec<u8>>, AuthError> {
-    let name = header.as_str();
-    let sigs = offered(sole_header_trimmed(headers, name)?, prefix, encoding);
-    if sigs.is_empty() {
-        return Err(malformed(name, none_reason));
+}
+
+impl SignatureHeader {
+    /// The signatures offered in the header (see [`offered`]); none is malformed, with
+    /// `none_reason`.
+    fn signatures(
+        &self,
+        headers: &HeaderMap,
+        none_reason: &'static str,
+    ) -> Result<Vec<Vec<u8>>, AuthError> {
+        let name = self.name.as_str();
+        let sigs = offered(
+            sole_header_trimmed(headers, name)?,
+            &self.prefix,
+            self.encoding,
+        );
+        if sigs.is_empty() {
+            return Err(malformed(name, none_reason));
+        }
+        Ok(sigs)
     }
-    Ok(sigs)
+
+    /// The header a sender adds for the MAC `sig`.
+    fn signed(&self, sig: &[u8]) -> (String, String) {
+        let encoded = match self.encoding {
+            SignatureEncoding::Hex => ::hex::encode(sig),
+            SignatureEncoding::Base64 => B64.encode(sig),
+        };
+        (
+            self.name.as_str().into(),
+            format!("{}{encoded}", self.prefix),
+        )
+    }
 }
 
 /// Signatures offered in a header value: comma- or space-separated, each with `prefix` removed.

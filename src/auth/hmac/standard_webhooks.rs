@@ -35,12 +35,11 @@ impl StandardWebhooks {
         keys: &Keys,
         req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let (headers, body) = (req.headers, req.body);
-        let id = delivery_id(headers, ID)?;
-        let ts_raw = sole_header_trimmed(headers, TIMESTAMP)?;
+        let id = delivery_id(req.headers, ID)?;
+        let ts_raw = sole_header_trimmed(req.headers, TIMESTAMP)?;
         let ts = parse_timestamp(TIMESTAMP, ts_raw)?;
         keys.check_time(ts, req.now)?;
-        let sig_header = sole_header_trimmed(headers, SIGNATURE)?;
+        let sig_header = sole_header_trimmed(req.headers, SIGNATURE)?;
         let sigs: Vec<Vec<u8>> = sig_header
             .split_whitespace()
             .filter_map(|s| s.strip_prefix("v1,"))
@@ -49,7 +48,7 @@ impl StandardWebhooks {
         if sigs.is_empty() {
             return Err(malformed(SIGNATURE, "no `v1,<base64>` signature"));
         }
-        keys.match_any(HmacAlgorithm::Sha256, &signed(&id, ts_raw, body), &sigs)?;
+        keys.match_any(HmacAlgorithm::Sha256, &signed(&id, ts_raw, req.body), &sigs)?;
         Ok(Some(id))
     }
 

@@ -32,9 +32,8 @@ impl Stripe {
         keys: &Keys,
         req: &Request<'_>,
     ) -> Result<Option<String>, AuthError> {
-        let (headers, body) = (req.headers, req.body);
         let name = self.header.as_str();
-        let value = sole_header_trimmed(headers, name)?;
+        let value = sole_header_trimmed(req.headers, name)?;
         let mut t: Option<&str> = None;
         let mut sigs = Vec::new();
         for item in value.split(',') {
@@ -54,7 +53,7 @@ impl Stripe {
         if sigs.is_empty() {
             return Err(malformed(name, "no `v1=<hex>` signature"));
         }
-        keys.match_any(HmacAlgorithm::Sha256, &signed(t_raw, body), &sigs)?;
+        keys.match_any(HmacAlgorithm::Sha256, &signed(t_raw, req.body), &sigs)?;
         Ok(None)
     }
 
