@@ -170,14 +170,7 @@ impl UpstreamClient {
                     "set it, or upstream.token, to use the status service",
                 ));
             };
-            TokenSource::OAuth(OAuthTokens::new(
-                http.clone(),
-                o.token_url.clone(),
-                o.client_id.clone(),
-                secret,
-                o.audience.clone(),
-                clock.clone(),
-            ))
+            TokenSource::OAuth(OAuthTokens::new(http.clone(), o, secret, clock.clone()))
         };
         Ok(Self {
             http,

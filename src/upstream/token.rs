@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::clock::Clock;
+use crate::config::OAuthConfig;
 use crate::secret::Secret;
 
 /// Lifetime assumed when the token endpoint does not say (`expires_in` missing).
@@ -95,21 +96,20 @@ pub fn refresh_after(lifetime: Duration) -> Duration {
 }
 
 impl OAuthTokens {
-    /// Settings for fetching tokens with `http`.
+    /// Settings for fetching tokens with `http`: `upstream.oauth`, with its client secret
+    /// already resolved (inline or from `client_secret_file`).
     pub fn new(
         http: reqwest::Client,
-        token_url: String,
-        client_id: String,
+        cfg: &OAuthConfig,
         client_secret: Secret,
-        audience: String,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             http,
-            token_url,
-            client_id,
+            token_url: cfg.token_url.clone(),
+            client_id: cfg.client_id.clone(),
             client_secret,
-            audience,
+            audience: cfg.audience.clone(),
             clock,
             cached: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
