@@ -7,6 +7,15 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use vx_bridge::problem::ProblemKind;
 
+/// The strings of a JSON array (an `enum`), as a set.
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     serde_norway::from_str(&text).unwrap()
@@ -27,13 +36,8 @@ fn openapi_lists_exactly_the_webhook_answers_the_code_can_give() {
     used.insert(202);
     assert_eq!(documented, used);
 
-    let types: BTreeSet<String> = doc["components"]["schemas"]["Problem"]["properties"]["type"]
-        ["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let types: BTreeSet<String> =
+        strings(&doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"]);
     let used: BTreeSet<String> = ProblemKind::ALL.iter().map(|k| k.type_uri()).collect();
     assert_eq!(types, used);
     // Retryable answers document Retry-After (408 excepted: a new attempt needs no wait).
@@ -114,13 +118,8 @@ fn asyncapi_lists_the_ce_types_and_service_error_codes_the_code_uses() {
     use vx_bridge::event::{EventKind, CE_SOURCE, CE_TYPE_PREFIX};
     let doc = yaml("schemas/asyncapi.yaml");
     let msgs = &doc["components"]["messages"];
-    let types: BTreeSet<String> = msgs["verificationEvent"]["headers"]["properties"]["ce-type"]
-        ["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let types: BTreeSet<String> =
+        strings(&msgs["verificationEvent"]["headers"]["properties"]["ce-type"]["enum"]);
     let used: BTreeSet<String> = EventKind::ALL
         .iter()
         .map(|k| format!("{CE_TYPE_PREFIX}{}", k.suffix()))
@@ -130,13 +129,8 @@ fn asyncapi_lists_the_ce_types_and_service_error_codes_the_code_uses() {
         msgs["verificationEvent"]["headers"]["properties"]["ce-source"]["const"],
         CE_SOURCE
     );
-    let codes: BTreeSet<String> = msgs["serviceError"]["headers"]["properties"]
-        ["Nats-Service-Error-Code"]["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let codes: BTreeSet<String> =
+        strings(&msgs["serviceError"]["headers"]["properties"]["Nats-Service-Error-Code"]["enum"]);
     let schema: Value =
         serde_json::from_str(include_str!("../../schemas/service-error.schema.json")).unwrap();
     let schema_codes: BTreeSet<String> = schema["properties"]["error"]["properties"]["code"]
