@@ -13,6 +13,7 @@ use vx_bridge::schema::Schemas;
 use vx_bridge::secret::Secret;
 use vx_bridge::status::client::{request, Reply};
 use vx_bridge::status::StatusHandle;
+use vx_bridge::telemetry::TraceContext;
 use vx_bridge::upstream::clock::ManualClock;
 use vx_bridge::upstream::{CurrentStatus, SessionReply, UpstreamClient, UpstreamError};
 
@@ -178,27 +179,26 @@ async fn client_with_clock(vx_url: &str, clock: &ManualClock) -> UpstreamClient 
     UpstreamClient::from_config(&c.upstream, Arc::new(clock.clone())).unwrap()
 }
 
+/// One successful lookup of session `id`, without a trace context.
+async fn session(up: &UpstreamClient, id: uuid::Uuid) -> SessionReply {
+    up.session(id, &TraceContext::default()).await.unwrap()
+}
+
 #[tokio::test]
 async fn token_is_refreshed_shortly_before_it_expires() {
     let (vx, url) = vx_api().await;
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap();
+    session(&up, id).await;
     assert_eq!(vx.token_calls(), 1);
     // 3600 s lifetime: still used 3539 s later …
     clock.advance(Duration::from_secs(3539));
-    up.session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap();
+    session(&up, id).await;
     assert_eq!(vx.token_calls(), 1);
     // … replaced from 60 s before expiry on.
     clock.advance(Duration::from_secs(1));
-    up.session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap();
+    session(&up, id).await;
     assert_eq!(vx.token_calls(), 2);
     assert_eq!(vx.bearers(), ["tok-1", "tok-1", "tok-2"]);
 }
@@ -209,14 +209,9 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     let clock = ManualClock::new();
     let up = client_with_clock(&url, &clock).await;
     let id = uuid::Uuid::new_v4();
-    up.session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap();
+    session(&up, id).await;
     vx.revoke("tok-1");
-    let reply = up
-        .session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap();
+    let reply = session(&up, id).await;
     assert_eq!(reply, SessionReply::Status(CurrentStatus::InProgress));
     assert_eq!(vx.token_calls(), 2);
     assert_eq!(vx.bearers(), ["tok-1", "tok-1", "tok-2"]);
@@ -224,10 +219,7 @@ async fn a_401_drops_the_token_and_retries_once_with_a_new_one() {
     // An API that refuses every token: one refresh, then an auth error (502), no loop.
     vx.refuse_all(true);
     let before = vx.session_calls();
-    let err = up
-        .session(id, &vx_bridge::telemetry::TraceContext::default())
-        .await
-        .unwrap_err();
+    let err = up.session(id, &TraceContext::default()).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Auth(_)), "{err:?}");
     assert_eq!(err.code(), 502);
     assert_eq!(vx.session_calls() - before, 2);
