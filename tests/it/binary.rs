@@ -190,6 +190,11 @@ async fn vx_api_with_oauth() -> VxApi {
     vx
 }
 
+/// Waits up to `secs` for the unlabelled gauge `name` to read `want`.
+async fn wait_for_gauge(base: &str, name: &str, want: f64, secs: u64) {
+    wait_for_metric(base, name, &[], want, Duration::from_secs(secs)).await;
+}
+
 #[tokio::test]
 async fn every_metric_in_the_readme_is_exported() {
     let readme =
@@ -311,23 +316,9 @@ async fn every_metric_in_the_readme_is_exported() {
     let base = format!("http://127.0.0.1:{port}");
     let mut nats = nats;
     nats.kill();
-    wait_for_metric(
-        &base,
-        "vx_bridge_nats_connected",
-        &[],
-        0.0,
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_gauge(&base, "vx_bridge_nats_connected", 0.0, 10).await;
     nats.restart();
-    wait_for_metric(
-        &base,
-        "vx_bridge_nats_connected",
-        &[],
-        1.0,
-        Duration::from_secs(15),
-    )
-    .await;
+    wait_for_gauge(&base, "vx_bridge_nats_connected", 1.0, 15).await;
     drop(bridge);
 }
 
@@ -342,22 +333,8 @@ async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
     );
     let base = bridge.base();
     // Connected, but the stream is missing (create = false): 1 and 0.
-    wait_for_metric(
-        &base,
-        "vx_bridge_nats_connected",
-        &[],
-        1.0,
-        Duration::from_secs(15),
-    )
-    .await;
-    wait_for_metric(
-        &base,
-        "vx_bridge_stream_ready",
-        &[],
-        0.0,
-        Duration::from_secs(15),
-    )
-    .await;
+    wait_for_gauge(&base, "vx_bridge_nats_connected", 1.0, 15).await;
+    wait_for_gauge(&base, "vx_bridge_stream_ready", 0.0, 15).await;
     let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let wanted = vx_bridge::nats::desired_stream(
         &template.nats.stream,
@@ -365,14 +342,7 @@ async fn the_stream_ready_gauge_is_0_until_the_stream_exists_then_1() {
     );
     js.create_stream(wanted).await.unwrap();
     // The keeper re-checks every second while unready.
-    wait_for_metric(
-        &base,
-        "vx_bridge_stream_ready",
-        &[],
-        1.0,
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_gauge(&base, "vx_bridge_stream_ready", 1.0, 10).await;
     bridge.wait_ready().await;
     let text = vx_testkit::scrape(&base).await;
     assert_eq!(
