@@ -55,6 +55,19 @@ async fn problem_type(res: reqwest::Response) -> (StatusCode, String, bool) {
     )
 }
 
+/// A permanent 413 for an event that cannot fit (no Retry-After).
+async fn assert_event_too_large(res: reqwest::Response) {
+    let (status, kind, retry) = problem_type(res).await;
+    assert_eq!(
+        (status, kind.as_str(), retry),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "urn:vx-bridge:problem:event-too-large",
+            false
+        )
+    );
+}
+
 /// An authenticated body that is not JSON, of exactly `len` bytes.
 fn not_json(len: usize) -> Vec<u8> {
     let mut b = vec![b'x'; len];
@@ -126,15 +139,7 @@ async fn bodies_near_1_mib_on_a_default_server_get_a_permanent_413_never_a_503()
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // A long reference is copied into the envelope: the event outgrows the body.
     let valid = valid_of_len(limit, 10_000);
-    let (status, kind, retry) = problem_type(sender.send("msg_valid_at_limit", &valid).await).await;
-    assert_eq!(
-        (status, kind.as_str(), retry),
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "urn:vx-bridge:problem:event-too-large",
-            false
-        )
-    );
+    assert_event_too_large(sender.send("msg_valid_at_limit", &valid).await).await;
     let kept = stored(&mut stream).await;
     assert_eq!(kept.len(), 2);
     let prefix = &bridge.config.nats.subject_prefix;
@@ -186,15 +191,7 @@ async fn on_a_server_with_a_smaller_max_payload_the_limits_follow_it_to_the_byte
     );
     let over = valid_of_len(len + 1, reference);
     assert_eq!(event_wire_size(&bridge, "msg_e2", &over), max + 1);
-    let (status, kind, retry) = problem_type(sender.send("msg_e2", &over).await).await;
-    assert_eq!(
-        (status, kind.as_str(), retry),
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "urn:vx-bridge:problem:event-too-large",
-            false
-        )
-    );
+    assert_event_too_large(sender.send("msg_e2", &over).await).await;
 
     let kept = stored(&mut stream).await;
     let prefix = &bridge.config.nats.subject_prefix;
