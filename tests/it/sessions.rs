@@ -87,6 +87,23 @@ fn expected_from_stream(states: Vec<SessionState>) -> HashMap<String, SessionSta
     want
 }
 
+/// The shared projection consumer's info.
+async fn consumer_info(js: &jetstream::Context, cfg: &Config) -> jetstream::consumer::Info {
+    js.get_stream(&cfg.nats.stream.name)
+        .await
+        .unwrap()
+        .consumer_info(CONSUMER)
+        .await
+        .unwrap()
+}
+
+/// The test config for `nats` with `sessions.create = false`.
+fn without_create(nats: &NatsServer) -> Config {
+    let mut cfg = test_config(&nats.url());
+    cfg.sessions.create = false;
+    cfg
+}
+
 async fn bucket_keys(store: &kv::Store) -> Vec<String> {
     store
         .keys()
@@ -138,13 +155,7 @@ async fn pending_pending_pass_ends_in_pass_and_late_events_and_redeliveries_chan
     stream.delete_consumer(CONSUMER).await.unwrap();
     let bridge = Bridge::start(cfg.clone()).await;
     wait_projected(&js, &cfg, Duration::from_secs(20)).await;
-    let info = js
-        .get_stream(&cfg.nats.stream.name)
-        .await
-        .unwrap()
-        .consumer_info(CONSUMER)
-        .await
-        .unwrap();
+    let info = consumer_info(&js, &cfg).await;
     assert_eq!(
         info.delivered.stream_sequence, 4,
         "all four were delivered again"
@@ -206,13 +217,7 @@ async fn two_bridges_projecting_shuffled_events_of_1000_sessions_end_in_the_stat
         assert!(got.terminal, "every session ended PASS or FAIL: {got:?}");
     }
     // The one shared consumer has delivered the whole stream.
-    let info = js
-        .get_stream(&cfg.nats.stream.name)
-        .await
-        .unwrap()
-        .consumer_info(CONSUMER)
-        .await
-        .unwrap();
+    let info = consumer_info(&js, &cfg).await;
     assert_eq!(info.delivered.stream_sequence, 3000);
     a.stop().await.unwrap();
     b.stop().await.unwrap();
@@ -274,8 +279,7 @@ async fn a_nats_restart_during_projection_loses_nothing() {
 #[tokio::test]
 async fn a_missing_bucket_with_create_false_keeps_the_bridge_unready_until_it_exists() {
     let nats = NatsServer::start();
-    let mut cfg = test_config(&nats.url());
-    cfg.sessions.create = false;
+    let cfg = without_create(&nats);
     let bridge = Bridge::start_unready(cfg.clone()).await;
     let http = reqwest::Client::new();
     // Unready, and it says which part is missing (the stream itself is created).
@@ -316,8 +320,7 @@ async fn a_missing_bucket_with_create_false_keeps_the_bridge_unready_until_it_ex
 #[tokio::test]
 async fn ensure_bucket_with_create_false_names_the_missing_bucket() {
     let nats = NatsServer::start();
-    let mut cfg = test_config(&nats.url());
-    cfg.sessions.create = false;
+    let cfg = without_create(&nats);
     let err = vx_bridge::sessions::ensure_bucket(&js(&nats).await, &cfg.sessions, &cfg.nats.stream)
         .await
         .unwrap_err();
