@@ -72,6 +72,30 @@ struct Case {
     body: Vec<u8>,
 }
 
+impl Case {
+    /// A request written whole, signed with delivery id `id`.
+    fn whole(
+        name: &'static str,
+        request: Vec<u8>,
+        id: String,
+        body: Vec<u8>,
+        code: u16,
+        shape: Shape,
+        kept: Kept,
+    ) -> Self {
+        Case {
+            name,
+            request,
+            write: Write::Whole,
+            code,
+            shape,
+            kept,
+            id: Some(id),
+            body,
+        }
+    }
+}
+
 struct Builder {
     addr: std::net::SocketAddr,
     path: String,
@@ -121,16 +145,48 @@ impl Builder {
         } else {
             Shape::Problem
         };
-        Case {
+        let request = self.raw(&lines, &body, true);
+        Case::whole(name, request, id, body, code, shape, kept)
+    }
+
+    /// [`Builder::with_headers`] for a request refused as unauthenticated: a 401 problem, and
+    /// nothing kept.
+    fn unauthorized(
+        &mut self,
+        name: &'static str,
+        headers: impl FnOnce(&Self, &str, &[u8]) -> Vec<Vec<u8>>,
+    ) -> Case {
+        self.with_headers(name, headers, 401, Shape::Problem, Kept::Nothing)
+    }
+
+    /// A valid signed JSON request with the whole header line `extra` after the content type,
+    /// that the HTTP parser refuses with its own 400; its delivery id is made from `id_name`.
+    fn parser_400(&mut self, name: &'static str, id_name: &str, extra: &[u8]) -> Case {
+        let id = self.next_id(id_name);
+        let body = body_with("PASS", &new_request_id());
+        let mut lines = vec![ct_json(), extra.to_vec()];
+        lines.extend(self.signed_lines(&id, &body, now()));
+        let request = self.raw(&lines, &body, true);
+        Case::whole(name, request, id, vec![], 400, Shape::Parser, Kept::Nothing)
+    }
+
+    /// A signed request with the whole header line `content_type`, refused before the body is
+    /// read: a 415 problem, nothing kept.
+    fn unsupported(&mut self, name: &'static str, content_type: &'static [u8]) -> Case {
+        self.with_headers(
             name,
-            request: self.raw(&lines, &body, true),
-            write: Write::Whole,
-            code,
-            shape,
-            kept,
-            id: Some(id),
-            body,
-        }
+            |b, id, body| typed(content_type, b.signed_lines(id, body, now())),
+            415,
+            Shape::Problem,
+            Kept::Nothing,
+        )
+    }
+
+    /// Signed JSON without the signature header `header`: [`Builder::unauthorized`].
+    fn missing(&mut self, name: &'static str, header: &'static str) -> Case {
+        self.unauthorized(name, |b, id, body| {
+            then_json(set(b.signed_lines(id, body, now()), header, None))
+        })
     }
 
     /// Valid body, headers as given (signature headers built by `headers` from id and body).
@@ -145,21 +201,26 @@ impl Builder {
         let id = self.next_id(name);
         let body = body_with("PASS", &new_request_id());
         let lines = headers(self, &id, &body);
-        Case {
-            name,
-            request: self.raw(&lines, &body, true),
-            write: Write::Whole,
-            code,
-            shape,
-            kept,
-            id: Some(id),
-            body,
-        }
+        let request = self.raw(&lines, &body, true);
+        Case::whole(name, request, id, body, code, shape, kept)
     }
 }
 
 fn ct_json() -> Vec<u8> {
     b"content-type: application/json".to_vec()
+}
+
+/// `lines`, then `content-type: application/json`.
+fn then_json(mut lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    lines.push(ct_json());
+    lines
+}
+
+/// The whole header line `content_type`, then `lines`.
+fn typed(content_type: &[u8], lines: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut l = vec![content_type.to_vec()];
+    l.extend(lines);
+    l
 }
 
 /// Replaces the value of header `name` in signed lines (or removes it when `value` is None).
@@ -184,7 +245,8 @@ fn seed_value() -> Value {
 fn catalogue(b: &mut Builder) -> Vec<Case> {
     let rid = new_request_id();
     let valid = |status: &str| format!(r#"{{"request_id":"{rid}","status":"{status}"}}"#);
-    let mut cases = vec![
+    let mut cases =
+        vec![
         // --- Bodies that are not JSON (authenticated: 400, kept on `rejected`) ---
         b.signed("empty body", vec![], 400, Kept::Rejected),
         b.signed(
@@ -365,91 +427,26 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
             Shape::Problem,
             Kept::Nothing,
         ),
-        b.with_headers(
-            "text/plain",
-            |b, id, body| {
-                let mut l = vec![b"content-type: text/plain".to_vec()];
-                l.extend(b.signed_lines(id, body, now()));
-                l
-            },
-            415,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
-        b.with_headers(
-            "form content type",
-            |b, id, body| {
-                let mut l = vec![b"content-type: application/x-www-form-urlencoded".to_vec()];
-                l.extend(b.signed_lines(id, body, now()));
-                l
-            },
-            415,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
-        b.with_headers(
-            "application/jsonx",
-            |b, id, body| {
-                let mut l = vec![b"content-type: application/jsonx".to_vec()];
-                l.extend(b.signed_lines(id, body, now()));
-                l
-            },
-            415,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
+        b.unsupported("text/plain", b"content-type: text/plain"),
+        b.unsupported("form content type", b"content-type: application/x-www-form-urlencoded"),
+        b.unsupported("application/jsonx", b"content-type: application/jsonx"),
         b.with_headers(
             "JSON with charset, upper case",
             |b, id, body| {
-                let mut l = vec![b"content-type: Application/JSON; charset=UTF-8".to_vec()];
-                l.extend(b.signed_lines(id, body, now()));
-                l
+                typed(
+                    b"content-type: Application/JSON; charset=UTF-8",
+                    b.signed_lines(id, body, now()),
+                )
             },
             202,
             Shape::Accepted,
             Kept::Event,
         ),
         // --- Signature headers (401, never parsed, never stored) ---
-        b.with_headers(
-            "no signature headers",
-            |_, _, _| vec![ct_json()],
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
-        b.with_headers(
-            "missing webhook-signature",
-            |b, id, body| {
-                let mut l = set(b.signed_lines(id, body, now()), "webhook-signature", None);
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
-        b.with_headers(
-            "missing webhook-id",
-            |b, id, body| {
-                let mut l = set(b.signed_lines(id, body, now()), "webhook-id", None);
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
-        b.with_headers(
-            "missing webhook-timestamp",
-            |b, id, body| {
-                let mut l = set(b.signed_lines(id, body, now()), "webhook-timestamp", None);
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ),
+        b.unauthorized("no signature headers", |_, _, _| vec![ct_json()]),
+        b.missing("missing webhook-signature", "webhook-signature"),
+        b.missing("missing webhook-id", "webhook-id"),
+        b.missing("missing webhook-timestamp", "webhook-timestamp"),
     ];
     let sig_variants: &[(&'static str, &[u8])] = &[
         ("empty signature", b""),
@@ -477,34 +474,21 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
         } else {
             value.to_vec()
         };
-        cases.push(b.with_headers(
-            name,
-            move |b, id, body| {
-                let mut l = set(
-                    b.signed_lines(id, body, now()),
-                    "webhook-signature",
-                    Some(&value),
-                );
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ));
+        cases.push(b.unauthorized(name, move |b, id, body| {
+            then_json(set(
+                b.signed_lines(id, body, now()),
+                "webhook-signature",
+                Some(&value),
+            ))
+        }));
     }
-    cases.push(b.with_headers(
-        "webhook-signature sent twice",
-        |b, id, body| {
+    cases.push(
+        b.unauthorized("webhook-signature sent twice", |b, id, body| {
             let mut l = b.signed_lines(id, body, now());
             l.push(b"webhook-signature: v1,AAAA".to_vec());
-            l.push(ct_json());
-            l
-        },
-        401,
-        Shape::Problem,
-        Kept::Nothing,
-    ));
+            then_json(l)
+        }),
+    );
     cases.push(b.with_headers(
         "a valid signature among bad ones",
         |b, id, body| {
@@ -516,9 +500,8 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
                 .to_vec();
             let mut v = b"v1,AAAA v2,BBBB ".to_vec();
             v.extend_from_slice(&good);
-            let mut l = set(l, "webhook-signature", Some(&v));
-            l.push(ct_json());
-            l
+            let l = set(l, "webhook-signature", Some(&v));
+            then_json(l)
         },
         202,
         Shape::Accepted,
@@ -532,17 +515,9 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
     ];
     for (name, at) in ts_variants {
         let at = *at;
-        cases.push(b.with_headers(
-            name,
-            move |b, id, body| {
-                let mut l = b.signed_lines(id, body, at);
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ));
+        cases.push(b.unauthorized(name, move |b, id, body| {
+            then_json(b.signed_lines(id, body, at))
+        }));
     }
     for (name, ts) in [
         ("timestamp negative", &b"-5"[..]),
@@ -551,35 +526,20 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
         ("timestamp in milliseconds", b"1700000000000"),
         ("timestamp RFC 3339", b"2026-11-27T10:00:00Z"),
     ] {
-        cases.push(b.with_headers(
-            name,
-            move |b, id, body| {
-                // Signed over the odd timestamp text, so only the timestamp check can refuse it.
-                let mut l = b.signed_lines(id, body, now());
-                l = set(l, "webhook-timestamp", Some(ts));
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ));
+        cases.push(b.unauthorized(name, move |b, id, body| {
+            // Signed over the odd timestamp text, so only the timestamp check can refuse it.
+            let mut l = b.signed_lines(id, body, now());
+            l = set(l, "webhook-timestamp", Some(ts));
+            then_json(l)
+        }));
     }
     for (name, id) in [
         ("webhook-id with a space", "msg 1".to_owned()),
         ("webhook-id of 300 characters", "m".repeat(300)),
     ] {
-        cases.push(b.with_headers(
-            name,
-            move |b, _, body| {
-                let mut l = b.signed_lines(&id, body, now());
-                l.push(ct_json());
-                l
-            },
-            401,
-            Shape::Problem,
-            Kept::Nothing,
-        ));
+        cases.push(b.unauthorized(name, move |b, _, body| {
+            then_json(b.signed_lines(&id, body, now()))
+        }));
     }
     // Header injection: a CRLF in what the sender means as the delivery id only ends the
     // header; the next line is a separate HTTP header that the bridge ignores, and the
@@ -590,27 +550,23 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
             let mut l = b.signed_lines(id, body, now());
             l.push(b"nats-msg-id: injected".to_vec());
             l.push(b"x-evil: 1\r\nnats-expected-stream: OTHER".to_vec());
-            l.push(ct_json());
-            l
+            then_json(l)
         },
         202,
         Shape::Accepted,
         Kept::Event,
     ));
-    cases.push(b.with_headers(
-        "Basic credentials instead of a signature",
-        |_, _, _| vec![ct_json(), b"authorization: Basic dng6cDRzcw==".to_vec()],
-        401,
-        Shape::Problem,
-        Kept::Nothing,
-    ));
+    cases.push(
+        b.unauthorized("Basic credentials instead of a signature", |_, _, _| {
+            vec![ct_json(), b"authorization: Basic dng6cDRzcw==".to_vec()]
+        }),
+    );
     cases.push(b.with_headers(
         "malformed traceparent is replaced",
         |b, id, body| {
             let mut l = b.signed_lines(id, body, now());
             l.push(b"traceparent: 00-zz-\xff-01".to_vec());
-            l.push(ct_json());
-            l
+            then_json(l)
         },
         202,
         Shape::Accepted,
@@ -653,22 +609,11 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
             body: vec![],
         });
     }
-    {
-        let id = b.next_id("two lengths");
-        let body = body_with("PASS", &new_request_id());
-        let mut lines = vec![ct_json(), b"content-length: 3".to_vec()];
-        lines.extend(b.signed_lines(&id, &body, now()));
-        cases.push(Case {
-            name: "two different Content-Length headers",
-            request: b.raw(&lines, &body, true),
-            write: Write::Whole,
-            code: 400,
-            shape: Shape::Parser,
-            kept: Kept::Nothing,
-            id: Some(id),
-            body: vec![],
-        });
-    }
+    cases.push(b.parser_400(
+        "two different Content-Length headers",
+        "two lengths",
+        b"content-length: 3",
+    ));
     {
         let id = b.next_id("cl and te");
         let mut lines = vec![ct_json(), b"transfer-encoding: chunked".to_vec()];
@@ -687,29 +632,17 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
             body: b"hello".to_vec(),
         });
     }
-    {
-        let id = b.next_id("obs fold");
-        let body = body_with("PASS", &new_request_id());
-        let mut lines = vec![ct_json(), b"x-folded: a\r\n  continued".to_vec()];
-        lines.extend(b.signed_lines(&id, &body, now()));
-        cases.push(Case {
-            name: "obsolete header line folding",
-            request: b.raw(&lines, &body, true),
-            write: Write::Whole,
-            code: 400,
-            shape: Shape::Parser,
-            kept: Kept::Nothing,
-            id: Some(id),
-            body: vec![],
-        });
-    }
+    cases.push(b.parser_400(
+        "obsolete header line folding",
+        "obs fold",
+        b"x-folded: a\r\n  continued",
+    ));
     cases.push(b.with_headers(
         "one 1 MB header",
         |b, id, body| {
             let mut l = b.signed_lines(id, body, now());
             l.push(format!("x-big: {}", "a".repeat(1024 * 1024)).into_bytes());
-            l.push(ct_json());
-            l
+            then_json(l)
         },
         431,
         Shape::Parser,
@@ -720,8 +653,7 @@ fn catalogue(b: &mut Builder) -> Vec<Case> {
         |b, id, body| {
             let mut l = b.signed_lines(id, body, now());
             l.extend((0..200).map(|i| format!("x-h{i}: {i}").into_bytes()));
-            l.push(ct_json());
-            l
+            then_json(l)
         },
         431,
         Shape::Parser,
