@@ -159,6 +159,18 @@ bridge_start() {
   wait_ready "$port" 30 || die "vx-bridge not ready on $port (see $VX_WORK/bridge.log)"
 }
 
+# load_start PORT RATE SECONDS ID_PREFIX: vx-load signs webhooks to the bridge on PORT at RATE/s
+# for SECONDS over 32 connections, in the background; every answer recorded in
+# $VX_WORK/answers.csv, the summary in $VX_WORK/load.json. Sets LOAD (killed on exit).
+LOAD=""
+load_start() {
+  "$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$1/webhooks/vx" --secret "$REL_SECRET" \
+    --connections 32 --rate "$2" --duration "${3}s" --id-prefix "$4" \
+    --record "$VX_WORK/answers.csv" --json >"$VX_WORK/load.json" &
+  LOAD=$!
+  VX_PIDS+=("$LOAD")
+}
+
 # result JSON: appends one figure line to the suite's results file, with the server version.
 result() {
   local line

@@ -24,11 +24,7 @@ bridge_start "$BP" "$URLS" "$STREAM" rel VXB_NATS__STREAM__REPLICAS=3 VXB_NATS__
 BRIDGE=$BRIDGE_PID
 DURATION=$((ROUNDS * (UP + DOWN) + UP + 2))
 log "load ${RATE}/s for ${DURATION}s; $ROUNDS round(s) of killing the stream leader (down ${DOWN}s)"
-"$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
-  --connections 32 --rate "$RATE" --duration "${DURATION}s" --id-prefix cluster \
-  --record "$VX_WORK/answers.csv" --json >"$VX_WORK/load.json" &
-LOAD=$!
-VX_PIDS+=("$LOAD")
+load_start "$BP" "$RATE" "$DURATION" cluster
 sleep "$UP"
 KILLED=()
 for i in $(seq 1 "$ROUNDS"); do

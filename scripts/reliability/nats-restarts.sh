@@ -16,11 +16,7 @@ bridge_start "$BP" "nats://127.0.0.1:$NP" "$STREAM" rel VXB_NATS__PUBLISH_TIMEOU
 BRIDGE=$BRIDGE_PID
 DURATION=$((KILLS * (UP + DOWN) + UP + 2))
 log "load ${RATE}/s for ${DURATION}s, $KILLS SIGKILL+restart of nats-server (up ${UP}s, down ${DOWN}s)"
-"$REL_BIN/vx-load" webhook --url "http://127.0.0.1:$BP/webhooks/vx" --secret "$REL_SECRET" \
-  --connections 32 --rate "$RATE" --duration "${DURATION}s" --id-prefix restart \
-  --record "$VX_WORK/answers.csv" --json >"$VX_WORK/load.json" &
-LOAD=$!
-VX_PIDS+=("$LOAD")
+load_start "$BP" "$RATE" "$DURATION" restart
 sleep "$UP"
 for i in $(seq 1 "$KILLS"); do
   echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
