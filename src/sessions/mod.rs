@@ -196,16 +196,16 @@ pub async fn apply_known(
         None => None,
     };
     let revision = match guess {
-        Some((_, rank)) => match decide(Some(rank), incoming) {
+        Some((revision, rank)) => match decide(Some(rank), incoming) {
             Decision::Stale => return Ok(SessionUpdate::Stale),
             Decision::Unchanged => return Ok(SessionUpdate::Unchanged),
-            Decision::Apply => guess.map_or(0, |(r, _)| r),
+            Decision::Apply => revision,
         },
         None => 0,
     };
+    let value = encode(state)?;
     if known.is_some() {
-        let value = encode(state)?;
-        match store.update(key, value, revision).await {
+        match store.update(key, value.clone(), revision).await {
             Ok(r) => {
                 remember(known, key, r, incoming).await;
                 return Ok(SessionUpdate::Applied);
@@ -214,7 +214,7 @@ pub async fn apply_known(
             Err(e) => return Err(ViewError::Api(e.to_string())),
         }
     }
-    let (outcome, revision, rank) = write_under(store, state, |current| {
+    let (outcome, revision, rank) = write_under(store, key, value, incoming, |current| {
         decide(current.map(SessionState::rank), incoming)
     })
     .await?;
@@ -243,20 +243,27 @@ pub async fn apply_lookup(
     basis: Option<&SessionState>,
     state: &SessionState,
 ) -> Result<SessionUpdate, ViewError> {
-    let (outcome, _, _) =
-        write_under(store, state, |current| decide_lookup(current, basis, state)).await?;
+    let (outcome, _, _) = write_under(
+        store,
+        &state.request_id,
+        encode(state)?,
+        state.rank(),
+        |current| decide_lookup(current, basis, state),
+    )
+    .await?;
     Ok(outcome)
 }
 
-/// The read, decide, compare-and-set loop shared by events and lookups. Returns the outcome,
-/// and the key's revision and rank after it (no rank: the stored value is not ours).
+/// The read, decide, compare-and-set loop shared by events and lookups: writes `value` (of rank
+/// `rank_written`) to `key` when `rule` says so. Returns the outcome, and the key's revision and
+/// rank after it (no rank: the stored value is not ours).
 async fn write_under(
     store: &kv::Store,
-    state: &SessionState,
+    key: &str,
+    value: bytes::Bytes,
+    rank_written: rule::Rank,
     rule: impl Fn(Option<&SessionState>) -> Decision,
 ) -> Result<(SessionUpdate, u64, Option<rule::Rank>), ViewError> {
-    let key = state.request_id.as_str();
-    let value = encode(state)?;
     loop {
         let entry = store
             .entry(key)
@@ -280,7 +287,7 @@ async fn write_under(
             Decision::Apply => {}
         }
         match store.update(key, value.clone(), revision).await {
-            Ok(r) => return Ok((SessionUpdate::Applied, r, Some(state.rank()))),
+            Ok(r) => return Ok((SessionUpdate::Applied, r, Some(rank_written))),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 SessionUpdate::ConflictRetried.record();
             }

@@ -58,7 +58,7 @@ pub async fn rebuild(
     js.create_or_update_stream(kv_stream.clone())
         .await
         .map_err(|e| ViewError::Api(format!("creating bucket {}: {e}", target.bucket)))?;
-    let mut kv = js
+    let kv = js
         .get_stream(&kv_stream.name)
         .await
         .map_err(|e| ViewError::Api(format!("opening bucket {}: {e}", target.bucket)))?;
@@ -69,7 +69,6 @@ pub async fn rebuild(
         .get_key_value(&target.bucket)
         .await
         .map_err(|e| ViewError::Api(format!("opening bucket {}: {e}", target.bucket)))?;
-    let _ = kv.info().await;
 
     let mut events = js
         .get_stream(&stream.name)
