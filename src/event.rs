@@ -145,20 +145,77 @@ struct Progress {
     stops: usize,
 }
 
-/// Builds the event for a verified, schema-valid body. `raw` is the body exactly as received.
-pub fn build_event(
+/// Where a body that becomes an event came from. It decides the `Nats-Msg-Id` and the
+/// `vx-source` header; the envelope, subject and CloudEvents headers are the same for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// A verified webhook, with the delivery id its signature scheme carries (if any). No
+    /// `vx-source` header.
+    Webhook {
+        /// The delivery id (e.g. `webhook-id`).
+        delivery_id: Option<&'a str>,
+    },
+    /// The reconciler's poll of the VX API: `Nats-Msg-Id` `poll:{request_id}:{status}` (so two
+    /// replicas polling the same completed session store it once), `vx-source: poll`.
+    Poll,
+    /// A rejected body published again by `vx-bridge replay`: the `Nats-Msg-Id` the webhook
+    /// would have had (`msg_id`, from the rejected copy; none: the body hash, as for a webhook
+    /// without a delivery id), `vx-source: replay` and `vx-replay-of: <rejected_seq>`.
+    Replay {
+        /// The webhook's `Nats-Msg-Id`, if the rejected copy carried a delivery id.
+        msg_id: Option<&'a str>,
+        /// Stream sequence of the rejected copy.
+        rejected_seq: u64,
+    },
+}
+
+impl<'a> From<&'a Verified> for Origin<'a> {
+    fn from(verified: &'a Verified) -> Self {
+        Origin::Webhook {
+            delivery_id: verified.delivery_id(),
+        }
+    }
+}
+
+impl Origin<'_> {
+    /// The `vx-source` header value; none for a webhook.
+    pub fn source_header(&self) -> Option<&'static str> {
+        match self {
+            Origin::Webhook { .. } => None,
+            Origin::Poll => Some("poll"),
+            Origin::Replay { .. } => Some("replay"),
+        }
+    }
+}
+
+/// The `Nats-Msg-Id` of a poll event: `poll:{request_id}:{status}`, request_id lower-cased.
+pub fn poll_msg_id(request_id: &str, status: &str) -> String {
+    format!("poll:{}:{status}", request_id.to_ascii_lowercase())
+}
+
+/// Builds the event for an authentic, schema-valid body. `raw` is the body exactly as received;
+/// `origin` is a `&Verified` for a webhook, or [`Origin::Poll`] / [`Origin::Replay`].
+pub fn build_event<'o>(
     subjects: &impl Destinations,
-    verified: &Verified,
+    origin: impl Into<Origin<'o>>,
     raw: &[u8],
     body: &Value,
     received_at: &str,
     trace: &TraceContext,
 ) -> OutboundMessage {
+    let origin = origin.into();
     let summary = Summary::of(body);
     let kind = EventKind::classify(summary.status);
-    let msg_id = match verified.delivery_id() {
-        Some(id) => delivery_msg_id(id, raw),
-        None => format!("sha256:{}", hex::encode(dedup_hash(raw, body))),
+    let hashed = || format!("sha256:{}", hex::encode(dedup_hash(raw, body)));
+    let msg_id = match origin {
+        Origin::Webhook {
+            delivery_id: Some(id),
+        } => delivery_msg_id(id, raw),
+        Origin::Webhook { delivery_id: None } | Origin::Replay { msg_id: None, .. } => hashed(),
+        Origin::Replay {
+            msg_id: Some(id), ..
+        } => id.to_owned(),
+        Origin::Poll => poll_msg_id(summary.request_id, summary.status),
     };
     let event_id = event_id_for(&msg_id);
     let envelope = Envelope {
@@ -181,6 +238,12 @@ pub fn build_event(
         received_at,
         Some(summary.request_id),
     );
+    if let Some(source) = origin.source_header() {
+        headers.push(("vx-source", source.to_owned()));
+    }
+    if let Origin::Replay { rejected_seq, .. } = origin {
+        headers.push(("vx-replay-of", rejected_seq.to_string()));
+    }
     push_trace(&mut headers, trace);
     OutboundMessage {
         subject: subjects.event(kind),
@@ -275,8 +338,8 @@ fn cloudevents_headers(
     time: &str,
     subject: Option<&str>,
 ) -> Vec<(&'static str, String)> {
-    // Room for the subject, two reason headers and the trace context without growing.
-    let mut headers = Vec::with_capacity(10);
+    // Room for the subject, two reason (or source) headers and the trace context without growing.
+    let mut headers = Vec::with_capacity(12);
     headers.extend([
         ("Nats-Msg-Id", msg_id.to_owned()),
         ("ce-specversion", "1.0".to_owned()),
@@ -498,6 +561,75 @@ mod tests {
         assert_eq!(with_id.msg_id, delivery_msg_id("msg_1", b"{}"));
         assert!(with_id.msg_id.starts_with("msg_1:sha256:"));
         assert_eq!(with_id.headers[0], ("Nats-Msg-Id", with_id.msg_id.clone()));
+    }
+
+    #[test]
+    fn poll_and_replay_events_differ_from_a_webhook_only_in_id_and_source() {
+        let raw = SEED.as_bytes();
+        let body: Value = serde_json::from_slice(raw).unwrap();
+        let t = TraceContext::default();
+        let hook = Verified::for_tests(Some("msg_9".into()));
+        let webhook = build_event(&subjects(), &hook, raw, &body, AT, &t);
+        let poll = build_event(&subjects(), Origin::Poll, raw, &body, AT, &t);
+        let replay = build_event(
+            &subjects(),
+            Origin::Replay {
+                msg_id: Some(&webhook.msg_id),
+                rejected_seq: 42,
+            },
+            raw,
+            &body,
+            AT,
+            &t,
+        );
+        let rid = body["request_id"].as_str().unwrap();
+        assert_eq!(
+            poll.msg_id,
+            format!("poll:{}:PASS", rid.to_ascii_lowercase())
+        );
+        assert_eq!(
+            replay.msg_id, webhook.msg_id,
+            "a replay has the webhook's own id"
+        );
+        assert_eq!(replay.event_id, webhook.event_id);
+        let header = |m: &OutboundMessage, name: &str| {
+            m.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header(&webhook, "vx-source"), None);
+        assert_eq!(header(&poll, "vx-source").as_deref(), Some("poll"));
+        assert_eq!(header(&replay, "vx-source").as_deref(), Some("replay"));
+        assert_eq!(header(&replay, "vx-replay-of").as_deref(), Some("42"));
+        assert_eq!(header(&poll, "vx-replay-of"), None);
+        for m in [&poll, &replay] {
+            assert_eq!(m.subject, webhook.subject);
+            assert_eq!(m.kind, webhook.kind);
+            assert_eq!(header(m, "ce-type"), header(&webhook, "ce-type"));
+            assert_eq!(header(m, "ce-subject"), header(&webhook, "ce-subject"));
+        }
+        // Same envelope apart from the event id.
+        let env = |m: &OutboundMessage| {
+            let mut v: Value = serde_json::from_slice(&m.payload).unwrap();
+            v.as_object_mut().unwrap().remove("event_id");
+            v
+        };
+        assert_eq!(env(&poll), env(&webhook));
+        // Without a delivery id a replay falls back to the body hash, as the webhook did.
+        let bare = build_event(&subjects(), &Verified::for_tests(None), raw, &body, AT, &t);
+        let replay_bare = build_event(
+            &subjects(),
+            Origin::Replay {
+                msg_id: None,
+                rejected_seq: 1,
+            },
+            raw,
+            &body,
+            AT,
+            &t,
+        );
+        assert_eq!(replay_bare.msg_id, bare.msg_id);
     }
 
     #[test]
