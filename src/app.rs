@@ -27,24 +27,29 @@ use crate::ingress::{handle_webhook, Ingress};
 use crate::nats::stream::{keep_stream, StreamState};
 use crate::nats::version::ServerVersion;
 use crate::nats::{connect, Publisher, Subjects};
+use crate::schema::Schemas;
 use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::UpstreamClient;
 
-/// What [`prepare`] builds from a validated [`Config`]: the parts that need secrets.
+/// What [`prepare`] builds from a validated [`Config`]: the parts that need secrets or files.
 #[derive(Debug)]
 pub struct Parts {
     /// The webhook verifier, when `webhook.enabled`.
     pub verifier: Option<Verifier>,
     /// The VX API client, when `status.enabled`.
     pub upstream: Option<Arc<UpstreamClient>>,
+    /// The compiled schemas, with today's result schema ([`result_schemas`]).
+    pub schemas: Schemas,
 }
 
 /// Resolves every secret of the webhook and the status service once (inline or from its
 /// `…_file`) and builds the verifier and the VX API client; every problem names its key.
-/// `config` must be validated. NATS credentials are read when connecting.
+/// `config` must be validated. NATS credentials are read when connecting. Reads
+/// `webhook.schema_file` too ([`result_schemas`]).
 pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
+    let schemas = result_schemas(config)?;
     let verifier = if config.webhook.enabled {
         let auth = &config.webhook.auth;
         let secrets = match auth.mode()? {
@@ -66,14 +71,35 @@ pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
     };
     let upstream = if config.status.enabled {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        Some(Arc::new(UpstreamClient::from_config(
-            &config.upstream,
-            clock,
-        )?))
+        Some(Arc::new(
+            UpstreamClient::from_config(&config.upstream, clock)?.with_schemas(schemas.clone()),
+        ))
     } else {
         None
     };
-    Ok(Parts { verifier, upstream })
+    Ok(Parts {
+        verifier,
+        upstream,
+        schemas,
+    })
+}
+
+/// The schemas with today's result schema: `webhook.schema_file` read and compiled when set,
+/// else the embedded `schemas/vx-result.schema.json`. Every problem is one error naming the key.
+/// The one place the file is read (`prepare`, and `vx-bridge replay`, call it).
+pub fn result_schemas(config: &Config) -> Result<Schemas, ConfigError> {
+    const KEY: &str = "webhook.schema_file";
+    let embedded = Schemas::get();
+    let Some(path) = &config.webhook.schema_file else {
+        return Ok(embedded);
+    };
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError::new(KEY, format!("cannot read {}: {e}", path.display())))?;
+    let schema: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| ConfigError::new(KEY, format!("{} is not JSON: {e}", path.display())))?;
+    embedded
+        .with_result_schema(&schema)
+        .map_err(|e| ConfigError::new(KEY, format!("{}: {e}", path.display())))
 }
 
 /// The inline secrets followed by those of `file` (one a line), if set.
@@ -107,7 +133,11 @@ pub async fn run_prepared(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Parts { verifier, upstream } = parts;
+    let Parts {
+        verifier,
+        upstream,
+        schemas,
+    } = parts;
     for warning in config.deprecations() {
         tracing::warn!("{warning}");
     }
@@ -165,13 +195,16 @@ pub async fn run_prepared(
             body_limit,
             shutdown.clone(),
         )));
-        let ingress = Ingress::new(
-            &config,
-            verifier,
-            publisher,
-            state.clone(),
-            shutdown.clone(),
-        );
+        let ingress = Ingress {
+            schemas: schemas.clone(),
+            ..Ingress::new(
+                &config,
+                verifier,
+                publisher,
+                state.clone(),
+                shutdown.clone(),
+            )
+        };
         webhook = Some((config.http.webhook_path.clone(), Arc::new(ingress)));
         stream_state = Some(state);
         tracing::info!(

@@ -1,4 +1,6 @@
-//! The JSON Schemas in `schemas/`, embedded at build time and compiled once.
+//! The JSON Schemas in `schemas/`, embedded at build time and compiled once; and today's result
+//! schema, which a user may replace with their own (`webhook.schema_file`, read by
+//! `app::prepare` and compiled here by [`Schemas::with_result_schema`]).
 //!
 //! The running binary validates with exactly the files consumers read. Error messages are
 //! *masked*: they name the rule that failed and where, never the value (which may be PII).
@@ -22,6 +24,22 @@ pub const RESULT_REQUEST: &str = include_str!("../schemas/result-request.schema.
 /// `schemas/session-state.schema.json`: a value in the session view (`sessions.bucket`).
 pub const SESSION_STATE: &str = include_str!("../schemas/session-state.schema.json");
 
+/// What the bridge itself needs of a VX body whatever the result schema says: an object with a
+/// UUID `request_id` (the event's key) and a `status` that is a short string or null (its
+/// kind). Checked before a user's own result schema ([`Schemas::with_result_schema`]); the
+/// embedded one already requires it.
+const RESULT_CORE: &str = r#"{
+  "type": "object",
+  "required": ["request_id"],
+  "properties": {
+    "request_id": {
+      "type": "string",
+      "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    },
+    "status": { "type": ["string", "null"], "maxLength": 64 }
+  }
+}"#;
+
 /// At most this many violations are reported for one body.
 pub const MAX_VIOLATIONS: usize = 32;
 
@@ -38,6 +56,8 @@ pub struct Violation {
 #[derive(Clone)]
 pub struct Schemas {
     result: Arc<Validator>,
+    /// Set with a user's result schema: [`RESULT_CORE`], checked first.
+    result_core: Option<Arc<Validator>>,
     event: Arc<Validator>,
     status_request: Arc<Validator>,
     result_request: Arc<Validator>,
@@ -86,6 +106,7 @@ impl Schemas {
         };
         Schemas {
             result: Arc::new(result),
+            result_core: None,
             event: Arc::new(event),
             status_request: Arc::new(simple("status-request", STATUS_REQUEST)),
             result_request: Arc::new(simple("result-request", RESULT_REQUEST)),
@@ -93,8 +114,32 @@ impl Schemas {
         }
     }
 
-    /// Validates a VX body; `Err` lists the violations (at most [`MAX_VIOLATIONS`]).
+    /// These schemas with `schema` (a user's own, e.g. from `webhook.schema_file`) as today's
+    /// result schema instead of `schemas/vx-result.schema.json`: for webhook bodies, VX API
+    /// result bodies and `vx-bridge replay`. Its draft is read from its `$schema` (2020-12
+    /// when absent); a `$ref` must be inside it (nothing is fetched). Bodies must also pass the core the bridge needs (a UUID `request_id`, a
+    /// string or null `status`). `Err`: why it does not compile, without its values.
+    pub fn with_result_schema(&self, schema: &Value) -> Result<Schemas, String> {
+        let result = jsonschema::validator_for(schema).map_err(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_owned() } else { at };
+            format!("is not a JSON Schema that compiles: {e} (at {at} in the schema)")
+        })?;
+        let core = jsonschema::draft202012::new(&parse("result core", RESULT_CORE))
+            .unwrap_or_else(|e| panic!("embedded result core does not compile: {e}"));
+        Ok(Schemas {
+            result: Arc::new(result),
+            result_core: Some(Arc::new(core)),
+            ..self.clone()
+        })
+    }
+
+    /// Validates a VX body against today's result schema; `Err` lists the violations (at most
+    /// [`MAX_VIOLATIONS`]).
     pub fn check_result(&self, body: &Value) -> Result<(), Vec<Violation>> {
+        if let Some(core) = &self.result_core {
+            check(core, body)?;
+        }
         check(&self.result, body)
     }
 
@@ -230,6 +275,39 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_users_result_schema_replaces_the_embedded_one_but_not_the_core() {
+        let strict = json!({"type": "object", "required": ["brand_new"]});
+        let s = Schemas::get().with_result_schema(&strict).unwrap();
+        let errs = s.check_result(&seed()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let mut v = seed();
+        v["brand_new"] = json!(1);
+        assert_eq!(s.check_result(&v), Ok(()));
+        // The embedded schema would refuse a numeric `dob`; this one does not.
+        v["dob"] = json!(19700101);
+        assert_eq!(s.check_result(&v), Ok(()));
+        // Whatever the user's schema says, the bridge needs a UUID request_id.
+        let anything = Schemas::get().with_result_schema(&json!(true)).unwrap();
+        let errs = anything
+            .check_result(&json!({"request_id": "x", "status": "PASS"}))
+            .unwrap_err();
+        assert_eq!(errs[0].instance_path, "/request_id");
+        assert!(anything.check_result(&json!({"status": "PASS"})).is_err());
+        assert_eq!(
+            anything.check_result(&json!({"request_id": SEED_ID})),
+            Ok(())
+        );
+        let e = Schemas::get()
+            .with_result_schema(&json!({"type": 12}))
+            .unwrap_err();
+        assert!(e.starts_with("is not a JSON Schema that compiles"), "{e}");
+        // The embedded schemas are untouched.
+        assert_eq!(Schemas::get().check_result(&seed()), Ok(()));
+    }
+
+    const SEED_ID: &str = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
 
     #[test]
     fn violations_are_capped() {

@@ -1,6 +1,7 @@
-//! `[webhook]`: whether the webhook endpoint runs and how webhooks are authenticated
-//! (`[webhook.auth]`, Basic or HMAC); and the deprecated `[ingress]`. The auth keys are checked
-//! with their secrets by `auth`, through `app::prepare`: this module only holds them.
+//! `[webhook]`: whether the webhook endpoint runs, how webhooks are authenticated
+//! (`[webhook.auth]`, Basic or HMAC), and the user's own result schema (`schema_file`); and the
+//! deprecated `[ingress]`. The auth keys are checked with their secrets by `auth`, and the
+//! schema file is read and compiled, through `app::prepare`: this module only holds them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,10 @@ use crate::secret::Secret;
 pub struct WebhookConfig {
     /// Serve the webhook endpoint (health and metrics are always served).
     pub enabled: bool,
+    /// A JSON Schema file that replaces the embedded `schemas/vx-result.schema.json` as
+    /// today's result schema (webhook bodies, VX API result bodies, `vx-bridge replay`). Unset:
+    /// the embedded one. Read once by `app::prepare`.
+    pub schema_file: Option<PathBuf>,
     /// Authentication of incoming webhooks.
     pub auth: AuthConfig,
 }

@@ -45,6 +45,47 @@ pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config
     }
 }
 
+/// A JetStream KV bucket, as the configuration of its stream `KV_<bucket>` (what a bucket is):
+/// `history` values per key, kept for `max_age` (zero: no limit), storage and replicas as given.
+/// Built here rather than with async-nats' `create_key_value`, whose account query fails on
+/// nats-server 2.9. Used for the session view and for `vx-bridge replay`'s markers.
+pub fn kv_bucket_stream(
+    bucket: &str,
+    description: &str,
+    history: i64,
+    max_age: Duration,
+    storage: StorageKind,
+    replicas: usize,
+) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history,
+        max_messages: -1,
+        max_bytes: -1,
+        max_message_size: -1,
+        max_age,
+        // The server's default window (2 min) may not exceed max_age.
+        duplicate_window: if max_age.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            max_age.min(Duration::from_secs(120))
+        },
+        storage: match storage {
+            StorageKind::File => stream::StorageType::File,
+            StorageKind::Memory => stream::StorageType::Memory,
+        },
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
 /// Why the stream is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {

@@ -30,7 +30,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SessionsConfig, StorageKind, StreamConfig};
+use crate::config::{Config, SessionsConfig, StreamConfig};
 use crate::nats::Subjects;
 use crate::telemetry::{LookupWrite, SessionUpdate};
 use rule::{decide, decide_lookup, Decision, EventFields, SessionState, Source};
@@ -74,37 +74,16 @@ pub enum ViewError {
 }
 
 /// The bucket we want, from `[sessions]`, as the configuration of its stream `KV_<bucket>`
-/// (what a JetStream KV bucket is; storage follows the event stream's). Built here rather than
-/// with async-nats' `create_key_value`, whose account query fails on nats-server 2.9.
+/// (storage follows the event stream's).
 pub fn desired_bucket(cfg: &SessionsConfig, stream: &StreamConfig) -> jetstream::stream::Config {
-    use jetstream::stream;
-    stream::Config {
-        name: format!("KV_{}", cfg.bucket),
-        description: Some("latest state of every VX session, projected by vx-bridge".into()),
-        subjects: vec![format!("$KV.{}.>", cfg.bucket)],
-        max_messages_per_subject: cfg.history,
-        max_messages: -1,
-        max_bytes: -1,
-        max_message_size: -1,
-        max_age: cfg.max_age,
-        // The server's default window (2 min) may not exceed max_age.
-        duplicate_window: if cfg.max_age.is_zero() {
-            Duration::from_secs(120)
-        } else {
-            cfg.max_age.min(Duration::from_secs(120))
-        },
-        storage: match stream.storage {
-            StorageKind::File => stream::StorageType::File,
-            StorageKind::Memory => stream::StorageType::Memory,
-        },
-        num_replicas: cfg.replicas_or(stream),
-        allow_rollup: true,
-        deny_delete: true,
-        deny_purge: false,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        ..Default::default()
-    }
+    crate::nats::stream::kv_bucket_stream(
+        &cfg.bucket,
+        "latest state of every VX session, projected by vx-bridge",
+        cfg.history,
+        cfg.max_age,
+        stream.storage,
+        cfg.replicas_or(stream),
+    )
 }
 
 /// Creates or updates the bucket (`sessions.create = true`), or opens it and fails with

@@ -189,6 +189,13 @@ impl UpstreamClient {
         })
     }
 
+    /// This client with today's result schema (`app::result_schemas`) for the result bodies
+    /// it parses, instead of the embedded one.
+    pub fn with_schemas(mut self, schemas: Schemas) -> Self {
+        self.schemas = schemas;
+        self
+    }
+
     /// Whether lookups by email are configured (`upstream.email_lookup_path`).
     pub fn email_lookup_enabled(&self) -> bool {
         self.email_lookup_path.is_some()
