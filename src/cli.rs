@@ -1,6 +1,7 @@
 //! Command-line interface: `serve`, `check-config`, `demo`, the operator lookups `status` and
-//! `result`, which send one request to a running status service over NATS, and `mock-vx`, a
-//! stand-in VX API for local runs.
+//! `result`, which send one request to a running status service over NATS, `sessions` and
+//! `replay`, which work on the stream and buckets directly, and `mock-vx`, a stand-in VX API
+//! for local runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +49,17 @@ pub enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Publish again the bodies kept on `{prefix}.rejected` that pass this configuration's
+    /// checks today (`webhook.schema_file`, strict JSON), as the webhook's events with
+    /// `vx-source: replay` and `vx-replay-of: <seq>`; the rejected copies stay. Prints a plan:
+    /// one line per rejected message (seq, received, reason then, passes now?, action), then a
+    /// summary line. A marker per replayed message (bucket `replay.bucket`) makes a second run
+    /// store nothing. Bodies rejected as `event_too_large` are reported and skipped.
+    ///
+    /// Exit codes: 0 done, nothing selected is left failing; 1 some bodies still fail (or were
+    /// skipped): reported and left in place; 64 bad arguments or configuration; 69 NATS, the
+    /// stream or the bucket unavailable (what was done until then is printed).
+    Replay(ReplayArgs),
     /// Run a mock of the VX API's session lookup, for local runs of the status service: point
     /// `upstream.base_url` at it and set `upstream.token` to TOKEN. Unknown ids answer INIT,
     /// then IN PROGRESS, then COMPLETED; `PUT /mock/sessions/{id}` with
@@ -82,6 +94,29 @@ pub enum SessionsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `vx-bridge replay [--since T] [--until T] [--seq A..B] [--reason json|schema] [--dry-run] [--json]`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Only messages stored at or after T: RFC 3339 (2026-12-01T10:00:00Z) or an age (2h, 7days).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only messages stored at or before T (as --since).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Only these stream sequences: A..B (inclusive), A.., ..B or N.
+    #[arg(long, value_name = "A..B")]
+    pub seq: Option<String>,
+    /// Only bodies rejected for this reason: json (invalid_json) or schema (schema_violation).
+    #[arg(long, value_name = "json|schema")]
+    pub reason: Option<String>,
+    /// Print the plan only: publish nothing, write no marker.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object per line: `"type": "message"` per rejected message, then `"type": "summary"`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `vx-bridge result --request-id … | --email …`

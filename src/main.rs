@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use vx_bridge::cli::{Cli, Command, SessionsCommand};
+use vx_bridge::cli::{Cli, Command, ReplayArgs, SessionsCommand};
 use vx_bridge::config::{Config, EXIT_CONFIG};
 
 /// mimalloc rather than the system allocator: parsing a webhook into a `serde_json::Value`
@@ -61,6 +61,7 @@ fn main() -> ExitCode {
             lookup(config, Lookup::Status, payload, timeout)
         }
         Command::Sessions { command } => sessions(config!(Config::load_for_requests), command),
+        Command::Replay(args) => replay(config!(Config::load_for_requests), args),
         Command::Result(args) => {
             let config = config!(Config::load_for_requests);
             if let Some(Err(code)) = args.request_id.as_deref().map(check_request_id) {
@@ -175,18 +176,12 @@ fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
             return code;
         }
     }
-    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    runtime.block_on(async move {
-        let client = match connect_cli(&config, Duration::from_secs(10)).await {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let code = match command {
+    with_nats(
+        &config,
+        Duration::from_secs(10),
+        async |client| match command {
             SessionsCommand::Get { request_id } => {
-                match admin::get(&client, &config, &request_id).await {
+                match admin::get(client, &config, &request_id).await {
                     Ok(Some(value)) => {
                         println!("{value}");
                         ExitCode::SUCCESS
@@ -205,7 +200,7 @@ fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
                 }
             }
             SessionsCommand::Rebuild { into, json } => {
-                match admin::rebuild(&client, &config, into.as_deref()).await {
+                match admin::rebuild(client, &config, into.as_deref()).await {
                     Ok(report) if json => {
                         println!("{}", serde_json::to_string(&report).unwrap_or_default());
                         ExitCode::SUCCESS
@@ -223,8 +218,85 @@ fn sessions(config: Config, command: SessionsCommand) -> ExitCode {
                     }
                 }
             }
+        },
+    )
+}
+
+/// Runs `work` with a NATS client (connected within `timeout`, else exit 69) on a
+/// current-thread runtime, then drains the client.
+fn with_nats(
+    config: &Config,
+    timeout: Duration,
+    work: impl AsyncFnOnce(&async_nats::Client) -> ExitCode,
+) -> ExitCode {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async move {
+        let client = match connect_cli(config, timeout).await {
+            Ok(c) => c,
+            Err(code) => return code,
         };
+        let code = work(&client).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+        code
+    })
+}
+
+/// `vx-bridge replay`: checks the arguments and `webhook.schema_file` (exit 64), then replays
+/// through [`vx_bridge::replay::replay`], printing as it goes.
+fn replay(config: Config, args: ReplayArgs) -> ExitCode {
+    use vx_bridge::replay::{output::Printer, select::Selection, Options};
+    if let Err(e) = config.replay.validate() {
+        return bad_config(e);
+    }
+    let schemas = match vx_bridge::app::result_schemas(&config) {
+        Ok(s) => s,
+        Err(e) => return bad_config(e),
+    };
+    let selection = match Selection::parse(
+        args.seq.as_deref(),
+        args.since.as_deref(),
+        args.until.as_deref(),
+        args.reason.as_deref(),
+        std::time::SystemTime::now(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("invalid argument: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let options = Options {
+        selection,
+        dry_run: args.dry_run,
+    };
+    with_nats(&config, Duration::from_secs(10), async |client| {
+        let mut printer = Printer::new(std::io::stdout().lock(), args.json);
+        let mut print_error = None;
+        let result = vx_bridge::replay::replay(client, &config, &schemas, &options, &mut |row| {
+            if let Err(e) = printer.row(row) {
+                print_error.get_or_insert(e);
+            }
+        })
+        .await;
+        let code = match result {
+            Ok(summary) => match printer.summary(&summary) {
+                Ok(()) => ExitCode::from(summary.exit_code()),
+                Err(e) => {
+                    eprintln!("cannot write the report: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("replay stopped: {e}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        };
+        if let Some(e) = print_error {
+            eprintln!("cannot write the report: {e}");
+        }
         code
     })
 }

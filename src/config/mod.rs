@@ -1,7 +1,7 @@
 //! Configuration: documented defaults → optional TOML file → `VXB_SECTION__KEY` environment,
 //! then one validation pass that names the bad key.
 //!
-//! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `log`),
+//! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `replay`, `log`),
 //! each with its own `validate()`; `render` prints the effective configuration. The defaults
 //! are the documented example, `config/vx-bridge.example.toml`, embedded ([`DEFAULTS_TOML`]): a
 //! key added here must be added there (parsing fails without a required key; a test checks that
@@ -24,6 +24,7 @@ mod http;
 mod log;
 mod nats;
 mod render;
+mod replay;
 mod sessions;
 mod status;
 mod upstream;
@@ -32,6 +33,7 @@ mod webhook;
 pub use http::HttpConfig;
 pub use log::{LogConfig, LogFormat};
 pub use nats::{NatsConfig, NatsTlsConfig, StorageKind, StreamConfig};
+pub use replay::ReplayConfig;
 pub use sessions::SessionsConfig;
 pub use status::StatusConfig;
 pub use upstream::{OAuthConfig, UpstreamConfig};
@@ -105,6 +107,7 @@ defaults_from_embedded! {
     UpstreamConfig => upstream;
     OAuthConfig => upstream.oauth;
     SessionsConfig => sessions;
+    ReplayConfig => replay;
     LogConfig => log;
 }
 
@@ -128,6 +131,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// The session view: the latest state of every session, in a JetStream KV bucket.
     pub sessions: SessionsConfig,
+    /// `vx-bridge replay`: its markers' bucket.
+    pub replay: ReplayConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -225,6 +230,7 @@ impl Config {
         if self.sessions.enabled {
             self.sessions.validate()?;
         }
+        self.replay.validate()?;
         Ok(())
     }
 
