@@ -5,7 +5,8 @@ binary accepts.
 For each Deployment in a rendered manifest file, this rebuilds the container's view of its
 files under a temporary root: the ConfigMap key and every secret file it mounts, with the
 content of the rendered Secret (or, for an `existingSecret` the chart does not render, a
-placeholder: the binary checks those files exist and are non-empty, not what they hold).
+placeholder: the binary checks those files exist and are non-empty, not what they hold), and
+the result schema (from a rendered ConfigMap, or for an `existingConfigMap` an accept-all `{}`).
 Absolute mount paths in the TOML and in VXB_* env values are rewritten to that root, and
 `vx-bridge check-config --config ROOT/<path from args>` runs with only the container's
 plain VXB_* variables. Secret contents are written to the temp dir only, never printed.
@@ -23,6 +24,8 @@ import tempfile
 import yaml
 
 PLACEHOLDER = "placeholder-for-existing-secret\n"
+# For a result schema from an existingConfigMap (volume `schema`): a JSON Schema that compiles.
+SCHEMA_PLACEHOLDER = "{}\n"
 
 
 def secret_data(secret):
@@ -53,15 +56,20 @@ def volume_files(vol, configmaps, secrets, notes):
     for kind, ref in sources:
         table = configmaps if kind == "configMap" else secrets
         data = table.get(ref["name"])
+        placeholder = PLACEHOLDER
         if data is None:
-            if kind == "configMap":
+            if kind == "configMap" and vol["name"] != "schema":
                 raise SystemExit(f"configMap {ref['name']} is not rendered")
-            notes.add(f"existingSecret {ref['name']}: placeholder content")
+            if kind == "configMap":
+                placeholder = SCHEMA_PLACEHOLDER
+                notes.add(f"existingConfigMap {ref['name']}: placeholder schema")
+            else:
+                notes.add(f"existingSecret {ref['name']}: placeholder content")
         items = ref.get("items") or [{"key": k, "path": k} for k in (data or {})]
         for it in items:
             if data is not None and it["key"] not in data:
                 raise SystemExit(f"{kind} {ref['name']} has no key {it['key']}")
-            yield it["path"], (data[it["key"]] if data is not None else PLACEHOLDER)
+            yield it["path"], (data[it["key"]] if data is not None else placeholder)
 
 
 def check_deployment(binary, dep, configmaps, secrets):

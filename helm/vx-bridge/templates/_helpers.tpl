@@ -187,6 +187,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The user's result schema (resultSchema): the ConfigMap that holds it, or "" for none. */}}
+{{- define "vx-bridge.schemaDir" -}}/etc/vx-bridge/schema{{- end }}
+
+{{- define "vx-bridge.resultSchemaConfigMap" -}}
+{{- $r := .Values.resultSchema }}
+{{- if and $r.inline $r.existingConfigMap }}
+{{- fail "vx-bridge: set resultSchema.inline or resultSchema.existingConfigMap, not both" }}
+{{- end }}
+{{- if $r.inline }}
+{{- if hasKey ($r.inline | fromJson) "Error" }}
+{{- fail "vx-bridge: resultSchema.inline is not JSON" }}
+{{- end }}
+{{- printf "%s-schema" (include "vx-bridge.fullname" .) }}
+{{- else }}
+{{- $r.existingConfigMap }}
+{{- end }}
+{{- end }}
+
 {{/* Config ----------------------------------------------------------------------------- */}}
 
 {{/* The effective config of a component, as a dict: values' config plus what the chart owns. */}}
@@ -197,6 +215,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not (hasKey $cfg "webhook") }}{{ $_ := set $cfg "webhook" dict }}{{ end }}
 {{- $_ := set $cfg.webhook "enabled" $c.ingress }}
 {{- $_ := set $cfg.status "enabled" $c.status }}
+{{- if include "vx-bridge.resultSchemaConfigMap" $root }}
+{{- $_ := set $cfg.webhook "schema_file" (printf "%s/%s" (include "vx-bridge.schemaDir" $root) $root.Values.resultSchema.key) }}
+{{- end }}
 {{- range $f := include "vx-bridge.componentSecretFiles" (list $root $c) | fromYamlArray }}
 {{- $path := splitList "." $f.configKey }}
 {{- $table := $cfg }}
