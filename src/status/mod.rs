@@ -142,7 +142,9 @@ impl StatusHandle {
     }
 }
 
-/// Starts the service with an upstream client built from `config` (the system clock).
+/// Starts the service with an upstream client built from `config` (the system clock) and the
+/// embedded result schema; `app` builds the client itself, with `webhook.schema_file`'s, and
+/// calls [`start_with_upstream`].
 /// The endpoints answer until [`StatusHandle::stop`]; `app::run` calls it after the HTTP
 /// server has finished, before draining NATS.
 pub async fn start(
