@@ -32,8 +32,11 @@ for i in $(seq 1 "$ROUNDS"); do
   [[ -n "$leader" && -n "${NP[$leader]:-}" ]] || leader=n1
   KILLED+=("$leader")
   log "round $i: SIGKILL $leader (stream leader)"
-  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   nats_kill "$leader"
+  # Marked once the process is dead: a delivery sent between a mark and the kill is answered
+  # 202 by the dying leader, which read as a recovery at 0 ms (and, with an election longer
+  # than outage_wait, as a ride-through violation).
+  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   sleep "$DOWN"
   start_node "$leader"
   echo "up$i $(now_ms)" >>"$VX_WORK/marks"

@@ -19,8 +19,9 @@ log "load ${RATE}/s for ${DURATION}s, $KILLS SIGKILL+restart of nats-server (up 
 load_start "$BP" "$RATE" "$DURATION" restart
 sleep "$UP"
 for i in $(seq 1 "$KILLS"); do
-  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   nats_kill n1
+  # Marked once the process is dead (see cluster.sh).
+  echo "kill$i $(now_ms)" >>"$VX_WORK/marks"
   sleep "$DOWN"
   nats_start n1 "$NP"
   echo "up$i $(now_ms)" >>"$VX_WORK/marks"
