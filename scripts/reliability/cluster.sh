@@ -56,6 +56,8 @@ result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate 
   --arg ow "$REL_OUTAGE_WAIT" \
   '{suite:"cluster", mode:$mode, outage_wait:$ow, rate:$rate, replicas:3, killed:$killed, answers, codes,
     accepted_deliveries, stream_messages, missing_after_202, wrong_event_id, non_retryable_answers,
+    leader, replica_missing_after_202,
+    copies:(.copies | map({node, is_leader, messages, missing_after_202, only_in_this_copy})),
     first_202_after_kill_ms:$rec, p99_ms:$l[0].p99_ms, overall,
     elections:(.windows | map({first_202_after_ms, answers, answers_503, p99_answer_ms, max_answer_ms})),
     ride_through_violations, loadavg:$load, ok}' <<<"$V")"

@@ -6,8 +6,9 @@
 //!   optionally at a fixed total rate; reports req/s, latency percentiles and answers by code.
 //!   `--record` writes one CSV line per answer so a suite can check that every 202 is stored.
 //! - `verify` reads such records back against the stream (every 202 stored, under its event id,
-//!   once; every other answer retryable; time to recover after marked events) and `leader` prints
-//!   a stream's cluster leader, for the reliability suites in `scripts/reliability/`.
+//!   once; every other answer retryable; time to recover after marked events), on the leader's
+//!   copy and on every replica's (`copies`), and `leader` prints a stream's cluster leader, for
+//!   the reliability suites in `scripts/reliability/`.
 //! - `status`: drives `{prefix}.status.get` (or any subject) over NATS request-reply; `--burst`
 //!   sends N identical lookups at once.
 //! - `jspub`: the raw JetStream baseline: the same event messages the bridge would publish, each
@@ -23,6 +24,7 @@
 
 mod baseline;
 mod client;
+mod copies;
 mod jspub;
 mod mock_vx;
 mod send;

@@ -1,9 +1,13 @@
 //! `verify` reads `webhook --record` files back against the stream (every 202 stored, under its
 //! event id, once; every other answer retryable; time to recover after marked events) and
 //! `leader` prints a stream's cluster leader, for the suites in `scripts/reliability/`.
+//!
+//! The stream is its leader's copy, read once every replica is current; each replica's copy is
+//! checked against the 202s too and reported apart (`copies`, `replica_missing_after_202`), so a
+//! loss on the leader and a replica that diverged are told apart ([`crate::copies`]).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct VerifyArgs {
@@ -98,65 +102,14 @@ async fn connect_js(urls: &str) -> anyhow::Result<async_nats::jetstream::Context
     Ok(async_nats::jetstream::new(client))
 }
 
-/// Every `Nats-Msg-Id` stored in the stream, with its `ce-id` and how often it is stored.
-async fn stored_ids(
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-    wait: Duration,
-) -> anyhow::Result<(BTreeMap<String, (String, u64)>, u64)> {
-    use futures::StreamExt as _;
-    let deadline = Instant::now() + wait;
-    let mut s = loop {
-        match js.get_stream(stream).await {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("verify: stream not readable yet: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let total = s.info().await?.state.messages;
-    let consumer = s
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            headers_only: true,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
-    let mut ids: BTreeMap<String, (String, u64)> = BTreeMap::new();
-    let mut seen = 0u64;
-    while seen < total {
-        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
-        let Ok(Some(msg)) = tokio::time::timeout(left, messages.next()).await else {
-            anyhow::bail!("read {seen} of {total} messages before the deadline");
-        };
-        let msg = msg?;
-        seen += 1;
-        let h = |k: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(k))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
-        };
-        // The bridge binds the delivery id to the body (`{id}:sha256:{hash}`); the records
-        // know the delivery id.
-        let msg_id = h("Nats-Msg-Id");
-        let delivery = msg_id
-            .split_once(":sha256:")
-            .map_or(msg_id.as_str(), |(d, _)| d)
-            .to_owned();
-        let e = ids.entry(delivery).or_insert((h("ce-id"), 0));
-        e.1 += 1;
-    }
-    Ok((ids, total))
-}
-
 pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let answers = read_records(&a.records)?;
     let js = connect_js(&a.nats).await?;
-    let (stored, total) = stored_ids(&js, &a.stream, Duration::from_secs(a.wait)).await?;
+    let read = crate::copies::read(&js, &a.stream, Duration::from_secs(a.wait)).await?;
+    let total = read.messages;
+    // The leader's copy is the stream: what acknowledged writes promise. The other copies are
+    // checked against the answers too, and reported apart (`copies`).
+    let stored = read.leader_copy().ids();
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
     let mut accepted: BTreeMap<&str, (&str, u64)> = BTreeMap::new(); // msg_id -> (event_id, non-duplicate 202s)
     let mut delivered: BTreeMap<&str, u64> = BTreeMap::new();
@@ -184,7 +137,7 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         .filter(|(id, (ev, _))| stored.get(**id).is_some_and(|(ce, _)| ce != ev))
         .map(|(id, _)| *id)
         .collect();
-    let stored_twice: Vec<&String> = stored
+    let stored_twice: Vec<&&str> = stored
         .iter()
         .filter(|(_, (_, n))| *n > 1)
         .map(|(k, _)| k)
@@ -199,12 +152,20 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         .filter(|(_, n)| **n == 0)
         .map(|(id, _)| *id)
         .collect();
+    let replicas = replica_report(&read, &accepted);
+    // Accepted deliveries that a replica (not the leader) lacks: a consumer the server places
+    // on that replica never delivers them, so they fail the check too, reported apart.
+    let replica_missing: u64 = replicas
+        .iter()
+        .filter(|r| r["is_leader"] == false)
+        .filter_map(|r| r["missing_after_202"].as_u64())
+        .sum();
     // No-answer deliveries that were nevertheless stored (the sender would retry: a duplicate).
     let unanswered_but_stored = answers
         .iter()
         .filter(|x| {
             x.code != "202"
-                && stored.contains_key(&x.msg_id)
+                && stored.contains_key(x.msg_id.as_str())
                 && !accepted.contains_key(x.msg_id.as_str())
         })
         .count();
@@ -280,6 +241,7 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     }
     let mut ok = ride_through_violations == 0
         && missing.is_empty()
+        && replica_missing == 0
         && wrong_event_id.is_empty()
         && stored_twice.is_empty()
         && first_twice.is_empty()
@@ -297,6 +259,9 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         "stream_messages": total,
         "missing_after_202": missing.len(),
         "missing_examples": missing.iter().take(10).collect::<Vec<_>>(),
+        "leader": read.leader,
+        "replica_missing_after_202": replica_missing,
+        "copies": replicas,
         "wrong_event_id": wrong_event_id.len(),
         "stored_more_than_once": stored_twice.len(),
         "first_202_more_than_once": first_twice.len(),
@@ -315,6 +280,53 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         anyhow::bail!("verification failed");
     }
     Ok(())
+}
+
+/// Each node's copy against the answers: accepted deliveries it lacks (with the sequence the
+/// leader stores each at, and what this copy holds there) and messages only it holds.
+fn replica_report(
+    read: &crate::copies::Copies,
+    accepted: &BTreeMap<&str, (&str, u64)>,
+) -> Vec<serde_json::Value> {
+    let leader = read.leader_copy();
+    let leader_ids = leader.ids();
+    read.copies
+        .iter()
+        .map(|c| {
+            let ids = c.ids();
+            let missing: Vec<&str> = accepted
+                .keys()
+                .filter(|id| !ids.contains_key(**id))
+                .copied()
+                .collect();
+            let examples: Vec<serde_json::Value> = missing
+                .iter()
+                .take(10)
+                .map(|id| {
+                    let at = leader.seq_of(id);
+                    serde_json::json!({
+                        "id": id,
+                        "leader_seq": at,
+                        "here_at_that_seq": at.and_then(|q| c.by_seq.get(&q)).map(|s| &s.delivery),
+                    })
+                })
+                .collect();
+            let only_here = ids
+                .keys()
+                .filter(|id| !leader_ids.contains_key(**id))
+                .count();
+            serde_json::json!({
+                "node": c.node,
+                "is_leader": std::ptr::eq(c, leader),
+                "messages": c.by_seq.len(),
+                "first_seq": c.by_seq.keys().next(),
+                "last_seq": c.by_seq.keys().next_back(),
+                "missing_after_202": missing.len(),
+                "missing_examples": examples,
+                "only_in_this_copy": only_here,
+            })
+        })
+        .collect()
 }
 
 pub(crate) async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
