@@ -171,6 +171,23 @@ load_start() {
   VX_PIDS+=("$LOAD")
 }
 
+# verify_failed JSON: prints `vx-load verify`'s output and dies saying which checks failed (the
+# output is empty when verify could not read the stream; its reason is on stderr above).
+verify_failed() {
+  local why
+  why=$(jq -r --arg ow "$REL_OUTAGE_WAIT" '[
+      (select(.missing_after_202 > 0) | "\(.missing_after_202) accepted missing on the stream leader \(.leader // "")"),
+      (select((.replica_missing_after_202 // 0) > 0) | "\(.replica_missing_after_202) accepted missing on replica(s) \([.copies[] | select(.is_leader | not) | select(.missing_after_202 > 0) | .node] | join(", "))"),
+      (select(.wrong_event_id > 0) | "\(.wrong_event_id) stored under another event id"),
+      (select(.stored_more_than_once > 0) | "\(.stored_more_than_once) stored more than once"),
+      (select(.first_202_more_than_once > 0) | "\(.first_202_more_than_once) answered non-duplicate 202 twice"),
+      (select(.non_retryable_answers > 0) | "\(.non_retryable_answers) non-retryable answers"),
+      (select(.ride_through_violations > 0) | "\(.ride_through_violations) outage(s) that ended within outage_wait=\($ow) had a 503")
+    ] | join("; ")' <<<"$1" 2>/dev/null) || why=""
+  printf '%s\n' "$1"
+  die "verification failed: ${why:-see above}"
+}
+
 # result JSON: appends one figure line to the suite's results file, with the server version.
 result() {
   local line

@@ -49,7 +49,7 @@ outage_windows >"$VX_WORK/windows"
 # shellcheck disable=SC2046
 V=$("$REL_BIN/vx-load" verify --nats "$URLS" --stream "$STREAM" --record "$VX_WORK/answers.csv" \
   --marks <(grep '^kill' "$VX_WORK/marks") --windows "$VX_WORK/windows" $(ride_through_args)) \
-  || { echo "$V"; die "verification failed (ride-through: no 503 in an election shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
+  || verify_failed "$V"
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" \
   --arg killed "${KILLED[*]}" --argjson rec "$REC" --slurpfile l "$VX_WORK/load.json" \

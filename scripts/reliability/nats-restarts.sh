@@ -35,7 +35,7 @@ outage_windows "$(( UP * 1000 < 3000 ? UP * 1000 : 3000 ))" >"$VX_WORK/windows"
 # shellcheck disable=SC2046
 V=$("$REL_BIN/vx-load" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" \
   --record "$VX_WORK/answers.csv" --marks <(grep '^up' "$VX_WORK/marks") \
-  --windows "$VX_WORK/windows" $(ride_through_args)) || { echo "$V"; die "verification failed (ride-through: no 503 in an outage shorter than outage_wait=$REL_OUTAGE_WAIT)"; }
+  --windows "$VX_WORK/windows" $(ride_through_args)) || verify_failed "$V"
 REC=$(jq -c '[.recoveries[].first_202_after_ms]' <<<"$V")
 result "$(jq -c --arg mode "$REL_MODE" --arg load "$(load_note)" --argjson rate "$RATE" --argjson kills "$KILLS" \
   --argjson rec "$REC" --slurpfile l "$VX_WORK/load.json" --arg ow "$REL_OUTAGE_WAIT" \
