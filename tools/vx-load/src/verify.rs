@@ -341,3 +341,56 @@ pub(crate) async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
     println!("{name}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copies::{Copies, NodeCopy, Stored};
+
+    fn copy(node: &str, ids: &[&str]) -> NodeCopy {
+        NodeCopy {
+            node: node.into(),
+            by_seq: ids
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let stored = Stored {
+                        delivery: (*d).into(),
+                        ce_id: format!("ev-{d}"),
+                    };
+                    (i as u64 + 1, stored)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_replica_that_diverged_is_told_apart_from_the_leader() {
+        // n3 holds d3 where the leader holds d2 (and d3 once more): it lacks d2.
+        let read = Copies {
+            leader: "n1".into(),
+            messages: 3,
+            copies: vec![
+                copy("n1", &["d1", "d2", "d3"]),
+                copy("n2", &["d1", "d2", "d3"]),
+                copy("n3", &["d1", "d3", "d3"]),
+            ],
+        };
+        let accepted: BTreeMap<&str, (&str, u64)> = [("d1", ("ev-d1", 1)), ("d2", ("ev-d2", 1))]
+            .into_iter()
+            .collect();
+        let r = replica_report(&read, &accepted);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0]["node"], "n1");
+        assert_eq!(r[0]["is_leader"], true);
+        assert_eq!(r[0]["missing_after_202"], 0);
+        assert_eq!(r[1]["missing_after_202"], 0);
+        assert_eq!(r[2]["is_leader"], false);
+        assert_eq!(r[2]["missing_after_202"], 1);
+        assert_eq!(r[2]["missing_examples"][0]["id"], "d2");
+        assert_eq!(r[2]["missing_examples"][0]["leader_seq"], 2);
+        assert_eq!(r[2]["missing_examples"][0]["here_at_that_seq"], "d3");
+        assert_eq!(r[2]["only_in_this_copy"], 0);
+        assert_eq!(r[2]["messages"], 3);
+    }
+}
