@@ -170,7 +170,11 @@ pub async fn run_prepared(
                 config.http.webhook_path
             );
         }
-        let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
+        let publisher = Publisher::new(
+            client.clone(),
+            config.nats.publish_timeout,
+            &config.nats.stream.name,
+        );
         let state = Arc::new(StreamState::default());
         let max_body_bytes = config.http.max_body_bytes;
         let mut warned_limit = None;
@@ -435,7 +439,11 @@ mod tests {
             .expect("auth config")
             .verifier
             .expect("webhook enabled");
-        let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
+        let publisher = Publisher::new(
+            client.clone(),
+            config.nats.publish_timeout,
+            &config.nats.stream.name,
+        );
         let ingress = Ingress::new(
             config,
             verifier,

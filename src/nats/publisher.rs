@@ -152,13 +152,15 @@ pub struct Publisher {
     client: async_nats::Client,
     js: jetstream::Context,
     timeout: Duration,
+    /// `nats.stream.name`: a PubAck must come from it.
+    stream: Arc<str>,
     /// PubAck durations by result, registered once.
     metrics: Arc<PublishMetrics>,
 }
 
 impl Publisher {
-    /// A publisher over `client` whose PubAck wait is bounded by `timeout`.
-    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
+    /// A publisher over `client` into `stream` whose PubAck wait is bounded by `timeout`.
+    pub fn new(client: async_nats::Client, timeout: Duration, stream: &str) -> Self {
         let js = jetstream::ContextBuilder::new()
             .timeout(timeout)
             .ack_timeout(timeout)
@@ -167,6 +169,7 @@ impl Publisher {
             client,
             js,
             timeout,
+            stream: stream.into(),
             metrics: Arc::new(PublishMetrics::new()),
         }
     }
@@ -214,11 +217,7 @@ impl Publisher {
         let result = match tokio::time::timeout(self.timeout, work).await {
             Err(_) => Err(PublishError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(ack)) => Ok(Stored {
-                stream: ack.stream,
-                seq: ack.sequence,
-                duplicate: ack.duplicate,
-            }),
+            Ok(Ok(ack)) => stored_in(&self.stream, ack),
         };
         let label = result
             .as_ref()
@@ -226,6 +225,23 @@ impl Publisher {
         self.metrics.record(label, started.elapsed());
         result
     }
+}
+
+/// A PubAck as [`Stored`], if it names the stream the bridge publishes into with a sequence.
+/// Another stream's PubAck (one that captures the subject while ours does not) is not a 202:
+/// the event is not where consumers read it.
+fn stored_in(stream: &str, ack: jetstream::publish::PublishAck) -> Result<Stored, PublishError> {
+    if ack.stream != stream || ack.sequence == 0 {
+        return Err(PublishError::Other(format!(
+            "PubAck names stream {:?} sequence {}, not a message in stream {stream:?}",
+            ack.stream, ack.sequence
+        )));
+    }
+    Ok(Stored {
+        stream: ack.stream,
+        seq: ack.sequence,
+        duplicate: ack.duplicate,
+    })
 }
 
 fn map_publish_error(e: jetstream::context::PublishError, size: usize, max: usize) -> PublishError {
@@ -282,6 +298,26 @@ mod tests {
         assert!(!js_unavailable(503, jetstream::ErrorCode(10076)));
         assert!(!js_unavailable(500, jetstream::ErrorCode(10008)));
         assert!(!js_unavailable(400, jetstream::ErrorCode(10060)));
+    }
+
+    #[test]
+    fn only_a_puback_of_our_stream_with_a_sequence_is_stored() {
+        let ack = |stream: &str, seq: u64| jetstream::publish::PublishAck {
+            stream: stream.into(),
+            sequence: seq,
+            duplicate: seq == 7,
+            ..Default::default()
+        };
+        let stored = stored_in("VX", ack("VX", 7)).unwrap();
+        assert_eq!(
+            (stored.stream.as_str(), stored.seq, stored.duplicate),
+            ("VX", 7, true)
+        );
+        for (stream, seq) in [("OTHER", 7), ("VX", 0), ("", 3)] {
+            let e = stored_in("VX", ack(stream, seq)).unwrap_err();
+            assert!(matches!(e, PublishError::Other(_)), "{e}");
+            assert!(!e.is_retryable(), "{e}");
+        }
     }
 
     #[test]

@@ -81,7 +81,11 @@ pub async fn replay(
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let publisher = Publisher::new(client.clone(), config.nats.publish_timeout);
+    let publisher = Publisher::new(
+        client.clone(),
+        config.nats.publish_timeout,
+        &config.nats.stream.name,
+    );
     let js = publisher.jetstream().clone();
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let rejected = subjects.rejected();
