@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 mod http;
 mod log;
 mod nats;
+mod reconcile;
 mod render;
 mod replay;
 mod sessions;
@@ -34,6 +35,7 @@ pub use http::HttpConfig;
 pub use log::{LogConfig, LogFormat};
 pub use nats::{NatsConfig, NatsTlsConfig, StorageKind, StreamConfig};
 pub use replay::ReplayConfig;
+pub use reconcile::ReconcileConfig;
 pub use sessions::SessionsConfig;
 pub use status::StatusConfig;
 pub use upstream::{OAuthConfig, UpstreamConfig};
@@ -108,6 +110,7 @@ defaults_from_embedded! {
     OAuthConfig => upstream.oauth;
     SessionsConfig => sessions;
     ReplayConfig => replay;
+    ReconcileConfig => reconcile;
     LogConfig => log;
 }
 
@@ -133,6 +136,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// `vx-bridge replay`: its markers' bucket.
     pub replay: ReplayConfig,
+    /// The reconciler: watched sessions polled against the VX API.
+    pub reconcile: ReconcileConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -231,7 +236,29 @@ impl Config {
             self.sessions.validate()?;
         }
         self.replay.validate()?;
+        if self.reconcile.enabled == Some(true) {
+            reject_if(
+                !self.status.enabled || !self.sessions.enabled,
+                "reconcile.enabled",
+                "needs status.enabled (with the VX credentials of [upstream]) and sessions.enabled",
+            )?;
+        }
+        if self.reconcile_enabled() {
+            self.reconcile
+                .validate(&self.nats.stream, &self.sessions.bucket)?;
+        }
         Ok(())
+    }
+
+    /// Whether the reconciler runs (and `{prefix}.watch` is served): `reconcile.enabled`, and
+    /// when unset, whether the status service (which has the VX credentials) and the session
+    /// view are on.
+    pub fn reconcile_enabled(&self) -> bool {
+        self.reconcile
+            .enabled
+            .unwrap_or(self.status.enabled && self.sessions.enabled)
+            && self.status.enabled
+            && self.sessions.enabled
     }
 
     /// Checks `[nats]` (connection, subjects, stream).
