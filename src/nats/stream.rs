@@ -307,6 +307,7 @@ mod tests {
             "verification.pending".into(),
             "verification.unrecognized".into(),
             "verification.rejected".into(),
+            "verification.expired".into(),
         ];
         assert!(check_subjects("X", &ok, &s).is_ok());
     }

@@ -49,16 +49,43 @@ impl Subjects {
         format!("{}.result.get", self.prefix)
     }
 
+    /// Request-reply: register a session with the reconciler.
+    pub fn watch(&self) -> String {
+        format!("{}.watch", self.prefix)
+    }
+
+    /// Where the reconciler tells that it gave a watched session up (an event stream subject).
+    pub fn expired(&self) -> String {
+        format!("{}.expired", self.prefix)
+    }
+
+    /// The work-queue subject of one watched session: `{prefix}.reconcile.<request_id>`, the
+    /// id lower-cased. `request_id` must be a validated UUID (no `.`, `*` or `>`).
+    pub fn reconcile(&self, request_id: &str) -> String {
+        format!(
+            "{}.reconcile.{}",
+            self.prefix,
+            request_id.to_ascii_lowercase()
+        )
+    }
+
+    /// The work-queue stream's subjects, `{prefix}.reconcile.*` (the event stream's are
+    /// explicit and never overlap them).
+    pub fn reconcile_all(&self) -> String {
+        format!("{}.reconcile.*", self.prefix)
+    }
+
     /// The subjects the stream must capture, listed explicitly.
     pub fn stream_subjects(&self) -> Vec<String> {
         let mut s: Vec<String> = EventKind::ALL.iter().map(|k| self.event(*k)).collect();
         s.push(self.rejected());
+        s.push(self.expired());
         s
     }
 
     /// The request-reply subjects, which the stream must never capture.
     pub fn request_subjects(&self) -> Vec<String> {
-        vec![self.status_get(), self.result_get()]
+        vec![self.status_get(), self.result_get(), self.watch()]
     }
 }
 
@@ -125,11 +152,23 @@ mod tests {
                 "acme.kyc.completed.fail",
                 "acme.kyc.pending",
                 "acme.kyc.unrecognized",
-                "acme.kyc.rejected"
+                "acme.kyc.rejected",
+                "acme.kyc.expired"
             ]
         );
         for r in s.request_subjects() {
             assert!(!s.stream_subjects().contains(&r));
+        }
+        // The work queue's subjects never meet the event stream's.
+        let work = s.reconcile("4ED2EC66-9471-415D-99CE-7BD1742FC2B8");
+        assert_eq!(
+            work,
+            "acme.kyc.reconcile.4ed2ec66-9471-415d-99ce-7bd1742fc2b8"
+        );
+        assert!(subject_matches(&s.reconcile_all(), &work));
+        for e in s.stream_subjects().iter().chain(&s.request_subjects()) {
+            assert!(!subject_matches(&s.reconcile_all(), e), "{e}");
+            assert!(!subject_matches(e, &work), "{e}");
         }
     }
 
