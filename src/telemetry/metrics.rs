@@ -111,14 +111,33 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
         "vx_bridge_sessions_ready",
         "1 the session bucket and its consumer are in place, 0 not",
     ),
+    (
+        "vx_bridge_reconcile_watched",
+        "watched sessions: messages in the reconciler's work-queue stream, sampled every 2 s",
+    ),
+    (
+        "vx_bridge_reconcile_checks_total",
+        "reconciler checks of watched sessions, by outcome",
+    ),
+    (
+        "vx_bridge_reconcile_events_published_total",
+        "events the reconciler newly stored (poll results and expiries), by kind; webhooks' are in vx_bridge_events_total",
+    ),
+    (
+        "vx_bridge_reconcile_oldest_watch_age_seconds",
+        "age since registration of the oldest watched session this replica saw delivered within the last two schedule rounds (a round: the longest schedule delay); a session finished in that time may still count",
+    ),
 ];
+
+/// Gauges whose name ends in `_seconds` (the others with that suffix are histograms).
+const SECONDS_GAUGES: &[&str] = &["vx_bridge_reconcile_oldest_watch_age_seconds"];
 
 /// Registers [`METRIC_HELP`] with the installed recorder (the type comes from the name).
 fn describe_metrics() {
     for (name, help) in METRIC_HELP {
         if name.ends_with("_total") {
             metrics::describe_counter!(*name, *help);
-        } else if name.ends_with("_seconds") {
+        } else if name.ends_with("_seconds") && !SECONDS_GAUGES.contains(name) {
             metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
         } else {
             metrics::describe_gauge!(*name, *help);
@@ -293,6 +312,130 @@ impl LookupWrite {
                 .increment(0);
         }
     }
+}
+
+/// How one reconciler check of a watched session ended (`vx_bridge_reconcile_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileCheck {
+    /// Not due yet: put back with a delay (no VX call).
+    NotDue,
+    /// VX says the journey is not complete: the next step is scheduled.
+    Pending,
+    /// VX served the completed result: its event was published; the watch ends.
+    Completed,
+    /// VX says COMPLETED without the result body: checked again on the next step.
+    CompletedWithoutResult,
+    /// The view already holds a terminal state: the watch ends with no VX call.
+    TerminalInView,
+    /// VX unavailable (5xx, timeout, 429, circuit open, busy): retried after a delay, the step kept.
+    Unavailable,
+    /// VX does not know the session (404): the next step is scheduled, until the give-up.
+    Unknown,
+    /// Given up at `reconcile.give_up_after`: `{prefix}.expired` published; the watch ends.
+    Expired,
+    /// Another check of this session advanced it first (a redelivery): nothing done.
+    Superseded,
+    /// NATS or an unusable VX answer failed the check: the message comes again.
+    Failed,
+}
+
+impl ReconcileCheck {
+    /// Every outcome.
+    pub const ALL: [ReconcileCheck; 10] = [
+        ReconcileCheck::NotDue,
+        ReconcileCheck::Pending,
+        ReconcileCheck::Completed,
+        ReconcileCheck::CompletedWithoutResult,
+        ReconcileCheck::TerminalInView,
+        ReconcileCheck::Unavailable,
+        ReconcileCheck::Unknown,
+        ReconcileCheck::Expired,
+        ReconcileCheck::Superseded,
+        ReconcileCheck::Failed,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReconcileCheck::NotDue => "not_due",
+            ReconcileCheck::Pending => "pending",
+            ReconcileCheck::Completed => "completed",
+            ReconcileCheck::CompletedWithoutResult => "completed_without_result",
+            ReconcileCheck::TerminalInView => "terminal_in_view",
+            ReconcileCheck::Unavailable => "unavailable",
+            ReconcileCheck::Unknown => "unknown",
+            ReconcileCheck::Expired => "expired",
+            ReconcileCheck::Superseded => "superseded",
+            ReconcileCheck::Failed => "failed",
+        }
+    }
+
+    /// Counts it.
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_reconcile_checks_total", "outcome" => self.label())
+            .increment(1);
+    }
+
+    /// Registers every outcome (and every published kind) at 0.
+    pub fn register_all() {
+        for o in Self::ALL {
+            metrics::counter!("vx_bridge_reconcile_checks_total", "outcome" => o.label())
+                .increment(0);
+        }
+        for k in ReconcilePublished::ALL {
+            metrics::counter!("vx_bridge_reconcile_events_published_total", "kind" => k.label())
+                .increment(0);
+        }
+    }
+}
+
+/// What the reconciler newly stored (`vx_bridge_reconcile_events_published_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcilePublished {
+    /// A `completed.pass` event from a poll.
+    Pass,
+    /// A `completed.fail` event from a poll.
+    Fail,
+    /// Another completed result (its status is not PASS or FAIL: `unrecognized`).
+    Unrecognized,
+    /// `{prefix}.expired`.
+    Expired,
+}
+
+impl ReconcilePublished {
+    /// Every kind.
+    pub const ALL: [ReconcilePublished; 4] = [
+        ReconcilePublished::Pass,
+        ReconcilePublished::Fail,
+        ReconcilePublished::Unrecognized,
+        ReconcilePublished::Expired,
+    ];
+
+    /// Label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReconcilePublished::Pass => "pass",
+            ReconcilePublished::Fail => "fail",
+            ReconcilePublished::Unrecognized => "unrecognized",
+            ReconcilePublished::Expired => "expired",
+        }
+    }
+
+    /// Counts one newly stored message (a duplicate is not counted).
+    pub fn record(self) {
+        metrics::counter!("vx_bridge_reconcile_events_published_total", "kind" => self.label())
+            .increment(1);
+    }
+}
+
+/// Sets `vx_bridge_reconcile_watched`.
+pub fn set_reconcile_watched(n: u64) {
+    metrics::gauge!("vx_bridge_reconcile_watched").set(n as f64);
+}
+
+/// Sets `vx_bridge_reconcile_oldest_watch_age_seconds`.
+pub fn set_reconcile_oldest_watch_age(age: Duration) {
+    metrics::gauge!("vx_bridge_reconcile_oldest_watch_age_seconds").set(age.as_secs_f64());
 }
 
 /// `vx_bridge_nats_server_info{version, support} 1`: the NATS server the client is connected to
