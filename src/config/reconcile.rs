@@ -103,3 +103,90 @@ mod durations {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        [
+            ("VXB_WEBHOOK__AUTH__MODE", "none"),
+            ("VXB_STATUS__ENABLED", "true"),
+            ("VXB_UPSTREAM__TOKEN", "t"),
+        ]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn the_reconciler_is_on_by_default_where_status_and_sessions_are() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.reconcile_enabled());
+        assert_eq!(c.reconcile.schedule.len(), 8);
+        assert_eq!(
+            c.reconcile.schedule[7],
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        let off = Config::load(None, env(&[("VXB_RECONCILE__ENABLED", "false")])).unwrap();
+        assert!(!off.reconcile_enabled());
+        let no_view = Config::load(None, env(&[("VXB_SESSIONS__ENABLED", "false")])).unwrap();
+        assert!(!no_view.reconcile_enabled());
+        let no_status = Config::load(
+            None,
+            vec![("VXB_WEBHOOK__AUTH__MODE".into(), "none".into())],
+        )
+        .unwrap();
+        assert!(!no_status.reconcile_enabled());
+    }
+
+    #[test]
+    fn bad_reconcile_settings_name_their_key() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (
+                &[
+                    ("VXB_RECONCILE__ENABLED", "true"),
+                    ("VXB_SESSIONS__ENABLED", "false"),
+                ],
+                "reconcile.enabled",
+            ),
+            (&[("VXB_RECONCILE__SCHEDULE", "[]")], "reconcile.schedule"),
+            (
+                &[("VXB_RECONCILE__SCHEDULE", r#"["1m", "0s"]"#)],
+                "reconcile.schedule",
+            ),
+            (
+                &[("VXB_RECONCILE__GIVE_UP_AFTER", "0s")],
+                "reconcile.give_up_after",
+            ),
+            (
+                &[("VXB_RECONCILE__CONCURRENCY", "0")],
+                "reconcile.concurrency",
+            ),
+            (
+                &[("VXB_RECONCILE__STREAM", "VX_EVENTS")],
+                "reconcile.stream",
+            ),
+        ];
+        for (vars, key) in cases {
+            let mut vars = vars.to_vec();
+            if key == "reconcile.stream" {
+                vars.push(("VXB_NATS__STREAM__NAME", "VX_EVENTS"));
+            }
+            let err = Config::load(None, env(&vars)).unwrap_err();
+            assert_eq!(err.key, key, "{vars:?}: {err}");
+        }
+        // `reconcile.enabled = true` with no status service at all is refused too.
+        let err = Config::load(
+            None,
+            vec![
+                ("VXB_WEBHOOK__AUTH__MODE".into(), "none".into()),
+                ("VXB_RECONCILE__ENABLED".into(), "true".into()),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "reconcile.enabled", "{err}");
+        assert!(err.message.contains("status.enabled"), "{err}");
+    }
+}
