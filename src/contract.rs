@@ -1,5 +1,6 @@
 //! The consumer side of the contract: owned, deserializable types for what a service reads from
-//! the bridge (the event body, the status reply and error, the session view's value), and the
+//! the bridge (the event body, the status reply and error, the session view's value, the watch
+//! reply and the expiry message), and the
 //! names it keys on. Used by `examples/consumer.rs`; mirrors `schemas/*.json`.
 //!
 //! Types only: nothing here connects, publishes or validates, and the bridge's own publishing
@@ -80,6 +81,50 @@ pub struct StatusReply {
     /// PASS or FAIL, with `source: "events"` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_status: Option<String>,
+}
+
+/// A successful `{prefix}.watch` reply (`schemas/watch-reply.schema.json`): watching, with the
+/// next check's time; or, for a session already terminal in the view, the fields of a
+/// [`StatusReply`] from it and `watching: false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchReply {
+    /// The session, lower-case hyphenated.
+    pub request_id: String,
+    /// true: watched; false: terminal already.
+    pub watching: bool,
+    /// With `watching: true`: when VX is asked next (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check_at: Option<String>,
+    /// With `watching: false`: COMPLETED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<String>,
+    /// With `watching: false`: when the terminal event was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    /// With `watching: false`: `events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// With `watching: false`: PASS or FAIL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_status: Option<String>,
+}
+
+/// The body of `{prefix}.expired` (`schemas/session-expired.schema.json`): the reconciler gave a
+/// watched session up, never having seen it terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionExpired {
+    /// Version of the message (1).
+    pub schema_version: u8,
+    /// The session, lower-case hyphenated.
+    pub request_id: String,
+    /// VX's `current_status` at the last check, if VX ever answered one.
+    pub last_state: Option<String>,
+    /// When the watch began (RFC 3339).
+    pub registered_at: String,
+    /// When it was given up (RFC 3339).
+    pub expired_at: String,
+    /// Schedule steps checked before the give-up.
+    pub checks: u32,
 }
 
 /// An error reply's body (`schemas/service-error.schema.json`); the same code and message are
@@ -202,6 +247,31 @@ mod tests {
             String::new(),
         );
         assert_eq!(fields(&state), properties(SESSION_STATE, "/properties"));
+        let watch = WatchReply {
+            request_id: String::new(),
+            watching: false,
+            next_check_at: Some(String::new()),
+            current_status: Some(String::new()),
+            checked_at: Some(String::new()),
+            source: Some(String::new()),
+            result_status: Some(String::new()),
+        };
+        assert_eq!(
+            fields(&watch),
+            properties(crate::schema::WATCH_REPLY, "/properties")
+        );
+        let expired = SessionExpired {
+            schema_version: 1,
+            request_id: String::new(),
+            last_state: None,
+            registered_at: String::new(),
+            expired_at: String::new(),
+            checks: 0,
+        };
+        assert_eq!(
+            fields(&expired),
+            properties(crate::schema::SESSION_EXPIRED, "/properties")
+        );
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub const RESULT_REQUEST: &str = include_str!("../schemas/result-request.schema.
 /// `schemas/session-state.schema.json`: a value in the session view (`sessions.bucket`).
 pub const SESSION_STATE: &str = include_str!("../schemas/session-state.schema.json");
 
+/// `schemas/session-expired.schema.json`: a message on `{prefix}.expired`.
+pub const SESSION_EXPIRED: &str = include_str!("../schemas/session-expired.schema.json");
+/// `schemas/watch-reply.schema.json`: a successful reply on `{prefix}.watch`.
+pub const WATCH_REPLY: &str = include_str!("../schemas/watch-reply.schema.json");
+
 /// What the bridge itself needs of a VX body whatever the result schema says: an object with a
 /// UUID `request_id` (the event's key) and a `status` that is a short string or null (its
 /// kind). Checked before a user's own result schema ([`Schemas::with_result_schema`]); the
@@ -62,6 +67,8 @@ pub struct Schemas {
     status_request: Arc<Validator>,
     result_request: Arc<Validator>,
     session_state: Arc<Validator>,
+    session_expired: Arc<Validator>,
+    watch_reply: Arc<Validator>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -111,6 +118,8 @@ impl Schemas {
             status_request: Arc::new(simple("status-request", STATUS_REQUEST)),
             result_request: Arc::new(simple("result-request", RESULT_REQUEST)),
             session_state: Arc::new(simple("session-state", SESSION_STATE)),
+            session_expired: Arc::new(simple("session-expired", SESSION_EXPIRED)),
+            watch_reply: Arc::new(simple("watch-reply", WATCH_REPLY)),
         }
     }
 
@@ -157,6 +166,16 @@ impl Schemas {
     /// integration tests).
     pub fn check_session_state(&self, state: &Value) -> Result<(), Vec<Violation>> {
         check(&self.session_state, state)
+    }
+
+    /// Validates a `{prefix}.expired` message (used by tests).
+    pub fn check_session_expired(&self, message: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.session_expired, message)
+    }
+
+    /// Validates a `{prefix}.watch` reply (used by tests).
+    pub fn check_watch_reply(&self, reply: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.watch_reply, reply)
     }
 
     /// Validates a published event body (used by tests and the demo).
