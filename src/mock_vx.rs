@@ -19,8 +19,10 @@
 //!   - the default step, when one is set ([`MockVx::set_default`]);
 //!   - otherwise the next step of a cycle per id: `INIT` on the first lookup, `IN PROGRESS` on
 //!     the second, `COMPLETED` from the third on (the bridge caches replies, `status.cache_ttl`,
-//!     so a quick repeat may be answered from its cache); 404 `{"error": "not_found"}` for the nil
-//!     UUID `00000000-0000-0000-0000-000000000000`.
+//!     so a quick repeat may be answered from its cache), or from the third on the result body
+//!     with a status when told so ([`MockVx::complete_with`], as the reconciler's tests do); 404
+//!     `{"error": "not_found"}` for the nil UUID `00000000-0000-0000-0000-000000000000`.
+//!     [`MockVx::cycle_calls`] counts one id's lookups that reached the cycle.
 //! - `GET /api/session/by-email/{email}`: bearer required; the result body ([`Step::Result`]).
 //! - `GET /mock/stats`: `{"token_calls": n, "result_calls": n}`.
 //!
@@ -91,6 +93,7 @@ struct Inner {
     lookups: Mutex<HashMap<String, usize>>,
     script: Mutex<VecDeque<Step>>,
     default: Mutex<Option<Step>>,
+    complete_with: Mutex<Option<&'static str>>,
     expires_in: AtomicU64,
     revoked: Mutex<HashSet<String>>,
     refuse_all: AtomicBool,
@@ -128,6 +131,7 @@ impl MockVx {
                 lookups: Mutex::new(HashMap::new()),
                 script: Mutex::new(VecDeque::new()),
                 default: Mutex::new(None),
+                complete_with: Mutex::new(None),
                 expires_in: AtomicU64::new(3600),
                 revoked: Mutex::new(HashSet::new()),
                 refuse_all: AtomicBool::new(false),
@@ -179,6 +183,18 @@ impl MockVx {
     /// What a session call plays when nothing is scripted or told (instead of the cycle).
     pub fn set_default(&self, step: Step) {
         *lock(&self.inner.default) = Some(step);
+    }
+
+    /// The cycle's last step answers the result body with this top-level `status` (e.g. `PASS`)
+    /// instead of `{"current_status": "COMPLETED"}`; `None`: back to the latter.
+    pub fn complete_with(&self, status: Option<&'static str>) {
+        *lock(&self.inner.complete_with) = status;
+    }
+
+    /// Lookups of `id` that reached the cycle (not those a script, a told status or a default
+    /// answered).
+    pub fn cycle_calls(&self, id: &str) -> usize {
+        lock(&self.inner.lookups).get(id).copied().unwrap_or(0)
     }
 
     /// The `expires_in` of the tokens issued from now on.
@@ -300,7 +316,11 @@ impl MockVx {
             *n += 1;
             *n - 1
         };
-        Some(Step::Status(CYCLE[n.min(CYCLE.len() - 1)]))
+        let last = n >= CYCLE.len() - 1;
+        match *lock(&self.inner.complete_with) {
+            Some(status) if last => Some(Step::Result(status)),
+            _ => Some(Step::Status(CYCLE[n.min(CYCLE.len() - 1)])),
+        }
     }
 
     fn result_body(&self, status: &str, id: Option<&str>) -> Value {
