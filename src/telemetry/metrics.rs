@@ -113,7 +113,7 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
     ),
     (
         "vx_bridge_reconcile_watched",
-        "watched sessions: messages in the reconciler's work-queue stream, sampled every 2 s",
+        "watched sessions: messages in the reconciler's work-queue stream, sampled every 2 s (every replica reports the whole stream: aggregate with max, not sum)",
     ),
     (
         "vx_bridge_reconcile_checks_total",
@@ -317,8 +317,6 @@ impl LookupWrite {
 /// How one reconciler check of a watched session ended (`vx_bridge_reconcile_checks_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileCheck {
-    /// Not due yet: put back with a delay (no VX call).
-    NotDue,
     /// VX says the journey is not complete: the next step is scheduled.
     Pending,
     /// VX served the completed result: its event was published; the watch ends.
@@ -341,8 +339,7 @@ pub enum ReconcileCheck {
 
 impl ReconcileCheck {
     /// Every outcome.
-    pub const ALL: [ReconcileCheck; 10] = [
-        ReconcileCheck::NotDue,
+    pub const ALL: [ReconcileCheck; 9] = [
         ReconcileCheck::Pending,
         ReconcileCheck::Completed,
         ReconcileCheck::CompletedWithoutResult,
@@ -357,7 +354,6 @@ impl ReconcileCheck {
     /// Label value.
     pub fn label(self) -> &'static str {
         match self {
-            ReconcileCheck::NotDue => "not_due",
             ReconcileCheck::Pending => "pending",
             ReconcileCheck::Completed => "completed",
             ReconcileCheck::CompletedWithoutResult => "completed_without_result",
