@@ -15,7 +15,10 @@ of top-level modules (src/<m>.rs or src/<m>/, plus the binaries src/main.rs and 
   rule 4  status and ingress meet only in config, event types, nats/publish and telemetry:
           neither reaches the other, and every module both import is in that set, or is one of
           the pure helpers both need (strict JSON, schemas, the timestamp format), which the
-          check holds to importing only each other and no NATS/HTTP crate.
+          check holds to importing only each other and no NATS/HTTP crate;
+  rule 5  the reconciler sits above what it uses: none of sessions, upstream, event, nats,
+          telemetry, config (nor the pure helpers) reaches reconcile, and reconcile never
+          reaches the ingress.
 
 Comments, string literals and `#[cfg(test)]` items (the `mod tests` blocks) are left out: tests
 may cross layers. Known violations that an open branch removes are listed in ALLOW below, each
@@ -67,6 +70,11 @@ ENV_IMPORT = re.compile(r"\buse\s+std\s*::\s*env\s*::\s*\{?[^;]*\b(var|var_os|va
 SERVICES = ("status", "ingress")
 MEETING_PLACES = {"config", "event", "telemetry"} | PUBLISHER
 SHARED_HELPERS = {"json", "schema", "timestamp", "secret"}
+
+# Rule 5: the reconciler's place. (from, to): `from` never reaches `to`.
+RECONCILER = "reconcile"
+BELOW_RECONCILER = ["sessions", "upstream", "event", "nats", "telemetry", "config", "auth", "json", "schema", "timestamp", "secret"]
+RECONCILER_NEVER_REACHES = [(m, RECONCILER) for m in BELOW_RECONCILER] + [(RECONCILER, "ingress")]
 
 # Known violations that an open branch of issue 11 removes. An entry is (check, key, why).
 # Remove an entry when its branch lands: the check fails on an entry that no longer matches.
@@ -385,6 +393,12 @@ def check(root):
             at = ", ".join(f"src/{s.rel}:{n}" for n in lines)
             findings.append(("rule 3", f"src/{s.rel}", f"reads the environment (only main and cli may): {at}"))
 
+    for a, b in RECONCILER_NEVER_REACHES:
+        if a in g.modules and b in g.modules:
+            path = g.reach_path(a, lambda x, b=b: x == b)
+            if path:
+                findings.append(("rule 5", f"{a} {b}", f"{a} reaches {b}: {g.describe(path)}"))
+
     x, y = SERVICES
     if x in g.modules and y in g.modules:
         for a, b in [(x, y), (y, x)]:
@@ -426,7 +440,7 @@ def report(root, allow, out=sys.stdout):
     for c, k, why in stale:
         print(f"  FAIL stale ALLOW entry ({c!r}, {k!r}): it no longer occurs ({why}); remove it from ALLOW", file=out)
     ok = not failures and not stale
-    checks = "cycles, rule 1 (pure modules), rule 2 (ingress/upstream), rule 3 (environment), rule 4 (status/ingress)"
+    checks = "cycles, rule 1 (pure modules), rule 2 (ingress/upstream), rule 3 (environment), rule 4 (status/ingress), rule 5 (reconciler)"
     verdict = "ok" if ok else f"{len(failures) + len(stale)} problem(s)"
     print(f"check-layers: {verdict} ({checks}; {len(tolerated)} allowed; {time.monotonic() - started:.2f}s)", file=out)
     return 0 if ok else 1
@@ -470,6 +484,9 @@ def self_test():
         ("upstream reaches nats", {"upstream/mod.rs": "use crate::nats::x;\n", "nats/mod.rs": "\n"}, {("rule 2", "upstream nats")}),
         ("status imports ingress", {"status/request.rs": "use crate::ingress::Ingress;\n"}, {("rule 4", "status ingress")}),
         ("status and ingress share a module", {"health.rs": "\n", "status/mod.rs": "use crate::health::x;\n", "ingress.rs": "use crate::health::y;\n"}, {("rule 4", "shared health")}),
+        ("the reconciler uses what is below it", {"reconcile/mod.rs": "use crate::upstream::Client;\nuse crate::publish::Publisher;\n", "status/request.rs": "use crate::reconcile::Registrar;\n"}, set()),
+        ("something below imports the reconciler", {"reconcile/mod.rs": "use crate::upstream::Client;\n", "sessions/mod.rs": "use crate::reconcile::Registrar;\n"}, {("rule 5", "sessions reconcile")}),
+        ("the reconciler reaches the ingress", {"reconcile/mod.rs": "use crate::ingress::Ingress;\n"}, {("rule 5", "reconcile ingress")}),
     ]
     failed = 0
     for name, change, want in cases:

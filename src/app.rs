@@ -5,7 +5,7 @@
 //! too). [`run`] is what the integration tests call; the binary calls [`prepare`] and
 //! [`run_prepared`], so that a bad secret exits with the configuration's code. Shutdown, in order: stop
 //! accepting HTTP connections, let in-flight requests finish (bounded by
-//! `http.shutdown_timeout`), stop the status endpoints and the session projector, drain the
+//! `http.shutdown_timeout`), stop the status endpoints, the reconciler and the session projector, drain the
 //! NATS client. After each (re)connect the server's version is logged and exported
 //! ([`watch_server_version`]).
 
@@ -219,16 +219,50 @@ pub async fn run_prepared(
         );
     }
 
-    let status = if config.status.enabled {
+    if keeper.is_none() && config.reconcile_enabled() {
+        // Polling mode (no ingress): the reconciler publishes events, so the stream is kept too.
+        let publisher = Publisher::new(
+            client.clone(),
+            config.nats.publish_timeout,
+            &config.nats.stream.name,
+        );
+        keeper = Some(tokio::spawn(keep_stream(
+            publisher,
+            config.nats.stream.clone(),
+            subjects.clone(),
+            Arc::new(StreamState::default()),
+            |_| {},
+            shutdown.clone(),
+        )));
+    }
+
+    let (status, reconciler) = if config.status.enabled {
         let upstream = upstream.context("status.enabled, but no VX API client was prepared")?;
-        Some(crate::status::start_with_upstream(&config, client.clone(), upstream).await?)
+        let reconciler = config.reconcile_enabled().then(|| {
+            crate::reconcile::start(client.clone(), &config, upstream.clone(), shutdown.clone())
+        });
+        let status = crate::status::start_with_upstream(&config, client.clone(), upstream).await?;
+        (Some(status), reconciler)
     } else {
-        None
+        (None, None)
     };
 
     let (sessions, projector) = if config.sessions.enabled {
         let view = Arc::new(crate::sessions::ViewState::default());
-        let task = crate::sessions::start(client.clone(), &config, view.clone(), shutdown.clone());
+        let on_pending =
+            (config.reconcile_enabled() && config.reconcile.watch_pending).then(|| {
+                Arc::new(crate::reconcile::queue::Registrar::new(
+                    client.clone(),
+                    &config,
+                )) as Arc<dyn crate::sessions::PendingHook>
+            });
+        let task = crate::sessions::start(
+            client.clone(),
+            &config,
+            view.clone(),
+            on_pending,
+            shutdown.clone(),
+        );
         (Some(view), Some(task))
     } else {
         (None, None)
@@ -273,6 +307,13 @@ pub async fn run_prepared(
     }
     if let Some(k) = keeper {
         k.abort();
+    }
+    if let Some(r) = reconciler {
+        // It stops on `shutdown`, after the checks in hand (bounded).
+        let bound = crate::reconcile::CHECK_DEADLINE + Duration::from_secs(1);
+        if tokio::time::timeout(bound, r).await.is_err() {
+            tracing::warn!("reconciler did not stop in time");
+        }
     }
     if let Some(p) = projector {
         // It stops on `shutdown`, after the events in hand (bounded); ack before the drain.

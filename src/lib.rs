@@ -17,9 +17,12 @@
 //!   loss, features).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
-//! - [`status`]: the request-reply status service (NATS micro); [`upstream`]: the VX API client.
 //! - [`replay`]: `vx-bridge replay`, rejected bodies that pass today's checks published again
 //!   as events (markers in `replay.bucket`).
+//! - [`status`]: the request-reply status service (NATS micro; `watch` registers a session with
+//!   the reconciler); [`upstream`]: the VX API client.
+//! - [`reconcile`]: the reconciler: watched sessions polled against the VX API on a schedule
+//!   kept in a JetStream work queue, the completed ones published as poll events.
 //! - [`contract`]: the consumer side's types (event, status reply and error, session state).
 //! - [`mock_vx`]: the one stand-in for the VX API (demo, `vx-bridge mock-vx`, `vx-load mock-vx`,
 //!   tests); `fuzzing`: fuzz harnesses (cargo feature `test-util`).
@@ -46,6 +49,7 @@ pub mod json;
 pub mod mock_vx;
 pub mod nats;
 pub mod problem;
+pub mod reconcile;
 pub mod replay;
 pub mod schema;
 pub mod secret;

@@ -12,6 +12,11 @@
 //! a failure leaves it unacked, to be delivered again. Writes are compare-and-set on the key's
 //! revision, so concurrent projectors (and redeliveries) converge through [`rule::decide`].
 //!
+//! With a [`PendingHook`] (the reconciler's registration, `reconcile.watch_pending`), every
+//! non-terminal webhook event registers its session before it is acked; the view itself knows
+//! nothing of the reconciler. `{prefix}.rejected` and `{prefix}.expired` are not session states:
+//! acked and skipped.
+//!
 //! [`ViewReader`] is the status service's side: a key get, and a direct get of the event at a
 //! state's `stream_seq`, answering `None` rather than an error; and [`ViewReader::record_lookup`],
 //! which writes a VX answer (`source: lookup`) under [`rule::decide_lookup`]. [`rebuild`]
@@ -40,6 +45,23 @@ pub const CONSUMER: &str = "vx-bridge-sessions";
 
 /// Events one projector processes at once (writes to one key stay correct by compare-and-set).
 const CONCURRENCY: usize = 64;
+
+/// Called by the projector for every non-terminal webhook event, before its ack (so a failure
+/// brings the event again): the reconciler's registration, when `reconcile.watch_pending`.
+pub trait PendingHook: Send + Sync {
+    /// Registers `request_id` (lower-case); `Err` says why it could not.
+    fn pending<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// What the projector skips and calls: the non-state subjects and the hook.
+struct Projection {
+    /// `{prefix}.rejected` and `{prefix}.expired`.
+    skipped: [String; 2],
+    on_pending: Option<Arc<dyn PendingHook>>,
+}
 
 /// Whether the bucket and the consumer are in place (part of `/readyz`).
 #[derive(Debug, Default)]
@@ -276,11 +298,13 @@ async fn write_under(
 }
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
-/// into the bucket until `shutdown`. `state` says whether it is ready.
+/// into the bucket until `shutdown`. `state` says whether it is ready; `on_pending` is called for
+/// every non-terminal webhook event.
 pub fn start(
     client: async_nats::Client,
     config: &Config,
     state: Arc<ViewState>,
+    on_pending: Option<Arc<dyn PendingHook>>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     SessionUpdate::register_all();
@@ -291,13 +315,17 @@ pub fn start(
         .build(client.clone());
     let cfg = config.sessions.clone();
     let stream = config.nats.stream.clone();
-    let rejected = Subjects::new(&config.nats.subject_prefix).rejected();
+    let subjects = Subjects::new(&config.nats.subject_prefix);
+    let projection = Projection {
+        skipped: [subjects.rejected(), subjects.expired()],
+        on_pending,
+    };
     tokio::spawn(async move {
         // 50 ms, doubling to 2 s: at start the stream keeper may create the stream just after us.
         let mut wait = Duration::from_millis(50);
         loop {
             if let Err(e) =
-                run_once(&client, &js, &cfg, &stream, &rejected, &state, &shutdown).await
+                run_once(&client, &js, &cfg, &stream, &projection, &state, &shutdown).await
             {
                 let level_error = wait >= Duration::from_secs(1);
                 if level_error {
@@ -325,7 +353,7 @@ async fn run_once(
     js: &jetstream::Context,
     cfg: &SessionsConfig,
     stream: &StreamConfig,
-    rejected: &str,
+    projection: &Projection,
     state: &ViewState,
     shutdown: &CancellationToken,
 ) -> Result<(), ViewError> {
@@ -371,7 +399,7 @@ async fn run_once(
                 }
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&store, &known, rejected, msg)),
+                Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
                 Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
                 None => break Err(ViewError::Api("the consumer's message stream ended".into())),
             },
@@ -400,9 +428,14 @@ fn source_of(msg: &jetstream::Message) -> Source {
 
 /// Projects one message; acks it after the write or the decision to skip, else asks for a
 /// redelivery a second later.
-async fn handle(store: &kv::Store, known: &KnownKeys, rejected: &str, msg: jetstream::Message) {
-    if msg.subject.as_str() == rejected {
-        // Rejected bodies are not sessions' states; acked so the consumer moves on.
+async fn handle(
+    store: &kv::Store,
+    known: &KnownKeys,
+    projection: &Projection,
+    msg: jetstream::Message,
+) {
+    if projection.skipped.iter().any(|s| s == msg.subject.as_str()) {
+        // Rejected bodies and expiries are not sessions' states; acked so the consumer moves on.
         let _ = msg.ack().await;
         return;
     }
@@ -429,6 +462,17 @@ async fn handle(store: &kv::Store, known: &KnownKeys, rejected: &str, msg: jetst
     match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
             outcome.record();
+            let register =
+                !state.terminal && source == Source::Webhook && outcome != SessionUpdate::Stale;
+            if let (true, Some(hook)) = (register, &projection.on_pending) {
+                if let Err(e) = hook.pending(&state.request_id).await {
+                    tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %e, "session view: registering the pending session with the reconciler failed; the event will come again");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
             if let Err(e) = msg.ack().await {
                 tracing::warn!(stream_seq = seq, error = %e, "session view: ack failed; the event will come again and change nothing");
             }

@@ -53,6 +53,14 @@ impl ServiceError {
         }
     }
 
+    /// 503 with a message: a retry can succeed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: 503,
+            message: message.into(),
+        }
+    }
+
     /// The JSON body: `{"error": {"code": …, "message": …}}`.
     pub fn body(&self) -> Bytes {
         let body = Body {

@@ -7,6 +7,10 @@
 //! - `{prefix}.result.get`: for a terminal session in the view, the `result` of the event at
 //!   its `stream_seq`, with no VX call
 //! - `{prefix}.result.get`: `{"request_id"}` or `{"email"}` (if configured) → the VX result body
+//! - `{prefix}.watch` (only where the reconciler runs, `reconcile.enabled`): `{"request_id"}` →
+//!   `{"request_id", "watching": true, "next_check_at"}` (registered with the reconciler, or
+//!   watched already: its schedule kept), or for a session terminal in the view the
+//!   `status.get` reply from it plus `"watching": false`. Parsed exactly as `status.get`.
 //!
 //! Requests are validated ([`request`]) before anything reaches the upstream; lookups are
 //! cached and coalesced ([`lookup`]); errors are answered with the `Nats-Service-Error` headers
@@ -48,6 +52,8 @@ pub const SERVICE_NAME: &str = "vx-bridge";
 pub const STATUS_ENDPOINT: &str = "status-get";
 /// Endpoint name of `{prefix}.result.get`.
 pub const RESULT_ENDPOINT: &str = "result-get";
+/// Endpoint name of `{prefix}.watch`.
+pub const WATCH_ENDPOINT: &str = "watch";
 
 /// A successful `status.get` reply (`schemas/status-reply.schema.json`).
 #[derive(Debug, Serialize)]
@@ -65,7 +71,25 @@ pub struct StatusReply {
     pub result_status: Option<String>,
 }
 
-/// What a request asks for: which of the two endpoints it came in on. (The endpoint itself is
+/// A successful `watch` reply (`schemas/watch-reply.schema.json`).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum WatchReply {
+    /// Watched: `{request_id, watching: true, next_check_at}`.
+    Watching {
+        request_id: String,
+        watching: bool,
+        next_check_at: String,
+    },
+    /// Terminal in the view: the `status.get` reply from it plus `watching: false`.
+    Terminal {
+        #[serde(flatten)]
+        state: StatusReply,
+        watching: bool,
+    },
+}
+
+/// What a request asks for: which of the endpoints it came in on. (The endpoint itself is
 /// async-nats' [`service::endpoint::Endpoint`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -73,6 +97,8 @@ enum Operation {
     StatusGet,
     /// `{prefix}.result.get`.
     ResultGet,
+    /// `{prefix}.watch`.
+    Watch,
 }
 
 impl Operation {
@@ -81,6 +107,7 @@ impl Operation {
         match self {
             Operation::StatusGet => "status",
             Operation::ResultGet => "result",
+            Operation::Watch => "watch",
         }
     }
 }
@@ -94,6 +121,8 @@ struct ServiceState {
     discard_subject: String,
     /// The session view (`sessions.enabled`): terminal sessions are answered from it.
     view: Option<crate::sessions::ViewReader>,
+    /// The reconciler's registration (`reconcile.enabled`): the watch endpoint.
+    registrar: Option<crate::reconcile::queue::Registrar>,
 }
 
 /// A running status service.
@@ -183,6 +212,17 @@ pub async fn start_with_upstream(
         .add(subjects.result_get())
         .await
         .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.result_get()))?;
+    let watch_ep = if config.reconcile_enabled() {
+        let ep = service
+            .endpoint_builder()
+            .name(WATCH_ENDPOINT)
+            .add(subjects.watch())
+            .await
+            .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.watch()))?;
+        Some(ep)
+    } else {
+        None
+    };
     barrier(&client).await;
     let view = config.sessions.enabled.then(|| {
         crate::telemetry::LookupWrite::register_all();
@@ -194,8 +234,12 @@ pub async fn start_with_upstream(
             config.status.cache_max_entries,
         )
     });
+    let registrar = watch_ep
+        .is_some()
+        .then(|| crate::reconcile::queue::Registrar::new(client.clone(), config));
     let state = Arc::new(ServiceState {
         view,
+        registrar,
         discard_subject: client.new_inbox(),
         client,
         lookups: Lookups::new(&config.status, upstream),
@@ -203,7 +247,7 @@ pub async fn start_with_upstream(
     });
     let stop = CancellationToken::new();
     let grace = config.upstream.timeout + Duration::from_secs(1);
-    let loops = vec![
+    let mut loops = vec![
         tokio::spawn(serve(
             status_ep,
             Operation::StatusGet,
@@ -219,9 +263,19 @@ pub async fn start_with_upstream(
             grace,
         )),
     ];
+    if let Some(ep) = watch_ep {
+        loops.push(tokio::spawn(serve(
+            ep,
+            Operation::Watch,
+            state.clone(),
+            stop.clone(),
+            grace,
+        )));
+    }
     tracing::info!(
         status = %subjects.status_get(),
         result = %subjects.result_get(),
+        watch = state.registrar.is_some(),
         queue_group = %config.status.queue_group,
         email_lookup = state.lookups.upstream().email_lookup_enabled(),
         "status service started"
@@ -327,6 +381,7 @@ async fn handle_in_span(
     let (result, request_id, source) = match op {
         Operation::StatusGet => status_get(&state, &req.message.payload, &trace).await,
         Operation::ResultGet => result_get(&state, &req.message.payload, &trace).await,
+        Operation::Watch => watch(&state, &req.message.payload).await,
     };
     let code = match &result {
         Ok(_) => 200,
@@ -429,6 +484,65 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
         .map(Bytes::from)
         .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
     (body, Some(id), Some(source.as_str()))
+}
+
+/// `{prefix}.watch`: the view's terminal state, or a registration with the reconciler.
+async fn watch(state: &ServiceState, payload: &[u8]) -> Handled {
+    let req = match request::parse_status(payload, &state.schemas) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None, None),
+    };
+    let id = req.request_id.hyphenated().to_string();
+    let encode = |reply: &WatchReply| {
+        serde_json::to_vec(reply)
+            .map(Bytes::from)
+            .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"))
+    };
+    if let Some(view) = &state.view {
+        if let ViewRead::Found(s) = view.read(&id).await {
+            if s.terminal {
+                let reply = WatchReply::Terminal {
+                    state: StatusReply {
+                        request_id: id.clone(),
+                        current_status: CurrentStatus::Completed,
+                        checked_at: s.updated_at,
+                        source: FROM_EVENTS,
+                        result_status: Some(s.status),
+                    },
+                    watching: false,
+                };
+                return (encode(&reply), Some(id), Some(FROM_EVENTS));
+            }
+        }
+    }
+    let Some(registrar) = &state.registrar else {
+        return (
+            Err(ServiceError::unavailable("the reconciler is not running")),
+            Some(id),
+            None,
+        );
+    };
+    match registrar.register(&id).await {
+        Ok(r) => {
+            let reply = WatchReply::Watching {
+                request_id: id.clone(),
+                watching: true,
+                next_check_at: format_timestamp(r.next_check_at),
+            };
+            let source = if r.new { "registered" } else { "watched" };
+            (encode(&reply), Some(id), Some(source))
+        }
+        Err(e) => {
+            tracing::warn!(request_id = %id, error = %e, "watch: registering failed");
+            (
+                Err(ServiceError::unavailable(
+                    "the reconciler's work queue cannot be written now; retry",
+                )),
+                Some(id),
+                None,
+            )
+        }
+    }
 }
 
 async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) -> Handled {
