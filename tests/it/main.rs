@@ -16,6 +16,7 @@ mod otlp;
 mod pii;
 mod proxy;
 mod readme;
+mod reconcile;
 mod replay;
 mod ridethrough;
 mod sessions;

@@ -29,7 +29,7 @@ pub fn vx_bridge_bin() -> PathBuf {
     dir.join(format!("vx-bridge{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// A config for tests: Standard Webhooks with [`SECRET`], a unique stream and prefix, memory
+/// A config for tests: Standard Webhooks with [`SECRET`], a unique stream, bucket, work queue and prefix, memory
 /// storage off (file store, as in production), short timeouts.
 pub fn test_config(nats_url: &str) -> Config {
     let unique = uuid::Uuid::new_v4().simple().to_string();
@@ -39,6 +39,7 @@ pub fn test_config(nats_url: &str) -> Config {
     c.nats.subject_prefix = format!("t{}.verification", &unique[..12]);
     c.nats.stream.name = format!("T_{}", &unique[..12]);
     c.sessions.bucket = format!("S_{}", &unique[..12]);
+    c.reconcile.stream = format!("R_{}", &unique[..12]);
     c.nats.stream.storage = StorageKind::File;
     c.nats.publish_timeout = Duration::from_secs(2);
     c.http.shutdown_timeout = Duration::from_secs(5);
@@ -148,6 +149,7 @@ impl BinaryBridge {
             .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
             .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
             .env("VXB_SESSIONS__BUCKET", &cfg.sessions.bucket)
+            .env("VXB_RECONCILE__STREAM", &cfg.reconcile.stream)
             .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
             .env(
                 "VXB_WEBHOOK__AUTH__HMAC__SECRETS",

@@ -1,0 +1,566 @@
+//! The reconciler (issue 14, parts 1 and 2): `{prefix}.watch`, watched sessions polled against
+//! the mock VX API (whose answers change per lookup), poll events, expiry, two replicas, a NATS
+//! restart, VX unavailable; against a real nats-server, with short schedules.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde_json::{json, Value};
+use vx_bridge::config::Config;
+use vx_bridge::secret::Secret;
+use vx_testkit::{
+    body_with, eventually, metric_value, new_request_id, scrape, test_config, wait_for_metric,
+    BinaryBridge, Bridge, NatsServer, Sender, Step, VxApi,
+};
+
+/// A bridge config with the status service (bearer `tok` at `vx`), the view, and the
+/// reconciler on `schedule`.
+fn config(nats: &NatsServer, vx: &VxApi, schedule: &[&str]) -> Config {
+    let mut cfg = test_config(&nats.url());
+    cfg.status.enabled = true;
+    cfg.upstream.base_url = vx.url().to_owned();
+    cfg.upstream.token = Some(Secret::new("tok"));
+    cfg.reconcile.schedule = schedule
+        .iter()
+        .map(|d| humantime::parse_duration(d).unwrap())
+        .collect();
+    cfg.reconcile.unavailable_delay = Duration::from_millis(300);
+    cfg
+}
+
+/// A mock VX API whose sessions go INIT → IN PROGRESS → the PASS result body.
+async fn completing_vx() -> VxApi {
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    vx.complete_with(Some("PASS"));
+    vx
+}
+
+/// Sends one request to `{prefix}.{what}`; the reply's error code (if any) and its body.
+async fn request(
+    nc: &async_nats::Client,
+    cfg: &Config,
+    what: &str,
+    body: &str,
+) -> (Option<String>, Value) {
+    let reply = nc
+        .request(
+            format!("{}.{what}", cfg.nats.subject_prefix),
+            body.to_owned().into(),
+        )
+        .await
+        .unwrap();
+    let code = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str().to_owned());
+    (code, serde_json::from_slice(&reply.payload).unwrap())
+}
+
+/// `{prefix}.watch` for `id`, which must succeed; its reply, checked against the schema.
+async fn watch(nc: &async_nats::Client, cfg: &Config, id: &str) -> Value {
+    let (code, v) = request(nc, cfg, "watch", &json!({ "request_id": id }).to_string()).await;
+    assert_eq!(code, None, "{v}");
+    let schemas = vx_bridge::schema::Schemas::get();
+    assert!(schemas.check_watch_reply(&v).is_ok(), "{v}");
+    v
+}
+
+/// One stored message: subject, headers (name, value) and body.
+struct Stored {
+    subject: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Stored {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every message in stream `name`, in order.
+async fn stored(js: &jetstream::Context, name: &str) -> Vec<Stored> {
+    let mut stream = js.get_stream(name).await.unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let headers = m
+            .headers
+            .iter()
+            .flat_map(|(k, vs)| {
+                vs.iter()
+                    .map(move |v| (k.to_string(), v.as_str().to_owned()))
+            })
+            .collect();
+        out.push(Stored {
+            subject: m.subject.to_string(),
+            headers,
+            body: serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
+        });
+    }
+    out
+}
+
+/// The events of `id` in the event stream.
+async fn events_of(js: &jetstream::Context, cfg: &Config, id: &str) -> Vec<Stored> {
+    stored(js, &cfg.nats.stream.name)
+        .await
+        .into_iter()
+        .filter(|m| m.body["request_id"] == id)
+        .collect()
+}
+
+/// The session view's value for `id`.
+async fn view(js: &jetstream::Context, cfg: &Config, id: &str) -> Option<Value> {
+    let store = js.get_key_value(&cfg.sessions.bucket).await.ok()?;
+    let v = store.get(id).await.ok()??;
+    serde_json::from_slice(&v).ok()
+}
+
+async fn terminal(js: &jetstream::Context, cfg: &Config, id: &str) -> bool {
+    view(js, cfg, id)
+        .await
+        .is_some_and(|v| v["terminal"] == true)
+}
+
+/// Messages in the work queue now (the watched sessions).
+async fn watched(js: &jetstream::Context, cfg: &Config) -> u64 {
+    let mut s = js.get_stream(&cfg.reconcile.stream).await.unwrap();
+    s.info().await.unwrap().state.messages
+}
+
+/// The work message of `id`, if it is watched.
+async fn work_of(js: &jetstream::Context, cfg: &Config, id: &str) -> Option<Value> {
+    let s = js.get_stream(&cfg.reconcile.stream).await.ok()?;
+    let subject = format!("{}.reconcile.{id}", cfg.nats.subject_prefix);
+    let m = s.get_last_raw_message_by_subject(&subject).await.ok()?;
+    serde_json::from_slice(&m.payload).ok()
+}
+
+async fn connect(nats: &NatsServer) -> (async_nats::Client, jetstream::Context) {
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    (nc.clone(), jetstream::new(nc))
+}
+
+#[tokio::test]
+async fn a_watched_session_completes_by_polling_alone_once_and_its_checks_stop() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = config(&nats, &vx, &["200ms"]);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+
+    let v = watch(&nc, &cfg, &id).await;
+    assert_eq!(v["watching"], true, "{v}");
+    assert_eq!(v["request_id"], id);
+    eventually(
+        "the poll makes the view terminal",
+        Duration::from_secs(20),
+        async || terminal(&js, &cfg, &id).await,
+    )
+    .await;
+    // INIT, IN PROGRESS, then the PASS body: each step asked once.
+    assert_eq!(vx.cycle_calls(&id), 3);
+    let events = events_of(&js, &cfg, &id).await;
+    assert_eq!(events.len(), 1, "exactly one event");
+    let e = &events[0];
+    assert_eq!(
+        e.subject,
+        format!("{}.completed.pass", cfg.nats.subject_prefix)
+    );
+    assert_eq!(e.header("vx-source"), Some("poll"));
+    assert_eq!(
+        e.header("Nats-Msg-Id"),
+        Some(format!("poll:{id}:PASS").as_str())
+    );
+    assert_eq!(e.header("ce-type"), Some("vx.verification.completed.pass"));
+    assert!(vx_bridge::schema::Schemas::get()
+        .check_event(&e.body)
+        .is_ok());
+    // The result is VX's body, as the mock served it.
+    let served: Value = serde_json::from_slice(&body_with("PASS", &id)).unwrap();
+    assert_eq!(e.body["result"], served);
+    let state = view(&js, &cfg, &id).await.unwrap();
+    assert_eq!(
+        (state["status"].as_str(), state["source"].as_str()),
+        (Some("PASS"), Some("poll"))
+    );
+    // The watch ended: no work message is left, so no check can come.
+    eventually("the watch ends", Duration::from_secs(10), async || {
+        work_of(&js, &cfg, &id).await.is_none()
+    })
+    .await;
+    let calls = vx.session_calls();
+    // A few schedule periods: a check still running would have asked VX again by now.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(vx.session_calls(), calls, "checks stopped");
+
+    // A terminal session is not watched again: the view's answer, watching false.
+    let v = watch(&nc, &cfg, &id).await;
+    assert_eq!(v["watching"], false, "{v}");
+    assert_eq!(v["result_status"], "PASS");
+    assert_eq!(v["source"], "events");
+    assert!(work_of(&js, &cfg, &id).await.is_none());
+
+    // The webhook arriving after the poll's PASS is stored (202); the view stays terminal.
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_late", &body_with("PASS", &id))
+            .await
+            .status(),
+        202
+    );
+    eventually(
+        "the webhook is stored",
+        Duration::from_secs(10),
+        async || events_of(&js, &cfg, &id).await.len() == 2,
+    )
+    .await;
+    eventually(
+        "the view takes the webhook's PASS",
+        Duration::from_secs(10),
+        async || {
+            view(&js, &cfg, &id)
+                .await
+                .is_some_and(|v| v["source"] == "webhook")
+        },
+    )
+    .await;
+    assert!(terminal(&js, &cfg, &id).await);
+    assert_eq!(vx.session_calls(), calls);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pending_webhook_registers_its_session_which_then_completes_by_polling() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = config(&nats, &vx, &["200ms"]);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (_nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_p", &body_with("PENDING", &id))
+            .await
+            .status(),
+        202
+    );
+    eventually(
+        "the poll completes it",
+        Duration::from_secs(20),
+        async || terminal(&js, &cfg, &id).await,
+    )
+    .await;
+    let events = events_of(&js, &cfg, &id).await;
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.body["type"].as_str().unwrap_or(""), e.header("vx-source")))
+        .collect();
+    assert_eq!(kinds, [("pending", None), ("completed.pass", Some("poll"))]);
+    assert_eq!(vx.cycle_calls(&id), 3);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn registering_twice_is_one_watch_and_bad_input_is_answered_as_status_get() {
+    let nats = NatsServer::start();
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    // A schedule long enough that nothing is checked during the test.
+    let cfg = config(&nats, &vx, &["1h"]);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    let first = watch(&nc, &cfg, &id).await;
+    let second = watch(&nc, &cfg, &id.to_uppercase()).await;
+    assert_eq!(first["watching"], true);
+    assert_eq!(second["request_id"], id, "lower-cased");
+    assert_eq!(
+        first["next_check_at"], second["next_check_at"],
+        "the schedule is kept"
+    );
+    assert_eq!(watched(&js, &cfg).await, 1);
+    assert_eq!(work_of(&js, &cfg, &id).await.unwrap()["step"], 0);
+    for bad in [
+        "",
+        "not json",
+        "{}",
+        r#"{"request_id": 42}"#,
+        r#"{"request_id": "../x"}"#,
+        r#"{"request_id": "a", "request_id": "b"}"#,
+    ] {
+        let (code, body) = request(&nc, &cfg, "watch", bad).await;
+        let (status_code, status_body) = request(&nc, &cfg, "status.get", bad).await;
+        assert_eq!(code.as_deref(), Some("400"), "{bad}: {body}");
+        assert_eq!((code, body), (status_code, status_body), "{bad}");
+    }
+    assert_eq!(watched(&js, &cfg).await, 1);
+    assert_eq!(vx.session_calls(), 0);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_replicas_share_200_watched_sessions_checking_each_step_once() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    cfg.reconcile.concurrency = 8;
+    let a = Bridge::start(cfg.clone()).await;
+    let b = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let ids: Vec<String> = (0..200).map(|_| new_request_id()).collect();
+    for id in &ids {
+        watch(&nc, &cfg, id).await;
+    }
+    eventually("all 200 complete", Duration::from_secs(60), async || {
+        stored(&js, &cfg.nats.stream.name)
+            .await
+            .iter()
+            .filter(|m| m.header("vx-source") == Some("poll"))
+            .count()
+            == 200
+    })
+    .await;
+    let events = stored(&js, &cfg.nats.stream.name).await;
+    let completed: HashSet<&str> = events
+        .iter()
+        .filter(|m| m.subject.ends_with(".completed.pass"))
+        .filter_map(|m| m.body["request_id"].as_str())
+        .collect();
+    assert_eq!(events.len(), 200, "each completes once");
+    assert_eq!(completed.len(), 200);
+    for id in &ids {
+        assert_eq!(vx.cycle_calls(id), 3, "{id}: each step checked once");
+    }
+    assert_eq!(vx.session_calls(), 600);
+    eventually("every watch ends", Duration::from_secs(10), async || {
+        watched(&js, &cfg).await == 0
+    })
+    .await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn watched_sessions_all_complete_across_a_nats_restart() {
+    let mut nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = config(&nats, &vx, &["1s"]);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let ids: Vec<String> = (0..20).map(|_| new_request_id()).collect();
+    {
+        let (nc, _) = connect(&nats).await;
+        for id in &ids {
+            watch(&nc, &cfg, id).await;
+        }
+        eventually("some first checks", Duration::from_secs(10), async || {
+            vx.session_calls() >= 5
+        })
+        .await;
+    }
+    nats.restart();
+    let (_nc, js) = connect(&nats).await;
+    eventually(
+        "all complete after the restart",
+        Duration::from_secs(90),
+        async || {
+            let mut n = 0;
+            for id in &ids {
+                n += usize::from(terminal(&js, &cfg, id).await);
+            }
+            n == ids.len()
+        },
+    )
+    .await;
+    for id in &ids {
+        let events = events_of(&js, &cfg, id).await;
+        assert_eq!(events.len(), 1, "{id}");
+        assert_eq!(events[0].header("vx-source"), Some("poll"));
+    }
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn vx_unavailable_reschedules_checks_without_burning_steps_or_looping() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    // One call per check, and no circuit: every check reaches the mock.
+    cfg.upstream.max_retries = 0;
+    cfg.upstream.circuit_failure_threshold = 1000;
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    vx.script(std::iter::repeat_n(Step::Code(503), 6));
+    watch(&nc, &cfg, &id).await;
+    eventually("some 503s", Duration::from_secs(20), async || {
+        vx.session_calls() >= 3
+    })
+    .await;
+    assert_eq!(
+        work_of(&js, &cfg, &id).await.unwrap()["step"],
+        0,
+        "no step burned"
+    );
+    eventually(
+        "it completes once VX is back",
+        Duration::from_secs(30),
+        async || terminal(&js, &cfg, &id).await,
+    )
+    .await;
+    // Six 503s, then INIT, IN PROGRESS, PASS: nothing lost, nothing asked twice.
+    assert_eq!(vx.cycle_calls(&id), 3);
+    assert_eq!(vx.session_calls(), 9);
+    assert_eq!(events_of(&js, &cfg, &id).await.len(), 1);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() {
+    let nats = NatsServer::start();
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    cfg.reconcile.give_up_after = Duration::from_secs(2);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    vx.tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
+    let reply = watch(&nc, &cfg, &id).await;
+    let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
+    eventually("the expiry", Duration::from_secs(20), async || {
+        stored(&js, &cfg.nats.stream.name)
+            .await
+            .iter()
+            .any(|m| m.subject == expired_subject)
+    })
+    .await;
+    let all = stored(&js, &cfg.nats.stream.name).await;
+    let expired: Vec<&Stored> = all
+        .iter()
+        .filter(|m| m.subject == expired_subject)
+        .collect();
+    assert_eq!(expired.len(), 1);
+    let e = expired[0];
+    assert!(
+        vx_bridge::schema::Schemas::get()
+            .check_session_expired(&e.body)
+            .is_ok(),
+        "{}",
+        e.body
+    );
+    assert_eq!(
+        e.header("Nats-Msg-Id"),
+        Some(format!("expired:{id}").as_str())
+    );
+    assert_eq!(e.body["request_id"], id);
+    assert_eq!(e.body["last_state"], "IN PROGRESS");
+    let checks = e.body["checks"].as_u64().unwrap();
+    assert!(checks >= 2, "{}", e.body);
+    assert_eq!(checks as usize, vx.session_calls(), "one VX call per check");
+    assert!(e.body["registered_at"].as_str() < reply["next_check_at"].as_str());
+    eventually("the watch ends", Duration::from_secs(10), async || {
+        work_of(&js, &cfg, &id).await.is_none()
+    })
+    .await;
+    let calls = vx.session_calls();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(vx.session_calls(), calls, "no longer checked");
+    // The projector skipped the expiry: the view holds VX's last answer, not terminal.
+    let state = view(&js, &cfg, &id).await.unwrap();
+    assert_eq!(
+        (
+            state["current_status"].as_str(),
+            state["terminal"].as_bool()
+        ),
+        (Some("IN PROGRESS"), Some(false))
+    );
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = test_config(&nats.url());
+    let env = [
+        ("VXB_STATUS__ENABLED", "true".to_owned()),
+        ("VXB_UPSTREAM__BASE_URL", vx.url().to_owned()),
+        ("VXB_UPSTREAM__TOKEN", "tok".to_owned()),
+        ("VXB_RECONCILE__SCHEDULE", r#"["300ms"]"#.to_owned()),
+    ];
+    let bridge = BinaryBridge::spawn(&cfg, &env, Stdio::null());
+    bridge.wait_ready().await;
+    let (nc, _js) = connect(&nats).await;
+    let ids: Vec<String> = (0..3).map(|_| new_request_id()).collect();
+    // VX does not know this one (404): checked on every step, never completed.
+    let unknown = "00000000-0000-4000-8000-fa1700001404";
+    eventually("the watch endpoint", Duration::from_secs(10), async || {
+        let (code, _) = request(
+            &nc,
+            &cfg,
+            "watch",
+            &json!({ "request_id": unknown }).to_string(),
+        )
+        .await;
+        code.is_none()
+    })
+    .await;
+    for id in &ids {
+        watch(&nc, &cfg, id).await;
+    }
+    let base = bridge.base();
+    let checks = "vx_bridge_reconcile_checks_total";
+    wait_for_metric(
+        &base,
+        "vx_bridge_reconcile_events_published_total",
+        &[("kind", "pass")],
+        3.0,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for_metric(
+        &base,
+        "vx_bridge_reconcile_watched",
+        &[],
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let text = scrape(&base).await;
+    let v = |outcome: &str| metric_value(&text, checks, &[("outcome", outcome)]);
+    assert_eq!(
+        v("pending"),
+        Some(6.0),
+        "INIT and IN PROGRESS of each\n{text}"
+    );
+    assert_eq!(v("completed"), Some(3.0));
+    assert_eq!(v("unavailable"), Some(0.0));
+    assert_eq!(v("expired"), Some(0.0));
+    assert!(v("unknown").is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        metric_value(
+            &text,
+            "vx_bridge_reconcile_events_published_total",
+            &[("kind", "expired")]
+        ),
+        Some(0.0)
+    );
+    let age = metric_value(&text, "vx_bridge_reconcile_oldest_watch_age_seconds", &[]).unwrap();
+    assert!(age > 0.0, "{text}");
+    assert!(
+        text.contains("# TYPE vx_bridge_reconcile_oldest_watch_age_seconds gauge"),
+        "{text}"
+    );
+}
