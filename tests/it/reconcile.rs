@@ -564,3 +564,100 @@ async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
         "{text}"
     );
 }
+
+/// Check throughput of one replica (the figure docs/SCALING.md uses), not a pass/fail test:
+/// `N` sessions (`VXB_BENCH_SESSIONS`, default 3000) watched at once on schedule `["100ms"]`,
+/// each going INIT → IN PROGRESS → PASS at the mock (3 checks, 3 VX calls); prints checks/s
+/// (all checks over the wall time from the first registration to the last poll event) and VX
+/// calls per completed session. Run in release, under the heavy lock:
+/// `flock /tmp/vx-heavy.lock cargo test --release --test it reconcile_throughput -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement: run it by name (see its doc)"]
+async fn reconcile_throughput() {
+    let n: usize = std::env::var("VXB_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let concurrency = std::env::var("VXB_BENCH_CONCURRENCY").unwrap_or_else(|_| "16".into());
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = test_config(&nats.url());
+    let env = [
+        ("VXB_STATUS__ENABLED", "true".to_owned()),
+        ("VXB_UPSTREAM__BASE_URL", vx.url().to_owned()),
+        ("VXB_UPSTREAM__TOKEN", "tok".to_owned()),
+        ("VXB_UPSTREAM__MAX_CONCURRENCY", "64".to_owned()),
+        ("VXB_RECONCILE__SCHEDULE", r#"["100ms"]"#.to_owned()),
+        ("VXB_RECONCILE__CONCURRENCY", concurrency.clone()),
+    ];
+    let bridge = BinaryBridge::spawn(&cfg, &env, Stdio::null());
+    bridge.wait_ready().await;
+    let (nc, js) = connect(&nats).await;
+    eventually("the watch endpoint", Duration::from_secs(10), async || {
+        let (code, _) = request(
+            &nc,
+            &cfg,
+            "watch",
+            &json!({ "request_id": new_request_id() }).to_string(),
+        )
+        .await;
+        code.is_none()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let ids: Vec<String> = (0..n).map(|_| new_request_id()).collect();
+    let registrations = ids.chunks(200).map(|chunk| {
+        let (nc, cfg) = (nc.clone(), cfg.clone());
+        let chunk = chunk.to_vec();
+        async move {
+            for id in chunk {
+                watch(&nc, &cfg, &id).await;
+            }
+        }
+    });
+    futures::future::join_all(registrations).await;
+    let registered = started.elapsed();
+    let base = bridge.base();
+    let pass = "vx_bridge_reconcile_events_published_total";
+    // n + 1: the session that probed the endpoint completes too.
+    wait_for_metric(
+        &base,
+        pass,
+        &[("kind", "pass")],
+        (n + 1) as f64,
+        Duration::from_secs(600),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let text = scrape(&base).await;
+    let checks: f64 = [
+        "pending",
+        "completed",
+        "completed_without_result",
+        "unavailable",
+        "failed",
+        "superseded",
+    ]
+    .iter()
+    .filter_map(|o| metric_value(&text, "vx_bridge_reconcile_checks_total", &[("outcome", o)]))
+    .sum();
+    let calls = vx.session_calls();
+    let stored = js
+        .get_stream(&cfg.nats.stream.name)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    println!(
+        "reconcile_throughput: sessions={} concurrency={concurrency} registered_in={:.2}s completed_in={:.2}s checks={checks} checks_per_s={:.0} vx_calls={calls} calls_per_completed={:.2} poll_events={stored}",
+        n + 1,
+        registered.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        checks / elapsed.as_secs_f64(),
+        calls as f64 / (n + 1) as f64,
+    );
+    assert_eq!(stored as usize, n + 1);
+}
