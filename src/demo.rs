@@ -89,6 +89,9 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     config.status.enabled = true;
     config.upstream.base_url = format!("http://{vx_addr}");
     config.upstream.token = Some(Secret::new(DEMO_TOKEN));
+    // The webhook flow only: the reconciler would leave its work-queue stream on the user's
+    // server and its work messages would show among the events printed below.
+    config.reconcile.enabled = Some(false);
     config.validate().context("demo configuration")?;
 
     let listener = TcpListener::bind(config.http.listen).await?;
