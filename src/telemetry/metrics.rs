@@ -125,7 +125,7 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
     ),
     (
         "vx_bridge_reconcile_oldest_watch_age_seconds",
-        "age since registration of the oldest watched session this replica saw delivered within the last two schedule rounds (a round: the longest schedule delay); a session finished in that time may still count",
+        "age since registration of the oldest watched session this replica saw delivered within the last two rounds (a round: the longest schedule delay + 30 s); a session finished in that time may still count",
     ),
 ];
 
@@ -372,8 +372,10 @@ impl ReconcileCheck {
             .increment(1);
     }
 
-    /// Registers every outcome (and every published kind) at 0.
+    /// Registers every outcome (and every published kind, and the gauges) at 0.
     pub fn register_all() {
+        set_reconcile_watched(0);
+        set_reconcile_oldest_watch_age(Duration::ZERO);
         for o in Self::ALL {
             metrics::counter!("vx_bridge_reconcile_checks_total", "outcome" => o.label())
                 .increment(0);
