@@ -308,6 +308,63 @@ async fn registering_twice_is_one_watch_and_bad_input_is_answered_as_status_get(
     }
     assert_eq!(watched(&js, &cfg).await, 1);
     assert_eq!(vx.session_calls(), 0);
+    // The endpoint is in $SRV discovery, in the status service's queue group.
+    let info = nc
+        .request(
+            format!("$SRV.INFO.{}", vx_bridge::status::SERVICE_NAME),
+            "".into(),
+        )
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    let ep = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == vx_bridge::status::WATCH_ENDPOINT)
+        .unwrap_or_else(|| panic!("no watch endpoint in {info}"))
+        .clone();
+    assert_eq!(ep["subject"], format!("{}.watch", cfg.nats.subject_prefix));
+    assert_eq!(ep["queue_group"], cfg.status.queue_group.as_str());
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_the_reconciler_there_is_no_watch_endpoint_and_nothing_is_registered() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    cfg.reconcile.enabled = Some(false);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    let asked = nc
+        .request(
+            format!("{}.watch", cfg.nats.subject_prefix),
+            json!({ "request_id": id }).to_string().into(),
+        )
+        .await;
+    let err = asked.expect_err("no responders");
+    assert_eq!(
+        err.kind(),
+        async_nats::client::RequestErrorKind::NoResponders,
+        "{err}"
+    );
+    // A pending webhook is projected, not registered: the work-queue stream is never made.
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender
+            .send("msg_p", &body_with("PENDING", &id))
+            .await
+            .status(),
+        202
+    );
+    eventually("the view has it", Duration::from_secs(10), async || {
+        view(&js, &cfg, &id).await.is_some()
+    })
+    .await;
+    assert!(js.get_stream(&cfg.reconcile.stream).await.is_err());
+    assert_eq!(vx.session_calls(), 0);
     bridge.stop().await.unwrap();
 }
 
