@@ -13,15 +13,20 @@
 #                 scripts/bench-analysis.md (the report is rendered by scripts/bench_report.py)
 #
 # Environment: BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
-# BENCH_IN_FLIGHT (256), BENCH_PROFILE_REQUESTS (2000).
+# BENCH_IN_FLIGHT (256), BENCH_PROFILE_REQUESTS (2000), BENCH_SWEEP ("0.25 0.5 0.75 0.9": the
+# fractions of each peak the latency sweep offers).
 #
 # Measures, each against its own fresh nats-server on a free port with a temp store:
 #   (a) raw JetStream publish of the bridge's own event messages, 256 PubAcks in flight, unique
 #       Nats-Msg-Id (vx-load jspub)                                        -- baseline
 #   (b) plain axum answering 202 to the same signed POSTs (vx-load serve202) -- baseline
+#   (n) the naive handler: HMAC check, serde_json::Value parse, jsonschema is_valid, publish
+#       with an awaited PubAck, 202 (vx-load naive), same load and body     -- baseline
 #   (c) vx-bridge's full ingress (HMAC, parse, schema, event, awaited PubAck), at its peak and
 #       at half of it; peak RSS; time from start to ready; binary size; the session projector's
-#       backlog at the peak; peak and RSS with the session view off
+#       backlog at the peak; peak, CPU and RSS with the session view off
+#   (s) latency against offered rate: open-loop runs of (b), (n) and (c) at fractions of each
+#       one's peak (BENCH_SWEEP), drawn into docs/perf-latency.png with matplotlib
 #   (d) status lookups from cache, from the session view (terminal sessions) and through a 20 ms
 #       mock VX API, against a raw NATS echo responder; a burst of 100 identical lookups and the
 #       upstream calls it caused
@@ -57,6 +62,7 @@ fi
 CONNS=${BENCH_CONNECTIONS:-64}
 IN_FLIGHT=${BENCH_IN_FLIGHT:-256}
 PROFILE_REQUESTS=${BENCH_PROFILE_REQUESTS:-2000}
+SWEEP=${BENCH_SWEEP:-0.25 0.5 0.75 0.9}
 SECRET='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
 
 say() { printf '\n== %s\n' "$*" >&2; }
@@ -166,16 +172,42 @@ catch_up() {  # PORT: seconds until the backlog is 0 after the load stopped (at 
   echo ">60"
 }
 
+sweep() {  # NAME URL: open-loop runs at each fraction of NAME's peak (from $TMP/NAME.json)
+  local name=$1 url=$2 peak f
+  peak=$(jq -r '.rps' "$TMP/$name.json")
+  for f in $SWEEP; do
+    webhook "$url" "$TMP/sweep-$name-$f.json" --rate "$(awk -v p="$peak" -v f="$f" 'BEGIN { printf "%d", p * f }')"
+  done
+}
+
 # ---------------------------------------------------------------- (b) plain axum 202
 say "(b) plain axum 202, $CONNS connections"
 free_port port
-$LOAD serve202 --listen "127.0.0.1:$port" --duration 300s >/dev/null &
+$LOAD serve202 --listen "127.0.0.1:$port" --duration 900s >/dev/null &
 S202=$!; track "$S202"
 listening "$port"
 t_srv=$(ticks "$S202")
 webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/b.json"
 cpu_note b-srv-cpu "$S202" "$t_srv"
+say "(s) plain axum 202: open loop at $SWEEP of its peak"
+sweep b "http://127.0.0.1:$port/webhooks/vx"
 stop "$S202"
+
+# ---------------------------------------------------------------- (n) naive handler
+say "(n) naive handler (HMAC, Value parse, jsonschema is_valid, awaited PubAck), $CONNS connections"
+start_nats n
+free_port port
+$LOAD naive --listen "127.0.0.1:$port" --nats "$NATS_URL" --secret "$SECRET" --duration 900s >/dev/null &
+NAIVE=$!; track "$NAIVE"
+listening "$port"
+t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$NAIVE")
+webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/n.json"
+cpu_note n-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note n-srv-cpu "$NAIVE" "$t_srv"
+say "(s) naive handler: open loop at $SWEEP of its peak"
+sweep n "http://127.0.0.1:$port/webhooks/vx"
+awk '/VmHWM/ {print $2}' "/proc/$NAIVE/status" >"$TMP/n-rss-kib"
+stop "$NAIVE"
+stop_nats n
 
 # ---------------------------------------------------------------- (c) vx-bridge ingress
 ingress() {  # NAME BIN: peak, half of peak, RSS
@@ -194,6 +226,10 @@ ingress() {  # NAME BIN: peak, half of peak, RSS
   lag_sampler "$port" "$TMP/$name-half-lag" & sampler=$!
   webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name-half.json" --rate "$half"
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  if [ "$name" = c ]; then
+    say "(s) vx-bridge: open loop at $SWEEP of its peak"
+    sweep c "http://127.0.0.1:$port/webhooks/vx"
+  fi
   awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/$name-rss-kib"
   stop "$BRIDGE_PID"
   stop_nats "$name"
@@ -204,11 +240,13 @@ if [ -n "$BEFORE_BIN" ]; then
   say "(c) before: vx-bridge at $BEFORE_REV"
   ingress cbefore "$BEFORE_BIN"
 fi
-say "(c) vx-bridge with the session view off (sessions.enabled = false), peak only, for its RSS"
+say "(c) vx-bridge with the session view off (sessions.enabled = false), peak only, for its CPU and RSS"
 start_nats cnoview
 free_port port
 start_bridge cnoview "$BIN" "$port" VXB_SESSIONS__ENABLED=false
+t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
 webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cnoview.json"
+cpu_note cnoview-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cnoview-srv-cpu "$BRIDGE_PID" "$t_srv"
 awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/cnoview-rss-kib"
 stop "$BRIDGE_PID"
 stop_nats cnoview
@@ -332,6 +370,7 @@ jq -n --arg QUICK "$QUICK" --arg BEFORE "$BEFORE" --arg BEFORE_REV "$BEFORE_REV"
   --arg PROFILE "$PROFILE" --arg PROFILE_REQUESTS "$PROFILE_REQUESTS" --arg STATUS "$STATUS" \
   --arg LOAD_START "$LOAD_START" --arg LOAD_END "$LOAD_END" --arg BIN_BYTES "$BIN_BYTES" \
   --arg BEFORE_BIN_SET "$BEFORE_BIN_SET" --arg MEASURED_AT "$MEASURED_AT" --arg MEASURED_REV "$MEASURED_REV" \
+  --arg SWEEP "$SWEEP" \
   '$ARGS.named' >"$TMP/run.json"
 rm -rf "$KEEP" && mkdir -p "$KEEP" && cp "$TMP"/*.json "$TMP"/*-cpu "$TMP"/*-kib "$TMP"/*-ir "$TMP"/*-annotate.txt "$TMP"/d-burst-calls "$TMP"/d-view-calls "$TMP"/*-lag "$TMP"/*-catchup-s "$KEEP"/ 2>/dev/null || true
 REPORT_FROM=$KEEP
@@ -340,4 +379,6 @@ fi
 # ---------------------------------------------------------------- report
 say "writing $OUT"
 python3 "$ROOT/scripts/bench_report.py" "$REPORT_FROM" "$OUT" --analysis "$ROOT/scripts/bench-analysis.md"
+# The picture: next to the report, from the same results (matplotlib in its own pinned venv).
+python3 "$ROOT/scripts/bench_plot.py" --venv "$REPORT_FROM" "$(dirname "$OUT")/perf-latency.png"
 say "done: $OUT"

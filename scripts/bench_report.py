@@ -6,7 +6,8 @@
 RESULTS_DIR is what bench.sh keeps of a run (target/bench/last-run): run.json (the run's
 settings and figures bench.sh measured itself), the vx-load summaries (*.json), CPU seconds per
 process (*-cpu), peak RSS (*-rss-kib), callgrind figures (*-ir, *-annotate.txt) and the burst's
-upstream calls (d-burst-calls). It measures nothing and starts nothing; the machine line is read
+upstream calls (d-burst-calls), the naive handler's (n*) and the latency sweep's (sweep-*.json).
+Parts a run did not measure (an older run without (n)) are left out. It measures nothing and starts nothing; the machine line is read
 when the report is written, as before. Standard library only.
 """
 
@@ -68,6 +69,9 @@ class Run:
     def text(self, name):
         return (self.dir / name).read_text().strip()
 
+    def has(self, name):
+        return (self.dir / name).is_file()
+
 
 def row(label, r):
     codes = ", ".join(f"{k}: {v}" for k, v in r["codes"].items())
@@ -83,6 +87,11 @@ def pct(a, b):
 
 def yes_no(met):
     return "**met**" if met else "**missed**"
+
+
+def server_us(load, srv_cpu):
+    """The server's CPU µs per request of a peak run."""
+    return float(srv_cpu) * 1e6 / float(load["all_requests"])
 
 
 def cpu_row(label, load, nats_cpu, srv_cpu, cores):
@@ -129,6 +138,24 @@ def largest(annotate, requests, count=30):
             out.append(f"{int(ir / requests):10d}  {name}")
             if len(out) == count:
                 break
+    return out
+
+
+SWEPT = [("b", "(b) plain axum 202"), ("n", "(n) naive handler"), ("c", "(c) vx-bridge")]
+
+
+def sweep_rows(run):
+    """One table row per sweep point and peak, for the servers that were swept."""
+    out = []
+    for name, label in SWEPT:
+        files = sorted(run.dir.glob(f"sweep-{name}-*.json"), key=lambda f: float(f.stem.split("-")[-1]))
+        for f in files:
+            r = json.loads(f.read_text())
+            frac = float(f.stem.split("-")[-1])
+            out.append(f"| {label} | {frac:.2f} | {int(r['rps'])} | {num(r['p50_ms'])} | {num(r['p99_ms'])} |")
+        if files:
+            r = run.json(name)
+            out.append(f"| {label} | peak | {int(r['rps'])} | {num(r['p50_ms'])} | {num(r['p99_ms'])} |")
     return out
 
 
@@ -183,6 +210,9 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     conns, in_flight = v("CONNS"), v("IN_FLIGHT")
     p(row(f"(a) raw JetStream publish, {in_flight} in flight, Nats-Msg-Id (baseline)", a))
     p(row(f"(b) plain axum 202, {conns} connections (baseline)", b))
+    naive = run.json("n") if run.has("n.json") else None
+    if naive:
+        p(row(f"(n) naive handler (HMAC, Value parse, jsonschema is_valid, awaited PubAck), {conns} connections (baseline)", naive))
     p(row(f"(c) vx-bridge ingress, {conns} connections, peak", c))
     p(row("(c) vx-bridge ingress at half of peak (open loop)", c_half))
     p(row("(c) vx-bridge ingress, log.level = warn, peak", run.json("cwarn")))
@@ -207,7 +237,12 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     cpu = run.text
     p(cpu_row("(a) raw JetStream publish", a, cpu("a-nats-cpu"), None, cores))
     p(cpu_row("(b) plain axum 202", b, None, cpu("b-srv-cpu"), cores))
-    p(cpu_row("(c) vx-bridge ingress", c, cpu("c-nats-cpu"), cpu("c-srv-cpu"), cores))
+    if naive:
+        p(cpu_row("(n) naive handler", naive, cpu("n-nats-cpu"), cpu("n-srv-cpu"), cores))
+    p(cpu_row("(c) vx-bridge ingress, every feature on", c, cpu("c-nats-cpu"), cpu("c-srv-cpu"), cores))
+    noview = run.json("cnoview")
+    if run.has("cnoview-srv-cpu"):
+        p(cpu_row("(c) vx-bridge ingress, session view off", noview, cpu("cnoview-nats-cpu"), cpu("cnoview-srv-cpu"), cores))
     if has_before:
         p(cpu_row(f"(c) before ({before_rev})", run.json("cbefore"), cpu("cbefore-nats-cpu"), cpu("cbefore-srv-cpu"), cores))
     p("")
@@ -215,8 +250,17 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     p("")
     p("| target | measured | |")
     p("|---|---|---|")
-    ra, rb, rc = a["rps"], b["rps"], c["rps"]
-    p(f"| full ingress ≥ 50 % of raw JetStream publish (c/a) | {pct(rc, ra)} | {yes_no(rc >= 0.5 * ra)} |")
+    ra, rb, rc, rv = a["rps"], b["rps"], c["rps"], noview["rps"]
+    if naive:
+        rn = naive["rps"]
+        c_us, n_us = server_us(c, cpu("c-srv-cpu")), server_us(naive, cpu("n-srv-cpu"))
+        p(f"| every feature on ≥ naive handler in webhooks/s (c/n) | {rc:.0f} against {rn:.0f} req/s: {pct(rc, rn)} | {yes_no(rc >= rn)} |")
+        p(f"| every feature on ≤ naive handler in server CPU µs per webhook | {c_us:.1f} against {n_us:.1f} µs | {yes_no(c_us <= n_us)} |")
+        if run.has("cnoview-srv-cpu"):
+            v_us = server_us(noview, cpu("cnoview-srv-cpu"))
+            p(f"| (the same, session view off: c/n in webhooks/s; µs per webhook) | {pct(rv, rn)}; {v_us:.1f} against {n_us:.1f} µs | |")
+    p(f"| full ingress ≥ 35 % of raw JetStream publish (c/a) | {pct(rc, ra)} | {yes_no(rc >= 0.35 * ra)} |")
+    p(f"| (the same, session view off) | {pct(rv, ra)} | |")
     p(f"| (c/b: ingress against plain axum, for reference) | {pct(rc, rb)} | |")
     p(f"| p99 ≤ 10 ms at half of peak rate | {num(c_half['p99_ms'])} ms | {yes_no(c_half['p99_ms'] <= 10)} |")
     if status:
@@ -232,7 +276,7 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p(f"| burst of 100 identical lookups → 1 upstream call | {burst} call(s), answers {codes} | {yes_no(burst == '1')} |")
     else:
         p("| status targets | not measured: no status service in this build | |")
-    p(f"| peak RSS ≤ 40 MiB under load (VmHWM after the (c) runs) | {rss_kib / 1024:.1f} MiB | {yes_no(rss_kib <= 40 * 1024)} |")
+    p(f"| peak RSS ≤ 32 MiB under load (VmHWM after the (c) runs) | {rss_kib / 1024:.1f} MiB | {yes_no(rss_kib <= 32 * 1024)} |")
     lag = [int(float(x)) for x in run.text("c-lag").split() if x]
     half_lag = [int(float(x)) for x in run.text("c-half-lag").split() if x]
     p(
@@ -255,6 +299,19 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     p(f"| binary size (release, debug info stripped) | {float(v('BIN_BYTES')) / 1048576:.1f} MiB | |")
     if has_before:
         p(f"| before ({before_rev}): peak RSS | {float(run.text('cbefore-rss-kib')) / 1024:.1f} MiB | |")
+    sweeps = sweep_rows(run)
+    if sweeps:
+        p("")
+        p("## Latency against offered rate")
+        p("")
+        p("Open-loop runs (`vx-load webhook --rate`) at fractions of each one's own peak, then the closed-loop")
+        p("peak, all in this run; drawn by `scripts/bench_plot.py` (matplotlib) from the same results.")
+        p("")
+        p("![p50 and p99 latency against rate](perf-latency.png)")
+        p("")
+        p("| server | fraction of its peak | req/s | p50 ms | p99 ms |")
+        p("|---|---:|---:|---:|---:|")
+        lines.extend(sweeps)
     if profile:
         annotate = run.text("p-annotate.txt")
         before_annotate = run.text("pbefore-annotate.txt") if has_before else ""

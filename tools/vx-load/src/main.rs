@@ -16,6 +16,8 @@
 //! - `echo`: the raw request-reply baseline: a NATS responder that answers every request with
 //!   a fixed status-like reply.
 //! - `serve202`: the plain HTTP baseline: axum answering 202 to every POST after reading its body.
+//! - `naive`: the naive-handler baseline (n): HMAC check, `serde_json::Value` parse, `jsonschema`
+//!   `is_valid`, publish of the body with an awaited PubAck, 202; nothing else.
 //! - `mock-vx`: a stand-in for the VX API (OAuth token endpoint and session results) with a fixed
 //!   latency, counting upstream calls; request_ids ending in `-fa17XXXXXNNN` get HTTP error NNN.
 //! - `send`: one signed webhook with a given body and content type; prints the HTTP code.
@@ -27,6 +29,7 @@ mod client;
 mod copies;
 mod jspub;
 mod mock_vx;
+mod naive;
 mod send;
 mod startup;
 mod stats;
@@ -39,6 +42,7 @@ use clap::{Parser, Subcommand};
 use crate::baseline::{EchoArgs, Serve202Args};
 use crate::jspub::JsPubArgs;
 use crate::mock_vx::MockVxArgs;
+use crate::naive::NaiveArgs;
 use crate::send::SendArgs;
 use crate::startup::StartupArgs;
 use crate::status::StatusArgs;
@@ -76,6 +80,9 @@ enum Mode {
     Echo(EchoArgs),
     /// Answer every POST with 202 after reading the body (baseline).
     Serve202(Serve202Args),
+    /// The naive webhook handler: HMAC, Value parse, schema is_valid, awaited PubAck, 202
+    /// (baseline).
+    Naive(NaiveArgs),
     /// A mock VX API with a fixed latency (a request_id ending in `-fa17XXXXXNNN` gets HTTP
     /// error NNN).
     MockVx(MockVxArgs),
@@ -113,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             Mode::Jspub(a) => jspub::run(a).await,
             Mode::Echo(a) => baseline::echo(a).await,
             Mode::Serve202(a) => baseline::serve202(a).await,
+            Mode::Naive(a) => naive::run(a).await,
             Mode::MockVx(a) => mock_vx::run(a).await,
             Mode::Verify(a) => verify::verify(a).await,
             Mode::Leader(a) => verify::leader(a).await,
