@@ -4,6 +4,10 @@
 //! This module must not log a body, a header value or a secret, and must not let async-nats log
 //! at TRACE (it logs whole payloads there).
 
+use tracing_subscriber::field::{RecordFields, VisitOutput as _};
+use tracing_subscriber::fmt::format::{JsonFields, JsonVisitor, Writer};
+use tracing_subscriber::fmt::{FormatFields, FormattedFields};
+
 use crate::config::{LogConfig, LogFormat};
 
 /// Keeps the trace exporter (if any) alive; flushes and stops it when dropped.
@@ -53,6 +57,7 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanJsonFields)
             .with_timer(crate::timestamp::LogTimer)
             .with_writer(std::io::stderr)
             .boxed(),
@@ -83,10 +88,73 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
     guard
 }
 
+/// The JSON field formatter of spans: `tracing_subscriber`'s own, except that a field recorded
+/// later (`span.record`, as the webhook span does for `trace_id`, `request_id` and `outcome`) is
+/// appended to the span's JSON object instead of parsing the object and writing it again. The
+/// text stays one JSON object; a field recorded twice appears twice and the log line shows the
+/// last value, as with `JsonFields` (the event formatter reads the object into a map).
+struct SpanJsonFields;
+
+impl<'w> FormatFields<'w> for SpanJsonFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        JsonFields::new().format_fields(writer, fields)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        let mut added = String::new();
+        let mut visitor = JsonVisitor::new(&mut added);
+        fields.record(&mut visitor);
+        visitor.finish()?;
+        splice_json_objects(&mut current.fields, &added);
+        Ok(())
+    }
+}
+
+/// Appends the members of the JSON object `added` to the JSON object `current` (either may be
+/// empty text or `{}`).
+fn splice_json_objects(current: &mut String, added: &str) {
+    let members = added.strip_prefix('{').and_then(|a| a.strip_suffix('}'));
+    let Some(members) = members.filter(|m| !m.is_empty()) else {
+        return;
+    };
+    match current.strip_suffix('}') {
+        Some(open) if open.len() > 1 => {
+            current.truncate(open.len());
+            current.push(',');
+        }
+        _ => {
+            current.clear();
+            current.push('{');
+        }
+    }
+    current.push_str(members);
+    current.push('}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn span_fields_recorded_later_are_appended_as_json() {
+        let mut s = String::new();
+        splice_json_objects(&mut s, "{\"a\":1}");
+        assert_eq!(s, "{\"a\":1}");
+        splice_json_objects(&mut s, "{}");
+        assert_eq!(s, "{\"a\":1}");
+        splice_json_objects(&mut s, "{\"b\":\"x}\",\"c\":null}");
+        assert_eq!(s, "{\"a\":1,\"b\":\"x}\",\"c\":null}");
+        let mut empty = "{}".to_owned();
+        splice_json_objects(&mut empty, "{\"d\":true}");
+        assert_eq!(empty, "{\"d\":true}");
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["b"], "x}");
+    }
 
     #[test]
     fn async_nats_is_capped_at_debug_because_its_trace_logs_payloads() {
