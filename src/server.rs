@@ -13,8 +13,9 @@
 //! Shutdown: stop accepting, then let every connection finish its in-flight request (the caller
 //! bounds the wait). This module knows no route and no NATS.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -24,7 +25,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -77,13 +77,13 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // Requests in progress on this connection, so that an idle one can be closed.
-        let (active, mut activity) = watch::channel(0usize);
-        let active = Arc::new(active);
+        let activity = Arc::new(Activity::new());
+        let active = activity.clone();
         let service = router
             .clone()
             .map_request(|req: Request<Incoming>| req.map(Body::new))
             .map_future(move |fut| {
-                let guard = InProgress::new(active.clone());
+                let guard = active.begin();
                 async move {
                     let res = fut.await;
                     drop(guard);
@@ -120,7 +120,7 @@ pub async fn serve(
                     }
                     // HTTP/2 has no header timeout between streams, and a client that answers
                     // PINGs keeps its connection for ever: close any connection idle this long.
-                    _ = idle_for(&mut activity, idle_timeout), if !closing => {
+                    _ = idle_for(&activity, idle_timeout), if !closing => {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
@@ -137,38 +137,65 @@ pub async fn serve(
     connections.wait().await;
 }
 
-/// Counts a request as in progress on its connection while it lives.
-struct InProgress(Arc<watch::Sender<usize>>);
+/// Requests in progress on one connection and when the last one ended: plain atomics, so a
+/// request's start and end wake nothing (the idle check looks at them when its timer fires).
+struct Activity {
+    in_progress: AtomicUsize,
+    /// The connection's start, the origin of `last_end_nanos`.
+    origin: Instant,
+    /// When the last request ended (nanoseconds after `origin`); 0: none has yet.
+    last_end_nanos: AtomicU64,
+}
 
-impl InProgress {
-    fn new(active: Arc<watch::Sender<usize>>) -> Self {
-        active.send_modify(|n| *n += 1);
-        Self(active)
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_progress: AtomicUsize::new(0),
+            origin: Instant::now(),
+            last_end_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a request as in progress until the guard is dropped.
+    fn begin(self: &Arc<Self>) -> InProgress {
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        InProgress(self.clone())
+    }
+
+    /// Since when no request has been in progress; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_progress.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let nanos = self.last_end_nanos.load(Ordering::Acquire);
+        Some(self.origin + Duration::from_nanos(nanos))
     }
 }
+
+/// Counts a request as in progress on its connection while it lives.
+struct InProgress(Arc<Activity>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        // The end time first: an idle check that sees no request in progress sees it too.
+        let nanos = u64::try_from(self.0.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.last_end_nanos.fetch_max(nanos, Ordering::AcqRel);
+        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Returns once no request has been in progress for `timeout` in a row.
-async fn idle_for(activity: &mut watch::Receiver<usize>, timeout: Duration) {
+/// Returns once no request has been in progress for `timeout` in a row. One timer at a time,
+/// re-armed for what is left of `timeout` when it fires early (a request ran meanwhile).
+async fn idle_for(activity: &Activity, timeout: Duration) {
+    let mut wait = timeout;
     loop {
-        if *activity.borrow_and_update() > 0 {
-            if activity.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(timeout) => return,
-            changed = activity.changed() => {
-                if changed.is_err() {
-                    return std::future::pending().await;
-                }
-            }
-        }
+        tokio::time::sleep(wait).await;
+        wait = match activity.idle_since() {
+            Some(since) => match timeout.checked_sub(since.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return,
+            },
+            None => timeout,
+        };
     }
 }
