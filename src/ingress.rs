@@ -445,7 +445,7 @@ async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishE
         .await;
     if let Ok(stored) = &result {
         if !stored.duplicate {
-            crate::telemetry::record_event(kind);
+            ing.metrics.record_event(kind);
         }
     }
     result
@@ -506,13 +506,18 @@ pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+    let mime = value.split(';').next().unwrap_or_default().trim();
+    // Compared without a lower-cased copy: ASCII case-insensitive, per byte.
+    let (Some(kind), Some(sub)) = (mime.get(..12), mime.get(12..)) else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application/")
+        && (sub.eq_ignore_ascii_case("json")
+            || sub
+                .len()
+                .checked_sub(5)
+                .and_then(|at| sub.get(at..))
+                .is_some_and(|end| end.eq_ignore_ascii_case("+json")))
 }
 
 /// A trace header (`traceparent`, `tracestate`) as text; `None` when absent or not visible
@@ -569,6 +574,10 @@ mod tests {
             ("text/plain", false),
             ("application/x-www-form-urlencoded", false),
             ("application/jsonx", false),
+            ("APPLICATION/VND.VX+JSON", true),
+            ("application/+json", true),
+            ("application", false),
+            ("application/", false),
         ] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
             assert_eq!(is_json_content_type(&h), ok, "{v}");

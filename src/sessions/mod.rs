@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SessionsConfig, StreamConfig};
 use crate::nats::Subjects;
-use crate::telemetry::{LookupWrite, SessionUpdate};
+use crate::telemetry::{LookupWrite, SessionUpdate, SessionUpdateCounters};
 use rule::{decide, decide_lookup, Decision, EventFields, SessionState, Source};
 
 /// Durable name of the projector's consumer on the event stream, shared by every replica.
@@ -388,6 +388,7 @@ async fn run_once(
         .max_capacity(KNOWN_KEYS)
         .time_to_live(Duration::from_secs(600))
         .build();
+    let counters = SessionUpdateCounters::new();
     let mut in_flight = FuturesUnordered::new();
     let result = loop {
         tokio::select! {
@@ -399,7 +400,7 @@ async fn run_once(
                 }
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
+                Some(Ok(msg)) => in_flight.push(handle(&store, &known, &counters, projection, msg)),
                 Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
                 None => break Err(ViewError::Api("the consumer's message stream ended".into())),
             },
@@ -431,6 +432,7 @@ fn source_of(msg: &jetstream::Message) -> Source {
 async fn handle(
     store: &kv::Store,
     known: &KnownKeys,
+    counters: &SessionUpdateCounters,
     projection: &Projection,
     msg: jetstream::Message,
 ) {
@@ -453,7 +455,7 @@ async fn handle(
         Err(e) => {
             // Only the position and the kind of error: serde's message may quote a value.
             tracing::warn!(stream_seq = seq, error_kind = ?e.classify(), "session view: an event that does not parse as ours; skipped");
-            SessionUpdate::Invalid.record();
+            counters.record(SessionUpdate::Invalid);
             let _ = msg.ack().await;
             return;
         }
@@ -461,7 +463,7 @@ async fn handle(
     let state = SessionState::from_event(event, seq, source);
     match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
-            outcome.record();
+            counters.record(outcome);
             let register =
                 !state.terminal && source == Source::Webhook && outcome != SessionUpdate::Stale;
             if let (true, Some(hook)) = (register, &projection.on_pending) {

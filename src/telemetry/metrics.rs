@@ -266,6 +266,38 @@ impl SessionUpdate {
     }
 }
 
+/// The `vx_bridge_sessions_updates_total` handles, registered once (the projector counts every
+/// event with them, without a registry lookup).
+pub struct SessionUpdateCounters([metrics::Counter; 5]);
+
+impl SessionUpdateCounters {
+    /// Registers a handle per outcome.
+    pub fn new() -> Self {
+        Self(
+            SessionUpdate::ALL.map(
+                |o| metrics::counter!("vx_bridge_sessions_updates_total", "outcome" => o.label()),
+            ),
+        )
+    }
+
+    /// Counts `update`, as [`SessionUpdate::record`] does.
+    pub fn record(&self, update: SessionUpdate) {
+        if let Some(c) = SessionUpdate::ALL
+            .iter()
+            .position(|u| *u == update)
+            .and_then(|i| self.0.get(i))
+        {
+            c.increment(1);
+        }
+    }
+}
+
+impl Default for SessionUpdateCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What became of a status lookup's VX answer written into the session view
 /// (`vx_bridge_sessions_lookup_writes_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,7 +540,13 @@ pub struct WebhookMetrics {
     in_flight: OnceLock<metrics::Gauge>,
     /// `(count, duration)` per outcome, indexed like [`WebhookOutcome::ALL`].
     by_outcome: [OnceLock<(metrics::Counter, metrics::Histogram)>; 7],
+    /// `vx_bridge_events_total` per type, indexed like [`EVENT_TYPES`].
+    events: [OnceLock<metrics::Counter>; 5],
 }
+
+/// The `type` labels of `vx_bridge_events_total` the ingress counts: the event kinds' labels
+/// and `rejected`.
+const EVENT_TYPES: [&str; 5] = ["pass", "fail", "pending", "unrecognized", "rejected"];
 
 impl WebhookMetrics {
     /// No handle is registered yet.
@@ -516,6 +554,7 @@ impl WebhookMetrics {
         Self {
             in_flight: OnceLock::new(),
             by_outcome: Default::default(),
+            events: Default::default(),
         }
     }
 
@@ -523,6 +562,18 @@ impl WebhookMetrics {
     pub fn in_flight(&self) -> &metrics::Gauge {
         self.in_flight
             .get_or_init(|| metrics::gauge!("vx_bridge_webhooks_in_flight"))
+    }
+
+    /// [`record_event`] through a handle registered once per type.
+    pub fn record_event(&self, kind: &'static str) {
+        match EVENT_TYPES.iter().position(|t| *t == kind) {
+            Some(i) => self.events[i]
+                .get_or_init(
+                    || metrics::counter!("vx_bridge_events_total", "type" => EVENT_TYPES[i]),
+                )
+                .increment(1),
+            None => record_event(kind),
+        }
     }
 
     /// Counts a webhook and its handling time.
