@@ -16,6 +16,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// The message of the error [`parse_strict`] fails with on a repeated key (no key echoed).
@@ -103,12 +104,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
+            // One search of the map per key: the slot found empty is where the value goes.
+            match out.entry(key) {
                 // The key itself may be PII-free or not; do not echo it.
-                return Err(de::Error::custom(DUPLICATE_KEY));
+                Entry::Occupied(_) => return Err(de::Error::custom(DUPLICATE_KEY)),
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(StrictValue)?);
+                }
             }
-            let v = map.next_value_seed(StrictValue)?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
