@@ -319,11 +319,12 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             } else {
                 WebhookOutcome::Accepted
             };
+            // Plain strings, not `%` Display: written as they are, with no formatting pass.
             tracing::info!(
                 outcome = outcome.label(),
                 request_id,
-                event_id = %event_id,
-                subject = %subject,
+                event_id = event_id.as_str(),
+                subject = subject.as_str(),
                 seq = stored.seq,
                 "webhook stored"
             );
