@@ -23,7 +23,8 @@ from pathlib import Path
 STEPS = [
     ("whole handler", "<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
     ("signature (HMAC-SHA256 over the body)", "vx_bridge::auth::Verifier::verify"),
-    ("JSON parse to Value", "serde_json::de::from_slice"),
+    ("strict JSON parse to Value (duplicate keys refused)", "vx_bridge::json::parse_strict"),
+    ("JSON parse (serde_json::from_slice: the projector's event fields)", "serde_json::de::from_slice"),
     ("dropping the Value", "core::ptr::drop_in_place<serde_json::value::Value>"),
     ("schema validation", "vx_bridge::schema::check"),
     ("event build (envelope, ids, headers)", "vx_bridge::event::build_event"),
@@ -33,6 +34,12 @@ STEPS = [
         "log line (tracing JSON formatter)",
         "<tracing_subscriber::layer::layered::Layered<L,S> as tracing_core::subscriber::Subscriber>::event",
     ),
+    (
+        "span fields recorded (span.record)",
+        "<tracing_subscriber::fmt::fmt_layer::Layer<S,N,E,W> as tracing_subscriber::layer::Layer<S>>::on_record",
+    ),
+    ("session projector (its whole task)", "vx_bridge::sessions::run_once::{{closure}}"),
+    ("async-nats connection task (all NATS traffic)", "async_nats::ConnectionHandler::process::{{closure}}"),
     ("glibc malloc (all callers)", "malloc"),
     ("glibc free (all callers)", "free"),
     ("mimalloc alloc (all callers)", "mi_malloc_aligned"),
