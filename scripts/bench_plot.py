@@ -68,7 +68,7 @@ def draw(results: Path, out: Path):
     run = json.loads((results / "run.json").read_text())
     ax.set_title(f"Latency against rate, one run of scripts/bench.sh ({run.get('MEASURED_AT', '?')}, {run.get('MEASURED_REV', '?')})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out)
     print(f"bench_plot.py: wrote {out}", file=sys.stderr)

@@ -22,13 +22,13 @@ from pathlib import Path
 # The steps of the callgrind table: label and the function as named in the release binary.
 STEPS = [
     ("whole handler", "<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
-    ("signature (HMAC-SHA256 over the body)", "vx_bridge::auth::Verifier::verify"),
+    ("signature (HMAC-SHA256 over the body)", "vx_bridge::auth::hmac::HmacVerifier::verify"),
     ("strict JSON parse to Value (duplicate keys refused)", "vx_bridge::json::parse_strict"),
     ("JSON parse (serde_json::from_slice: the projector's event fields)", "serde_json::de::from_slice"),
     ("dropping the Value", "core::ptr::drop_in_place<serde_json::value::Value>"),
     ("schema validation", "vx_bridge::schema::check"),
     ("event build (envelope, ids, headers)", "vx_bridge::event::build_event"),
-    ("trace context", "vx_bridge::telemetry::trace::TraceContext::continue_or_start"),
+    ("of which the body hash in the Nats-Msg-Id", "vx_bridge::event::delivery_msg_id"),
     ("publish and PubAck (incl. NATS headers)", "vx_bridge::ingress::publish::{{closure}}"),
     (
         "log line (tracing JSON formatter)",
@@ -40,8 +40,6 @@ STEPS = [
     ),
     ("session projector (its whole task)", "vx_bridge::sessions::run_once::{{closure}}"),
     ("async-nats connection task (all NATS traffic)", "async_nats::ConnectionHandler::process::{{closure}}"),
-    ("glibc malloc (all callers)", "malloc"),
-    ("glibc free (all callers)", "free"),
     ("mimalloc alloc (all callers)", "mi_malloc_aligned"),
     ("mimalloc free (all callers)", "mi_free"),
 ]
