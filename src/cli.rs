@@ -28,7 +28,8 @@ pub enum Command {
     /// Validate the configuration and print the effective values, secrets redacted.
     CheckConfig,
     /// Show the whole flow on this machine: NATS (found or started), a mock VX API, the bridge,
-    /// signed sample webhooks, the events a subscriber receives, and a status lookup.
+    /// signed sample webhooks, the events a subscriber receives, a status lookup, and a watched
+    /// session completed by polling.
     Demo,
     /// Ask the status service for a session's current status and print the reply.
     /// Uses only the `[nats]` settings. Exit 0 on success, 1 on an error reply, 69 when no

@@ -3,10 +3,13 @@
 //! Uses the NATS server at `nats.url`, or starts a `nats-server` (the one it is given, else
 //! PATH's) in a temp directory (and says how to install one when there is none). Starts an
 //! in-process mock of the VX API ([`crate::mock_vx`]) and the bridge itself, sends signed sample webhooks (PENDING
-//! then PASS for one session, FAIL for another), prints each event as a subscriber receives it
-//! (PII masked), looks a status up over NATS, and prints a summary. Everything it creates uses a
-//! unique prefix and stream, removed at the end, so it never touches a real deployment's
-//! subjects.
+//! then PASS for one session, FAIL for another), prints each event as a subscriber of the event
+//! subjects receives it (PII masked), looks a status up over NATS, then shows polling mode: a
+//! session no webhook is sent for is watched (`{prefix}.watch`), the reconciler polls the mock
+//! until it answers PASS, and the demo prints the poll event and the session view's state. It
+//! prints a summary. Everything it creates (prefix, event stream, work-queue stream, session
+//! bucket) has a unique name and is removed at the end, so it never touches a real deployment's
+//! subjects, streams or sessions.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::hmac::sign_headers;
 use crate::config::{AuthMode, Config, HmacScheme, StorageKind};
+use crate::event::poll_msg_id;
 use crate::mock_vx::MockVx;
+use crate::nats::Subjects;
 use crate::secret::Secret;
 use crate::upstream::reply::CurrentStatus;
 
@@ -32,23 +37,25 @@ const DEMO_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const DEMO_TOKEN: &str = "demo-token";
 /// The sample body (the vendor's example, with obviously fake PII).
 const SAMPLE: &str = include_str!("../tests/fixtures/seed-pass.json");
+/// The reconciler's schedule in the demo: one short delay, repeated.
+const POLL_EVERY: Duration = Duration::from_millis(300);
 
 /// Runs the demo; returns the process exit code. `nats_server` is the server binary to start
 /// when none answers: the binary passes `NATS_SERVER`, else `nats-server` found on PATH
 /// ([`find_on_path`]); `None` means there is none, and the demo says how to install one.
 pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Result<i32> {
     println!(
-        "vx-bridge demo: VX webhooks -> NATS JetStream events, and a status lookup over NATS\n"
+        "vx-bridge demo: VX webhooks and polling -> NATS JetStream events, and a status lookup over NATS\n"
     );
     let (nats_url, _nats) = match find_nats(&base.nats.url).await {
         Some(url) => {
-            println!("[1/6] NATS: using the server at {url}");
+            println!("[1/7] NATS: using the server at {url}");
             (url, None)
         }
         None => match start_nats(nats_server).await? {
             Some((url, guard)) => {
                 println!(
-                    "[1/6] NATS: none answered at {}; started nats-server at {url} (temporary)",
+                    "[1/7] NATS: none answered at {}; started nats-server at {url} (temporary)",
                     base.nats.url
                 );
                 (url, Some(guard))
@@ -67,11 +74,12 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
         },
     };
 
-    let vx = MockVx::new(DEMO_TOKEN);
+    // What VX answers once a polled session completes: the sample (fake PII, masked below).
+    let vx = MockVx::new(DEMO_TOKEN).with_result_body(serde_json::from_str(SAMPLE)?);
     let mock_shutdown = CancellationToken::new();
     let _stop_mock = mock_shutdown.clone().drop_guard();
     let vx_addr = vx.start("127.0.0.1:0".parse()?, mock_shutdown).await?;
-    println!("[2/6] mock VX API listening on http://{vx_addr}");
+    println!("[2/7] mock VX API listening on http://{vx_addr}");
 
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let mut config = Config {
@@ -83,15 +91,21 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     config.nats.subject_prefix = format!("demo{}.verification", &unique[..8]);
     config.nats.stream.name = format!("VX_DEMO_{}", &unique[..8]);
     config.nats.stream.storage = StorageKind::Memory;
+    // The view (and the work queue, whose storage follows the stream's) in memory too.
+    config.sessions.bucket = format!("VX_DEMO_SESSIONS_{}", &unique[..8]);
     config.webhook.auth.mode = Some(AuthMode::Hmac);
     config.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
     config.webhook.auth.hmac.secrets = vec![Secret::new(DEMO_SECRET)];
     config.status.enabled = true;
     config.upstream.base_url = format!("http://{vx_addr}");
     config.upstream.token = Some(Secret::new(DEMO_TOKEN));
-    // The webhook flow only: the reconciler would leave its work-queue stream on the user's
-    // server and its work messages would show among the events printed below.
-    config.reconcile.enabled = Some(false);
+    // Polling mode for the one session step 6 watches: a short schedule, and the webhook
+    // sessions are not registered (their webhooks complete them; step 6 shows the reconciler
+    // alone).
+    config.reconcile.enabled = Some(true);
+    config.reconcile.watch_pending = false;
+    config.reconcile.schedule = vec![POLL_EVERY];
+    config.reconcile.stream = format!("VX_DEMO_RECONCILE_{}", &unique[..8]);
     config.validate().context("demo configuration")?;
 
     let listener = TcpListener::bind(config.http.listen).await?;
@@ -100,15 +114,29 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     let bridge = tokio::spawn(crate::run(config.clone(), listener, shutdown.clone()));
     wait_ready(bridge_addr).await?;
     println!(
-        "[3/6] vx-bridge listening on http://{bridge_addr}{} (stream {}, subjects {}.*)",
+        "[3/7] vx-bridge listening on http://{bridge_addr}{} (stream {}, subjects {}.*)",
         config.http.webhook_path, config.nats.stream.name, config.nats.subject_prefix
     );
 
     let client = async_nats::connect(&nats_url).await?;
     let prefix = config.nats.subject_prefix.clone();
-    let mut events = client.subscribe(format!("{prefix}.>")).await?;
+    // The event stream's subjects only: not the requests (`status.get`, `watch`) nor the
+    // reconciler's work messages (`{prefix}.reconcile.*`).
+    let subjects = Subjects::new(&prefix).stream_subjects();
+    let mut subscribers = Vec::with_capacity(subjects.len());
+    for subject in &subjects {
+        subscribers.push(client.subscribe(subject.clone()).await?);
+    }
+    let mut events = futures::stream::select_all(subscribers);
     client.flush().await?;
-    println!("[4/6] subscribed to {prefix}.> — sending signed webhooks:\n");
+    let suffixes: Vec<&str> = subjects
+        .iter()
+        .filter_map(|s| s.strip_prefix(&format!("{prefix}.")))
+        .collect();
+    println!(
+        "[4/7] subscribed to the event subjects {prefix}.{{{}}} — sending signed webhooks:\n",
+        suffixes.join(",")
+    );
 
     let alice = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
     let bob = uuid::Uuid::new_v4().to_string();
@@ -156,7 +184,7 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
         print_event(&msg);
     }
 
-    println!("[5/6] status lookup over NATS ({prefix}.status.get):");
+    println!("[5/7] status lookup over NATS ({prefix}.status.get):");
     let reply = client
         .request(
             format!("{prefix}.status.get"),
@@ -178,17 +206,131 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
         }
     };
 
+    vx.complete_with(Some("PASS"));
+    let polled = match poll_step(&client, &config, &mut events).await {
+        Ok(polled) => polled,
+        Err(e) => {
+            println!("  polling mode FAILED: {e:#}");
+            false
+        }
+    };
+
     shutdown.cancel();
     let _ = bridge.await;
-    let js = async_nats::jetstream::new(client.clone());
-    let _ = js.delete_stream(&config.nats.stream.name).await;
+    let removed = remove_demo_state(&client, &config).await;
     println!(
-        "\n[6/6] summary: {stored}/3 webhooks stored and delivered as events, status lookup {}; demo stream {} removed.",
+        "\n[7/7] summary: {stored}/3 webhooks stored and delivered as events, status lookup {}, {}/1 watched session completed by polling; {removed}.",
         if status_ok { "answered" } else { "FAILED" },
-        config.nats.stream.name
+        u8::from(polled),
     );
     println!("Next: README.md (configuration, subjects, event format, operations).");
-    Ok(if stored == 3 && status_ok { 0 } else { 1 })
+    Ok(if stored == 3 && status_ok && polled {
+        0
+    } else {
+        1
+    })
+}
+
+/// Step 6: watches a new session no webhook is sent for, prints the watch reply, the poll event
+/// (which must be its `completed.pass` from `vx-source: poll`) and the view's state once
+/// terminal. `true` when all of that came.
+async fn poll_step(
+    client: &async_nats::Client,
+    config: &Config,
+    events: &mut (impl futures::Stream<Item = async_nats::Message> + Unpin),
+) -> anyhow::Result<bool> {
+    let prefix = &config.nats.subject_prefix;
+    let carol = uuid::Uuid::new_v4().to_string();
+    println!(
+        "[6/7] polling mode: no webhook for request_id={carol}; watched over NATS ({prefix}.watch):"
+    );
+    let reply = client
+        .request(
+            format!("{prefix}.watch"),
+            json!({"request_id": carol}).to_string().into(),
+        )
+        .await
+        .context("the watch request got no reply")?;
+    println!("  request  {{\"request_id\": \"{carol}\"}}");
+    println!("  reply    {}", String::from_utf8_lossy(&reply.payload));
+    if let Some(e) = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error"))
+    {
+        anyhow::bail!("the watch was refused: {e}");
+    }
+    println!(
+        "  the reconciler polls the mock every {}: INIT, IN PROGRESS, then the result (PASS):",
+        humantime::format_duration(POLL_EVERY)
+    );
+    let msg = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .context("no poll event arrived within 10 s")?
+        .context("subscription closed")?;
+    print_event(&msg);
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let body: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
+    let is_poll_event = msg.subject.as_str() == format!("{prefix}.completed.pass")
+        && body["request_id"] == carol.as_str()
+        && header("vx-source").as_deref() == Some("poll")
+        && header("Nats-Msg-Id") == Some(poll_msg_id(&carol, "PASS"));
+    if !is_poll_event {
+        anyhow::bail!("the event above is not the poll event of {carol}");
+    }
+    let state = terminal_state(client, &config.sessions.bucket, &carol).await?;
+    println!("  session view  {state}");
+    Ok(state["source"] == "poll" && state["terminal"] == true)
+}
+
+/// The view's state of `request_id` once terminal (the projector writes it after the event).
+async fn terminal_state(
+    client: &async_nats::Client,
+    bucket: &str,
+    request_id: &str,
+) -> anyhow::Result<Value> {
+    let js = async_nats::jetstream::new(client.clone());
+    let store = js.get_key_value(bucket).await?;
+    for _ in 0..200 {
+        if let Some(raw) = store.get(request_id).await? {
+            let state: Value = serde_json::from_slice(&raw)?;
+            if state["terminal"] == true {
+                return Ok(state);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the session view did not show {request_id} terminal within 5 s")
+}
+
+/// Removes what the demo created on the server (the bridge stopped first, so nothing recreates
+/// it); says what was removed, or what could not be.
+async fn remove_demo_state(client: &async_nats::Client, config: &Config) -> String {
+    let js = async_nats::jetstream::new(client.clone());
+    let streams = [&config.nats.stream.name, &config.reconcile.stream];
+    let mut failed = Vec::new();
+    for name in streams {
+        if let Err(e) = js.delete_stream(name).await {
+            failed.push(format!("stream {name} ({e})"));
+        }
+    }
+    let bucket = &config.sessions.bucket;
+    if let Err(e) = js.delete_key_value(bucket).await {
+        failed.push(format!("bucket {bucket} ({e})"));
+    }
+    if failed.is_empty() {
+        format!(
+            "demo streams {} and {} and bucket {bucket} removed",
+            streams[0], streams[1]
+        )
+    } else {
+        format!("NOT removed: {}", failed.join(", "))
+    }
 }
 
 fn sample_body(request_id: &str, status: &str, i: usize) -> anyhow::Result<Vec<u8>> {
@@ -211,6 +353,7 @@ fn print_event(msg: &async_nats::Message) {
     if let Some(h) = &msg.headers {
         for name in [
             "Nats-Msg-Id",
+            "vx-source",
             "ce-type",
             "ce-id",
             "ce-subject",

@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::TryStreamExt as _;
 use reqwest::StatusCode;
 use serde_json::Value;
 use vx_testkit::{
@@ -374,11 +375,42 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
     ] {
         assert!(stdout.contains(subject), "{subject}: {stdout}");
     }
+    // Polling mode: the watched session's PASS came from the reconciler, and the view says so.
+    assert!(
+        stdout.contains("1/1 watched session completed by polling"),
+        "{stdout}"
+    );
+    let polled = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("[6/7] polling mode"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for line in [
+        "\"watching\":true",
+        "<- event on ",
+        "vx-source: poll",
+        "Nats-Msg-Id: poll:",
+        "\"source\":\"poll\"",
+        "\"terminal\":true",
+    ] {
+        assert!(polled.contains(line), "{line}: {stdout}");
+    }
+    // Work messages are not printed as events.
+    assert!(!stdout.contains(".reconcile."), "{stdout}");
     // PII is masked in what the demo prints.
     assert!(
         !stdout.contains("John") && !stdout.contains("123 Main St"),
         "{stdout}"
     );
+    // Its event stream, work-queue stream and session bucket are gone.
+    let left: Vec<String> = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async {
+            let client = async_nats::connect(nats.url()).await.unwrap();
+            jetstream::new(client).stream_names().try_collect().await
+        })
+        .unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // No NATS at the URL and no nats-server on PATH: exit 1 with install instructions.
     let out = clean_env(&mut Command::new(vx_bridge_bin()))
