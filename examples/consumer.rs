@@ -1,10 +1,12 @@
 //! A starter consumer of vx-bridge's events (Rust, async-nats): a durable pull consumer on
 //! `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling by `event_id` (a file of
 //! handled ids that survives a restart), ack after handling, NAK with delay on a transient
-//! failure, `{prefix}.status.get` with its error headers, and a watch of the session view.
+//! failure, `{prefix}.status.get` with its error headers, `{prefix}.watch` for a session it
+//! created, and a watch of the session view.
 //!
 //! `cargo run --example consumer` — configured by env (examples/consumers/README.md). Prints one
-//! JSON object per line (`handled`, `duplicate_ignored`, `nak`, `status`, `status_error`, `kv`)
+//! JSON object per line (`handled`, `duplicate_ignored`, `nak`, `status`, `status_error`, `watch`,
+//! `watch_error`, `kv`)
 //! so a script can check it (scripts/consumers-check.sh). Touches nothing but its own durable
 //! consumer and its store file; it never deletes or edits the stream or the bucket.
 
@@ -17,9 +19,12 @@ use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, kv::Opera
 use futures::StreamExt as _;
 use serde_json::json;
 use vx_bridge::contract::{
-    ServiceErrorReply, SessionState, StatusReply, VerificationEvent, SERVICE_ERROR_CODE_HEADER,
-    SERVICE_ERROR_HEADER,
+    ServiceErrorReply, SessionState, StatusReply, VerificationEvent, WatchReply,
+    SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
 };
+
+/// The header that says where an event came from (`poll`, `replay`; none for a webhook).
+const SOURCE_HEADER: &str = "vx-source";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,6 +38,8 @@ struct Config {
     store: PathBuf,
     ack_wait: Duration,
     status_id: Option<String>,
+    /// A session this service created at VX, to have the bridge watch (`{prefix}.watch`).
+    watch_id: Option<String>,
     /// Test hook: exit (code 3) after handling the N-th event, before acking it.
     exit_before_ack: Option<u64>,
     /// Demo hook: the first delivery of the first event fails "transiently" and is NAKed.
@@ -54,6 +61,7 @@ impl Config {
             store: env("VX_STORE", &format!("{durable}.handled")).into(),
             ack_wait: Duration::from_millis(env("VX_ACK_WAIT_MS", "30000").parse()?),
             status_id: std::env::var("VX_STATUS_ID").ok().filter(|s| !s.is_empty()),
+            watch_id: std::env::var("VX_WATCH_ID").ok().filter(|s| !s.is_empty()),
             exit_before_ack: match std::env::var("VX_EXIT_BEFORE_ACK") {
                 Ok(n) if !n.is_empty() => Some(n.parse()?),
                 _ => None,
@@ -102,19 +110,19 @@ impl HandledStore {
     }
 }
 
-/// Asks `{prefix}.status.get`; an error reply is told by its `Nats-Service-Error-Code` header.
-async fn ask_status(client: &async_nats::Client, prefix: &str, request_id: &str) {
+/// One request to the status service (`{prefix}.status.get`, `{prefix}.watch`): the reply's
+/// payload, or what went wrong as a JSON object. An error reply is told by its
+/// `Nats-Service-Error-Code` header (the body says the same).
+async fn call(
+    client: &async_nats::Client,
+    subject: String,
+    request_id: &str,
+) -> Result<bytes::Bytes, serde_json::Value> {
     let payload = json!({ "request_id": request_id }).to_string();
-    let reply = match client
-        .request(format!("{prefix}.status.get"), payload.into())
-        .await
-    {
+    let reply = match client.request(subject, payload.into()).await {
         Ok(reply) => reply,
         // No responder (no status service running) or a timeout: retry later.
-        Err(e) => {
-            emit(json!({"status_error": {"request_id": request_id, "error": e.to_string()}}));
-            return;
-        }
+        Err(e) => return Err(json!({"request_id": request_id, "error": e.to_string()})),
     };
     let header = |name: &str| {
         reply
@@ -126,19 +134,43 @@ async fn ask_status(client: &async_nats::Client, prefix: &str, request_id: &str)
     if let Some(code) = header(SERVICE_ERROR_CODE_HEADER) {
         let code: u16 = code.parse().unwrap_or(0);
         let body = serde_json::from_slice::<ServiceErrorReply>(&reply.payload).ok();
-        emit(json!({"status_error": {
+        return Err(json!({
             "request_id": request_id,
             "code": code,
             "message": header(SERVICE_ERROR_HEADER),
             "body_code": body.map(|b| b.error.code),
             // 400/404: do not retry; 502/503/504: retry later.
             "retryable": matches!(code, 502..=504),
-        }}));
-        return;
+        }));
     }
-    match serde_json::from_slice::<StatusReply>(&reply.payload) {
-        Ok(status) => emit(json!({ "status": status })),
-        Err(e) => emit(json!({"status_error": {"request_id": request_id, "error": e.to_string()}})),
+    Ok(reply.payload)
+}
+
+/// Asks `{prefix}.status.get` for a session's current status.
+async fn ask_status(client: &async_nats::Client, prefix: &str, request_id: &str) {
+    match call(client, format!("{prefix}.status.get"), request_id).await {
+        Ok(payload) => match serde_json::from_slice::<StatusReply>(&payload) {
+            Ok(status) => emit(json!({ "status": status })),
+            Err(e) => {
+                emit(json!({"status_error": {"request_id": request_id, "error": e.to_string()}}))
+            }
+        },
+        Err(error) => emit(json!({ "status_error": error })),
+    }
+}
+
+/// Asks `{prefix}.watch` to watch a session this service created at VX: the bridge polls VX for
+/// it until it is terminal, and publishes its result as the same event a webhook would give
+/// (header `vx-source: poll`), which the consumer below then handles like any other.
+async fn watch(client: &async_nats::Client, prefix: &str, request_id: &str) {
+    match call(client, format!("{prefix}.watch"), request_id).await {
+        Ok(payload) => match serde_json::from_slice::<WatchReply>(&payload) {
+            Ok(reply) => emit(json!({ "watch": reply })),
+            Err(e) => {
+                emit(json!({"watch_error": {"request_id": request_id, "error": e.to_string()}}))
+            }
+        },
+        Err(error) => emit(json!({ "watch_error": error })),
     }
 }
 
@@ -201,6 +233,9 @@ async fn main() -> Result<(), Error> {
     if let Some(id) = &cfg.status_id {
         ask_status(&client, &cfg.prefix, id).await;
     }
+    if let Some(id) = &cfg.watch_id {
+        watch(&client, &cfg.prefix, id).await;
+    }
 
     let mut messages = consumer.messages().await?;
     let mut handled = 0u64;
@@ -208,6 +243,13 @@ async fn main() -> Result<(), Error> {
     while let Some(msg) = messages.next().await {
         let msg = msg?;
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(0);
+        // Where the event came from: a webhook (no header), the bridge's poll of VX, a replay.
+        let source = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(SOURCE_HEADER))
+            .map_or("webhook", |v| v.as_str())
+            .to_owned();
         let event: VerificationEvent = match serde_json::from_slice(&msg.payload) {
             Ok(event) => event,
             Err(e) => {
@@ -236,6 +278,7 @@ async fn main() -> Result<(), Error> {
         emit(json!({
             "handled": event.event_id, "request_id": event.request_id,
             "type": event.event_type, "status": event.status, "delivered": delivered,
+            "source": source,
         }));
         store.record(&event.event_id)?;
         handled += 1;

@@ -9,12 +9,14 @@
 # sends Standard Webhooks-signed webhooks; runs each kit twice under its own durable:
 #   run 1: VX_NAK_FIRST=1 (the first delivery is NAKed with a delay) and VX_EXIT_BEFORE_ACK=2
 #          (the kit exits, code 3, after handling its second event and before acking it);
-#   run 2: a normal run (VX_STATUS_ID = the nil UUID, which the mock answers 404); one more
+#   run 2: a normal run (VX_STATUS_ID = the nil UUID, which the mock answers 404; VX_WATCH_ID =
+#          a session no webhook is ever sent for, which the bridge's reconciler polls at the
+#          mock until it completes, and publishes as a `vx-source: poll` event); one more
 #          webhook is sent while it runs.
 # Then checks what each printed: every event handled exactly once over both runs, the event
 # left unacked by run 1 redelivered and ignored as a duplicate (the kit's event_id store), a NAK
 # seen, a status answer, the 404 error reply read from its headers, the new session seen in the
-# KV watch. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
+# KV watch, the watch reply, and the watched session's poll event handled once. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -60,11 +62,15 @@ nats_start n1 "$NPORT"
 NATS_URL="nats://127.0.0.1:$NPORT"
 PREFIX=ck.verification
 STREAM=CK_VERIFICATIONS
-"$REL_BIN/vx-bridge" mock-vx --listen "127.0.0.1:$MPORT" --token mock-token >>"$VX_WORK/mock.log" 2>&1 &
+# The mock ends each session's cycle (INIT, IN PROGRESS, ...) in a PASS result body, so that a
+# watched session completes; the reconciler checks every 300 ms here (1m, 2m, ... by default).
+"$REL_BIN/vx-bridge" mock-vx --listen "127.0.0.1:$MPORT" --token mock-token --complete-with PASS \
+  >>"$VX_WORK/mock.log" 2>&1 &
 VX_PIDS+=("$!")
 wait_port "$MPORT" 15 || die "mock-vx did not listen on $MPORT"
 bridge_start "$BPORT" "$NATS_URL" "$STREAM" "$PREFIX" \
-  VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$MPORT" VXB_UPSTREAM__TOKEN=mock-token
+  VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL="http://127.0.0.1:$MPORT" VXB_UPSTREAM__TOKEN=mock-token \
+  VXB_RECONCILE__SCHEDULE='["300ms"]'
 log "nats-server $REL_NATS_VERSION on $NPORT, mock VX on $MPORT, bridge on $BPORT"
 
 # post BODY: a Standard Webhooks-signed delivery (vx-load send, the bridge's own signer); prints
@@ -79,6 +85,7 @@ post() {
 SA=11111111-aaaa-4aaa-8aaa-000000000001
 SB=11111111-bbbb-4bbb-8bbb-000000000002
 SC=11111111-cccc-4ccc-8ccc-000000000003
+SW=11111111-dddd-4ddd-8ddd-000000000004   # watched by the kits, never sent as a webhook
 E1=$(post "{\"request_id\":\"$SA\",\"status\":\"PENDING\",\"reference\":\"ck-a\"}")
 E2=$(post "{\"request_id\":\"$SA\",\"status\":\"PASS\",\"reference\":\"ck-a\"}")
 E3=$(post "{\"request_id\":\"$SB\",\"status\":\"FAIL\",\"reference\":\"ck-b\"}")
@@ -145,7 +152,7 @@ done
 # Run 2 of every kit, in parallel; a fourth webhook while they run.
 declare -A RUN2
 for kit in "${KITS[@]}"; do
-  kit_start "$kit" 2 VX_STATUS_ID=00000000-0000-0000-0000-000000000000
+  kit_start "$kit" 2 VX_STATUS_ID=00000000-0000-0000-0000-000000000000 VX_WATCH_ID="$SW"
   RUN2[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
@@ -162,6 +169,9 @@ for kit in "${KITS[@]}"; do
   wait_for "$out2" ".kv == \"$SC\" and .terminal == true" 30 "$kit: session C in the KV watch"
   wait_for "$out2" "(.status | objects | .request_id) == \"$SC\"" 30 "$kit: a status answer for session C"
   wait_for "$out2" '.status_error.code == 404' 30 "$kit: the 404 error reply"
+  wait_for "$out2" "(.watch | objects | .request_id) == \"$SW\" and (.watch.watching | type) == \"boolean\"" 30 "$kit: the watch reply"
+  wait_for "$out2" ".request_id == \"$SW\" and .handled and .source == \"poll\" and .type == \"completed.pass\"" 60 \
+    "$kit: the watched session's poll event"
   kill -TERM -- "-${RUN2[$kit]}" 2>/dev/null || true
   wait_exit "${RUN2[$kit]}" 15 || kill -9 -- "-${RUN2[$kit]}" 2>/dev/null || true
 
@@ -169,7 +179,9 @@ for kit in "${KITS[@]}"; do
   cat "$VX_WORK/$kit.1.jsonl" "$out2" >"$all"
   # Every event handled exactly once over both runs, and nothing else handled.
   counts=$(jq -s -c '[.[] | select(.handled) | .handled] | group_by(.) | map({(.[0]): length}) | add // {}' "$all")
-  want=$(jq -n -c --arg a "$E1" --arg b "$E2" --arg c "$E3" --arg d "$E4" '{($a):1,($b):1,($c):1,($d):1}')
+  # The poll event of the watched session (one event for all kits: the reconciler publishes it once).
+  EP=$(jq -r -s --arg w "$SW" '[.[] | select(.handled and .request_id == $w) | .handled][0]' "$all")
+  want=$(jq -n -c --arg a "$E1" --arg b "$E2" --arg c "$E3" --arg d "$E4" --arg p "$EP" '{($a):1,($b):1,($c):1,($d):1,($p):1}')
   [[ $(jq -S -c . <<<"$counts") == $(jq -S -c . <<<"$want") ]] || die "$kit: handled counts $counts, want $want"
   # The event run 1 handled but did not ack came again and was ignored by event_id.
   unacked=$(jq -r 'select(.exit_before_ack) | .exit_before_ack' "$VX_WORK/$kit.1.jsonl")
@@ -178,7 +190,11 @@ for kit in "${KITS[@]}"; do
   has "$VX_WORK/$kit.1.jsonl" '.nak' || die "$kit: no NAK in run 1"
   has "$out2" '.status_error.code == 404 and .status_error.body_code == 404 and .status_error.retryable == false' ||
     die "$kit: the 404 reply's header and body disagree"
-  result "$(jq -n -c --arg kit "$kit" --argjson handled "$counts" --arg dup "$unacked" \
-    '{kit: $kit, handled_once: ($handled | length), duplicate_ignored: $dup, nak: true, status: true, status_error_404: true, kv_seen: true}')"
+  if [[ -n "${POLL_EVENT:-}" ]]; then
+    [[ "$EP" == "$POLL_EVENT" ]] || die "$kit: the poll event $EP is not the one the other kits handled ($POLL_EVENT)"
+  fi
+  POLL_EVENT=$EP
+  result "$(jq -n -c --arg kit "$kit" --argjson handled "$counts" --arg dup "$unacked" --arg poll "$EP" \
+    '{kit: $kit, handled_once: ($handled | length), duplicate_ignored: $dup, nak: true, status: true, status_error_404: true, kv_seen: true, watch: true, poll_event: $poll}')"
 done
 echo "consumers-check: ${#KITS[@]} passed, 0 failed"

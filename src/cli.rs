@@ -1,5 +1,5 @@
 //! Command-line interface: `serve`, `check-config`, `demo`, the operator lookups `status` and
-//! `result`, which send one request to a running status service over NATS, `sessions` and
+//! `result` and `watch`, which send one request to a running status service over NATS, `sessions` and
 //! `replay`, which work on the stream and buckets directly, and `mock-vx`, a stand-in VX API
 //! for local runs.
 
@@ -61,6 +61,16 @@ pub enum Command {
     /// skipped): reported and left in place; 64 bad arguments or configuration; 69 NATS, the
     /// stream or the bucket unavailable (what was done until then is printed).
     Replay(ReplayArgs),
+    /// Ask the reconciler to watch a session (`{prefix}.watch`) and print the reply: it polls VX
+    /// for the session until it is terminal and publishes its result as the webhook's event
+    /// would be. Uses only the `[nats]` settings. Exit codes as `status`.
+    Watch {
+        /// The session's request_id (a UUID).
+        request_id: String,
+        /// How long to wait for the reply.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Run a mock of the VX API's session lookup, for local runs of the status service: point
     /// `upstream.base_url` at it and set `upstream.token` to TOKEN. Unknown ids answer INIT,
     /// then IN PROGRESS, then COMPLETED; `PUT /mock/sessions/{id}` with
@@ -72,7 +82,32 @@ pub enum Command {
         /// The bearer token it accepts.
         #[arg(long, default_value = "mock-token")]
         token: String,
+        /// End each session's cycle in a result body with this top-level status instead of
+        /// `{"current_status": "COMPLETED"}`, so that a watched session completes by polling.
+        #[arg(long, value_enum)]
+        complete_with: Option<MockResult>,
     },
+}
+
+/// The result `vx-bridge mock-vx --complete-with` ends a session's cycle in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MockResult {
+    /// `"status": "PASS"`.
+    #[value(name = "PASS")]
+    Pass,
+    /// `"status": "FAIL"`.
+    #[value(name = "FAIL")]
+    Fail,
+}
+
+impl MockResult {
+    /// The body's `status`.
+    pub fn status(self) -> &'static str {
+        match self {
+            MockResult::Pass => "PASS",
+            MockResult::Fail => "FAIL",
+        }
+    }
 }
 
 /// `vx-bridge sessions …`

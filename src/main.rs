@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Demo => demo(file),
-        Command::MockVx { listen, token } => mock_vx(listen, &token),
+        Command::MockVx {
+            listen,
+            token,
+            complete_with,
+        } => mock_vx(listen, &token, complete_with),
         Command::CheckConfig => {
             let config = config!(Config::load);
             if let Err(e) = vx_bridge::app::prepare(&config) {
@@ -59,6 +63,17 @@ fn main() -> ExitCode {
             }
             let payload = serde_json::json!({ "request_id": request_id });
             lookup(config, Lookup::Status, payload, timeout)
+        }
+        Command::Watch {
+            request_id,
+            timeout,
+        } => {
+            let config = config!(Config::load_for_requests);
+            if let Err(code) = check_request_id(&request_id) {
+                return code;
+            }
+            let payload = serde_json::json!({ "request_id": request_id });
+            lookup(config, Lookup::Watch, payload, timeout)
         }
         Command::Sessions { command } => sessions(config!(Config::load_for_requests), command),
         Command::Replay(args) => replay(config!(Config::load_for_requests), args),
@@ -119,6 +134,7 @@ async fn connect_cli(config: &Config, timeout: Duration) -> Result<async_nats::C
 enum Lookup {
     Status,
     Result,
+    Watch,
 }
 
 /// Sends one request to the status service and prints the reply to stdout (errors to stderr).
@@ -137,6 +153,7 @@ fn lookup(
     let subject = match which {
         Lookup::Status => subjects.status_get(),
         Lookup::Result => subjects.result_get(),
+        Lookup::Watch => subjects.watch(),
     };
     runtime.block_on(async move {
         let client = match connect_cli(&config, timeout).await {
@@ -395,7 +412,11 @@ fn demo(file: Option<&std::path::Path>) -> ExitCode {
 }
 
 /// `vx-bridge mock-vx`: serves [`vx_bridge::mock_vx::MockVx`] until SIGINT/SIGTERM.
-fn mock_vx(listen: std::net::SocketAddr, token: &str) -> ExitCode {
+fn mock_vx(
+    listen: std::net::SocketAddr,
+    token: &str,
+    complete_with: Option<vx_bridge::cli::MockResult>,
+) -> ExitCode {
     let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
         Err(code) => return code,
@@ -403,6 +424,7 @@ fn mock_vx(listen: std::net::SocketAddr, token: &str) -> ExitCode {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let vx = vx_bridge::mock_vx::MockVx::new(token);
+        vx.complete_with(complete_with.map(vx_bridge::cli::MockResult::status));
         let addr = match vx.start(listen, shutdown.clone()).await {
             Ok(a) => a,
             Err(e) => {
@@ -414,8 +436,12 @@ fn mock_vx(listen: std::net::SocketAddr, token: &str) -> ExitCode {
         println!(
             "  for the bridge: VXB_UPSTREAM__BASE_URL=http://{addr} VXB_UPSTREAM__TOKEN={token}"
         );
+        let last = match complete_with {
+            Some(r) => format!(" (the last as a result body, status {})", r.status()),
+            None => String::new(),
+        };
         println!(
-            "  unknown ids answer {}, one per lookup; {} is 404",
+            "  unknown ids answer {}{last}, one per lookup; {} is 404",
             vx_bridge::mock_vx::CYCLE.join(" -> "),
             vx_bridge::mock_vx::UNKNOWN_ID
         );

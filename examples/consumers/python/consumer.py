@@ -2,12 +2,12 @@
 
 A durable pull consumer on `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling by
 `event_id` (a file of handled ids that survives a restart), ack after handling, NAK with delay
-on a transient failure, `{prefix}.status.get` with its error headers, and a watch of the session
-view (KV bucket VX_SESSIONS). The models in vx_events/ are generated from schemas/*.json
+on a transient failure, `{prefix}.status.get` with its error headers, `{prefix}.watch` for a
+session it created, and a watch of the session view (KV bucket VX_SESSIONS). The models in vx_events/ are generated from schemas/*.json
 (scripts/gen-consumer-types.sh); do not edit them.
 
 Run: examples/consumers/python/run.sh (configured by env, see ../README.md). Prints one JSON
-object per line (handled, duplicate_ignored, nak, status, status_error, kv) for
+object per line (handled, duplicate_ignored, nak, status, status_error, watch, watch_error, kv) for
 scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
 """
 
@@ -28,9 +28,12 @@ from vx_events.service_error_schema import VxBridgeServiceError
 from vx_events.session_state_schema import VxBridgeSessionState
 from vx_events.status_reply_schema import VxBridgeStatusReply
 from vx_events.verification_event_schema import VxBridgeVerificationEvent
+from vx_events.watch_reply_schema import VxBridgeWatchReply
 
 SERVICE_ERROR_HEADER = "Nats-Service-Error"
 SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+# Where an event came from: poll, replay; none for a webhook.
+SOURCE_HEADER = "vx-source"
 
 
 def env(name: str, default: str) -> str:
@@ -45,6 +48,8 @@ BUCKET = env("VX_BUCKET", "VX_SESSIONS")
 STORE = Path(env("VX_STORE", f"{DURABLE}.handled"))
 ACK_WAIT_S = int(env("VX_ACK_WAIT_MS", "30000")) / 1000
 STATUS_ID = os.environ.get("VX_STATUS_ID") or None
+# A session this service created at VX, to have the bridge watch ({prefix}.watch).
+WATCH_ID = os.environ.get("VX_WATCH_ID") or None
 # Test hook: exit (code 3) after handling the N-th event, before acking it.
 EXIT_BEFORE_ACK = int(os.environ["VX_EXIT_BEFORE_ACK"]) if os.environ.get("VX_EXIT_BEFORE_ACK") else None
 # Demo hook: the first delivery of the first event fails "transiently" and is NAKed.
@@ -74,25 +79,53 @@ class HandledStore:
         self.ids.add(event_id)
 
 
-async def ask_status(nc: nats.NATS, request_id: str) -> None:
-    """Asks {prefix}.status.get; an error reply is told by its Nats-Service-Error-Code header."""
+class ServiceError(Exception):
+    """What went wrong with a request to the status service, as the JSON object the kit prints."""
+
+    def __init__(self, info: dict) -> None:
+        super().__init__(info)
+        self.info = info
+
+
+async def call(nc: nats.NATS, subject: str, request_id: str) -> bytes:
+    """One request to the status service ({prefix}.status.get, {prefix}.watch): the reply's
+    payload. An error reply is told by its Nats-Service-Error-Code header (the body says the same)."""
     try:
-        reply = await nc.request(f"{PREFIX}.status.get", json.dumps({"request_id": request_id}).encode(), timeout=10)
+        reply = await nc.request(subject, json.dumps({"request_id": request_id}).encode(), timeout=10)
     except (NoRespondersError, NatsTimeoutError) as e:  # no status service / no answer: retry later
-        emit({"status_error": {"request_id": request_id, "error": type(e).__name__}})
-        return
+        raise ServiceError({"request_id": request_id, "error": type(e).__name__}) from e
     headers = reply.headers or {}
     if SERVICE_ERROR_CODE_HEADER in headers:
         code = int(headers[SERVICE_ERROR_CODE_HEADER])
         body = VxBridgeServiceError.model_validate_json(reply.data)
-        emit({"status_error": {
+        raise ServiceError({
             "request_id": request_id, "code": code, "message": headers.get(SERVICE_ERROR_HEADER),
             "body_code": body.error.code,
             "retryable": code in (502, 503, 504),  # 400/404: do not retry
-        }})
+        })
+    return reply.data
+
+
+async def ask_status(nc: nats.NATS, request_id: str) -> None:
+    """Asks {prefix}.status.get for a session's current status."""
+    try:
+        status = VxBridgeStatusReply.model_validate_json(await call(nc, f"{PREFIX}.status.get", request_id))
+    except ServiceError as e:
+        emit({"status_error": e.info})
         return
-    status = VxBridgeStatusReply.model_validate_json(reply.data)
     emit({"status": status.model_dump(mode="json", exclude_none=True)})
+
+
+async def watch(nc: nats.NATS, request_id: str) -> None:
+    """Asks {prefix}.watch to watch a session this service created at VX: the bridge polls VX for it
+    until it is terminal and publishes its result as the same event a webhook would give (header
+    vx-source: poll), which the consumer below then handles like any other."""
+    try:
+        reply = VxBridgeWatchReply.model_validate_json(await call(nc, f"{PREFIX}.watch", request_id))
+    except ServiceError as e:
+        emit({"watch_error": e.info})
+        return
+    emit({"watch": reply.model_dump(mode="json", exclude_none=True)})
 
 
 async def watch_sessions(js) -> None:
@@ -131,6 +164,8 @@ async def main() -> None:
     watcher = asyncio.create_task(watch_sessions(js))
     if STATUS_ID:
         await ask_status(nc, STATUS_ID)
+    if WATCH_ID:
+        await watch(nc, WATCH_ID)
 
     handled = 0
     nak_pending = NAK_FIRST
@@ -162,7 +197,8 @@ async def main() -> None:
                 continue
             # The handling itself: here, print it and ask the session's current status.
             emit({"handled": event.event_id, "request_id": event.request_id, "type": event.type,
-                  "status": event.status, "delivered": delivered})
+                  "status": event.status, "delivered": delivered,
+                  "source": (msg.headers or {}).get(SOURCE_HEADER, "webhook")})
             store.record(event.event_id)
             handled += 1
             if EXIT_BEFORE_ACK == handled:

@@ -4,12 +4,13 @@
  *
  * A durable pull consumer on `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling
  * by `event_id` (a file of handled ids that survives a restart), ack after handling, NAK with
- * delay on a transient failure, `{prefix}.status.get` with its error headers, and a watch of the
- * session view (KV bucket VX_SESSIONS). The types in generated/ come from schemas/*.json
+ * delay on a transient failure, `{prefix}.status.get` with its error headers, `{prefix}.watch`
+ * for a session it created, and a watch of the session view (KV bucket VX_SESSIONS). The types in generated/ come from schemas/*.json
  * (scripts/gen-consumer-types.sh); do not edit them.
  *
  * Run: examples/consumers/typescript/run.sh (configured by env, see ../README.md). Prints one
- * JSON object per line (handled, duplicate_ignored, nak, status, status_error, kv) for
+ * JSON object per line (handled, duplicate_ignored, nak, status, status_error, watch,
+ * watch_error, kv) for
  * scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
  */
 import { appendFileSync, existsSync, fsyncSync, openSync, readFileSync } from "node:fs";
@@ -20,9 +21,12 @@ import type { VxBridgeVerificationEvent } from "./generated/verification-event.s
 import type { VxBridgeSessionState } from "./generated/session-state.schema.js";
 import type { VxBridgeStatusReply } from "./generated/status-reply.schema.js";
 import type { VxBridgeServiceError } from "./generated/service-error.schema.js";
+import type { VxBridgeWatchReply } from "./generated/watch-reply.schema.js";
 
 const SERVICE_ERROR_HEADER = "Nats-Service-Error";
 const SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code";
+/** Where an event came from: poll, replay; none for a webhook. */
+const SOURCE_HEADER = "vx-source";
 
 const env = (name: string, fallback: string): string => process.env[name] || fallback;
 const URL = env("NATS_URL", "nats://127.0.0.1:4222");
@@ -33,6 +37,8 @@ const BUCKET = env("VX_BUCKET", "VX_SESSIONS");
 const STORE = env("VX_STORE", `${DURABLE}.handled`);
 const ACK_WAIT_MS = Number(env("VX_ACK_WAIT_MS", "30000"));
 const STATUS_ID = process.env.VX_STATUS_ID || undefined;
+/** A session this service created at VX, to have the bridge watch ({prefix}.watch). */
+const WATCH_ID = process.env.VX_WATCH_ID || undefined;
 /** Test hook: exit (code 3) after handling the N-th event, before acking it. */
 const EXIT_BEFORE_ACK = process.env.VX_EXIT_BEFORE_ACK ? Number(process.env.VX_EXIT_BEFORE_ACK) : undefined;
 /** Demo hook: the first delivery of the first event fails "transiently" and is NAKed. */
@@ -64,32 +70,64 @@ class HandledStore {
   }
 }
 
-/** Asks {prefix}.status.get; an error reply is told by its Nats-Service-Error-Code header. */
-async function askStatus(nc: NatsConnection, requestId: string): Promise<void> {
+/** What went wrong with a request to the status service, as the JSON object the kit prints. */
+class ServiceError extends Error {
+  constructor(readonly info: Record<string, unknown>) {
+    super(JSON.stringify(info));
+  }
+}
+
+/**
+ * One request to the status service ({prefix}.status.get, {prefix}.watch): the reply. An error
+ * reply is told by its Nats-Service-Error-Code header (the body says the same).
+ */
+async function call(nc: NatsConnection, subject: string, requestId: string) {
   let reply;
   try {
-    reply = await nc.request(`${PREFIX}.status.get`, JSON.stringify({ request_id: requestId }), { timeout: 10_000 });
+    reply = await nc.request(subject, JSON.stringify({ request_id: requestId }), { timeout: 10_000 });
   } catch (e) {
     // No responder (no status service running) or a timeout: retry later.
-    emit({ status_error: { request_id: requestId, error: e instanceof Error ? e.name : String(e) } });
-    return;
+    throw new ServiceError({ request_id: requestId, error: e instanceof Error ? e.name : String(e) });
   }
   const code = reply.headers?.get(SERVICE_ERROR_CODE_HEADER);
   if (code) {
     const body = reply.json<VxBridgeServiceError>();
     const n = Number(code);
-    emit({
-      status_error: {
-        request_id: requestId,
-        code: n,
-        message: reply.headers?.get(SERVICE_ERROR_HEADER),
-        body_code: body.error.code,
-        retryable: n === 502 || n === 503 || n === 504, // 400/404: do not retry
-      },
+    throw new ServiceError({
+      request_id: requestId,
+      code: n,
+      message: reply.headers?.get(SERVICE_ERROR_HEADER),
+      body_code: body.error.code,
+      retryable: n === 502 || n === 503 || n === 504, // 400/404: do not retry
     });
-    return;
   }
-  emit({ status: reply.json<VxBridgeStatusReply>() });
+  return reply;
+}
+
+/** Asks {prefix}.status.get for a session's current status. */
+async function askStatus(nc: NatsConnection, requestId: string): Promise<void> {
+  try {
+    const reply = await call(nc, `${PREFIX}.status.get`, requestId);
+    emit({ status: reply.json<VxBridgeStatusReply>() });
+  } catch (e) {
+    if (!(e instanceof ServiceError)) throw e;
+    emit({ status_error: e.info });
+  }
+}
+
+/**
+ * Asks {prefix}.watch to watch a session this service created at VX: the bridge polls VX for it
+ * until it is terminal and publishes its result as the same event a webhook would give (header
+ * vx-source: poll), which the consumer below then handles like any other.
+ */
+async function watch(nc: NatsConnection, requestId: string): Promise<void> {
+  try {
+    const reply = await call(nc, `${PREFIX}.watch`, requestId);
+    emit({ watch: reply.json<VxBridgeWatchReply>() });
+  } catch (e) {
+    if (!(e instanceof ServiceError)) throw e;
+    emit({ watch_error: e.info });
+  }
 }
 
 /** The current value of every key of the session view, then each change. */
@@ -130,6 +168,7 @@ async function main(): Promise<void> {
 
   watchSessions(js).catch((e) => console.error(`session view watch ended: ${e}`));
   if (STATUS_ID) await askStatus(nc, STATUS_ID);
+  if (WATCH_ID) await watch(nc, WATCH_ID);
 
   let handled = 0;
   let nakPending = NAK_FIRST;
@@ -165,6 +204,7 @@ async function main(): Promise<void> {
       type: event.type,
       status: event.status,
       delivered,
+      source: msg.headers?.get(SOURCE_HEADER) || "webhook",
     });
     store.record(event.event_id);
     handled += 1;
