@@ -54,6 +54,15 @@ pub(crate) struct WebhookArgs {
     /// Delivery id prefix (distinguishes runs against one stream).
     #[arg(long, default_value = "load")]
     id_prefix: String,
+    /// The body's top-level `status` (the seed's is PASS), e.g. PENDING for sessions that stay
+    /// open (the reconciler's registrations).
+    #[arg(long, default_value = "PASS")]
+    status: String,
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
 }
 
 /// The scheme vx-load signs with: Standard Webhooks with `secret`.
@@ -91,6 +100,14 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
             target.clone(),
             a.id_prefix.clone(),
         );
+        // The seed's first `"status"` is its top-level one.
+        let seed: Arc<str> = SEED
+            .replacen(
+                r#""status": "PASS""#,
+                &format!(r#""status": {}"#, json_string(&a.status)),
+                1,
+            )
+            .into();
         let (limit, repeat, concurrent) = (a.requests, a.repeat.max(1), a.concurrent_repeats);
         let n_conns = connections_for(concurrent, repeat);
         let connections = a.connections;
@@ -119,7 +136,7 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
                 }
                 let id = format!("{prefix}_{n}");
                 let body = Bytes::from(
-                    SEED.replace(SEED_ID, &uuid::Uuid::new_v4().to_string())
+                    seed.replace(SEED_ID, &uuid::Uuid::new_v4().to_string())
                         .into_bytes(),
                 );
                 let now = std::time::SystemTime::now()
