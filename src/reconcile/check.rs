@@ -21,6 +21,12 @@ use crate::telemetry::{ReconcileCheck, ReconcilePublished, TraceContext};
 use crate::timestamp::format_timestamp;
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient, UpstreamError};
 
+/// The shortest wait a VX `Retry-After` gets (a `0` would make the check spin).
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest: a larger `Retry-After` is not taken at its word, so one bad header cannot
+/// park a session for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// What a check decided for its work message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -99,6 +105,11 @@ impl Checker<'_> {
             UpstreamError::Auth(_) | UpstreamError::BadReply(_) => {
                 tracing::warn!(request_id = %id, error = %e, "reconcile: VX answer unusable; checked again on the next step");
                 Verdict::Next(ReconcileCheck::Failed, None)
+            }
+            UpstreamError::RateLimited(Some(wait)) => {
+                let delay = (*wait).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER);
+                tracing::debug!(request_id = %id, delay_s = delay.as_secs(), "reconcile: VX rate limited; checked again after its Retry-After");
+                Verdict::Retry(ReconcileCheck::Unavailable, delay)
             }
             _ => {
                 tracing::debug!(request_id = %id, error = %e, "reconcile: VX unavailable; checked again later");

@@ -17,8 +17,9 @@
 //! (replacing this one), then this one is acked; the watch ends with an ack and no successor.
 //!
 //! **Why NAK with a delay schedules the checks.** A message delivered before its `due_at` is
-//! NAKed with the time left, and a check that found VX unavailable is NAKed with the
-//! `Retry-After` or `reconcile.unavailable_delay`, its step kept. NAK-with-delay works on every
+//! NAKed with the time left, and a check that found VX unavailable is NAKed with VX's
+//! `Retry-After` (a 429's, bounded to 1 s ..= 1 h: [`check::MIN_RETRY_AFTER`],
+//! [`check::MAX_RETRY_AFTER`]) or else `reconcile.unavailable_delay`, its step kept. NAK-with-delay works on every
 //! supported server (2.9.10 on), so there is one code path. Scheduled messages (ADR-51,
 //! `Nats-Schedule` headers, NATS 2.12+) would let the server hold a future message itself:
 //! nothing would be delivered before it is due, so no message would sit ack-pending while it

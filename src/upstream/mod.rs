@@ -60,9 +60,10 @@ pub enum UpstreamError {
     /// A 2xx body we cannot use.
     #[error("bad upstream reply: {0}")]
     BadReply(String),
-    /// 429 after the retries, or a `Retry-After` beyond the deadline.
+    /// 429 after the retries, or a `Retry-After` beyond the deadline; with the last 429's
+    /// `Retry-After` (seconds), if it had one.
     #[error("upstream rate limited")]
-    RateLimited,
+    RateLimited(Option<Duration>),
     /// The circuit is open: the upstream failed repeatedly; no call made.
     #[error("upstream circuit open after repeated failures; not called")]
     CircuitOpen,
@@ -83,7 +84,7 @@ impl UpstreamError {
             | UpstreamError::Status(_)
             | UpstreamError::Unreachable(_)
             | UpstreamError::BadReply(_) => 502,
-            UpstreamError::RateLimited | UpstreamError::CircuitOpen | UpstreamError::Busy => 503,
+            UpstreamError::RateLimited(_) | UpstreamError::CircuitOpen | UpstreamError::Busy => 503,
             UpstreamError::Timeout(_) => 504,
         }
     }
@@ -96,7 +97,7 @@ impl UpstreamError {
             UpstreamError::Status(_) => "http_status",
             UpstreamError::Unreachable(_) => "unreachable",
             UpstreamError::BadReply(_) => "bad_reply",
-            UpstreamError::RateLimited => "rate_limited",
+            UpstreamError::RateLimited(_) => "rate_limited",
             UpstreamError::CircuitOpen => "circuit_open",
             UpstreamError::Busy => "busy",
             UpstreamError::Timeout(_) => "timeout",
@@ -386,7 +387,7 @@ impl UpstreamClient {
                 permit.success();
                 let wait = retry_after(resp.headers());
                 Attempt::Retry {
-                    error: UpstreamError::RateLimited,
+                    error: UpstreamError::RateLimited(wait),
                     wait,
                 }
             }
@@ -512,7 +513,7 @@ mod tests {
         assert_eq!(UpstreamError::Status(500).code(), 502);
         assert_eq!(UpstreamError::Unreachable("x".into()).code(), 502);
         assert_eq!(UpstreamError::BadReply("x".into()).code(), 502);
-        assert_eq!(UpstreamError::RateLimited.code(), 503);
+        assert_eq!(UpstreamError::RateLimited(None).code(), 503);
         assert_eq!(UpstreamError::CircuitOpen.code(), 503);
         assert_eq!(UpstreamError::Busy.code(), 503);
         assert_eq!(UpstreamError::Timeout(Duration::from_secs(1)).code(), 504);

@@ -485,6 +485,59 @@ async fn vx_unavailable_reschedules_checks_without_burning_steps_or_looping() {
 }
 
 #[tokio::test]
+async fn a_429_with_retry_after_holds_the_next_check_that_long_without_burning_a_step() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    // The client answers the 429 at once (no retry of its own): the reconciler must wait.
+    cfg.upstream.max_retries = 0;
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    vx.script([Step::RetryAfter(3)]);
+    watch(&nc, &cfg, &id).await;
+    eventually("the 429", Duration::from_secs(20), async || {
+        vx.session_calls() == 1
+    })
+    .await;
+    let first = std::time::Instant::now();
+    // The work message's step while the check waits (read between two equal call counts).
+    let mut steps = HashSet::new();
+    eventually("the next check", Duration::from_secs(20), async || {
+        if vx.session_calls() >= 2 {
+            return true;
+        }
+        let step = work_of(&js, &cfg, &id).await.map(|w| w["step"].clone());
+        if vx.session_calls() == 1 {
+            steps.insert(step.map(|s| s.to_string()));
+        }
+        false
+    })
+    .await;
+    // Observed within 20 ms of each call: the gap is at least the 3 s asked (less the polling),
+    // where `reconcile.unavailable_delay` (300 ms) would have asked again well before.
+    let gap = first.elapsed();
+    assert!(
+        gap >= Duration::from_millis(2900),
+        "asked again after {gap:?}"
+    );
+    assert_eq!(
+        steps,
+        HashSet::from([Some("0".to_owned())]),
+        "no step burned"
+    );
+    eventually("it completes", Duration::from_secs(20), async || {
+        terminal(&js, &cfg, &id).await
+    })
+    .await;
+    // The 429, then INIT, IN PROGRESS, PASS.
+    assert_eq!(vx.cycle_calls(&id), 3);
+    assert_eq!(vx.session_calls(), 4);
+    assert_eq!(events_of(&js, &cfg, &id).await.len(), 1);
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() {
     let nats = NatsServer::start();
     let vx = VxApi::serve(VxApi::seeded("tok")).await;
