@@ -1,7 +1,9 @@
 //! One check of one watched, due session: the view first (terminal: done, no VX call), then
 //! VX; VX's answer goes into the view (`source: lookup`), and a completed result (PASS or FAIL)
 //! is published as the event a webhook would have produced ([`crate::event::build_event`] with
-//! [`Origin::Poll`]), through the normal publisher, its PubAck awaited. Also the give-up
+//! [`Origin::Poll`]), through the normal publisher, its PubAck awaited; so is a result body of
+//! a running journey (`pending`, once per distinct state) or of an unknown status
+//! (`unrecognized`), and the watch goes on. Also the give-up
 //! message (`{prefix}.expired`).
 //!
 //! Decides what becomes of the work message ([`Verdict`]) but does not touch it: that is the
@@ -88,6 +90,22 @@ impl Checker<'_> {
                     }
                 }
             }
+            SessionReply::Result(r) => {
+                // PENDING / "" (journey running) or a status we do not know: what a webhook
+                // with this body would publish (`pending`, `unrecognized`), the watch going on.
+                // A `pending` only when VX's state changed since the last check (once per
+                // distinct state, also past the duplicate window); an `unrecognized` each
+                // check, stored once within the window by its `Nats-Msg-Id`.
+                let kind = EventKind::classify(r.status.as_deref().unwrap_or_default());
+                let changed = state.is_none() || state != work.last_state.as_deref();
+                if kind == EventKind::Unrecognized || changed {
+                    if let Err(e) = self.publish_result(&r.raw, &checked_at).await {
+                        tracing::warn!(request_id = %id, error = %e, "reconcile: publishing the polled body failed; checked again");
+                        return Verdict::Retry(ReconcileCheck::Failed, self.unavailable_delay);
+                    }
+                }
+                Verdict::Next(ReconcileCheck::Pending, state)
+            }
             SessionReply::Status(CurrentStatus::Completed) => {
                 Verdict::Next(ReconcileCheck::CompletedWithoutResult, state)
             }
@@ -133,7 +151,8 @@ impl Checker<'_> {
         let kind = match EventKind::classify(body["status"].as_str().unwrap_or_default()) {
             EventKind::CompletedPass => ReconcilePublished::Pass,
             EventKind::CompletedFail => ReconcilePublished::Fail,
-            _ => ReconcilePublished::Unrecognized,
+            EventKind::Pending => ReconcilePublished::Pending,
+            EventKind::Unrecognized => ReconcilePublished::Unrecognized,
         };
         self.publish(msg, kind).await
     }

@@ -16,6 +16,15 @@
 //! message's own sequence. To advance, the next work message is published on the same subject
 //! (replacing this one), then this one is acked; the watch ends with an ack and no successor.
 //!
+//! **What a poll publishes is what a webhook with the same body would.** A result body with
+//! PASS or FAIL ends the watch; one with any other status it publishes as a webhook would
+//! (`vx-source: poll`, `Nats-Msg-Id` `poll:{request_id}:{status}`) and the watch goes on, on
+//! the schedule: an unknown status becomes `{prefix}.unrecognized` (repeats stored once within
+//! the duplicate window), and PENDING or "" (a running journey) becomes `{prefix}.pending`, only
+//! when VX's state (PENDING, INIT) differs from the last check's, so a journey that stays in
+//! review is not re-announced each check once the window has passed. A `{"current_status"}`
+//! answer carries no body, so it publishes nothing (it only updates the view).
+//!
 //! **Why NAK with a delay schedules the checks.** A message delivered before its `due_at` is
 //! NAKed with the time left, and a check that found VX unavailable is NAKed with VX's
 //! `Retry-After` (a 429's, bounded to 1 s ..= 1 h: [`check::MIN_RETRY_AFTER`],

@@ -426,7 +426,9 @@ pub enum ReconcilePublished {
     Pass,
     /// A `completed.fail` event from a poll.
     Fail,
-    /// Another completed result (its status is not PASS or FAIL: `unrecognized`).
+    /// A result body of a running journey (`status` PENDING or empty): `pending`.
+    Pending,
+    /// A result body whose status is none of the above: `unrecognized`.
     Unrecognized,
     /// `{prefix}.expired`.
     Expired,
@@ -434,9 +436,10 @@ pub enum ReconcilePublished {
 
 impl ReconcilePublished {
     /// Every kind.
-    pub const ALL: [ReconcilePublished; 4] = [
+    pub const ALL: [ReconcilePublished; 5] = [
         ReconcilePublished::Pass,
         ReconcilePublished::Fail,
+        ReconcilePublished::Pending,
         ReconcilePublished::Unrecognized,
         ReconcilePublished::Expired,
     ];
@@ -446,6 +449,7 @@ impl ReconcilePublished {
         match self {
             ReconcilePublished::Pass => "pass",
             ReconcilePublished::Fail => "fail",
+            ReconcilePublished::Pending => "pending",
             ReconcilePublished::Unrecognized => "unrecognized",
             ReconcilePublished::Expired => "expired",
         }

@@ -538,6 +538,73 @@ async fn a_429_with_retry_after_holds_the_next_check_that_long_without_burning_a
 }
 
 #[tokio::test]
+async fn polled_bodies_of_a_running_journey_or_an_unknown_status_publish_what_a_webhook_would() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let cfg = config(&nats, &vx, &["200ms"]);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    vx.script([
+        Step::Result("REVIEW"),
+        Step::Result("REVIEW"),
+        Step::Result("PENDING"),
+        Step::Result("PENDING"),
+        Step::Result("PASS"),
+    ]);
+    watch(&nc, &cfg, &id).await;
+    eventually("it completes", Duration::from_secs(20), async || {
+        terminal(&js, &cfg, &id).await
+    })
+    .await;
+    // Each body checked once, the watch going on after the unknown status and the PENDING.
+    assert_eq!(vx.session_calls(), 5);
+    let events = events_of(&js, &cfg, &id).await;
+    let seen: Vec<(&str, Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.body["type"].as_str().unwrap_or(""),
+                e.header("vx-source"),
+                e.header("Nats-Msg-Id"),
+            )
+        })
+        .collect();
+    let msg_id = |s: &str| format!("poll:{id}:{s}");
+    assert_eq!(
+        seen,
+        [
+            (
+                "unrecognized",
+                Some("poll"),
+                Some(msg_id("REVIEW").as_str())
+            ),
+            ("pending", Some("poll"), Some(msg_id("PENDING").as_str())),
+            (
+                "completed.pass",
+                Some("poll"),
+                Some(msg_id("PASS").as_str())
+            ),
+        ],
+        "the repeated REVIEW stored once (its Nats-Msg-Id), the repeated PENDING published once"
+    );
+    assert_eq!(
+        events[0].subject,
+        format!("{}.unrecognized", cfg.nats.subject_prefix)
+    );
+    for e in &events {
+        assert!(
+            vx_bridge::schema::Schemas::get()
+                .check_event(&e.body)
+                .is_ok(),
+            "{}",
+            e.body
+        );
+    }
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() {
     let nats = NatsServer::start();
     let vx = VxApi::serve(VxApi::seeded("tok")).await;
