@@ -361,12 +361,16 @@ async fn run_once(
     let replicas = cfg.replicas_or(stream);
     let version = crate::nats::version::ServerVersion::parse(&client.server_info().version);
     if replicas > 1 && !version.capabilities().replicated_kv_cas {
-        tracing::warn!(
-            bucket = %cfg.bucket,
-            replicas,
-            version = %version.label(),
-            "the session bucket is replicated on a NATS server before 2.9.22, where two racing compare-and-set writes can both succeed: the view may keep an older state of a session; upgrade the server or use sessions.replicas = 1"
-        );
+        // Once per process: `run_once` runs again on every retry of the projector.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                bucket = %cfg.bucket,
+                replicas,
+                version = %version.label(),
+                "the session bucket is replicated on a NATS server before 2.9.22, where two racing compare-and-set writes can both succeed: the view may keep an older state of a session; upgrade the server or use sessions.replicas = 1"
+            );
+        });
     }
     let consumer = ensure_consumer(js, &stream.name).await?;
     let mut messages = consumer
