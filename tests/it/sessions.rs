@@ -1,7 +1,9 @@
 //! The session view against real nats-server processes: the monotonic rule end to end, two
-//! projecting bridges, a NATS restart mid-projection, and a missing bucket.
+//! projecting bridges, a NATS restart mid-projection, a missing bucket, and the values of
+//! `vx_bridge_sessions_lookup_writes_total`.
 
 use std::collections::HashMap;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
@@ -14,6 +16,7 @@ use vx_bridge::sessions::rule::{EventFields, SessionState, Source};
 use vx_bridge::sessions::CONSUMER;
 
 use vx_testkit::{body_with, new_request_id, Sender};
+use vx_testkit::{metric_value, scrape, wait_for_metric, BinaryBridge};
 use vx_testkit::{test_config, Bridge, NatsServer, Step, VxApi};
 
 async fn js(nats: &NatsServer) -> jetstream::Context {
@@ -471,6 +474,59 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     assert_eq!(v["source"], "upstream");
     assert_eq!(vx.session_calls(), 3);
     bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_status_lookup_writes_the_view_once_then_counts_the_same_answer_unchanged() {
+    let nats = NatsServer::start();
+    let vx = counting_vx_api().await;
+    let cfg = test_config(&nats.url());
+    // Its own process: the metrics are the bridge's alone, not other tests'.
+    let env = [
+        ("VXB_STATUS__ENABLED", "true".to_owned()),
+        ("VXB_UPSTREAM__BASE_URL", vx.url().to_owned()),
+        ("VXB_UPSTREAM__TOKEN", "tok".to_owned()),
+        // Every lookup asks VX (a cached answer is not written again).
+        ("VXB_STATUS__CACHE_TTL", "1ms".to_owned()),
+    ];
+    let bridge = BinaryBridge::spawn(&cfg, &env, Stdio::null());
+    bridge.wait_ready().await;
+    let base = bridge.base();
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{}.status.get", cfg.nats.subject_prefix);
+    let id = new_request_id();
+    let ask = async || {
+        let body = serde_json::json!({ "request_id": id }).to_string();
+        let reply = nc.request(subject.clone(), body.into()).await.unwrap();
+        let v: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(v["current_status"], "IN PROGRESS", "{v}");
+    };
+    let writes = "vx_bridge_sessions_lookup_writes_total";
+    const WAIT: Duration = Duration::from_secs(10);
+    // A session the view does not hold: VX's answer is written.
+    ask().await;
+    wait_for_metric(&base, writes, &[("outcome", "applied")], 1.0, WAIT).await;
+    // The same answer again: nothing to write.
+    ask().await;
+    wait_for_metric(&base, writes, &[("outcome", "unchanged")], 1.0, WAIT).await;
+    let text = scrape(&base).await;
+    let v = |outcome: &str| metric_value(&text, writes, &[("outcome", outcome)]);
+    assert_eq!(
+        [v("applied"), v("unchanged"), v("stale"), v("failed")],
+        [Some(1.0), Some(1.0), Some(0.0), Some(0.0)],
+        "{text}"
+    );
+    assert_eq!(vx.session_calls(), 2);
+    let store = js(&nats)
+        .await
+        .get_key_value(&cfg.sessions.bucket)
+        .await
+        .unwrap();
+    let (state, revision) = entry(&store, &id).await.unwrap();
+    assert_eq!(state.source, Source::Lookup);
+    assert_eq!(state.current_status.as_deref(), Some("IN PROGRESS"));
+    assert_eq!(revision, 1, "written once");
+    drop(bridge);
 }
 
 /// Runs `vx-bridge <args>` against `cfg`'s NATS, prefix, stream and bucket; (exit code, stdout,
