@@ -14,7 +14,7 @@ pub struct ReconcileConfig {
     /// Run the reconciler and serve `{prefix}.watch`; unset: on when the status service (with
     /// its VX credentials) and the session view are on.
     pub enabled: Option<bool>,
-    /// Every non-terminal webhook event registers its session (done by the projector).
+    /// Every non-terminal webhook or replayed event registers its session (done by the projector).
     pub watch_pending: bool,
     /// Delays between checks of a watched session; the last one repeats.
     #[serde(with = "durations")]

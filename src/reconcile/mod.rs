@@ -72,7 +72,7 @@ const FAILED_DELAY: Duration = Duration::from_secs(2);
 /// How often the watched count is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 
-/// The projector's hook: registers every non-terminal webhook event's session.
+/// The projector's hook: registers every non-terminal webhook or replayed event's session.
 impl crate::sessions::PendingHook for Registrar {
     fn pending<'a>(
         &'a self,

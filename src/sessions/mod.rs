@@ -13,8 +13,10 @@
 //! revision, so concurrent projectors (and redeliveries) converge through [`rule::decide`].
 //!
 //! With a [`PendingHook`] (the reconciler's registration, `reconcile.watch_pending`), every
-//! non-terminal webhook event registers its session before it is acked; the view itself knows
-//! nothing of the reconciler. `{prefix}.rejected` and `{prefix}.expired` are not session states:
+//! non-terminal webhook or replayed event registers its session before it is acked (a replayed
+//! PENDING is a webhook whose successors may have been rejected too: a lost-webhook case; the
+//! reconciler's own poll events do not, their session is watched already); the view itself
+//! knows nothing of the reconciler. `{prefix}.rejected` and `{prefix}.expired` are not session states:
 //! acked and skipped.
 //!
 //! [`ViewReader`] is the status service's side: a key get, and a direct get of the event at a
@@ -46,7 +48,7 @@ pub const CONSUMER: &str = "vx-bridge-sessions";
 /// Events one projector processes at once (writes to one key stay correct by compare-and-set).
 const CONCURRENCY: usize = 64;
 
-/// Called by the projector for every non-terminal webhook event, before its ack (so a failure
+/// Called by the projector for every non-terminal webhook or replayed event, before its ack (so a failure
 /// brings the event again): the reconciler's registration, when `reconcile.watch_pending`.
 pub trait PendingHook: Send + Sync {
     /// Registers `request_id` (lower-case); `Err` says why it could not.
@@ -299,7 +301,7 @@ async fn write_under(
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
 /// into the bucket until `shutdown`. `state` says whether it is ready; `on_pending` is called for
-/// every non-terminal webhook event.
+/// every non-terminal webhook or replayed event.
 pub fn start(
     client: async_nats::Client,
     config: &Config,
@@ -468,8 +470,9 @@ async fn handle(
     match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
             counters.record(outcome);
-            let register =
-                !state.terminal && source == Source::Webhook && outcome != SessionUpdate::Stale;
+            let register = !state.terminal
+                && matches!(source, Source::Webhook | Source::Replay)
+                && outcome != SessionUpdate::Stale;
             if let (true, Some(hook)) = (register, &projection.on_pending) {
                 if let Err(e) = hook.pending(&state.request_id).await {
                     tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %e, "session view: registering the pending session with the reconciler failed; the event will come again");

@@ -2,7 +2,7 @@
 //! strict `webhook.schema_file` come back as events once the schema is looser; `--dry-run`
 //! publishes nothing; a second replay stores nothing, also after the duplicate window; bodies
 //! that still fail stay and are reported; the selection flags; bad arguments and a bad schema
-//! file are exit 64.
+//! file are exit 64; a replayed PENDING is watched by the reconciler.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use vx_bridge::config::Config;
 use vx_testkit::{
     body_with, clean_env, eventually, new_request_id, test_config, vx_bridge_bin, Bridge,
-    NatsServer, Sender,
+    NatsServer, Sender, VxApi,
 };
 
 /// A result schema stricter than VX's payloads: it wants a field VX does not send.
@@ -234,6 +234,65 @@ async fn rejected_bodies_come_back_as_the_webhooks_events_after_a_looser_schema(
         )
         .await;
     }
+    bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replayed_pending_event_registers_its_session_which_then_completes_by_polling() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let strict = schema_file(dir.path(), "strict.json", STRICT);
+    let loose = schema_file(dir.path(), "loose.json", LOOSE);
+    let cfg = config(&nats);
+    let mut strict_cfg = cfg.clone();
+    strict_cfg.webhook.schema_file = Some(strict);
+    let bridge = Bridge::start(strict_cfg).await;
+    let id = new_request_id();
+    let sent = Sender::new(&bridge)
+        .send("msg_p", &body_with("PENDING", &id))
+        .await;
+    assert_eq!(sent.status(), 422);
+    bridge.stop().await.unwrap();
+    // Restarted with the looser schema, the status service and the reconciler (its sessions
+    // go INIT → IN PROGRESS → PASS).
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    vx.complete_with(Some("PASS"));
+    let mut live = cfg.clone();
+    live.webhook.schema_file = Some(loose.clone());
+    live.status.enabled = true;
+    live.upstream.base_url = vx.url().to_owned();
+    live.upstream.token = Some(vx_bridge::secret::Secret::new("tok"));
+    live.reconcile.schedule = vec![Duration::from_millis(200)];
+    let bridge = Bridge::start(live).await;
+
+    let out = replay(&cfg, Some(&loose), &["--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let events = async || {
+        let mut s = stream(&cfg).await;
+        let last = s.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 2..=last {
+            let m = s.direct_get(seq).await.unwrap();
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((
+                body["type"].as_str().unwrap_or("").to_owned(),
+                header(&m, "vx-source").map(str::to_owned),
+            ));
+        }
+        out
+    };
+    let want = [
+        ("pending".to_owned(), Some("replay".to_owned())),
+        ("completed.pass".to_owned(), Some("poll".to_owned())),
+    ];
+    eventually(
+        "the replayed PENDING is watched and completed by polling",
+        Duration::from_secs(20),
+        async || events().await == want,
+    )
+    .await;
+    // INIT, IN PROGRESS, then the PASS body: the session was registered once.
+    assert_eq!(vx.cycle_calls(&id), 3);
     bridge.stop().await.unwrap();
 }
 
