@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::nats::{Publisher, Subjects};
-use crate::sessions::ViewReader;
+use crate::sessions::{ViewRead, ViewReader};
 use crate::telemetry::ReconcileCheck;
 use crate::upstream::UpstreamClient;
 use check::{Checker, Verdict};
@@ -240,6 +240,11 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
             return;
         }
+        // A session the view shows terminal (its webhook came after the last check) is done,
+        // not given up: no `{prefix}.expired` for a session that completed.
+        Due::GiveUp if terminal_in_view(&ctx.view, &work.request_id).await => {
+            Verdict::Done(ReconcileCheck::TerminalInView)
+        }
         Due::GiveUp => match checker.publish_expired(&work, now).await {
             Ok(()) => {
                 tracing::info!(request_id = %work.request_id, checks = work.step, "reconcile: session given up (reconcile.give_up_after)");
@@ -283,6 +288,11 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
         }
     };
     outcome.record();
+}
+
+/// Whether the view holds `request_id` as terminal (unreadable: no, so the give-up goes on).
+async fn terminal_in_view(view: &ViewReader, request_id: &str) -> bool {
+    matches!(view.read(request_id).await, ViewRead::Found(s) if s.terminal)
 }
 
 /// The oldest registration this replica saw delivered, over the current and the previous

@@ -838,3 +838,42 @@ async fn reconcile_throughput() {
     );
     assert_eq!(stored as usize, n + 1);
 }
+
+#[tokio::test]
+async fn a_session_completed_by_its_webhook_before_the_give_up_is_not_expired() {
+    // The only check is due at the give-up time (its delay is longer): the session's PASS
+    // webhook arrives first, so that delivery must end the watch, not publish an expiry.
+    let nats = NatsServer::start();
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    let mut cfg = config(&nats, &vx, &["10m"]);
+    cfg.reconcile.give_up_after = Duration::from_secs(3);
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (nc, js) = connect(&nats).await;
+    let id = new_request_id();
+    vx.tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
+    watch(&nc, &cfg, &id).await;
+    let sender = Sender::new(&bridge);
+    assert_eq!(
+        sender.send("msg_w", &body_with("PASS", &id)).await.status(),
+        202
+    );
+    eventually(
+        "the view is terminal",
+        Duration::from_secs(10),
+        async || terminal(&js, &cfg, &id).await,
+    )
+    .await;
+    eventually("the watch ends", Duration::from_secs(20), async || {
+        work_of(&js, &cfg, &id).await.is_none()
+    })
+    .await;
+    let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
+    let expired = stored(&js, &cfg.nats.stream.name)
+        .await
+        .into_iter()
+        .filter(|m| m.subject == expired_subject)
+        .count();
+    assert_eq!(expired, 0, "a completed session is not expired");
+    assert_eq!(vx.session_calls(), 0, "the view answered");
+    bridge.stop().await.unwrap();
+}
