@@ -195,6 +195,10 @@ async fn run_once(
             _ = sample.tick() => {
                 if let Ok(info) = stream.get_info().await {
                     crate::telemetry::set_reconcile_watched(info.state.messages);
+                    if info.state.messages == 0 {
+                        // Nothing is watched: the registrations seen belong to ended watches.
+                        ctx.oldest.clear();
+                    }
                 }
                 crate::telemetry::set_reconcile_oldest_watch_age(ctx.oldest.age(OffsetDateTime::now_utc()));
             }
@@ -333,6 +337,13 @@ impl OldestWatch {
     fn see(&self, registered_at: OffsetDateTime) {
         let mut r = self.rounds();
         r.current = Some(r.current.map_or(registered_at, |c| c.min(registered_at)));
+    }
+
+    /// Forgets what was seen (no session is watched any more).
+    fn clear(&self) {
+        let mut r = self.rounds();
+        r.current = None;
+        r.previous = None;
     }
 
     fn age(&self, now: OffsetDateTime) -> Duration {

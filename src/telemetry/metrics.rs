@@ -125,7 +125,7 @@ pub const METRIC_HELP: &[(&str, &str)] = &[
     ),
     (
         "vx_bridge_reconcile_oldest_watch_age_seconds",
-        "age since registration of the oldest watched session this replica saw delivered within the last two rounds (a round: the longest schedule delay + 30 s); a session finished in that time may still count",
+        "age since registration of the oldest watched session this replica saw delivered within the last two rounds (a round: the longest schedule delay + 30 s); a session finished in that time may still count; 0 when no session is watched",
     ),
 ];
 

@@ -666,10 +666,9 @@ async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() 
     bridge.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
+/// The bridge binary with the status service (bearer `tok` at `vx`) and schedule `["300ms"]`,
+/// ready; its config.
+async fn binary_bridge(nats: &NatsServer, vx: &VxApi) -> (Config, BinaryBridge) {
     let cfg = test_config(&nats.url());
     let env = [
         ("VXB_STATUS__ENABLED", "true".to_owned()),
@@ -679,6 +678,34 @@ async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
     ];
     let bridge = BinaryBridge::spawn(&cfg, &env, Stdio::null());
     bridge.wait_ready().await;
+    (cfg, bridge)
+}
+
+/// Waits for `pass` poll events published, then for `watched` sessions.
+async fn published_then_watched(base: &str, pass: f64, watched: f64) {
+    wait_for_metric(
+        base,
+        "vx_bridge_reconcile_events_published_total",
+        &[("kind", "pass")],
+        pass,
+        Duration::from_secs(20),
+    )
+    .await;
+    wait_for_metric(
+        base,
+        "vx_bridge_reconcile_watched",
+        &[],
+        watched,
+        Duration::from_secs(10),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
+    let nats = NatsServer::start();
+    let vx = completing_vx().await;
+    let (cfg, bridge) = binary_bridge(&nats, &vx).await;
     let (nc, _js) = connect(&nats).await;
     let ids: Vec<String> = (0..3).map(|_| new_request_id()).collect();
     // VX does not know this one (404): checked on every step, never completed.
@@ -699,22 +726,7 @@ async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
     }
     let base = bridge.base();
     let checks = "vx_bridge_reconcile_checks_total";
-    wait_for_metric(
-        &base,
-        "vx_bridge_reconcile_events_published_total",
-        &[("kind", "pass")],
-        3.0,
-        Duration::from_secs(20),
-    )
-    .await;
-    wait_for_metric(
-        &base,
-        "vx_bridge_reconcile_watched",
-        &[],
-        1.0,
-        Duration::from_secs(10),
-    )
-    .await;
+    published_then_watched(&base, 3.0, 1.0).await;
     let text = scrape(&base).await;
     let v = |outcome: &str| metric_value(&text, checks, &[("outcome", outcome)]);
     assert_eq!(
@@ -876,4 +888,30 @@ async fn a_session_completed_by_its_webhook_before_the_give_up_is_not_expired() 
     assert_eq!(expired, 0, "a completed session is not expired");
     assert_eq!(vx.session_calls(), 0, "the view answered");
     bridge.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_oldest_watch_age_is_zero_once_no_session_is_watched() {
+    let nats = NatsServer::start();
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    vx.set_default(Step::Status("IN PROGRESS"));
+    let (cfg, bridge) = binary_bridge(&nats, &vx).await;
+    let (nc, _js) = connect(&nats).await;
+    let id = new_request_id();
+    eventually("the watch endpoint", Duration::from_secs(10), async || {
+        let (code, _) = request(&nc, &cfg, "watch", &json!({ "request_id": id }).to_string()).await;
+        code.is_none()
+    })
+    .await;
+    let base = bridge.base();
+    let age = "vx_bridge_reconcile_oldest_watch_age_seconds";
+    eventually("a watch with an age", Duration::from_secs(20), async || {
+        metric_value(&scrape(&base).await, age, &[]).is_some_and(|a| a > 0.0)
+    })
+    .await;
+    vx.set_default(Step::Result("PASS"));
+    published_then_watched(&base, 1.0, 0.0).await;
+    // Nothing is watched any more: no oldest watch (the round, 30.3 s here, must not keep the
+    // finished one's growing age).
+    wait_for_metric(&base, age, &[], 0.0, Duration::from_secs(10)).await;
 }
