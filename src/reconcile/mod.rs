@@ -72,14 +72,21 @@ const FAILED_DELAY: Duration = Duration::from_secs(2);
 /// How often the watched count is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 
-/// The projector's hook: registers every non-terminal webhook or replayed event's session.
+/// The projector's hook: registers every non-terminal webhook or replayed event's session,
+/// watched since the event was stored. An event older than `reconcile.give_up_after` (a new
+/// projector consumer reading an old stream, an old body replayed) registers nothing: its session
+/// would only be given up at once.
 impl crate::sessions::PendingHook for Registrar {
     fn pending<'a>(
         &'a self,
         request_id: &'a str,
+        stored_at: OffsetDateTime,
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.register(request_id)
+            if self.give_up_at(stored_at) <= OffsetDateTime::now_utc() {
+                return Ok(());
+            }
+            self.register_since(request_id, stored_at)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())

@@ -128,10 +128,27 @@ impl Registrar {
     /// message is published only on an empty subject, so a second registration never resets a
     /// schedule; it reads the existing one's due time instead.
     pub async fn register(&self, request_id: &str) -> Result<Registered, QueueError> {
+        self.register_since(request_id, OffsetDateTime::now_utc())
+            .await
+    }
+
+    /// When a session watched since `since` is given up.
+    pub fn give_up_at(&self, since: OffsetDateTime) -> OffsetDateTime {
+        self.schedule.give_up_at(since)
+    }
+
+    /// Registers a session watched since `since` (see [`Schedule::first_since`]).
+    pub async fn register_since(
+        &self,
+        request_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<Registered, QueueError> {
         let subject = self.subjects.reconcile(request_id);
         // Twice: the existing message may be acked (the watch ended) between the two calls.
         for _ in 0..2 {
-            let work = self.schedule.first(request_id, OffsetDateTime::now_utc());
+            let work = self
+                .schedule
+                .first_since(request_id, since, OffsetDateTime::now_utc());
             match publish_work(&self.js, &subject, &work, 0).await {
                 Ok(()) => {
                     return Ok(Registered {

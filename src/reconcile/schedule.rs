@@ -93,11 +93,24 @@ impl Schedule {
 
     /// The work message of a session registered at `now`.
     pub fn first(&self, request_id: &str, now: OffsetDateTime) -> Work {
+        self.first_since(request_id, now, now)
+    }
+
+    /// The work message of a session watched since `since` (the stored time of the event that
+    /// registers it), written at `now`: its give-up counts from `since`, so an old event replayed
+    /// or projected late does not start a fresh 72 h.
+    pub fn first_since(
+        &self,
+        request_id: &str,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Work {
+        let since = since.min(now);
         Work {
             request_id: request_id.to_ascii_lowercase(),
             step: 0,
-            registered_at: now,
-            due_at: self.due(now, now, 0),
+            registered_at: since,
+            due_at: self.due(since, now, 0),
             last_state: None,
         }
     }
@@ -193,6 +206,18 @@ mod tests {
         let w = s.next(&w, at(481), Some("IN PROGRESS"));
         assert_eq!((w.step, w.due_at), (3, at(781)), "the last delay repeats");
         assert_eq!(w.registered_at, at(0));
+    }
+
+    #[test]
+    fn a_watch_since_an_earlier_event_gives_up_counting_from_that_event() {
+        let s = Schedule::new(vec![Duration::from_secs(60)], Duration::from_secs(300));
+        let w = s.first_since(ID, at(0), at(280));
+        assert_eq!(w.registered_at, at(0));
+        // Due at give-up (300 s), not 60 s after it was written.
+        assert_eq!(w.due_at, at(300));
+        assert_eq!(s.decide(&w, at(300)), Due::GiveUp);
+        // A `since` in the future (clock skew) counts from now.
+        assert_eq!(s.first_since(ID, at(500), at(400)).registered_at, at(400));
     }
 
     #[test]

@@ -51,10 +51,12 @@ const CONCURRENCY: usize = 64;
 /// Called by the projector for every non-terminal webhook or replayed event, before its ack (so a failure
 /// brings the event again): the reconciler's registration, when `reconcile.watch_pending`.
 pub trait PendingHook: Send + Sync {
-    /// Registers `request_id` (lower-case); `Err` says why it could not.
+    /// Registers `request_id` (lower-case), whose event was stored at `stored_at`; `Err` says
+    /// why it could not.
     fn pending<'a>(
         &'a self,
         request_id: &'a str,
+        stored_at: time::OffsetDateTime,
     ) -> futures::future::BoxFuture<'a, Result<(), String>>;
 }
 
@@ -447,8 +449,8 @@ async fn handle(
         let _ = msg.ack().await;
         return;
     }
-    let seq = match msg.info() {
-        Ok(info) => info.stream_sequence,
+    let (seq, stored_at) = match msg.info() {
+        Ok(info) => (info.stream_sequence, info.published),
         Err(e) => {
             tracing::warn!(error = %e, "session view: a message without JetStream metadata; skipped");
             let _ = msg.ack().await;
@@ -474,7 +476,7 @@ async fn handle(
                 && matches!(source, Source::Webhook | Source::Replay)
                 && outcome != SessionUpdate::Stale;
             if let (true, Some(hook)) = (register, &projection.on_pending) {
-                if let Err(e) = hook.pending(&state.request_id).await {
+                if let Err(e) = hook.pending(&state.request_id, stored_at).await {
                     tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %e, "session view: registering the pending session with the reconciler failed; the event will come again");
                     let _ = msg
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))

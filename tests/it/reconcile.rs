@@ -915,3 +915,64 @@ async fn the_oldest_watch_age_is_zero_once_no_session_is_watched() {
     // finished one's growing age).
     wait_for_metric(&base, age, &[], 0.0, Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn a_pending_event_older_than_the_give_up_registers_nothing() {
+    // A projector that meets an old PENDING event (a new consumer on an old stream) must not
+    // watch its session from now on: the watch counts from the event's stored time, and one
+    // already past `give_up_after` is not registered (it would only be polled, then expired).
+    let nats = NatsServer::start();
+    let vx = VxApi::serve(VxApi::seeded("tok")).await;
+    let mut cfg = config(&nats, &vx, &["200ms"]);
+    cfg.reconcile.give_up_after = Duration::from_secs(2);
+    let mut earlier = cfg.clone();
+    earlier.sessions.enabled = false;
+    earlier.reconcile.enabled = Some(false);
+    let old = new_request_id();
+    let first = Bridge::start(earlier).await;
+    assert_eq!(
+        Sender::new(&first)
+            .send("msg_old", &body_with("PENDING", &old))
+            .await
+            .status(),
+        202
+    );
+    first.stop().await.unwrap();
+    // Let the stored event age past give_up_after (time must pass; nothing to wait on).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let bridge = Bridge::start(cfg.clone()).await;
+    let (_nc, js) = connect(&nats).await;
+    let fresh = new_request_id();
+    assert_eq!(
+        Sender::new(&bridge)
+            .send("msg_fresh", &body_with("PENDING", &fresh))
+            .await
+            .status(),
+        202
+    );
+    let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
+    let expired_of = async |id: &str| {
+        stored(&js, &cfg.nats.stream.name)
+            .await
+            .into_iter()
+            .filter(|m| m.subject == expired_subject && m.body["request_id"] == id)
+            .count()
+    };
+    // The fresh session is watched and given up 2 s after its event; by then the old one, had it
+    // been registered when projected (before the fresh one), would have been given up too.
+    eventually(
+        "the fresh session expires",
+        Duration::from_secs(20),
+        async || expired_of(&fresh).await == 1,
+    )
+    .await;
+    assert!(
+        view(&js, &cfg, &old).await.is_some(),
+        "the old event was projected"
+    );
+    assert_eq!(expired_of(&old).await, 0, "the old session was not watched");
+    assert!(work_of(&js, &cfg, &old).await.is_none());
+    assert_eq!(vx.cycle_calls(&old), 0, "the old session was never polled");
+    assert!(vx.cycle_calls(&fresh) > 0);
+    bridge.stop().await.unwrap();
+}
