@@ -62,8 +62,9 @@ use queue::{publish_work, QueueError, Registrar};
 use schedule::{Due, Schedule, Work};
 
 /// The longest one check may take (VX's `upstream.timeout` under 10 s, the view's reads and
-/// writes, the event's publish): under [`queue::ACK_WAIT`], so no second replica gets the
-/// message while a check still runs.
+/// writes, the event's publish): with the next step's publish, under [`queue::ACK_WAIT`]
+/// counted from the check's in-progress ack, so no second replica gets the message while a
+/// check still runs.
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(25);
 
 /// How long a check that failed on NATS waits before its message comes again.
@@ -266,9 +267,14 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
                 Verdict::Retry(ReconcileCheck::Failed, FAILED_DELAY)
             }
         },
-        Due::Check => tokio::time::timeout(CHECK_DEADLINE, checker.check(&work))
-            .await
-            .unwrap_or(Verdict::Retry(ReconcileCheck::Failed, FAILED_DELAY)),
+        Due::Check => {
+            // The ack wait counts from here, not from the delivery: the message may have
+            // waited in the pull batch behind slower checks.
+            let _ = msg.ack_with(AckKind::Progress).await;
+            tokio::time::timeout(CHECK_DEADLINE, checker.check(&work))
+                .await
+                .unwrap_or(Verdict::Retry(ReconcileCheck::Failed, FAILED_DELAY))
+        }
     };
     let outcome = match verdict {
         Verdict::Done(outcome) => {

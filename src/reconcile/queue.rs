@@ -17,9 +17,11 @@ use crate::nats::Subjects;
 /// Durable name of the reconciler's consumer, shared by every replica.
 pub const CONSUMER: &str = "vx-bridge-reconcile";
 
-/// How long a delivered check may run before the message is delivered again: longer than a
-/// check's deadline ([`super::CHECK_DEADLINE`]).
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long a delivered check may run before the message is delivered again. A check starts by
+/// resetting this timer (an in-progress ack), because a delivery may wait in the pull batch
+/// behind slower checks first; then it has its deadline ([`super::CHECK_DEADLINE`]) and the
+/// next step's publish (`nats.publish_timeout`, 5 s by default) before this runs out.
+pub const ACK_WAIT: Duration = Duration::from_secs(45);
 
 /// The header that makes a publish conditional on the subject's last sequence (0: empty).
 const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
