@@ -236,12 +236,17 @@ pub async fn run_prepared(
         )));
     }
 
+    // The status service's terminal states, shared with the projector in this process.
+    let terminal = (config.status.enabled && config.sessions.enabled)
+        .then(|| crate::status::terminal_states(&config));
     let (status, reconciler) = if config.status.enabled {
         let upstream = upstream.context("status.enabled, but no VX API client was prepared")?;
         let reconciler = config.reconcile_enabled().then(|| {
             crate::reconcile::start(client.clone(), &config, upstream.clone(), shutdown.clone())
         });
-        let status = crate::status::start_with_upstream(&config, client.clone(), upstream).await?;
+        let status =
+            crate::status::start_with_upstream(&config, client.clone(), upstream, terminal.clone())
+                .await?;
         (Some(status), reconciler)
     } else {
         (None, None)
@@ -261,6 +266,7 @@ pub async fn run_prepared(
             &config,
             view.clone(),
             on_pending,
+            terminal,
             shutdown.clone(),
         );
         (Some(view), Some(task))

@@ -152,8 +152,10 @@ impl Context {
                 client.clone(),
                 &config.sessions.bucket,
                 &config.nats.stream.name,
-                config.status.terminal_cache_ttl,
-                config.status.cache_max_entries,
+                crate::sessions::TerminalStates::new(
+                    config.status.terminal_cache_ttl,
+                    config.status.cache_max_entries,
+                ),
             ),
             publisher: Publisher::new(
                 client,

@@ -27,6 +27,9 @@
 pub mod admin;
 pub mod rebuild;
 pub mod rule;
+pub mod terminal;
+
+pub use terminal::TerminalStates;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,6 +68,9 @@ struct Projection {
     /// `{prefix}.rejected` and `{prefix}.expired`.
     skipped: [String; 2],
     on_pending: Option<Arc<dyn PendingHook>>,
+    /// The status service's terminal states in this process: a terminal state written is
+    /// inserted before its event is acked.
+    terminal: Option<TerminalStates>,
 }
 
 /// Whether the bucket and the consumer are in place (part of `/readyz`).
@@ -303,12 +309,14 @@ async fn write_under(
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
 /// into the bucket until `shutdown`. `state` says whether it is ready; `on_pending` is called for
-/// every non-terminal webhook or replayed event.
+/// every non-terminal webhook or replayed event; a terminal state written goes into `terminal`
+/// (the status service's, when it runs in this process).
 pub fn start(
     client: async_nats::Client,
     config: &Config,
     state: Arc<ViewState>,
     on_pending: Option<Arc<dyn PendingHook>>,
+    terminal: Option<TerminalStates>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     SessionUpdate::register_all();
@@ -323,6 +331,7 @@ pub fn start(
     let projection = Projection {
         skipped: [subjects.rejected(), subjects.expired()],
         on_pending,
+        terminal,
     };
     tokio::spawn(async move {
         // 50 ms, doubling to 2 s: at start the stream keeper may create the stream just after us.
@@ -472,6 +481,9 @@ async fn handle(
     match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
             counters.record(outcome);
+            if let (SessionUpdate::Applied, Some(t)) = (outcome, &projection.terminal) {
+                t.insert(&state).await;
+            }
             let register = !state.terminal
                 && matches!(source, Source::Webhook | Source::Replay)
                 && outcome != SessionUpdate::Stale;
@@ -499,22 +511,35 @@ async fn handle(
 
 /// Reads the view for the status service: opens the bucket on first use (and again after a
 /// failure), and answers `None` whenever the view cannot answer, so the caller falls back to VX.
-/// Terminal states it read are kept in memory for `status.terminal_cache_ttl` (like a terminal
-/// VX answer), so repeated lookups of a finished session cost no NATS round trip.
+/// Terminal states it read, or learned of from the projector in this process or its watch of
+/// the bucket ([`terminal`]), are kept in memory for `status.terminal_cache_ttl` (like a
+/// terminal VX answer), so lookups of a finished session cost no NATS round trip.
 pub struct ViewReader {
+    client: async_nats::Client,
     js: jetstream::Context,
     bucket: String,
     /// The event stream, for [`ViewReader::result`].
     stream: String,
     store: std::sync::Mutex<Option<kv::Store>>,
-    terminal: moka::future::Cache<String, SessionState>,
+    terminal: TerminalStates,
+    /// The watch of the bucket feeding `terminal` ([`ViewReader::watching`]); aborted with the
+    /// reader.
+    watch: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for ViewReader {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watch {
+            w.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for ViewReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ViewReader")
             .field("bucket", &self.bucket)
-            .field("terminal_cached", &self.terminal.entry_count())
+            .field("terminal", &self.terminal)
             .finish()
     }
 }
@@ -524,27 +549,51 @@ const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl ViewReader {
     /// A reader of `bucket` (and of the events of `stream` it points at) over `client`, keeping
-    /// up to `max_terminal` terminal states in memory for `terminal_ttl`.
+    /// the terminal states it reads in `terminal`.
     pub fn new(
         client: async_nats::Client,
         bucket: &str,
         stream: &str,
-        terminal_ttl: Duration,
-        max_terminal: u64,
+        terminal: TerminalStates,
     ) -> Self {
         Self {
             js: jetstream::ContextBuilder::new()
                 .timeout(READ_TIMEOUT)
-                .build(client),
+                .build(client.clone()),
+            client,
             bucket: bucket.to_owned(),
             stream: stream.to_owned(),
             store: std::sync::Mutex::new(None),
-            terminal: moka::future::Cache::builder()
-                .name("vx-bridge-view-terminal")
-                .max_capacity(max_terminal)
-                .time_to_live(terminal_ttl)
-                .build(),
+            terminal,
+            watch: None,
         }
+    }
+
+    /// The reader, with the bucket's watch feeding its terminal states from now on (so
+    /// [`ViewReader::watched_since`] can answer); must be called within the runtime.
+    pub fn watching(mut self) -> Self {
+        if self.watch.is_none() {
+            let task = terminal::spawn_watch(
+                self.client.clone(),
+                self.bucket.clone(),
+                self.terminal.clone(),
+            );
+            self.watch = Some(task.abort_handle());
+        }
+        self
+    }
+
+    /// The session's terminal state, if known in memory (no NATS round trip).
+    pub async fn terminal_cached(&self, request_id: &str) -> Option<SessionState> {
+        self.terminal.get(&request_id.to_ascii_lowercase()).await
+    }
+
+    /// Since when a terminal write to the bucket reaches [`ViewReader::terminal_cached`] within
+    /// the watch's lag; `None` while the watch is not running (or was never started) or NATS is
+    /// not connected (then only [`ViewReader::read`] can tell).
+    pub fn watched_since(&self) -> Option<time::OffsetDateTime> {
+        self.watch.as_ref()?;
+        self.terminal.watched_since(&self.client)
     }
 
     /// The VX result body of a session that is terminal in the view: the `result` of the event
@@ -612,9 +661,7 @@ impl ViewReader {
             .await
             .unwrap_or(ViewRead::Unavailable);
         if let ViewRead::Found(s) = &read {
-            if s.terminal {
-                self.terminal.insert(key, s.clone()).await;
-            }
+            self.terminal.insert(s).await;
         }
         read
     }

@@ -138,6 +138,14 @@ impl Lookups {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// The cached reply for `key`, if there is one (counted as a cache hit); never asks the
+    /// upstream.
+    pub async fn cached(&self, key: &Key) -> Option<Arc<Fetched>> {
+        let hit = self.cache.get(key).await?;
+        StatusCache::Hit.record();
+        Some(hit)
+    }
+
     /// The reply for `key`, from the cache or the upstream. `Key::Email` must only be asked for
     /// when an email path is configured.
     /// `trace` goes with the upstream call (the first requester's, when lookups coalesce).

@@ -42,7 +42,7 @@ use crate::timestamp::format_timestamp;
 use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
-use lookup::{Key, Lookups};
+use lookup::{Fetched, Key, Lookups};
 use request::ResultRequest;
 use tracing::Instrument as _;
 
@@ -183,14 +183,17 @@ pub async fn start(
 ) -> anyhow::Result<StatusHandle> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let upstream = UpstreamClient::from_config(&config.upstream, clock)?;
-    start_with_upstream(config, client, Arc::new(upstream)).await
+    start_with_upstream(config, client, Arc::new(upstream), None).await
 }
 
 /// Starts the service with a given upstream client (tests pass one with a manual clock).
+/// `terminal`: the terminal states shared with the projector in this process (`None`: the
+/// service keeps its own, fed by the bucket's watch only).
 pub async fn start_with_upstream(
     config: &Config,
     client: async_nats::Client,
     upstream: Arc<UpstreamClient>,
+    terminal: Option<crate::sessions::TerminalStates>,
 ) -> anyhow::Result<StatusHandle> {
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let service = client
@@ -226,13 +229,14 @@ pub async fn start_with_upstream(
     barrier(&client).await;
     let view = config.sessions.enabled.then(|| {
         crate::telemetry::LookupWrite::register_all();
+        let terminal = terminal.unwrap_or_else(|| terminal_states(config));
         crate::sessions::ViewReader::new(
             client.clone(),
             &config.sessions.bucket,
             &config.nats.stream.name,
-            config.status.terminal_cache_ttl,
-            config.status.cache_max_entries,
+            terminal,
         )
+        .watching()
     });
     let registrar = watch_ep
         .is_some()
@@ -286,6 +290,15 @@ pub async fn start_with_upstream(
         stop,
         state,
     })
+}
+
+/// The view's terminal states the status service keeps: as many and as long as terminal VX
+/// answers (`status.cache_max_entries`, `status.terminal_cache_ttl`).
+pub fn terminal_states(config: &Config) -> crate::sessions::TerminalStates {
+    crate::sessions::TerminalStates::new(
+        config.status.terminal_cache_ttl,
+        config.status.cache_max_entries,
+    )
 }
 
 /// Waits (up to 5 s) until the server has processed this connection's earlier subscriptions:
@@ -433,29 +446,67 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
     let id = req.request_id.hyphenated().to_string();
     // A terminal session is answered from the view, with no VX call; anything else (not in the
     // view, not terminal, the view unreadable) asks VX, and VX's answer goes into the view.
+    // While the bucket's watch runs, a terminal state reaches memory within its lag, so a VX
+    // answer cached since then is answered without reading the view; otherwise the view is read.
+    let key = Key::Id(req.request_id);
     let basis = match &state.view {
-        Some(view) => match view.read(&id).await {
-            ViewRead::Found(s) if s.terminal => {
-                let reply = StatusReply {
-                    request_id: id.clone(),
-                    current_status: CurrentStatus::Completed,
-                    checked_at: s.updated_at,
-                    source: FROM_EVENTS,
-                    result_status: Some(s.status),
-                };
-                let body = serde_json::to_vec(&reply)
-                    .map(Bytes::from)
-                    .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
-                return (body, Some(id), Some(FROM_EVENTS));
+        Some(view) => {
+            if let Some(s) = view.terminal_cached(&id).await {
+                return from_view(id, s);
             }
-            read => read,
-        },
+            let watched = view.watched_since();
+            let cached = match watched {
+                Some(since) => state
+                    .lookups
+                    .cached(&key)
+                    .await
+                    .filter(|f| f.checked_at >= since),
+                None => None,
+            };
+            if let Some(fetched) = cached {
+                return from_vx(&fetched, lookup::Source::Cache, id);
+            }
+            match view.read(&id).await {
+                ViewRead::Found(s) if s.terminal => return from_view(id, s),
+                read => read,
+            }
+        }
         None => ViewRead::Unavailable,
     };
-    let (fetched, source) = match state.lookups.get(Key::Id(req.request_id), trace).await {
+    let (fetched, source) = match state.lookups.get(key, trace).await {
         Ok(v) => v,
         Err(e) => return (Err(ServiceError::from(e.as_ref())), Some(id), None),
     };
+    if let (Some(view), lookup::Source::Upstream, Some(current_status)) =
+        (&state.view, source, fetched.reply.current_status())
+    {
+        // Only an answer this request fetched is written (a cached one was, when fetched).
+        // Written before the reply, so a requester that then reads the view sees it; bounded
+        // by the view's own timeout, and never turned into an error.
+        let checked_at = format_timestamp(fetched.checked_at);
+        view.record_lookup(basis, current_status.as_str(), checked_at, &id)
+            .await;
+    }
+    from_vx(&fetched, source, id)
+}
+
+/// The `status.get` reply of a session terminal in the view.
+fn from_view(id: String, s: crate::sessions::rule::SessionState) -> Handled {
+    let reply = StatusReply {
+        request_id: id.clone(),
+        current_status: CurrentStatus::Completed,
+        checked_at: s.updated_at,
+        source: FROM_EVENTS,
+        result_status: Some(s.status),
+    };
+    let body = serde_json::to_vec(&reply)
+        .map(Bytes::from)
+        .map_err(|_| ServiceError::bad_gateway("cannot encode the reply"));
+    (body, Some(id), Some(FROM_EVENTS))
+}
+
+/// The `status.get` reply of VX's answer `fetched` (from `source`).
+fn from_vx(fetched: &Fetched, source: lookup::Source, id: String) -> Handled {
     let Some(current_status) = fetched.reply.current_status() else {
         return (
             Err(ServiceError::bad_gateway(
@@ -466,13 +517,6 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
         );
     };
     let checked_at = format_timestamp(fetched.checked_at);
-    if let (Some(view), lookup::Source::Upstream) = (&state.view, source) {
-        // Only an answer this request fetched is written (a cached one was, when fetched).
-        // Written before the reply, so a requester that then reads the view sees it; bounded
-        // by the view's own timeout, and never turned into an error.
-        view.record_lookup(basis, current_status.as_str(), checked_at.clone(), &id)
-            .await;
-    }
     let reply = StatusReply {
         request_id: id.clone(),
         current_status,

@@ -476,6 +476,13 @@ async fn status_and_result_of_a_terminal_session_come_from_the_view_without_a_vx
     bridge.stop().await.unwrap();
 }
 
+/// The `status.get` reply for `id` on `subject`, as JSON.
+async fn status_get(nc: &async_nats::Client, subject: &str, id: &str) -> Value {
+    let body = serde_json::json!({ "request_id": id }).to_string();
+    let reply = nc.request(subject.to_owned(), body.into()).await.unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
 #[tokio::test]
 async fn a_status_lookup_writes_the_view_once_then_counts_the_same_answer_unchanged() {
     let nats = NatsServer::start();
@@ -496,9 +503,7 @@ async fn a_status_lookup_writes_the_view_once_then_counts_the_same_answer_unchan
     let subject = format!("{}.status.get", cfg.nats.subject_prefix);
     let id = new_request_id();
     let ask = async || {
-        let body = serde_json::json!({ "request_id": id }).to_string();
-        let reply = nc.request(subject.clone(), body.into()).await.unwrap();
-        let v: Value = serde_json::from_slice(&reply.payload).unwrap();
+        let v = status_get(&nc, &subject, &id).await;
         assert_eq!(v["current_status"], "IN PROGRESS", "{v}");
     };
     let writes = "vx_bridge_sessions_lookup_writes_total";
@@ -527,6 +532,127 @@ async fn a_status_lookup_writes_the_view_once_then_counts_the_same_answer_unchan
     assert_eq!(state.current_status.as_deref(), Some("IN PROGRESS"));
     assert_eq!(revision, 1, "written once");
     drop(bridge);
+}
+
+/// A session another writer (here the test, as another replica would) makes terminal in the
+/// bucket is answered PASS from the view within the watch's lag, although this bridge holds
+/// VX's IN PROGRESS answer in its cache (kept an hour, so only the watch can tell it).
+#[tokio::test]
+async fn a_session_made_terminal_by_another_writer_is_answered_pass_though_in_progress_is_cached() {
+    let nats = NatsServer::start();
+    let vx = counting_vx_api().await;
+    let mut cfg = test_config(&nats.url());
+    cfg.status.enabled = true;
+    cfg.status.cache_ttl = Duration::from_secs(3600);
+    cfg.upstream.base_url = vx.url().to_owned();
+    cfg.upstream.token = Some(vx_bridge::secret::Secret::new("tok"));
+    let bridge = Bridge::start(cfg.clone()).await;
+    let nc = async_nats::connect(nats.url()).await.unwrap();
+    let subject = format!("{}.status.get", cfg.nats.subject_prefix);
+    let id = new_request_id();
+    let ask = async || status_get(&nc, &subject, &id).await;
+    let js = js(&nats).await;
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    // VX's answer, written into the view, then answered from the cache.
+    let v = ask().await;
+    assert_eq!(
+        (&v["source"], &v["current_status"]),
+        (&Value::from("upstream"), &Value::from("IN PROGRESS")),
+        "{v}"
+    );
+    let v = ask().await;
+    assert_eq!(
+        (&v["source"], &v["current_status"]),
+        (&Value::from("cache"), &Value::from("IN PROGRESS")),
+        "{v}"
+    );
+    assert_eq!(vx.session_calls(), 1);
+    let (mut state, revision) = entry(&store, &id).await.unwrap();
+    assert!(!state.terminal);
+
+    // Another writer makes it terminal: PASS from the view, VX not asked again.
+    state.status = "PASS".into();
+    state.current_status = None;
+    state.terminal = true;
+    state.source = Source::Webhook;
+    store
+        .update(&id, serde_json::to_vec(&state).unwrap().into(), revision)
+        .await
+        .unwrap();
+    let mut last = Value::Null;
+    vx_testkit::eventually(
+        "status.get answers PASS from the view",
+        Duration::from_secs(5),
+        async || {
+            last = ask().await;
+            last["source"] == "events"
+        },
+    )
+    .await;
+    assert_eq!(last["current_status"], "COMPLETED", "{last}");
+    assert_eq!(last["result_status"], "PASS", "{last}");
+    assert_eq!(last["checked_at"], Value::from(state.updated_at.clone()));
+    assert_eq!(vx.session_calls(), 1);
+    bridge.stop().await.unwrap();
+}
+
+/// The status service's reader learns of a terminal write from the bucket's watch alone (no
+/// read of the key), ignores non-terminal ones, and says since when it watches.
+#[tokio::test]
+async fn the_view_readers_watch_learns_terminal_writes_without_reading_the_key() {
+    use vx_bridge::sessions::{TerminalStates, ViewReader};
+    let nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    let js = js(&nats).await;
+    let store = vx_bridge::sessions::ensure_bucket(&js, &cfg.sessions, &cfg.nats.stream)
+        .await
+        .unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let terminal = TerminalStates::new(Duration::from_secs(60), 100);
+    let reader = ViewReader::new(
+        client,
+        &cfg.sessions.bucket,
+        &cfg.nats.stream.name,
+        terminal,
+    )
+    .watching();
+    vx_testkit::eventually("the watch runs", Duration::from_secs(5), async || {
+        reader.watched_since().is_some()
+    })
+    .await;
+    let (running, done) = (new_request_id(), new_request_id());
+    let state = |id: &str, status: &str, terminal: bool| SessionState {
+        schema_version: 1,
+        request_id: id.to_owned(),
+        status: status.to_owned(),
+        current_status: None,
+        terminal,
+        event_id: None,
+        event_type: None,
+        stream_seq: None,
+        source: Source::Webhook,
+        updated_at: "2026-01-01T00:00:00Z".to_owned(),
+        reference: None,
+        stops: 0,
+    };
+    for s in [
+        state(&running, "PENDING", false),
+        state(&done, "FAIL", true),
+    ] {
+        store
+            .put(&s.request_id, serde_json::to_vec(&s).unwrap().into())
+            .await
+            .unwrap();
+    }
+    vx_testkit::eventually(
+        "the terminal write is known",
+        Duration::from_secs(5),
+        async || reader.terminal_cached(&done).await.is_some(),
+    )
+    .await;
+    assert_eq!(reader.terminal_cached(&done).await.unwrap().status, "FAIL");
+    // Written before `done`, so delivered before it: not terminal, not cached.
+    assert!(reader.terminal_cached(&running).await.is_none());
 }
 
 /// Runs `vx-bridge <args>` against `cfg`'s NATS, prefix, stream and bucket; (exit code, stdout,
