@@ -3,7 +3,10 @@
 //!
 //! - `{prefix}.status.get`: `{"request_id"}` → `{"request_id", "current_status", "checked_at", "source"}`
 //!   (a terminal session in the session view is answered from it: `source: "events"` plus
-//!   `result_status`, no VX call)
+//!   `result_status`, no VX call). Terminal states reach memory without a read (the projector
+//!   in this process, and a KV watch of the bucket for other replicas: stale by at most the
+//!   watch's lag, milliseconds), so a cached VX answer is answered without reading the view
+//!   while the watch runs; otherwise (watch down, NATS reconnecting) the view is read first.
 //! - `{prefix}.result.get`: for a terminal session in the view, the `result` of the event at
 //!   its `stream_seq`, with no VX call
 //! - `{prefix}.result.get`: `{"request_id"}` or `{"email"}` (if configured) → the VX result body
