@@ -553,6 +553,18 @@ async fn a_session_made_terminal_by_another_writer_is_answered_pass_though_in_pr
     let ask = async || status_get(&nc, &subject, &id).await;
     let js = js(&nats).await;
     let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    // The bridge's watch of the bucket is running (its consumer is there), so the answer
+    // cached below is trusted without a view read: only the watch can tell of the PASS.
+    let kv_stream = format!("KV_{}", cfg.sessions.bucket);
+    vx_testkit::eventually(
+        "the bucket's watch runs",
+        Duration::from_secs(5),
+        async || {
+            let mut s = js.get_stream(&kv_stream).await.unwrap();
+            s.info().await.unwrap().state.consumer_count >= 1
+        },
+    )
+    .await;
     // VX's answer, written into the view, then answered from the cache.
     let v = ask().await;
     assert_eq!(
