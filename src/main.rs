@@ -56,25 +56,21 @@ fn main() -> ExitCode {
         Command::Status {
             request_id,
             timeout,
-        } => {
-            let config = config!(Config::load_for_requests);
-            if let Err(code) = check_request_id(&request_id) {
-                return code;
-            }
-            let payload = serde_json::json!({ "request_id": request_id });
-            lookup(config, Lookup::Status, payload, timeout)
-        }
+        } => by_id(
+            config!(Config::load_for_requests),
+            Lookup::Status,
+            &request_id,
+            timeout,
+        ),
         Command::Watch {
             request_id,
             timeout,
-        } => {
-            let config = config!(Config::load_for_requests);
-            if let Err(code) = check_request_id(&request_id) {
-                return code;
-            }
-            let payload = serde_json::json!({ "request_id": request_id });
-            lookup(config, Lookup::Watch, payload, timeout)
-        }
+        } => by_id(
+            config!(Config::load_for_requests),
+            Lookup::Watch,
+            &request_id,
+            timeout,
+        ),
         Command::Sessions { command } => sessions(config!(Config::load_for_requests), command),
         Command::Replay(args) => replay(config!(Config::load_for_requests), args),
         Command::Result(args) => {
@@ -135,6 +131,20 @@ enum Lookup {
     Status,
     Result,
     Watch,
+}
+
+/// `status` and `watch`: refuses a request_id that is not a UUID (exit 64, nothing sent), then
+/// sends `{"request_id"}` through [`lookup`].
+fn by_id(config: Config, which: Lookup, request_id: &str, timeout: Duration) -> ExitCode {
+    if let Err(code) = check_request_id(request_id) {
+        return code;
+    }
+    lookup(
+        config,
+        which,
+        serde_json::json!({ "request_id": request_id }),
+        timeout,
+    )
 }
 
 /// Sends one request to the status service and prints the reply to stdout (errors to stderr).
