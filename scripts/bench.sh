@@ -7,6 +7,8 @@
 #   --before REV  also build git revision REV (into target/bench-before) and measure its
 #                 ingress and its callgrind instructions per request: before/after in one run
 #   --no-profile  skip the callgrind profile
+#   --profile-only  measure only (p), callgrind, and print instructions per webhook (with --before:
+#                 the before build too); writes no report. Load-independent: for before/after checks
 #   --out FILE    write the report there instead of docs/PERFORMANCE.md
 #   --report-from DIR  measure nothing: write the report again from a kept run's results
 #                 (every run keeps them in target/bench/last-run), e.g. after editing
@@ -30,7 +32,8 @@
 #   (d) status lookups from cache, from the session view (terminal sessions) and through a 20 ms
 #       mock VX API, against a raw NATS echo responder; a burst of 100 identical lookups and the
 #       upstream calls it caused
-#   (p) callgrind: instructions per webhook in the whole vx-bridge process
+#   (p) callgrind: instructions per webhook in the whole process: vx-bridge (view on, view off)
+#       and (n)
 # Only 127.0.0.1 is ever a target; every loop is bounded; everything started is stopped on exit.
 set -euo pipefail
 
@@ -41,15 +44,17 @@ BEFORE=""
 BEFORE_REV=""
 REPORT_FROM=""
 PROFILE=1
+PROFILE_ONLY=0
 OUT="$ROOT/docs/PERFORMANCE.md"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --before) BEFORE="$2"; shift ;;
     --no-profile) PROFILE=0 ;;
+    --profile-only) PROFILE_ONLY=1 ;;
     --out) OUT="$2"; shift ;;
     --report-from) REPORT_FROM="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -146,6 +151,7 @@ cpu_note() {  # NAME PID T0: write the CPU seconds PID used since T0 ticks to $T
   awk -v a="$3" -v b="$(ticks "$2")" 'BEGIN { printf "%.2f", (b - a) / 100 }' >"$TMP/$1"
 }
 
+if [ "$PROFILE_ONLY" = 0 ]; then  # everything but (p)
 # ---------------------------------------------------------------- (a) raw JetStream publish
 say "(a) raw JetStream publish, $IN_FLIGHT PubAcks in flight, unique Nats-Msg-Id, file store"
 start_nats a
@@ -329,16 +335,27 @@ else
 fi
 stop_nats d
 
+fi  # everything but (p)
+
 # ---------------------------------------------------------------- (p) callgrind
-profile() {  # NAME BIN: instructions per webhook in the whole process
-  local name=$1 bin=$2 port dump
+profile() {  # NAME BIN|naive [VAR=value ...]: instructions per webhook in the whole process
+  local name=$1 bin=$2 port dump; shift 2
   start_nats "$name"
   free_port port
-  # shellcheck disable=SC2046
-  env $(bridge_env "$port") valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
-    "$bin" serve 2>"$TMP/$name-bridge.log" &
-  BRIDGE_PID=$!; track "$BRIDGE_PID"
-  wait_ready "$port" 120 || die "vx-bridge $name not ready on $port under callgrind"
+  if [ "$bin" = naive ]; then
+    # (n) the same way: its own process under callgrind, the same load.
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
+      "$LOAD" naive --listen "127.0.0.1:$port" --nats "$NATS_URL" --secret "$SECRET" --duration 900s \
+      >/dev/null 2>"$TMP/$name-naive.log" &
+    BRIDGE_PID=$!; track "$BRIDGE_PID"
+    wait_port "$port" 120 || die "naive handler not listening on $port under callgrind"
+  else
+    # shellcheck disable=SC2046
+    env $(bridge_env "$port") "$@" valgrind --tool=callgrind --callgrind-out-file="$TMP/$name.cg.%p" \
+      "$bin" serve 2>"$TMP/$name-bridge.log" &
+    BRIDGE_PID=$!; track "$BRIDGE_PID"
+    wait_ready "$port" 120 || die "vx-bridge $name not ready on $port under callgrind"
+  fi
   $LOAD webhook --url "http://127.0.0.1:$port/webhooks/vx" --connections 8 --requests 300 --duration 120s --id-prefix warm >/dev/null
   callgrind_control -z "$BRIDGE_PID" >/dev/null
   $LOAD webhook --url "http://127.0.0.1:$port/webhooks/vx" --connections 8 --requests "$PROFILE_REQUESTS" --duration 300s --id-prefix prof --json >"$TMP/$name-load.json"
@@ -350,6 +367,7 @@ profile() {  # NAME BIN: instructions per webhook in the whole process
   mkdir -p "$ROOT/target/bench" && cp "$dump" "$ROOT/target/bench/$name.callgrind"
   local total; total=$(awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}' "$TMP/$name-annotate.txt")
   local ok; ok=$(jq -r '.codes["202"] // 0' "$TMP/$name-load.json")
+  [ "$ok" = "$PROFILE_REQUESTS" ] || say "WARNING: ($name) under callgrind: $ok of $PROFILE_REQUESTS webhooks answered 202"
   echo $(( total / PROFILE_REQUESTS )) >"$TMP/$name-ir"
   say "($name) $total instructions for $PROFILE_REQUESTS webhooks ($ok answered 202): $(cat "$TMP/$name-ir") per webhook"
   stop "$BRIDGE_PID"
@@ -358,7 +376,13 @@ profile() {  # NAME BIN: instructions per webhook in the whole process
 if [ "$PROFILE" = 1 ]; then
   say "(p) callgrind over $PROFILE_REQUESTS webhooks (8 connections)"
   profile p "$BIN"
+  profile pnoview "$BIN" VXB_SESSIONS__ENABLED=false
+  profile pn naive
   [ -n "$BEFORE_BIN" ] && profile pbefore "$BEFORE_BIN"
+fi
+if [ "$PROFILE_ONLY" = 1 ]; then
+  for f in "$TMP"/*-ir; do echo "$(basename "$f" -ir): $(cat "$f") instructions per webhook"; done
+  exit 0
 fi
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -330,20 +330,26 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p("")
         p("| build | instructions per webhook |")
         p("|---|---:|")
-        p(f"| this commit | {run.text('p-ir')} |")
+        p(f"| this commit, every feature on | {run.text('p-ir')} |")
+        if run.has("pnoview-ir"):
+            p(f"| this commit, session view off | {run.text('pnoview-ir')} |")
+        if run.has("pn-ir"):
+            p(f"| (n) naive handler (`vx-load naive`, same allocator) | {run.text('pn-ir')} |")
         if has_before:
             p(f"| before ({before_rev}) | {run.text('pbefore-ir')} |")
         p("")
         p("By step (inclusive instructions per webhook; functions as named in the release binary's symbols):")
         p("")
-        p("| step | function | this commit |" + (f" before ({before_rev}) |" if has_before else ""))
-        p("|---|---|---:|" + ("---:|" if has_before else ""))
+        noview_annotate = run.text("pnoview-annotate.txt") if run.has("pnoview-annotate.txt") else ""
+        cols = [("this commit", annotate)]
+        if noview_annotate:
+            cols.append(("view off", noview_annotate))
+        if has_before:
+            cols.append((f"before ({before_rev})", before_annotate))
+        p("| step | function | " + " | ".join(c for c, _ in cols) + " |")
+        p("|---|---|" + "---:|" * len(cols))
         for step, fn in STEPS:
-            now = step_ir(annotate, fn, requests)
-            if has_before:
-                p(f"| {step} | `{fn}` | {now} | {step_ir(before_annotate, fn, requests)} |")
-            else:
-                p(f"| {step} | `{fn}` | {now} |")
+            p(f"| {step} | `{fn}` | " + " | ".join(str(step_ir(a, fn, requests)) for _, a in cols) + " |")
         p("")
         p("Largest inclusive costs, this commit (`callgrind_annotate --inclusive=yes`, per webhook):")
         p("")
