@@ -186,11 +186,44 @@ pub async fn apply(store: &kv::Store, state: &SessionState) -> Result<SessionUpd
 /// What one projector last wrote or read per key: the revision and the rank stored there. Ranks
 /// only grow, so a stored rank at least the incoming one is a safe reason to skip without a
 /// read; a revision that is no longer the key's last makes the write fail and read again.
-pub type KnownKeys = moka::future::Cache<String, (u64, rule::Rank)>;
+///
+/// Bounded ([`KNOWN_KEYS`], evicting the least useful) and forgotten [`KNOWN_KEYS_TTL`] after a
+/// write, so a key that left the bucket meanwhile (max_age, a rebuild's purge) is read again
+/// rather than assumed. One lookup and one insert per event: a `quick_cache` (no per-operation
+/// bookkeeping queue, no SipHash), each entry carrying when it was remembered.
+pub struct KnownKeys {
+    cache: quick_cache::sync::Cache<String, (u64, rule::Rank, std::time::Instant)>,
+    ttl: Duration,
+}
+
+impl KnownKeys {
+    /// Up to `capacity` keys, each forgotten `ttl` after it was remembered.
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            cache: quick_cache::sync::Cache::new(capacity),
+            ttl,
+        }
+    }
+
+    /// The revision and rank remembered for `key`, unless forgotten (evicted or too old).
+    pub fn get(&self, key: &str) -> Option<(u64, rule::Rank)> {
+        let (revision, rank, at) = self.cache.get(key)?;
+        (at.elapsed() < self.ttl).then_some((revision, rank))
+    }
+
+    /// Remembers that `key` holds `rank` at `revision`, from now.
+    pub fn insert(&self, key: &str, revision: u64, rank: rule::Rank) {
+        self.cache
+            .insert(key.to_owned(), (revision, rank, std::time::Instant::now()));
+    }
+}
 
 /// Keys one projector remembers (a few hundred bytes each with the cache's own overhead): the
 /// sessions whose next event is likely soon.
-const KNOWN_KEYS: u64 = 8_192;
+const KNOWN_KEYS: usize = 8_192;
+
+/// How long a remembered key is trusted.
+const KNOWN_KEYS_TTL: Duration = Duration::from_secs(600);
 
 /// [`apply`], saving round trips with `known`: a new key is written without a read (a
 /// compare-and-set on "no revision yet"), a key this projector wrote last is written on the
@@ -203,7 +236,7 @@ pub async fn apply_known(
     let incoming = state.rank();
     let key = state.request_id.as_str();
     let guess = match known {
-        Some(k) => k.get(key).await,
+        Some(k) => k.get(key),
         None => None,
     };
     let revision = match guess {
@@ -218,7 +251,7 @@ pub async fn apply_known(
     if known.is_some() {
         match store.update(key, value.clone(), revision).await {
             Ok(r) => {
-                remember(known, key, r, incoming).await;
+                remember(known, key, r, incoming);
                 return Ok(SessionUpdate::Applied);
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
@@ -230,22 +263,28 @@ pub async fn apply_known(
     })
     .await?;
     if let Some(rank) = rank {
-        remember(known, key, revision, rank).await;
+        remember(known, key, revision, rank);
     }
     Ok(outcome)
 }
 
-async fn remember(known: Option<&KnownKeys>, key: &str, revision: u64, rank: rule::Rank) {
+fn remember(known: Option<&KnownKeys>, key: &str, revision: u64, rank: rule::Rank) {
     if let Some(k) = known {
-        k.insert(key.to_owned(), (revision, rank)).await;
+        k.insert(key, revision, rank);
     }
 }
 
+/// A state's stored value (the same bytes as `serde_json::to_vec`), written into a buffer sized
+/// for a typical state (~330 bytes) so it is not grown on the way.
 fn encode(state: &SessionState) -> Result<bytes::Bytes, ViewError> {
-    serde_json::to_vec(state)
-        .map(Into::into)
-        .map_err(|e| ViewError::Api(e.to_string()))
+    let mut out = Vec::with_capacity(ENCODED_STATE);
+    serde_json::to_writer(&mut out, state).map_err(|e| ViewError::Api(e.to_string()))?;
+    Ok(out.into())
 }
+
+/// The buffer [`encode`] starts with: a state with a 36-character request_id, uuids and an
+/// RFC 3339 time is ~330 bytes.
+const ENCODED_STATE: usize = 384;
 
 /// Writes a lookup's state (made on `basis`, the state read before VX was asked) under
 /// [`decide_lookup`], with compare-and-set like [`apply`].
@@ -399,12 +438,7 @@ async fn run_once(
     state.set_ready(true);
     let mut lag = tokio::time::interval(Duration::from_secs(2));
     // Per connection: after a reconnect the bucket may have been recreated.
-    // Forgotten after 10 min, so a key that left the bucket meanwhile (max_age, a rebuild's
-    // purge) is read again rather than assumed.
-    let known: KnownKeys = moka::future::Cache::builder()
-        .max_capacity(KNOWN_KEYS)
-        .time_to_live(Duration::from_secs(600))
-        .build();
+    let known = KnownKeys::new(KNOWN_KEYS, KNOWN_KEYS_TTL);
     let counters = SessionUpdateCounters::new();
     let mut in_flight = FuturesUnordered::new();
     let result = loop {
@@ -725,4 +759,70 @@ pub enum ViewRead {
     Missing,
     /// The view cannot say (bucket unreadable, a timeout, a value that is not ours).
     Unavailable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(terminal: bool, stream_seq: u64) -> rule::Rank {
+        rule::Rank {
+            terminal,
+            stream_seq,
+        }
+    }
+
+    #[test]
+    fn known_keys_remember_the_last_revision_and_rank_of_a_key() {
+        let known = KnownKeys::new(16, Duration::from_secs(600));
+        assert_eq!(known.get("a"), None);
+        known.insert("a", 3, rank(false, 7));
+        known.insert("b", 4, rank(true, 8));
+        assert_eq!(known.get("a"), Some((3, rank(false, 7))));
+        known.insert("a", 5, rank(true, 9));
+        assert_eq!(known.get("a"), Some((5, rank(true, 9))));
+        assert_eq!(known.get("b"), Some((4, rank(true, 8))));
+    }
+
+    #[test]
+    fn known_keys_are_forgotten_after_their_ttl() {
+        let known = KnownKeys::new(16, Duration::from_millis(20));
+        known.insert("a", 3, rank(false, 7));
+        assert_eq!(known.get("a"), Some((3, rank(false, 7))));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(known.get("a"), None);
+    }
+
+    #[test]
+    fn known_keys_stay_bounded() {
+        let known = KnownKeys::new(100, Duration::from_secs(600));
+        for i in 0..10_000u64 {
+            known.insert(&i.to_string(), i, rank(false, i));
+        }
+        let kept = (0..10_000u64)
+            .filter(|i| known.get(&i.to_string()).is_some())
+            .count();
+        assert!(kept > 0 && kept <= 200, "{kept}");
+    }
+
+    #[test]
+    fn encode_writes_the_same_bytes_as_to_vec() {
+        let state = SessionState {
+            schema_version: rule::STATE_VERSION,
+            request_id: "4ed2ec66-9471-415d-99ce-7bd1742fc2b8".into(),
+            status: "PASS".into(),
+            current_status: Some("COMPLETED".into()),
+            terminal: true,
+            event_id: Some("0190a0b4-1c2d-8e3f-9a4b-5c6d7e8f9a0b".into()),
+            event_type: Some("completed.pass".into()),
+            stream_seq: Some(12_345_678),
+            source: Source::Webhook,
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+            reference: Some("Ref123".into()),
+            stops: 3,
+        };
+        let encoded = encode(&state).unwrap();
+        assert_eq!(&encoded[..], &serde_json::to_vec(&state).unwrap()[..]);
+        assert!(encoded.len() <= ENCODED_STATE, "{}", encoded.len());
+    }
 }

@@ -91,9 +91,11 @@ impl SessionState {
     /// The state an event stored at `stream_seq` sets.
     pub fn from_event(event: EventFields, stream_seq: u64, source: Source) -> SessionState {
         let terminal = matches!(event.status.as_str(), "PASS" | "FAIL");
+        let mut request_id = event.request_id;
+        request_id.make_ascii_lowercase();
         SessionState {
             schema_version: STATE_VERSION,
-            request_id: event.request_id.to_ascii_lowercase(),
+            request_id,
             current_status: terminal.then(|| "COMPLETED".to_owned()),
             status: event.status,
             terminal,
