@@ -104,8 +104,12 @@ BEFORE_BIN=""
 if [ -n "$BEFORE" ]; then
   say "building $BEFORE for before/after"
   src=$ROOT/target/bench-before/src
-  rm -rf "$src" && mkdir -p "$src"
-  git archive "$BEFORE" | tar -x -C "$src"
+  # The same revision as last time: its extracted source (and so its build) is reused.
+  if [ "$(cat "$src/.bench-rev" 2>/dev/null)" != "$(git rev-parse "$BEFORE")" ]; then
+    rm -rf "$src" && mkdir -p "$src"
+    git archive "$BEFORE" | tar -x -C "$src"
+    git rev-parse "$BEFORE" >"$src/.bench-rev"
+  fi
   # Not --locked: an older revision's lock file may need a touch; it is a temp copy.
   (cd "$src" && CARGO_TARGET_DIR=$ROOT/target/bench-before/target cargo build --release --bin vx-bridge >&2)
   BEFORE_BIN=$ROOT/target/bench-before/target/release/vx-bridge
