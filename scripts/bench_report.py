@@ -24,7 +24,6 @@ STEPS = [
     ("whole handler", "<F as axum::handler::Handler<(M,T1,T2),S>>::call::{{closure}}"),
     ("signature (HMAC-SHA256 over the body)", "vx_bridge::auth::hmac::HmacVerifier::verify"),
     ("strict JSON parse to Value (duplicate keys refused)", "vx_bridge::json::parse_strict"),
-    ("JSON parse (serde_json::from_slice: the projector's event fields)", "serde_json::de::from_slice"),
     ("dropping the Value", "core::ptr::drop_in_place<serde_json::value::Value>"),
     ("schema validation", "vx_bridge::schema::check"),
     ("event build (envelope, ids, headers)", "vx_bridge::event::build_event"),
@@ -39,6 +38,7 @@ STEPS = [
         "<tracing_subscriber::fmt::fmt_layer::Layer<S,N,E,W> as tracing_subscriber::layer::Layer<S>>::on_record",
     ),
     ("session projector (its whole task)", "vx_bridge::sessions::run_once::{{closure}}"),
+    ("of which one event (parse, rule, KV write, ack)", "vx_bridge::sessions::handle::{{closure}}"),
     ("async-nats connection task (all NATS traffic)", "async_nats::ConnectionHandler::process::{{closure}}"),
     ("mimalloc alloc (all callers)", "mi_malloc_aligned"),
     ("mimalloc free (all callers)", "mi_free"),
@@ -323,7 +323,7 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p("")
         p("## Instructions per webhook (callgrind)")
         p("")
-        p("The whole vx-bridge process under `valgrind --tool=callgrind`, counters zeroed after 300 warm-up")
+        p("The whole vx-bridge process (and (n)'s, the same way) under `valgrind --tool=callgrind`, counters zeroed after 300 warm-up")
         p(f"webhooks, then {requests} signed seed webhooks over 8 connections: every instruction the process")
         p("ran (hyper, axum, auth, parse, schema, event, async-nats, tokio, logging, metrics), divided by the count.")
         p("Instruction counts do not drift with the machine's load.")
