@@ -277,9 +277,10 @@ pub async fn run_prepared(
     let readiness = Readiness {
         client: client.clone(),
         stream: stream_state,
-        // As the stream, the view is part of readiness where the ingress runs; a status-only
-        // process stays ready without it (lookups do not depend on it).
-        sessions: sessions.filter(|_| config.webhook.enabled),
+        // As the stream, the view is part of readiness where the ingress runs, and in a
+        // projector-only process (the view is all it does); a status-only process stays ready
+        // without it (lookups do not depend on it).
+        sessions: sessions.filter(|_| config.webhook.enabled || !config.status.enabled),
     };
     let app = router(Routes {
         scrape,

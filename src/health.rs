@@ -25,7 +25,7 @@ pub struct Readiness {
     pub client: async_nats::Client,
     /// The stream; `None` when this process runs no ingress.
     pub stream: Option<Arc<StreamState>>,
-    /// The session view; `None` when `sessions.enabled = false` or this process runs no ingress.
+    /// The session view; `None` when `sessions.enabled = false`, or in a status-only process.
     pub sessions: Option<Arc<crate::sessions::ViewState>>,
 }
 

@@ -223,10 +223,12 @@ impl Config {
         self.http.validate()?;
         self.validate_nats()?;
         self.webhook.validate()?;
+        // A process with only the session view on is a projector: the ingress replicas can
+        // then run with `sessions.enabled = false` and spend their CPU on webhooks.
         reject_if(
-            !self.webhook.enabled && !self.status.enabled,
+            !self.webhook.enabled && !self.status.enabled && !self.sessions.enabled,
             "webhook.enabled",
-            "the webhook endpoint and the status service are both disabled: nothing to run",
+            "the webhook endpoint, the status service and the session view are all disabled: nothing to run",
         )?;
         if self.status.enabled {
             self.status.validate()?;
@@ -502,8 +504,20 @@ mod tests {
         assert_eq!(err.key, "ingress.enabled");
         assert!(err.message.contains("webhook.enabled"), "{err}");
 
-        let err = Config::load(None, env(&[("VXB_WEBHOOK__ENABLED", "false")])).unwrap_err();
+        // The webhook endpoint off alone leaves the session view: a projector-only process.
+        let c = Config::load(None, env(&[("VXB_WEBHOOK__ENABLED", "false")])).unwrap();
+        assert!(!c.webhook.enabled && !c.status.enabled && c.sessions.enabled);
+        // With the view off too there is nothing to run.
+        let err = Config::load(
+            None,
+            env(&[
+                ("VXB_WEBHOOK__ENABLED", "false"),
+                ("VXB_SESSIONS__ENABLED", "false"),
+            ]),
+        )
+        .unwrap_err();
         assert_eq!(err.key, "webhook.enabled", "{err}");
+        assert!(err.message.contains("nothing to run"), "{err}");
     }
 
     #[test]

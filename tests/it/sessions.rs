@@ -776,3 +776,59 @@ async fn sessions_rebuild_writes_what_the_live_projection_wrote_even_while_event
     assert_eq!(code, Some(64));
     bridge.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_projector_only_bridge_projects_what_an_ingress_without_the_view_stores() {
+    let nats = NatsServer::start();
+    let mut cfg = test_config(&nats.url());
+    cfg.sessions.create = false;
+    let mut ingress_cfg = cfg.clone();
+    ingress_cfg.sessions.enabled = false;
+    let ingress = Bridge::start(ingress_cfg).await;
+    let sender = Sender::new(&ingress);
+    let id = new_request_id();
+    assert_eq!(
+        sender.send("msg_1", &body_with("PASS", &id)).await.status(),
+        202
+    );
+    // The ingress stored the event and projects nothing.
+    let js = js(&nats).await;
+    let stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
+    assert!(stream.consumer_info(CONSUMER).await.is_err());
+
+    // The projector: no webhook endpoint, no status service; valid, and unready while its
+    // bucket is missing (the view is all it does, so its readiness is the view's).
+    let mut projector_cfg = cfg.clone();
+    projector_cfg.webhook.enabled = false;
+    projector_cfg.status.enabled = false;
+    projector_cfg.validate().unwrap();
+    let projector = Bridge::start_unready(projector_cfg).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http.get(projector.url("/readyz")).send().await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        if body["nats_connected"] == true {
+            assert_eq!(body["sessions_ready"], false, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = http.get(projector.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    js.create_stream(vx_bridge::sessions::desired_bucket(
+        &cfg.sessions,
+        &cfg.nats.stream,
+    ))
+    .await
+    .unwrap();
+    projector.wait_ready().await;
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+    let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
+    let (state, _) = entry(&store, &id).await.expect("projected");
+    assert_eq!(state.status, "PASS");
+    assert_eq!(state.source, Source::Webhook);
+    projector.stop().await.unwrap();
+    ingress.stop().await.unwrap();
+}
