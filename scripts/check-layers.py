@@ -68,7 +68,8 @@ ENV_IMPORT = re.compile(r"\buse\s+std\s*::\s*env\s*::\s*\{?[^;]*\b(var|var_os|va
 
 # Rule 4: where status and ingress may meet.
 SERVICES = ("status", "ingress")
-MEETING_PLACES = {"config", "event", "telemetry"} | PUBLISHER
+# `pii`: the ingress seals personal data with it, the status service opens and erases with it.
+MEETING_PLACES = {"config", "event", "telemetry", "pii"} | PUBLISHER
 SHARED_HELPERS = {"json", "schema", "timestamp", "secret"}
 
 # Rule 5: the reconciler's place. (from, to): `from` never reaches `to`.

@@ -27,6 +27,7 @@ use crate::ingress::{handle_webhook, Ingress};
 use crate::nats::stream::{keep_stream, StreamState};
 use crate::nats::version::ServerVersion;
 use crate::nats::{connect, Publisher, Subjects};
+use crate::pii::{KekRing, KeyStore, PiiMode, Sealer};
 use crate::schema::Schemas;
 use crate::secret::{read_secret_lines, Secret};
 use crate::telemetry::{metrics_handle, ServerInfoGauge};
@@ -42,6 +43,8 @@ pub struct Parts {
     pub upstream: Option<Arc<UpstreamClient>>,
     /// The compiled schemas, with today's result schema ([`result_schemas`]).
     pub schemas: Schemas,
+    /// The KEKs of `keys.kek_file`, when set.
+    pub keks: Option<KekRing>,
 }
 
 /// Resolves every secret of the webhook and the status service once (inline or from its
@@ -50,6 +53,19 @@ pub struct Parts {
 /// `webhook.schema_file` too ([`result_schemas`]).
 pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
     let schemas = result_schemas(config)?;
+    if config.needs_kek() && config.keys.kek_file.is_none() {
+        return Err(ConfigError::new(
+            "keys.kek_file",
+            "events.pii = \"encrypted\" (the default) needs a KEK file (one `id:base64` of 32 random bytes per line, e.g. `echo \"k1:$(openssl rand -base64 32)\" > kek`), or set events.pii = \"clear\" or \"omitted\"",
+        ));
+    }
+    let keks = config
+        .keys
+        .kek_file
+        .as_deref()
+        .map(KekRing::read)
+        .transpose()
+        .map_err(|e| ConfigError::new("keys.kek_file", e))?;
     let verifier = if config.webhook.enabled {
         let auth = &config.webhook.auth;
         let secrets = match auth.mode()? {
@@ -81,6 +97,7 @@ pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
         verifier,
         upstream,
         schemas,
+        keks,
     })
 }
 
@@ -137,9 +154,15 @@ pub async fn run_prepared(
         verifier,
         upstream,
         schemas,
+        keks,
     } = parts;
     for warning in config.deprecations() {
         tracing::warn!("{warning}");
+    }
+    if config.events.pii == PiiMode::Clear && (config.webhook.enabled || config.status.enabled) {
+        tracing::warn!(
+            "PERSONAL DATA TRAVELS IN CLEAR (events.pii = \"clear\"): every event carries the VX body under `result`, readable by anyone who may read the stream, for as long as the stream keeps it, and erasure cannot reach it. Use this only where the NATS deployment is itself a PII zone; the default is \"encrypted\"."
+        );
     }
     let subjects = Subjects::new(&config.nats.subject_prefix);
     // The recorder first, so the connection events are counted.
@@ -162,6 +185,14 @@ pub async fn run_prepared(
     let mut stream_state = None;
     let mut keeper = None;
 
+    // The data keys: sealing (ingress, reconciler), opening (result.get) and erasure.
+    let keys = (config.webhook.enabled || config.status.enabled)
+        .then(|| Arc::new(KeyStore::new(client.clone(), &config, keks.clone())));
+    let forget_erased = keys
+        .clone()
+        .map(|k| crate::pii::spawn_forget_erased(client.clone(), subjects.erased(), k));
+    let sealer = Sealer::new(config.events.pii, keys.clone());
+
     if config.webhook.enabled {
         let verifier = verifier.context("webhook.enabled, but no verifier was prepared")?;
         if verifier.is_none() {
@@ -177,9 +208,10 @@ pub async fn run_prepared(
         );
         let state = Arc::new(StreamState::default());
         let max_body_bytes = config.http.max_body_bytes;
+        let pii_mode = config.events.pii;
         let mut warned_limit = None;
         let body_limit = move |max_payload: usize| {
-            let limit = crate::ingress::body_limit(max_body_bytes, max_payload);
+            let limit = crate::ingress::body_limit_for(max_body_bytes, max_payload, pii_mode);
             crate::telemetry::set_body_limit(limit);
             if limit < max_body_bytes && warned_limit != Some(max_payload) {
                 warned_limit = Some(max_payload);
@@ -201,6 +233,7 @@ pub async fn run_prepared(
         )));
         let ingress = Ingress {
             schemas: schemas.clone(),
+            sealer: sealer.clone(),
             ..Ingress::new(
                 &config,
                 verifier,
@@ -242,11 +275,22 @@ pub async fn run_prepared(
     let (status, reconciler) = if config.status.enabled {
         let upstream = upstream.context("status.enabled, but no VX API client was prepared")?;
         let reconciler = config.reconcile_enabled().then(|| {
-            crate::reconcile::start(client.clone(), &config, upstream.clone(), shutdown.clone())
+            crate::reconcile::start(
+                client.clone(),
+                &config,
+                upstream.clone(),
+                sealer.clone(),
+                shutdown.clone(),
+            )
         });
-        let status =
-            crate::status::start_with_upstream(&config, client.clone(), upstream, terminal.clone())
-                .await?;
+        let status = crate::status::start_with_upstream(
+            &config,
+            client.clone(),
+            upstream,
+            terminal.clone(),
+            sealer.clone(),
+        )
+        .await?;
         (Some(status), reconciler)
     } else {
         (None, None)
@@ -332,6 +376,9 @@ pub async fn run_prepared(
         }
     }
     version_watch.abort();
+    if let Some(f) = forget_erased {
+        f.abort();
+    }
     match tokio::time::timeout(Duration::from_secs(5), client.drain()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
@@ -516,6 +563,7 @@ mod tests {
 
     fn config() -> Config {
         let mut config = Config::default();
+        config.events.pii = crate::config::PiiMode::Clear;
         config.webhook.auth.mode = Some(AuthMode::Basic);
         config.webhook.auth.basic.username = "vx".into();
         config.webhook.auth.basic.passwords = vec![Secret::new("router-test")];

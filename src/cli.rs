@@ -61,6 +61,28 @@ pub enum Command {
     /// skipped): reported and left in place; 64 bad arguments or configuration; 69 NATS, the
     /// stream or the bucket unavailable (what was done until then is printed).
     Replay(ReplayArgs),
+    /// Erase a session's personal data: its data key becomes a tombstone (every copy of its
+    /// events on the bus, in mirrors and backups, can no longer be decrypted), its session-view
+    /// key and its watch are removed, and `{prefix}.erased` is published so that consumers
+    /// delete their copies. Idempotent. Prints what it did as JSON. Uses the `[nats]`, `[keys]`,
+    /// `[sessions]` and `[reconcile]` settings; needs no KEK. Exit 0 done, 64 a request_id that
+    /// is not a UUID, 69 NATS unavailable (run it again: every step is idempotent).
+    Erase {
+        /// The session's request_id (a UUID; any case).
+        request_id: String,
+        /// Why (free text, kept in the `erased` event; at most 200 characters, no personal data).
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long to wait for NATS.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Manage the data keys (the KV bucket `keys.bucket`).
+    Keys {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Ask the reconciler to watch a session (`{prefix}.watch`) and print the reply: it polls VX
     /// for the session until it is terminal and publishes its result as the webhook's event
     /// would be. Uses only the `[nats]` settings. Exit codes as `status`.
@@ -126,6 +148,23 @@ pub enum SessionsCommand {
         /// Write into this bucket instead of `sessions.bucket` (created if missing, purged).
         #[arg(long)]
         into: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vx-bridge keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wrap every data key under the current KEK (the first line of `keys.kek_file`), so that
+    /// an old KEK can be removed from the file. Safe while bridges run: each key is rewritten
+    /// with a compare-and-set on its revision, and one erased or changed meanwhile is left as it
+    /// is. Prints a report (keys seen, already current, re-wrapped per old KEK, tombstones,
+    /// raced, and keys under a KEK the file does not hold). Exit 0 when every key is now under
+    /// the current KEK (or a tombstone), 1 when some are not, 64 bad configuration (no
+    /// keys.kek_file), 69 NATS unavailable.
+    Rewrap {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,

@@ -14,7 +14,7 @@ pub use crate::sessions::rule::{SessionState, Source as SessionSource};
 
 /// Header with the error message of a status-service error reply.
 pub const SERVICE_ERROR_HEADER: &str = "Nats-Service-Error";
-/// Header with the error code (400, 404, 502, 503, 504) of a status-service error reply.
+/// Header with the error code (400, 404, 410, 502, 503, 504) of a status-service error reply.
 pub const SERVICE_ERROR_CODE_HEADER: &str = "Nats-Service-Error-Code";
 
 /// The event's `type`: its subject without the prefix.
@@ -46,7 +46,8 @@ pub struct Progress {
 /// and the session on [`request_id`](Self::request_id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerificationEvent {
-    /// Version of the envelope (1).
+    /// Version of the envelope: 1 with `result` in clear, 2 without (`result_encrypted`, or no
+    /// personal data at all).
     pub schema_version: u8,
     /// Stable id of the event; also the CloudEvents `ce-id`.
     pub event_id: String,
@@ -63,8 +64,32 @@ pub struct VerificationEvent {
     pub received_at: String,
     /// Journey progress.
     pub progress: Progress,
-    /// The VX body exactly as received (contains PII: never log it).
-    pub result: serde_json::Value,
+    /// The VX body exactly as received (`events.pii = "clear"` only; PII: never log it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The VX body as a compact JWE under the session's data key (the default mode): open it
+    /// with [`crate::pii::open_event`] (a KEK and read access to the keys bucket), or ask
+    /// `{prefix}.result.get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_encrypted: Option<String>,
+    /// The session's personal data was erased before this event was written: it carries the
+    /// decision only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<bool>,
+}
+
+/// The body of `{prefix}.erased` (`schemas/session-erased.schema.json`): the session's personal
+/// data was erased; delete your own copies of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionErased {
+    /// Version of the message (1).
+    pub schema_version: u8,
+    /// The session, lower-case hyphenated.
+    pub request_id: String,
+    /// When it was erased (RFC 3339).
+    pub erased_at: String,
+    /// Why, as the requester said.
+    pub reason: Option<String>,
 }
 
 /// A successful `{prefix}.status.get` reply (`schemas/status-reply.schema.json`).
@@ -218,7 +243,9 @@ mod tests {
             reference: None,
             received_at: String::new(),
             progress: Progress { stops: 0 },
-            result: json!({}),
+            result: Some(json!({})),
+            result_encrypted: Some(String::new()),
+            erased: Some(true),
         };
         assert_eq!(
             fields(&event),
@@ -271,6 +298,16 @@ mod tests {
         assert_eq!(
             fields(&expired),
             properties(crate::schema::SESSION_EXPIRED, "/properties")
+        );
+        let erased = SessionErased {
+            schema_version: 1,
+            request_id: String::new(),
+            erased_at: String::new(),
+            reason: None,
+        };
+        assert_eq!(
+            fields(&erased),
+            properties(crate::schema::SESSION_ERASED, "/properties")
         );
     }
 

@@ -3,8 +3,11 @@
 //!
 //! Pure: nothing here does I/O, and this module must not use NATS, HTTP or the VX API. It names
 //! kinds, not subjects: the subject of each comes from [`Destinations`] (`nats::Subjects`), so no value
-//! from the payload ever becomes a subject token. The envelope embeds the received bytes
-//! unchanged under `result` instead of re-serializing them.
+//! from the payload ever becomes a subject token. The personal data goes in the form [`Pii`]
+//! says, which `crate::pii` decided: the received bytes unchanged under `result` (mode `clear`,
+//! `schema_version` 1, never re-serialized), a JWE under `result_encrypted`, or nothing
+//! (`schema_version` 2). [`draft_event`] builds everything but that part, once; the ingress
+//! finishes it with the sealed body ([`EventDraft::finish`]), also on a ride-through retry.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -15,8 +18,35 @@ use crate::auth::Verified;
 use crate::schema::Violation;
 use crate::telemetry::TraceContext;
 
-/// Version of the envelope (`schema_version`).
+/// Version of the envelope with `result` in clear (`events.pii = "clear"`): today's form.
 pub const SCHEMA_VERSION: u8 = 1;
+/// Version of the envelope without `result`: `result_encrypted`, or no personal data at all.
+pub const SCHEMA_VERSION_PROTECTED: u8 = 2;
+
+/// The form in which an event or a rejected copy carries its personal data (the VX body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pii<'a> {
+    /// In clear: these bytes, exactly as received (`result`, schema_version 1).
+    Clear(&'a [u8]),
+    /// This compact JWE (`result_encrypted`).
+    Encrypted(&'a str),
+    /// Not at all (`events.pii = "omitted"`).
+    Omitted,
+    /// Not at all: the session was erased (`erased: true`).
+    Erased,
+}
+
+impl Pii<'_> {
+    /// The `vx-pii` header of a rejected copy: how its body travels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Pii::Clear(_) => "clear",
+            Pii::Encrypted(_) => "encrypted",
+            Pii::Omitted => "omitted",
+            Pii::Erased => "erased",
+        }
+    }
+}
 /// `ce-source` of every event.
 pub const CE_SOURCE: &str = "urn:vx-bridge:webhook";
 /// Prefix of every `ce-type`.
@@ -129,7 +159,6 @@ pub struct OutboundMessage {
 
 #[derive(Serialize)]
 struct Envelope<'a> {
-    schema_version: u8,
     event_id: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
@@ -193,8 +222,74 @@ pub fn poll_msg_id(request_id: &str, status: &str) -> String {
     format!("poll:{}:{status}", request_id.to_ascii_lowercase())
 }
 
-/// Builds the event for an authentic, schema-valid body. `raw` is the body exactly as received;
-/// `origin` is a `&Verified` for a webhook, or [`Origin::Poll`] / [`Origin::Replay`].
+/// Everything of an event but its personal data: built once per body ([`draft_event`]), and
+/// finished with the sealed body ([`EventDraft::finish`]).
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    /// Full subject.
+    pub subject: String,
+    /// Headers, `Nats-Msg-Id` first.
+    pub headers: Vec<(&'static str, String)>,
+    /// The stable event id (`ce-id`).
+    pub event_id: String,
+    /// The `Nats-Msg-Id`.
+    pub msg_id: String,
+    /// Metric label of the event's kind.
+    pub kind: &'static str,
+    /// The envelope's fields as a JSON object, without `schema_version` and the personal data.
+    envelope: Vec<u8>,
+}
+
+impl EventDraft {
+    /// The message, with the personal data in the form `pii` says.
+    pub fn finish(&self, pii: Pii<'_>) -> OutboundMessage {
+        OutboundMessage {
+            subject: self.subject.clone(),
+            headers: self.headers.clone(),
+            payload: self.payload(pii),
+            event_id: self.event_id.clone(),
+            msg_id: self.msg_id.clone(),
+            kind: self.kind,
+        }
+    }
+
+    /// The body: `{"schema_version":N,<envelope fields>,<personal data>}`.
+    fn payload(&self, pii: Pii<'_>) -> Bytes {
+        let fields = &self.envelope[1..self.envelope.len() - 1];
+        let extra = match pii {
+            Pii::Clear(raw) => trim_json_ws(raw).len() + 16,
+            Pii::Encrypted(jwe) => jwe.len() + 24,
+            Pii::Omitted | Pii::Erased => 16,
+        };
+        let mut out = Vec::with_capacity(24 + fields.len() + extra);
+        out.extend_from_slice(b"{\"schema_version\":");
+        out.push(match pii {
+            Pii::Clear(_) => b'0' + SCHEMA_VERSION,
+            _ => b'0' + SCHEMA_VERSION_PROTECTED,
+        });
+        out.push(b',');
+        out.extend_from_slice(fields);
+        match pii {
+            Pii::Clear(raw) => {
+                out.extend_from_slice(b",\"result\":");
+                out.extend_from_slice(trim_json_ws(raw));
+            }
+            Pii::Encrypted(jwe) => {
+                // A compact JWE is base64url and dots: nothing to escape.
+                out.extend_from_slice(b",\"result_encrypted\":\"");
+                out.extend_from_slice(jwe.as_bytes());
+                out.push(b'"');
+            }
+            Pii::Erased => out.extend_from_slice(b",\"erased\":true"),
+            Pii::Omitted => {}
+        }
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+/// Builds the event for an authentic, schema-valid body with the body in clear (`result`,
+/// today's form): [`draft_event`] finished with [`Pii::Clear`].
 pub fn build_event<'o>(
     subjects: &impl Destinations,
     origin: impl Into<Origin<'o>>,
@@ -203,6 +298,20 @@ pub fn build_event<'o>(
     received_at: &str,
     trace: &TraceContext,
 ) -> OutboundMessage {
+    draft_event(subjects, origin, raw, body, received_at, trace).finish(Pii::Clear(raw))
+}
+
+/// Builds everything of the event for an authentic, schema-valid body but its personal data.
+/// `raw` is the body exactly as received (it decides the dedup id); `origin` is a `&Verified`
+/// for a webhook, or [`Origin::Poll`] / [`Origin::Replay`].
+pub fn draft_event<'o>(
+    subjects: &impl Destinations,
+    origin: impl Into<Origin<'o>>,
+    raw: &[u8],
+    body: &Value,
+    received_at: &str,
+    trace: &TraceContext,
+) -> EventDraft {
     let origin = origin.into();
     let summary = Summary::of(body);
     let kind = EventKind::classify(summary.status);
@@ -219,7 +328,6 @@ pub fn build_event<'o>(
     };
     let event_id = event_id_for(&msg_id);
     let envelope = Envelope {
-        schema_version: SCHEMA_VERSION,
         event_id: &event_id,
         kind: kind.suffix(),
         request_id: summary.request_id,
@@ -230,7 +338,11 @@ pub fn build_event<'o>(
             stops: summary.stops,
         },
     };
-    let payload = embed_result(&envelope, raw);
+    let mut fields = Vec::with_capacity(256);
+    // Serializing a struct of strings and numbers cannot fail.
+    if serde_json::to_writer(&mut fields, &envelope).is_err() {
+        fields = b"{}".to_vec();
+    }
     let mut headers = cloudevents_headers(
         &msg_id,
         &event_id,
@@ -245,13 +357,13 @@ pub fn build_event<'o>(
         headers.push(("vx-replay-of", rejected_seq.to_string()));
     }
     push_trace(&mut headers, trace);
-    OutboundMessage {
+    EventDraft {
         subject: subjects.event(kind),
         headers,
-        payload,
         event_id,
         msg_id,
         kind: kind.label(),
+        envelope: fields,
     }
 }
 
@@ -327,6 +439,33 @@ pub fn build_rejected(
     }
 }
 
+/// A rejected copy ([`build_rejected`]) with its body in the form `pii` says: the raw bytes
+/// (`clear`: no header, today's form), the JWE's bytes, or nothing; header `vx-pii` says which
+/// (`encrypted`, `omitted`, `erased`). The `Nats-Msg-Id` stays the one of the received bytes.
+pub fn seal_rejected(mut msg: OutboundMessage, pii: Pii<'_>) -> OutboundMessage {
+    match pii {
+        Pii::Clear(_) => return msg,
+        Pii::Encrypted(jwe) => msg.payload = Bytes::copy_from_slice(jwe.as_bytes()),
+        Pii::Omitted | Pii::Erased => msg.payload = Bytes::new(),
+    }
+    msg.headers.push(("vx-pii", pii.label().to_owned()));
+    msg
+}
+
+/// The session a rejected body is about, if it says so: its `request_id`, when the body is a
+/// JSON object whose `request_id` is a UUID (lower-cased). Its copy is then sealed under the
+/// session's key, so erasing the session reaches it too.
+pub fn session_of(raw: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        request_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let id: Id<'_> = serde_json::from_slice(raw).ok()?;
+    let rid = id.request_id?;
+    (rid.len() == 36 && uuid::Uuid::try_parse(&rid).is_ok()).then(|| rid.to_ascii_lowercase())
+}
+
 /// The `Nats-Msg-Id` and CloudEvents (binary mode) headers of every message we publish, in the
 /// one place they are written: `Nats-Msg-Id` first, then `ce-specversion`, `ce-id`, `ce-type`
 /// (`vx.verification.{type_suffix}`), `ce-source`, `ce-time`; and, for an event about one session
@@ -386,24 +525,6 @@ pub fn event_id_for(msg_id: &str) -> String {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Uuid::new_v8(bytes).hyphenated().to_string()
-}
-
-/// Serializes the envelope and appends `"result":<raw body>`, without re-serializing the body.
-fn embed_result(envelope: &Envelope<'_>, raw: &[u8]) -> Bytes {
-    let trimmed = trim_json_ws(raw);
-    let mut out = Vec::with_capacity(256 + trimmed.len());
-    // Serializing a struct of strings and numbers cannot fail.
-    if serde_json::to_writer(&mut out, envelope).is_err() {
-        out.clear();
-        out.extend_from_slice(b"{");
-    } else {
-        out.pop(); // the closing '}'
-        out.push(b',');
-    }
-    out.extend_from_slice(b"\"result\":");
-    out.extend_from_slice(trimmed);
-    out.push(b'}');
-    Bytes::from(out)
 }
 
 fn trim_json_ws(raw: &[u8]) -> &[u8] {

@@ -30,11 +30,13 @@ use tracing::Instrument as _;
 use crate::auth::{Verified, Verifier};
 use crate::config::Config;
 use crate::event::{
-    build_event, build_rejected, OutboundMessage, RejectReason, REJECTED_HEADERS_MAX,
+    build_rejected, draft_event, seal_rejected, session_of, OutboundMessage, RejectReason,
+    REJECTED_HEADERS_MAX,
 };
 use crate::nats::ridethrough::OutageWait;
 use crate::nats::stream::StreamState;
 use crate::nats::{PublishError, Publisher, Stored, Subjects};
+use crate::pii::{KeyError, PiiMode, Sealer};
 use crate::problem::{Problem, ProblemKind};
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::{TraceContext, WebhookMetrics, WebhookOutcome};
@@ -69,6 +71,8 @@ pub struct Ingress {
     pub outage: OutageWait,
     /// Cancelled when shutdown begins: a publish waiting out an outage is answered 503 at once.
     pub shutdown: CancellationToken,
+    /// Seals the personal data of events and rejected copies (`events.pii`).
+    pub sealer: Sealer,
 }
 
 impl Ingress {
@@ -96,6 +100,7 @@ impl Ingress {
             metrics: WebhookMetrics::new(),
             outage: OutageWait::new(config.nats.outage_wait),
             shutdown,
+            sealer: Sealer::clear(),
         }
     }
 
@@ -104,13 +109,42 @@ impl Ingress {
     /// `rejected`; so every authenticated body read can be stored or kept, never only refused
     /// with a 503 that no retry can cure.
     pub fn body_limit(&self) -> usize {
-        body_limit(self.max_body_bytes, self.publisher.max_payload())
+        body_limit_for(
+            self.max_body_bytes,
+            self.publisher.max_payload(),
+            self.sealer.mode(),
+        )
     }
 }
 
 /// `max_body_bytes`, lowered to `max_payload` minus [`REJECTED_HEADERS_MAX`] when that is less.
 pub fn body_limit(max_body_bytes: usize, max_payload: usize) -> usize {
     max_body_bytes.min(max_payload.saturating_sub(REJECTED_HEADERS_MAX))
+}
+
+/// Room for a JWE's header, IV and tag, and the event's envelope, beyond the base64 of the body.
+const JWE_OVERHEAD: usize = 1024;
+
+/// [`body_limit`] for a mode: encrypted, a body travels as base64url (4/3 of its size) plus
+/// [`JWE_OVERHEAD`], so the largest body that still fits is lower.
+pub fn body_limit_for(max_body_bytes: usize, max_payload: usize, mode: PiiMode) -> usize {
+    let room = max_payload.saturating_sub(REJECTED_HEADERS_MAX);
+    let room = match mode {
+        PiiMode::Encrypted => room.saturating_sub(JWE_OVERHEAD) / 4 * 3,
+        PiiMode::Clear | PiiMode::Omitted => room,
+    };
+    max_body_bytes.min(room)
+}
+
+/// A key store failure as the publish it stopped: retryable (ridden through, then 503) when
+/// NATS was away, else answered at once with 503.
+fn key_failure(e: &KeyError) -> PublishError {
+    let text = crate::telemetry::error_chain(e);
+    if e.is_retryable() {
+        PublishError::Unavailable(text)
+    } else {
+        PublishError::Other(text)
+    }
 }
 
 /// The 202 body.
@@ -308,11 +342,31 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
         };
         return reject(ing, &received, rejection).await;
     }
-    let msg = build_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
+    let draft = draft_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
     span.record("request_id", request_id);
-    let (event_id, subject) = (msg.event_id.clone(), msg.subject.clone());
-    match publish(ing, msg).await {
+    let kid = request_id.to_ascii_lowercase();
+    // The key lookup (a new session: one compare-and-set) is part of each attempt, so a NATS
+    // outage during it is ridden through like the publish.
+    let sealed_publish = |()| {
+        let (draft, raw, kid) = (&draft, &raw, kid.as_str());
+        async move {
+            let sealed = ing
+                .sealer
+                .seal(kid, raw)
+                .await
+                .map_err(|e| key_failure(&e))?;
+            publish_once(ing, draft.finish(sealed.form(raw))).await
+        }
+    };
+    let result = ing.outage.publish((), &ing.shutdown, sealed_publish).await;
+    if let Ok(stored) = &result {
+        if !stored.duplicate {
+            ing.metrics.record_event(draft.kind);
+        }
+    }
+    let (event_id, subject) = (draft.event_id.clone(), draft.subject.clone());
+    match result {
         Ok(stored) => {
             let outcome = if stored.duplicate {
                 WebhookOutcome::Duplicate
@@ -405,6 +459,25 @@ async fn reject(
         received.received_at,
         received.trace,
     );
+    // Sealed under the session's key when the body names one, else under the day's key.
+    let sealed = if ing.sealer.mode() == PiiMode::Encrypted {
+        let kid = session_of(received.raw)
+            .unwrap_or_else(|| crate::pii::keys::day_kid(time::OffsetDateTime::now_utc()));
+        match ing.sealer.seal(&kid, received.raw).await {
+            Ok(s) => s,
+            Err(e) => {
+                let e = key_failure(&e);
+                tracing::error!(outcome = "unavailable", reason = e.code(), error = %e, "rejected webhook could not be sealed");
+                return (WebhookOutcome::Unavailable, unavailable(ing, &e));
+            }
+        }
+    } else {
+        ing.sealer
+            .seal("", received.raw)
+            .await
+            .unwrap_or(crate::pii::Sealed::Clear)
+    };
+    let msg = seal_rejected(msg, sealed.form(received.raw));
     let paths: Vec<&str> = errors
         .iter()
         .map(|e| e.instance_path.as_str())

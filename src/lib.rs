@@ -16,6 +16,8 @@
 //!   `nats.outage_wait`), [`nats::version`] (what the server's version means: support, known data
 //!   loss, features).
 //! - [`ingress`]: the webhook endpoint; [`problem`]: RFC 9457 errors; [`health`]: probes.
+//! - [`pii`]: data protection: personal data sealed under per-session data keys (JWE), the
+//!   keys bucket, KEKs, erasure.
 //! - [`sessions`]: the session view (a KV bucket projected from the event stream).
 //! - [`replay`]: `vx-bridge replay`, rejected bodies that pass today's checks published again
 //!   as events (markers in `replay.bucket`).
@@ -48,6 +50,7 @@ pub mod ingress;
 pub mod json;
 pub mod mock_vx;
 pub mod nats;
+pub mod pii;
 pub mod problem;
 pub mod reconcile;
 pub mod replay;

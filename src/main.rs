@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use vx_bridge::cli::{Cli, Command, ReplayArgs, SessionsCommand};
+use vx_bridge::cli::{Cli, Command, KeysCommand, ReplayArgs, SessionsCommand};
 use vx_bridge::config::{Config, EXIT_CONFIG};
 
 /// mimalloc rather than the system allocator: parsing a webhook into a `serde_json::Value`
@@ -73,6 +73,20 @@ fn main() -> ExitCode {
         ),
         Command::Sessions { command } => sessions(config!(Config::load_for_requests), command),
         Command::Replay(args) => replay(config!(Config::load_for_requests), args),
+        Command::Erase {
+            request_id,
+            reason,
+            timeout,
+        } => {
+            let config = config!(Config::load_for_requests);
+            if let Err(code) = check_request_id(&request_id) {
+                return code;
+            }
+            erase(config, &request_id, reason.as_deref(), timeout)
+        }
+        Command::Keys {
+            command: KeysCommand::Rewrap { json },
+        } => rewrap(config!(Config::load_for_requests), json),
         Command::Result(args) => {
             let config = config!(Config::load_for_requests);
             if let Some(Err(code)) = args.request_id.as_deref().map(check_request_id) {
@@ -271,6 +285,112 @@ fn with_nats(
     })
 }
 
+/// The KEKs of `keys.kek_file`, if set; a bad file is a bad configuration (exit 64).
+fn read_keks(config: &Config) -> Result<Option<vx_bridge::pii::KekRing>, ExitCode> {
+    config
+        .keys
+        .validate()
+        .and_then(|()| {
+            config
+                .keys
+                .kek_file
+                .as_deref()
+                .map(vx_bridge::pii::KekRing::read)
+                .transpose()
+                .map_err(|e| vx_bridge::config::ConfigError::new("keys.kek_file", e))
+        })
+        .map_err(bad_config)
+}
+
+/// `vx-bridge erase`: erases one session through [`vx_bridge::pii::erase::Eraser`] and prints
+/// what it did.
+fn erase(config: Config, request_id: &str, reason: Option<&str>, timeout: Duration) -> ExitCode {
+    if let Err(e) = config.keys.validate() {
+        return bad_config(e);
+    }
+    with_nats(&config, timeout, async |client| {
+        let keys =
+            std::sync::Arc::new(vx_bridge::pii::KeyStore::new(client.clone(), &config, None));
+        let eraser = vx_bridge::pii::erase::Eraser::new(client.clone(), &config, keys);
+        match eraser.erase(request_id, reason).await {
+            Ok(done) => {
+                println!("{}", serde_json::to_string(&done).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "erase stopped: {}; run it again (every step is idempotent)",
+                    vx_bridge::telemetry::error_chain(&e)
+                );
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        }
+    })
+}
+
+/// `vx-bridge keys rewrap`: re-wraps every data key under the current KEK.
+fn rewrap(config: Config, json: bool) -> ExitCode {
+    let keks = match read_keks(&config) {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return bad_config(vx_bridge::config::ConfigError::new(
+                "keys.kek_file",
+                "is needed to re-wrap the data keys (the new KEK first, the old ones after it)",
+            ))
+        }
+        Err(code) => return code,
+    };
+    with_nats(&config, Duration::from_secs(10), async |client| {
+        let current = keks.current_id().to_owned();
+        let keys = vx_bridge::pii::KeyStore::new(client.clone(), &config, Some(keks.clone()));
+        match keys.rewrap().await {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                } else {
+                    let moved: Vec<String> = report
+                        .rewrapped
+                        .iter()
+                        .map(|(k, n)| format!("{n} from {k}"))
+                        .collect();
+                    println!(
+                        "keys bucket {}: {} keys; {} already under {current}; re-wrapped {}; {} tombstones; {} expired meanwhile; {} changed meanwhile (left); {} under a KEK not in keys.kek_file; {} unreadable",
+                        config.keys.bucket,
+                        report.seen,
+                        report.current,
+                        if moved.is_empty() { "none".to_owned() } else { moved.join(", ") },
+                        report.tombstones,
+                        report.gone,
+                        report.raced,
+                        report.unknown_kek.len(),
+                        report.unreadable.len(),
+                    );
+                    for (key, kek) in &report.unknown_kek {
+                        println!(
+                            "  {key}: wrapped under KEK `{kek}`, which keys.kek_file does not hold"
+                        );
+                    }
+                }
+                if report.unknown_kek.is_empty()
+                    && report.unreadable.is_empty()
+                    && report.raced == 0
+                {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "rewrap stopped: {}; run it again (it is safe to repeat)",
+                    vx_bridge::telemetry::error_chain(&e)
+                );
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        }
+    })
+}
+
 /// `vx-bridge replay`: checks the arguments and `webhook.schema_file` (exit 64), then replays
 /// through [`vx_bridge::replay::replay`], printing as it goes.
 fn replay(config: Config, args: ReplayArgs) -> ExitCode {
@@ -299,15 +419,26 @@ fn replay(config: Config, args: ReplayArgs) -> ExitCode {
         selection,
         dry_run: args.dry_run,
     };
+    let keks = match read_keks(&config) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     with_nats(&config, Duration::from_secs(10), async |client| {
         let mut printer = Printer::new(std::io::stdout().lock(), args.json);
         let mut print_error = None;
-        let result = vx_bridge::replay::replay(client, &config, &schemas, &options, &mut |row| {
-            if let Err(e) = printer.row(row) {
-                print_error.get_or_insert(e);
-            }
-        })
-        .await;
+        let keys = std::sync::Arc::new(vx_bridge::pii::KeyStore::new(
+            client.clone(),
+            &config,
+            keks.clone(),
+        ));
+        let sealer = vx_bridge::pii::Sealer::new(config.events.pii, Some(keys));
+        let result =
+            vx_bridge::replay::replay(client, &config, &schemas, &sealer, &options, &mut |row| {
+                if let Err(e) = printer.row(row) {
+                    print_error.get_or_insert(e);
+                }
+            })
+            .await;
         let code = match result {
             Ok(summary) => match printer.summary(&summary) {
                 Ok(()) => ExitCode::from(summary.exit_code()),

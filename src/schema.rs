@@ -26,6 +26,12 @@ pub const SESSION_STATE: &str = include_str!("../schemas/session-state.schema.js
 
 /// `schemas/session-expired.schema.json`: a message on `{prefix}.expired`.
 pub const SESSION_EXPIRED: &str = include_str!("../schemas/session-expired.schema.json");
+/// `schemas/erase-request.schema.json`: a request on `{prefix}.erase`.
+pub const ERASE_REQUEST: &str = include_str!("../schemas/erase-request.schema.json");
+/// `schemas/erase-reply.schema.json`: a successful reply on `{prefix}.erase`.
+pub const ERASE_REPLY: &str = include_str!("../schemas/erase-reply.schema.json");
+/// `schemas/session-erased.schema.json`: a message on `{prefix}.erased`.
+pub const SESSION_ERASED: &str = include_str!("../schemas/session-erased.schema.json");
 /// `schemas/watch-reply.schema.json`: a successful reply on `{prefix}.watch`.
 pub const WATCH_REPLY: &str = include_str!("../schemas/watch-reply.schema.json");
 
@@ -69,6 +75,9 @@ pub struct Schemas {
     session_state: Arc<Validator>,
     session_expired: Arc<Validator>,
     watch_reply: Arc<Validator>,
+    erase_request: Arc<Validator>,
+    erase_reply: Arc<Validator>,
+    session_erased: Arc<Validator>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -120,6 +129,9 @@ impl Schemas {
             session_state: Arc::new(simple("session-state", SESSION_STATE)),
             session_expired: Arc::new(simple("session-expired", SESSION_EXPIRED)),
             watch_reply: Arc::new(simple("watch-reply", WATCH_REPLY)),
+            erase_request: Arc::new(simple("erase-request", ERASE_REQUEST)),
+            erase_reply: Arc::new(simple("erase-reply", ERASE_REPLY)),
+            session_erased: Arc::new(simple("session-erased", SESSION_ERASED)),
         }
     }
 
@@ -166,6 +178,21 @@ impl Schemas {
     /// integration tests).
     pub fn check_session_state(&self, state: &Value) -> Result<(), Vec<Violation>> {
         check(&self.session_state, state)
+    }
+
+    /// Validates a request on `{prefix}.erase`.
+    pub fn check_erase_request(&self, request: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.erase_request, request)
+    }
+
+    /// Validates a reply of `{prefix}.erase` (used by tests).
+    pub fn check_erase_reply(&self, reply: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.erase_reply, reply)
+    }
+
+    /// Validates a `{prefix}.erased` message (used by tests).
+    pub fn check_session_erased(&self, message: &Value) -> Result<(), Vec<Violation>> {
+        check(&self.session_erased, message)
     }
 
     /// Validates a `{prefix}.expired` message (used by tests).

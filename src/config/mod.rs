@@ -1,7 +1,8 @@
 //! Configuration: documented defaults → optional TOML file → `VXB_SECTION__KEY` environment,
 //! then one validation pass that names the bad key.
 //!
-//! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `replay`, `log`),
+//! One file per section (`http`, `nats`, `webhook`, `status`, `upstream`, `sessions`, `replay`,
+//! `reconcile`, `events`/`keys`/`retention` (in `pii`), `log`),
 //! each with its own `validate()`; `render` prints the effective configuration. The defaults
 //! are the documented example, `config/vx-bridge.example.toml`, embedded ([`DEFAULTS_TOML`]): a
 //! key added here must be added there (parsing fails without a required key; a test checks that
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 mod http;
 mod log;
 mod nats;
+mod pii;
 mod reconcile;
 mod render;
 mod replay;
@@ -34,6 +36,7 @@ mod webhook;
 pub use http::HttpConfig;
 pub use log::{LogConfig, LogFormat};
 pub use nats::{NatsConfig, NatsTlsConfig, StorageKind, StreamConfig};
+pub use pii::{EventsConfig, KeysConfig, PiiMode, RetentionConfig};
 pub use reconcile::ReconcileConfig;
 pub use replay::ReplayConfig;
 pub use sessions::SessionsConfig;
@@ -111,6 +114,9 @@ defaults_from_embedded! {
     SessionsConfig => sessions;
     ReplayConfig => replay;
     ReconcileConfig => reconcile;
+    EventsConfig => events;
+    KeysConfig => keys;
+    RetentionConfig => retention;
     LogConfig => log;
 }
 
@@ -138,6 +144,12 @@ pub struct Config {
     pub replay: ReplayConfig,
     /// The reconciler: watched sessions polled against the VX API.
     pub reconcile: ReconcileConfig,
+    /// What the events carry of the personal data (`events.pii`).
+    pub events: EventsConfig,
+    /// The per-session data keys and their KEKs.
+    pub keys: KeysConfig,
+    /// How long personal data stays readable.
+    pub retention: RetentionConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -238,6 +250,8 @@ impl Config {
             self.sessions.validate()?;
         }
         self.replay.validate()?;
+        self.keys.validate()?;
+        self.retention.validate()?;
         if self.reconcile.enabled == Some(true) {
             reject_if(
                 !self.status.enabled || !self.sessions.enabled,
@@ -261,6 +275,13 @@ impl Config {
             .unwrap_or(self.status.enabled && self.sessions.enabled)
             && self.status.enabled
             && self.sessions.enabled
+    }
+
+    /// Whether this process reads or writes personal data under the KEKs: `events.pii =
+    /// "encrypted"` with the webhook ingress or the status service (result.get, the
+    /// reconciler's poll events) on. A projector-only process needs none.
+    pub fn needs_kek(&self) -> bool {
+        self.events.pii == PiiMode::Encrypted && (self.webhook.enabled || self.status.enabled)
     }
 
     /// Checks `[nats]` (connection, subjects, stream).

@@ -308,6 +308,7 @@ mod tests {
             "verification.unrecognized".into(),
             "verification.rejected".into(),
             "verification.expired".into(),
+            "verification.erased".into(),
         ];
         assert!(check_subjects("X", &ok, &s).is_ok());
     }

@@ -59,6 +59,16 @@ impl Subjects {
         format!("{}.expired", self.prefix)
     }
 
+    /// Where an erasure is told (an event stream subject): consumers delete their copies.
+    pub fn erased(&self) -> String {
+        format!("{}.erased", self.prefix)
+    }
+
+    /// Request-reply: erase one session's personal data.
+    pub fn erase(&self) -> String {
+        format!("{}.erase", self.prefix)
+    }
+
     /// The work-queue subject of one watched session: `{prefix}.reconcile.<request_id>`, the
     /// id lower-cased. `request_id` must be a validated UUID (no `.`, `*` or `>`).
     pub fn reconcile(&self, request_id: &str) -> String {
@@ -80,12 +90,18 @@ impl Subjects {
         let mut s: Vec<String> = EventKind::ALL.iter().map(|k| self.event(*k)).collect();
         s.push(self.rejected());
         s.push(self.expired());
+        s.push(self.erased());
         s
     }
 
     /// The request-reply subjects, which the stream must never capture.
     pub fn request_subjects(&self) -> Vec<String> {
-        vec![self.status_get(), self.result_get(), self.watch()]
+        vec![
+            self.status_get(),
+            self.result_get(),
+            self.watch(),
+            self.erase(),
+        ]
     }
 }
 
@@ -153,7 +169,8 @@ mod tests {
                 "acme.kyc.pending",
                 "acme.kyc.unrecognized",
                 "acme.kyc.rejected",
-                "acme.kyc.expired"
+                "acme.kyc.expired",
+                "acme.kyc.erased"
             ]
         );
         for r in s.request_subjects() {

@@ -1,6 +1,6 @@
 //! One check of one watched, due session: the view first (terminal: done, no VX call), then
 //! VX; VX's answer goes into the view (`source: lookup`), and a completed result (PASS or FAIL)
-//! is published as the event a webhook would have produced ([`crate::event::build_event`] with
+//! is published as the event a webhook would have produced ([`crate::event::draft_event`] with
 //! [`Origin::Poll`]), through the normal publisher, its PubAck awaited; so is a result body of
 //! a running journey (`pending`, once per distinct state) or of an unknown status
 //! (`unrecognized`), and the watch goes on. Also the give-up
@@ -16,8 +16,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::schedule::Work;
-use crate::event::{build_event, EventKind, Origin, OutboundMessage};
+use crate::event::{draft_event, EventKind, Origin, OutboundMessage};
 use crate::nats::{Publisher, Subjects};
+use crate::pii::Sealer;
 use crate::sessions::{ViewRead, ViewReader};
 use crate::telemetry::{ReconcileCheck, ReconcilePublished, TraceContext};
 use crate::timestamp::format_timestamp;
@@ -52,6 +53,8 @@ pub struct Checker<'a> {
     pub subjects: &'a Subjects,
     /// `reconcile.unavailable_delay`.
     pub unavailable_delay: Duration,
+    /// Seals the polled body as the ingress seals a webhook's (`events.pii`).
+    pub sealer: &'a Sealer,
 }
 
 impl Checker<'_> {
@@ -140,7 +143,7 @@ impl Checker<'_> {
     async fn publish_result(&self, raw: &[u8], received_at: &str) -> Result<(), String> {
         let body: serde_json::Value =
             serde_json::from_slice(raw).map_err(|_| "the result is not JSON".to_owned())?;
-        let msg = build_event(
+        let draft = draft_event(
             self.subjects,
             Origin::Poll,
             raw,
@@ -148,6 +151,16 @@ impl Checker<'_> {
             received_at,
             &TraceContext::default(),
         );
+        let kid = body["request_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let sealed = self
+            .sealer
+            .seal(&kid, raw)
+            .await
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
+        let msg = draft.finish(sealed.form(raw));
         let kind = match EventKind::classify(body["status"].as_str().unwrap_or_default()) {
             EventKind::CompletedPass => ReconcilePublished::Pass,
             EventKind::CompletedFail => ReconcilePublished::Fail,

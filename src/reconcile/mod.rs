@@ -100,12 +100,13 @@ pub fn start(
     client: async_nats::Client,
     config: &Config,
     upstream: Arc<UpstreamClient>,
+    sealer: crate::pii::Sealer,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     ReconcileCheck::register_all();
     let config = config.clone();
     tokio::spawn(async move {
-        let ctx = Context::new(client, &config, upstream);
+        let ctx = Context::new(client, &config, upstream, sealer);
         let mut wait = Duration::from_millis(50);
         loop {
             match run_once(&ctx, &config, &shutdown).await {
@@ -138,10 +139,16 @@ struct Context {
     schedule: Schedule,
     unavailable_delay: Duration,
     oldest: OldestWatch,
+    sealer: crate::pii::Sealer,
 }
 
 impl Context {
-    fn new(client: async_nats::Client, config: &Config, upstream: Arc<UpstreamClient>) -> Self {
+    fn new(
+        client: async_nats::Client,
+        config: &Config,
+        upstream: Arc<UpstreamClient>,
+        sealer: crate::pii::Sealer,
+    ) -> Self {
         let schedule = Schedule::from_config(&config.reconcile);
         Self {
             js: jetstream::ContextBuilder::new()
@@ -166,6 +173,7 @@ impl Context {
             oldest: OldestWatch::new(schedule.round() + queue::ACK_WAIT),
             schedule,
             unavailable_delay: config.reconcile.unavailable_delay,
+            sealer,
         }
     }
 
@@ -176,6 +184,7 @@ impl Context {
             publisher: &self.publisher,
             subjects: &self.subjects,
             unavailable_delay: self.unavailable_delay,
+            sealer: &self.sealer,
         }
     }
 }

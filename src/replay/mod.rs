@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::nats::{PublishError, Publisher, Stored, Subjects};
+use crate::pii::{OpenError, Sealer};
 use crate::schema::Schemas;
 use crate::telemetry::TraceContext;
 use crate::timestamp::format_timestamp;
@@ -74,6 +75,7 @@ pub async fn replay(
     client: &async_nats::Client,
     config: &Config,
     schemas: &Schemas,
+    sealer: &Sealer,
     options: &Options,
     on_row: &mut dyn FnMut(&Row),
 ) -> Result<Summary, Unavailable> {
@@ -133,6 +135,7 @@ pub async fn replay(
         publisher: &publisher,
         markers: &markers,
         dry_run: options.dry_run,
+        sealer,
     };
     loop {
         let msg = match tokio::time::timeout(NEXT_MESSAGE_TIMEOUT, messages.next()).await {
@@ -159,15 +162,23 @@ pub async fn replay(
         if sel.selects(seq, published, reason) {
             let received_at =
                 header("ce-time").map_or_else(|| format_timestamp(published), str::to_owned);
+            let opened = ctx.open(header("vx-pii"), &msg.payload).await?;
             let r = Rejected {
                 seq,
-                payload: &msg.payload,
+                payload: opened.as_deref().unwrap_or_default(),
                 reason,
                 msg_id: header("Nats-Msg-Id"),
                 received_at: &received_at,
                 trace: TraceContext::continue_or_start(header("traceparent"), header("tracestate")),
             };
-            let row = ctx.handle(&r, reason_code).await?;
+            let row = match &opened {
+                Ok(_) => ctx.handle(&r, reason_code).await?,
+                Err(note) => {
+                    let mut row = Row::new(&r, reason_code, None, Action::Skipped);
+                    row.note = Some(note.clone());
+                    row
+                }
+            };
             summary.count(row.action);
             on_row(&row);
         }
@@ -185,12 +196,59 @@ struct Context<'a> {
     publisher: &'a Publisher,
     markers: &'a Markers,
     dry_run: bool,
+    sealer: &'a Sealer,
 }
 
 impl Context<'_> {
+    /// The body of a rejected copy as it was received: as stored (no `vx-pii` header: in
+    /// clear), or decrypted under its session's (or day's) data key. `Ok(Err(note))`: it cannot
+    /// be had any more (erased, past retention, not kept), so it is skipped, saying why.
+    async fn open(
+        &self,
+        pii: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Result<Vec<u8>, String>, Unavailable> {
+        match pii {
+            None | Some("clear") => Ok(Ok(payload.to_vec())),
+            Some("encrypted") => {
+                let Some(keys) = self.sealer.keys() else {
+                    return Err(Unavailable(
+                        "the rejected bodies are encrypted: set keys.kek_file to replay them"
+                            .into(),
+                    ));
+                };
+                let text = std::str::from_utf8(payload).unwrap_or_default();
+                let kid = crate::pii::jwe::kid(text).unwrap_or_default();
+                match crate::pii::open(keys, &kid, text).await {
+                    Ok(body) => Ok(Ok(body)),
+                    Err(OpenError::Erased) => Ok(Err(
+                        "erased: the session's personal data was erased; not replayed".into(),
+                    )),
+                    Err(OpenError::Expired) => Ok(Err(
+                        "expired: the body's data key is past retention.pii; not replayed".into(),
+                    )),
+                    Err(OpenError::Keys(e)) if e.is_retryable() => Err(Unavailable(format!(
+                        "reading the keys bucket: {}",
+                        crate::telemetry::error_chain(&e)
+                    ))),
+                    Err(e) => Ok(Err(format!(
+                        "undecryptable: {}; not replayed",
+                        crate::telemetry::error_chain(&e)
+                    ))),
+                }
+            }
+            Some("erased") => Ok(Err(
+                "erased: the body was not kept (its session was erased); not replayed".into(),
+            )),
+            Some(other) => Ok(Err(format!(
+                "not kept: vx-pii {other} (the body was not stored); not replayed"
+            ))),
+        }
+    }
+
     /// Checks, and unless dry-running publishes and marks, one rejected message.
     async fn handle(&self, r: &Rejected<'_>, reason: &str) -> Result<Row, Unavailable> {
-        let event = match plan::recheck(self.subjects, self.schemas, r) {
+        let draft = match plan::recheck(self.subjects, self.schemas, r) {
             Recheck::TooLarge => {
                 let mut row = Row::new(r, reason, None, Action::Skipped);
                 row.note = Some("event_too_large: its event exceeded the NATS server's max_payload; not replayable".into());
@@ -205,8 +263,27 @@ impl Context<'_> {
                 row.errors = errors;
                 return Ok(row);
             }
-            Recheck::Passes(event) => event,
+            Recheck::Passes(draft) => draft,
         };
+        let kid = draft
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "ce-subject")
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        let sealed = self.sealer.seal(&kid, r.payload).await.map_err(|e| {
+            Unavailable(format!(
+                "sealing the replay of seq {}: {}",
+                r.seq,
+                crate::telemetry::error_chain(&e)
+            ))
+        })?;
+        if matches!(sealed, crate::pii::Sealed::Erased) {
+            let mut row = Row::new(r, reason, Some(true), Action::Skipped);
+            row.note = Some("erased: the session's personal data was erased; not replayed".into());
+            return Ok(row);
+        }
+        let event = Box::new(draft.finish(sealed.form(r.payload)));
         let mut row = Row::new(r, reason, Some(true), Action::WouldPublish);
         row.request_id = event
             .headers

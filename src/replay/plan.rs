@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::event::{build_event, Destinations, Origin, OutboundMessage, RejectReason};
+use crate::event::{draft_event, Destinations, EventDraft, Origin, RejectReason};
 use crate::schema::{Schemas, Violation};
 use crate::telemetry::TraceContext;
 
@@ -28,8 +28,9 @@ pub struct Rejected<'a> {
 /// What a rejected body is today.
 #[derive(Debug)]
 pub enum Recheck {
-    /// It passes: the event it becomes, as the webhook would have produced it, marked as a replay.
-    Passes(Box<OutboundMessage>),
+    /// It passes: the event it becomes, as the webhook would have produced it, marked as a
+    /// replay; its personal data is sealed by the caller ([`EventDraft::finish`]).
+    Passes(Box<EventDraft>),
     /// It still fails, with today's reason and violations.
     Fails {
         /// Why, today.
@@ -70,7 +71,7 @@ pub fn recheck(subjects: &impl Destinations, schemas: &Schemas, r: &Rejected<'_>
         msg_id: webhook_msg_id(r.msg_id),
         rejected_seq: r.seq,
     };
-    let event = build_event(subjects, origin, r.payload, &value, r.received_at, &r.trace);
+    let event = draft_event(subjects, origin, r.payload, &value, r.received_at, &r.trace);
     Recheck::Passes(Box::new(event))
 }
 

@@ -67,6 +67,9 @@ pub trait PendingHook: Send + Sync {
 struct Projection {
     /// `{prefix}.rejected` and `{prefix}.expired`.
     skipped: [String; 2],
+    /// `{prefix}.erased`: the session's view key is purged (again: the eraser purged it
+    /// already), so that a rebuild from the stream leaves no key of an erased session.
+    erased: String,
     on_pending: Option<Arc<dyn PendingHook>>,
     /// The status service's terminal states in this process: a terminal state written is
     /// inserted before its event is acked.
@@ -209,6 +212,11 @@ impl KnownKeys {
     pub fn get(&self, key: &str) -> Option<(u64, rule::Rank)> {
         let (revision, rank, at) = self.cache.get(key)?;
         (at.elapsed() < self.ttl).then_some((revision, rank))
+    }
+
+    /// Forgets `key` (its session was erased: the key is purged, the next write starts anew).
+    pub fn forget(&self, key: &str) {
+        self.cache.remove(key);
     }
 
     /// Remembers that `key` holds `rank` at `revision`, from now.
@@ -369,6 +377,7 @@ pub fn start(
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let projection = Projection {
         skipped: [subjects.rejected(), subjects.expired()],
+        erased: subjects.erased(),
         on_pending,
         terminal,
     };
@@ -468,6 +477,36 @@ async fn run_once(
     result
 }
 
+/// Purges the view key of an erased session (`{prefix}.erased`), then acks; a failure leaves
+/// the message for a redelivery.
+async fn forget_erased(store: &kv::Store, known: &KnownKeys, msg: &jetstream::Message) {
+    #[derive(serde::Deserialize)]
+    struct Erased {
+        request_id: String,
+    }
+    let Ok(e) = serde_json::from_slice::<Erased>(&msg.payload) else {
+        let _ = msg.ack().await;
+        return;
+    };
+    let key = e.request_id.to_ascii_lowercase();
+    if key.len() != 36 || uuid::Uuid::try_parse(&key).is_err() {
+        let _ = msg.ack().await;
+        return;
+    }
+    known.forget(&key);
+    match store.purge(&key).await {
+        Ok(()) => {
+            let _ = msg.ack().await;
+        }
+        Err(e) => {
+            tracing::warn!(request_id = %key, error = %e, "session view: purging an erased session's key failed; the message will come again");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+        }
+    }
+}
+
 /// Where a stored event came from: its `vx-source` header (none: a webhook).
 fn source_of(msg: &jetstream::Message) -> Source {
     Source::from_header(
@@ -490,6 +529,10 @@ async fn handle(
     if projection.skipped.iter().any(|s| s == msg.subject.as_str()) {
         // Rejected bodies and expiries are not sessions' states; acked so the consumer moves on.
         let _ = msg.ack().await;
+        return;
+    }
+    if msg.subject.as_str() == projection.erased {
+        forget_erased(store, known, &msg).await;
         return;
     }
     let (seq, stored_at) = match msg.info() {
@@ -541,6 +584,17 @@ async fn handle(
                 .await;
         }
     }
+}
+
+/// What a terminal session's stored event carries of its personal data.
+#[derive(Debug, Clone)]
+pub enum StoredResult {
+    /// `result`, exactly as received (`events.pii = "clear"`).
+    Clear(bytes::Bytes),
+    /// `result_encrypted`: a JWE under the session's data key.
+    Encrypted(String),
+    /// Neither (`omitted`, or written after an erasure).
+    Absent,
 }
 
 /// Reads the view for the status service: opens the bucket on first use (and again after a
@@ -630,11 +684,11 @@ impl ViewReader {
         self.terminal.watched_since(&self.client)
     }
 
-    /// The VX result body of a session that is terminal in the view: the `result` of the event
-    /// at its `stream_seq` (a direct get by sequence), exactly as received. `None` whenever that
-    /// cannot be answered (not terminal, the event gone with the stream's `max_age`, a read
-    /// failure), so the caller asks VX.
-    pub async fn result(&self, request_id: &str) -> Option<bytes::Bytes> {
+    /// The personal data of a session that is terminal in the view: what the event at its
+    /// `stream_seq` (a direct get by sequence) carries: `result` exactly as received, or
+    /// `result_encrypted`, or nothing. `None` whenever that cannot be answered (not terminal,
+    /// the event gone with the stream's `max_age`, a read failure), so the caller asks VX.
+    pub async fn result(&self, request_id: &str) -> Option<StoredResult> {
         let state = self.get(request_id).await.filter(|s| s.terminal)?;
         let seq = state.stream_seq?;
         let work = async {
@@ -643,13 +697,23 @@ impl ViewReader {
             #[derive(serde::Deserialize)]
             struct Envelope<'a> {
                 request_id: String,
-                #[serde(borrow)]
-                result: &'a serde_json::value::RawValue,
+                #[serde(borrow, default)]
+                result: Option<&'a serde_json::value::RawValue>,
+                #[serde(default)]
+                result_encrypted: Option<String>,
             }
             let e: Envelope<'_> = serde_json::from_slice(&msg.payload).ok()?;
             // The sequence must still hold this session's event.
-            (e.request_id.eq_ignore_ascii_case(&state.request_id))
-                .then(|| bytes::Bytes::copy_from_slice(e.result.get().as_bytes()))
+            if !e.request_id.eq_ignore_ascii_case(&state.request_id) {
+                return None;
+            }
+            Some(match (e.result, e.result_encrypted) {
+                (Some(r), _) => {
+                    StoredResult::Clear(bytes::Bytes::copy_from_slice(r.get().as_bytes()))
+                }
+                (None, Some(jwe)) => StoredResult::Encrypted(jwe),
+                (None, None) => StoredResult::Absent,
+            })
         };
         tokio::time::timeout(READ_TIMEOUT, work)
             .await

@@ -1,4 +1,4 @@
-//! The status service's error replies: a code (400, 404, 502, 503, 504) and a message, sent
+//! The status service's error replies: a code (400, 404, 410, 502, 503, 504) and a message, sent
 //! both as `Nats-Service-Error-Code` / `Nats-Service-Error` headers and as a JSON body
 //! (`schemas/service-error.schema.json`). Messages never carry PII, tokens or request values.
 
@@ -11,7 +11,7 @@ use crate::upstream::UpstreamError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ServiceError {
-    /// 400, 404, 502, 503 or 504.
+    /// 400, 404, 410, 502, 503 or 504.
     pub code: u16,
     /// For people; safe to log.
     pub message: String,
@@ -41,6 +41,14 @@ impl ServiceError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
             code: 404,
+            message: message.into(),
+        }
+    }
+
+    /// 410: the session's personal data is gone for good (erased, or past `retention.pii`).
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self {
+            code: 410,
             message: message.into(),
         }
     }

@@ -38,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::nats::Subjects;
+use crate::pii::erase::Eraser;
+use crate::pii::{KekRing, KeyStore, OpenError, Sealer};
 use crate::schema::Schemas;
+use crate::sessions::StoredResult;
 use crate::sessions::ViewRead;
 use crate::telemetry::TraceContext;
 use crate::timestamp::format_timestamp;
@@ -57,6 +60,8 @@ pub const STATUS_ENDPOINT: &str = "status-get";
 pub const RESULT_ENDPOINT: &str = "result-get";
 /// Endpoint name of `{prefix}.watch`.
 pub const WATCH_ENDPOINT: &str = "watch";
+/// Endpoint name of `{prefix}.erase`.
+pub const ERASE_ENDPOINT: &str = "erase";
 
 /// A successful `status.get` reply (`schemas/status-reply.schema.json`).
 #[derive(Debug, Serialize)]
@@ -102,6 +107,8 @@ enum Operation {
     ResultGet,
     /// `{prefix}.watch`.
     Watch,
+    /// `{prefix}.erase`.
+    Erase,
 }
 
 impl Operation {
@@ -111,6 +118,7 @@ impl Operation {
             Operation::StatusGet => "status",
             Operation::ResultGet => "result",
             Operation::Watch => "watch",
+            Operation::Erase => "erase",
         }
     }
 }
@@ -126,6 +134,10 @@ struct ServiceState {
     view: Option<crate::sessions::ViewReader>,
     /// The reconciler's registration (`reconcile.enabled`): the watch endpoint.
     registrar: Option<crate::reconcile::queue::Registrar>,
+    /// How events carry personal data, and the data keys (result.get opens, erase shreds).
+    sealer: Sealer,
+    /// The erase endpoint's worker.
+    eraser: Option<Eraser>,
 }
 
 /// A running status service.
@@ -186,7 +198,16 @@ pub async fn start(
 ) -> anyhow::Result<StatusHandle> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let upstream = UpstreamClient::from_config(&config.upstream, clock)?;
-    start_with_upstream(config, client, Arc::new(upstream), None).await
+    let keks = config
+        .keys
+        .kek_file
+        .as_deref()
+        .map(KekRing::read)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("keys.kek_file: {e}"))?;
+    let keys = Arc::new(KeyStore::new(client.clone(), config, keks));
+    let sealer = Sealer::new(config.events.pii, Some(keys));
+    start_with_upstream(config, client, Arc::new(upstream), None, sealer).await
 }
 
 /// Starts the service with a given upstream client (tests pass one with a manual clock).
@@ -197,6 +218,7 @@ pub async fn start_with_upstream(
     client: async_nats::Client,
     upstream: Arc<UpstreamClient>,
     terminal: Option<crate::sessions::TerminalStates>,
+    sealer: Sealer,
 ) -> anyhow::Result<StatusHandle> {
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let service = client
@@ -229,6 +251,17 @@ pub async fn start_with_upstream(
     } else {
         None
     };
+    let erase_ep = match sealer.keys() {
+        Some(_) => Some(
+            service
+                .endpoint_builder()
+                .name(ERASE_ENDPOINT)
+                .add(subjects.erase())
+                .await
+                .map_err(|e| anyhow::anyhow!("adding {}: {e}", subjects.erase()))?,
+        ),
+        None => None,
+    };
     barrier(&client).await;
     let view = config.sessions.enabled.then(|| {
         crate::telemetry::LookupWrite::register_all();
@@ -244,9 +277,14 @@ pub async fn start_with_upstream(
     let registrar = watch_ep
         .is_some()
         .then(|| crate::reconcile::queue::Registrar::new(client.clone(), config));
+    let eraser = sealer
+        .keys()
+        .map(|k| Eraser::new(client.clone(), config, k.clone()));
     let state = Arc::new(ServiceState {
         view,
         registrar,
+        sealer,
+        eraser,
         discard_subject: client.new_inbox(),
         client,
         lookups: Lookups::new(&config.status, upstream),
@@ -279,10 +317,21 @@ pub async fn start_with_upstream(
             grace,
         )));
     }
+    if let Some(ep) = erase_ep {
+        loops.push(tokio::spawn(serve(
+            ep,
+            Operation::Erase,
+            state.clone(),
+            stop.clone(),
+            grace,
+        )));
+    }
     tracing::info!(
         status = %subjects.status_get(),
         result = %subjects.result_get(),
         watch = state.registrar.is_some(),
+        erase = state.eraser.is_some(),
+        pii = state.sealer.mode().as_str(),
         queue_group = %config.status.queue_group,
         email_lookup = state.lookups.upstream().email_lookup_enabled(),
         "status service started"
@@ -398,6 +447,7 @@ async fn handle_in_span(
         Operation::StatusGet => status_get(&state, &req.message.payload, &trace).await,
         Operation::ResultGet => result_get(&state, &req.message.payload, &trace).await,
         Operation::Watch => watch(&state, &req.message.payload).await,
+        Operation::Erase => erase(&state, &req.message.payload).await,
     };
     let code = match &result {
         Ok(_) => 200,
@@ -612,10 +662,29 @@ async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
             (Key::Email(email), None)
         }
     };
+    // An erased session is answered 410 before anything else: its personal data is gone for
+    // good, and VX is not asked for it again.
+    if let Some(request_id) = &id {
+        if let Some(refusal) = erased(state, request_id).await {
+            return (Err(refusal), id, None);
+        }
+    }
     // A terminal session: the result of the event the bridge stored, with no VX call.
     if let (Some(view), Some(request_id)) = (&state.view, &id) {
-        if let Some(body) = view.result(request_id).await {
-            return (Ok(body), id, Some(FROM_EVENTS));
+        match view.result(request_id).await {
+            Some(StoredResult::Clear(body)) => return (Ok(body), id, Some(FROM_EVENTS)),
+            Some(StoredResult::Encrypted(jwe)) => {
+                let opened = match state.sealer.keys() {
+                    Some(keys) => crate::pii::open(keys, request_id, &jwe).await,
+                    None => Err(OpenError::Keys(crate::pii::KeyError::NoKek)),
+                };
+                return match opened {
+                    Ok(body) => (Ok(Bytes::from(body)), id, Some(FROM_EVENTS)),
+                    Err(e) => (Err(open_refusal(&e)), id, None),
+                };
+            }
+            // Not carried (`omitted`): VX is asked, as for a session not in the view.
+            Some(StoredResult::Absent) | None => {}
         }
     }
     let (fetched, source) = match state.lookups.get(key, trace).await {
@@ -623,13 +692,100 @@ async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
         Err(e) => return (Err(ServiceError::from(e.as_ref())), id, None),
     };
     let body = match &fetched.reply {
-        SessionReply::Result(r) => Ok(r.raw.clone()),
+        SessionReply::Result(r) => {
+            // A lookup by email learns the session only now.
+            if id.is_none() {
+                if let Some(rid) = crate::event::session_of(&r.raw) {
+                    if let Some(refusal) = erased(state, &rid).await {
+                        return (Err(refusal), None, None);
+                    }
+                }
+            }
+            Ok(r.raw.clone())
+        }
         SessionReply::Status(s) => Err(ServiceError::not_found(format!(
             "the VX API has no result body for this session yet (current_status: {})",
             s.as_str()
         ))),
     };
     (body, id, Some(source.as_str()))
+}
+
+/// 410 "erased" when the session's data key is a tombstone; 503 when the keys bucket cannot
+/// tell (a retry can); `None` otherwise (no key store: nothing is ever erased here).
+async fn erased(state: &ServiceState, request_id: &str) -> Option<ServiceError> {
+    let keys = state.sealer.keys()?;
+    match keys.is_erased(request_id).await {
+        Ok(true) => Some(ServiceError::gone(
+            "erased: this session's personal data was erased",
+        )),
+        Ok(false) => None,
+        Err(e) => Some(ServiceError::unavailable(format!(
+            "the keys bucket cannot be read ({}); retry later",
+            crate::telemetry::error_chain(&e)
+        ))),
+    }
+}
+
+/// The reply for a stored result that does not open.
+fn open_refusal(e: &OpenError) -> ServiceError {
+    match e {
+        OpenError::Erased => ServiceError::gone("erased: this session's personal data was erased"),
+        OpenError::Expired => ServiceError::gone(
+            "expired: this session's personal data is past its retention (retention.pii)",
+        ),
+        OpenError::Keys(k) if k.is_retryable() => ServiceError::unavailable(format!(
+            "the keys bucket cannot be read ({}); retry later",
+            crate::telemetry::error_chain(k)
+        )),
+        other => ServiceError::bad_gateway(format!(
+            "the stored result cannot be decrypted: {}",
+            crate::telemetry::error_chain(other)
+        )),
+    }
+}
+
+/// `{prefix}.erase`: erases one session's personal data ([`Eraser::erase`]).
+async fn erase(state: &ServiceState, payload: &[u8]) -> Handled {
+    let req = match request::parse_erase(payload, &state.schemas) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None, None),
+    };
+    let id = req.request_id.hyphenated().to_string();
+    let Some(eraser) = &state.eraser else {
+        return (
+            Err(ServiceError::unavailable("erasure is not available here")),
+            Some(id),
+            None,
+        );
+    };
+    match eraser.erase(&id, req.reason.as_deref()).await {
+        Ok(done) => {
+            tracing::info!(
+                request_id = %id,
+                already_erased = done.already_erased,
+                view_key_removed = done.view_key_removed,
+                watch_removed = done.watch_removed,
+                "session erased"
+            );
+            match serde_json::to_vec(&done) {
+                Ok(body) => (Ok(Bytes::from(body)), Some(id), None),
+                Err(_) => (
+                    Err(ServiceError::bad_gateway("cannot encode the reply")),
+                    Some(id),
+                    None,
+                ),
+            }
+        }
+        Err(e) => (
+            Err(ServiceError::unavailable(format!(
+                "{}; nothing was lost, send the request again",
+                crate::telemetry::error_chain(&e)
+            ))),
+            Some(id),
+            None,
+        ),
+    }
 }
 
 /// Sends the reply. An error reply carries the `Nats-Service-Error` headers *and* a JSON body;

@@ -101,6 +101,44 @@ pub fn parse_status(payload: &[u8], schemas: &Schemas) -> Result<StatusRequest, 
     })
 }
 
+/// A request on `{prefix}.erase`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EraseRequest {
+    /// The session.
+    pub request_id: Uuid,
+    /// Why (free text, at most 200 characters).
+    pub reason: Option<String>,
+}
+
+/// Parses an erase request: `{"request_id": "<uuid>", "reason": "…"}` (reason optional).
+pub fn parse_erase(payload: &[u8], schemas: &Schemas) -> Result<EraseRequest, ServiceError> {
+    let value = json(payload, r#"{"request_id": "<uuid>", "reason": "<why>"}"#)?;
+    schemas
+        .check_erase_request(&value)
+        .map_err(|v| schema_error("erase-request.schema.json", &v))?;
+    #[derive(serde::Deserialize)]
+    struct Erase {
+        request_id: String,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let raw: Erase = serde_json::from_value(value)
+        .map_err(|_| ServiceError::bad_request("request_id and reason must be strings"))?;
+    if raw
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.chars().any(char::is_control))
+    {
+        return Err(ServiceError::bad_request(
+            "reason must not contain control characters",
+        ));
+    }
+    Ok(EraseRequest {
+        request_id: uuid(&raw.request_id)?,
+        reason: raw.reason,
+    })
+}
+
 /// Parses a result request.
 pub fn parse_result(payload: &[u8], schemas: &Schemas) -> Result<ResultRequest, ServiceError> {
     let value = json(

@@ -15,3 +15,19 @@ mod trace;
 pub use self::metrics::*;
 pub use logging::{init_logging, log_filter, TelemetryGuard};
 pub use trace::{continue_trace, TraceContext};
+
+/// An error and its causes on one line, `outer: cause: root`, for the one log line (or reply)
+/// at the edge where the error ends.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

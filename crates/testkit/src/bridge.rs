@@ -39,6 +39,9 @@ pub fn test_config(nats_url: &str) -> Config {
     c.nats.subject_prefix = format!("t{}.verification", &unique[..12]);
     c.nats.stream.name = format!("T_{}", &unique[..12]);
     c.sessions.bucket = format!("S_{}", &unique[..12]);
+    c.keys.bucket = format!("K_{}", &unique[..12]);
+    // The default mode, `encrypted`, with this process's test KEK.
+    c.keys.kek_file = Some(test_kek_file());
     c.reconcile.stream = format!("R_{}", &unique[..12]);
     c.nats.stream.storage = StorageKind::File;
     c.nats.publish_timeout = Duration::from_secs(2);
@@ -47,6 +50,24 @@ pub fn test_config(nats_url: &str) -> Config {
     c.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
     c.webhook.auth.hmac.secrets = vec![Secret::new(SECRET)];
     c
+}
+
+/// A KEK file for this test process (`k1:<32 random bytes>`), made once in the temp folder.
+pub fn test_kek_file() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("vx-testkit-kek-{}", std::process::id()));
+        let line = vx_bridge::pii::kek::generate_line("k1").expect("random KEK");
+        std::fs::write(&path, line).expect("write the test KEK file");
+        path
+    })
+    .clone()
+}
+
+/// The KEKs of a test config (`keys.kek_file`).
+pub fn test_keks(config: &Config) -> vx_bridge::pii::KekRing {
+    vx_bridge::pii::KekRing::read(config.keys.kek_file.as_deref().expect("keys.kek_file"))
+        .expect("the test KEK file")
 }
 
 /// A bridge running in this process.
@@ -150,12 +171,17 @@ impl BinaryBridge {
             .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
             .env("VXB_SESSIONS__BUCKET", &cfg.sessions.bucket)
             .env("VXB_RECONCILE__STREAM", &cfg.reconcile.stream)
+            .env("VXB_KEYS__BUCKET", &cfg.keys.bucket)
+            .env("VXB_EVENTS__PII", cfg.events.pii.as_str())
             .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
             .env(
                 "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
                 format!("[\"{SECRET}\"]"),
             )
             .env("VXB_LOG__LEVEL", "warn");
+        if let Some(kek) = &cfg.keys.kek_file {
+            cmd.env("VXB_KEYS__KEK_FILE", kek);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -22,7 +22,9 @@ pub mod vx;
 pub mod wait;
 pub mod webhook;
 
-pub use bridge::{clean_env, test_config, vx_bridge_bin, BinaryBridge, Bridge};
+pub use bridge::{
+    clean_env, test_config, test_kek_file, test_keks, vx_bridge_bin, BinaryBridge, Bridge,
+};
 pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID};
 pub use metrics::{metric_value, scrape, wait_for_metric};
 pub use nats::{

@@ -1,0 +1,208 @@
+//! JWE compact serialization (RFC 7516) with `alg` `dir` and `enc` `A256GCM`, the one form in
+//! which the bridge writes personal data and wrapped data keys to NATS.
+//!
+//! Written by hand on top of `ring`'s AES-256-GCM (the AEAD the NATS client already links):
+//! the whole of this form is five base64url parts, of which the second (the encrypted key) is
+//! empty under `dir`. What a JOSE library would add (other algorithms, JSON serialization) we
+//! never produce. Interoperability with an independent implementation (Python `jwcrypto`) is a
+//! test (`tests/it/pii.rs`, `an_independent_jose_library_…`).
+//!
+//! Pure: no I/O, no keys stored; keys are passed in and never logged or formatted.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// A 256-bit AES-GCM key: a session's data key, or a KEK. `Debug` prints no key bytes.
+#[derive(Clone)]
+pub struct Key256(pub(crate) [u8; 32]);
+
+impl Key256 {
+    /// A fresh random key from the operating system's generator.
+    pub fn random() -> Result<Key256, JweError> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| JweError::Random)?;
+        Ok(Key256(bytes))
+    }
+
+    /// The key from exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Key256> {
+        <[u8; 32]>::try_from(bytes).ok().map(Key256)
+    }
+
+    /// The raw key bytes: only for wrapping it under a KEK.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn aead(&self) -> LessSafeKey {
+        // AES-256-GCM takes any 32 bytes: this cannot fail.
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("a 32-byte AES-256 key"))
+    }
+}
+
+impl std::fmt::Debug for Key256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key256([redacted])")
+    }
+}
+
+/// Why a JWE could not be made or opened. Never carries key or plaintext bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JweError {
+    /// The operating system's random generator failed.
+    #[error("the system random generator failed")]
+    Random,
+    /// Not five base64url parts, or a part that does not decode.
+    #[error("not a JWE in compact serialization")]
+    Malformed,
+    /// A protected header that is not `{"alg":"dir","enc":"A256GCM","kid":…}`.
+    #[error("unsupported JWE header (want alg dir, enc A256GCM, a kid)")]
+    Header,
+    /// The tag does not verify: wrong key, or altered ciphertext or header.
+    #[error("the JWE does not decrypt under this key")]
+    Decrypt,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header<'a> {
+    alg: &'a str,
+    enc: &'a str,
+    kid: &'a str,
+}
+
+/// Encrypts `plaintext` under `key`: `BASE64URL(header)..BASE64URL(iv).BASE64URL(ciphertext).BASE64URL(tag)`,
+/// the header `{"alg":"dir","enc":"A256GCM","kid":kid}` bound as additional data.
+pub fn encrypt(key: &Key256, kid: &str, plaintext: &[u8]) -> Result<String, JweError> {
+    let header = serde_json::to_vec(&Header {
+        alg: "dir",
+        enc: "A256GCM",
+        kid,
+    })
+    .map_err(|_| JweError::Header)?;
+    let mut iv = [0u8; 12];
+    SystemRandom::new()
+        .fill(&mut iv)
+        .map_err(|_| JweError::Random)?;
+    let protected = B64.encode(&header);
+    let mut buf = plaintext.to_vec();
+    let tag = key
+        .aead()
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(protected.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| JweError::Decrypt)?;
+    let b64_len = |n: usize| n.div_ceil(3) * 4;
+    let mut out = String::with_capacity(protected.len() + 2 + 16 + b64_len(buf.len()) + 2 + 24);
+    out.push_str(&protected);
+    out.push_str("..");
+    B64.encode_string(iv, &mut out);
+    out.push('.');
+    B64.encode_string(&buf, &mut out);
+    out.push('.');
+    B64.encode_string(tag.as_ref(), &mut out);
+    Ok(out)
+}
+
+/// The `kid` of a compact JWE's protected header, without decrypting it.
+pub fn kid(compact: &str) -> Result<String, JweError> {
+    let protected = compact.split('.').next().ok_or(JweError::Malformed)?;
+    let header = B64.decode(protected).map_err(|_| JweError::Malformed)?;
+    let h: Header<'_> = serde_json::from_slice(&header).map_err(|_| JweError::Header)?;
+    Ok(h.kid.to_owned())
+}
+
+/// Decrypts a compact JWE made by [`encrypt`] (or any `dir`/`A256GCM` JWE): returns its `kid`
+/// and the plaintext.
+pub fn decrypt(key: &Key256, compact: &str) -> Result<(String, Vec<u8>), JweError> {
+    let mut parts = compact.split('.');
+    let (Some(protected), Some(ek), Some(iv), Some(ct), Some(tag), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(JweError::Malformed);
+    };
+    if !ek.is_empty() {
+        return Err(JweError::Header);
+    }
+    let header = B64.decode(protected).map_err(|_| JweError::Malformed)?;
+    let h: Header<'_> = serde_json::from_slice(&header).map_err(|_| JweError::Header)?;
+    if h.alg != "dir" || h.enc != "A256GCM" {
+        return Err(JweError::Header);
+    }
+    let iv: [u8; 12] = B64
+        .decode(iv)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(JweError::Malformed)?;
+    let mut buf = B64.decode(ct).map_err(|_| JweError::Malformed)?;
+    let tag = B64.decode(tag).map_err(|_| JweError::Malformed)?;
+    if tag.len() != aead::MAX_TAG_LEN {
+        return Err(JweError::Malformed);
+    }
+    buf.extend_from_slice(&tag);
+    let plain = key
+        .aead()
+        .open_in_place(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(protected.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| JweError::Decrypt)?;
+    let len = plain.len();
+    buf.truncate(len);
+    Ok((h.kid.to_owned(), buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_trip_keeps_the_bytes_and_the_kid() {
+        let key = Key256::random().unwrap();
+        let body = br#" {"request_id":"x","status":"PASS"} "#;
+        let jwe = encrypt(&key, "abc", body).unwrap();
+        assert_eq!(jwe.split('.').count(), 5);
+        assert_eq!(jwe.split('.').nth(1), Some(""));
+        assert_eq!(kid(&jwe).unwrap(), "abc");
+        let (kid, plain) = decrypt(&key, &jwe).unwrap();
+        assert_eq!((kid.as_str(), plain.as_slice()), ("abc", &body[..]));
+        // A fresh IV each time.
+        assert_ne!(encrypt(&key, "abc", body).unwrap(), jwe);
+    }
+
+    #[test]
+    fn another_key_an_altered_header_or_ciphertext_do_not_open() {
+        let key = Key256::random().unwrap();
+        let jwe = encrypt(&key, "abc", b"secret").unwrap();
+        let other = Key256::random().unwrap();
+        assert_eq!(decrypt(&other, &jwe), Err(JweError::Decrypt));
+        // The header is bound: another kid with the same ciphertext fails.
+        let forged_header = B64.encode(br#"{"alg":"dir","enc":"A256GCM","kid":"xyz"}"#);
+        let rest = jwe.split_once('.').unwrap().1;
+        assert_eq!(
+            decrypt(&key, &format!("{forged_header}.{rest}")),
+            Err(JweError::Decrypt)
+        );
+        let mut parts: Vec<String> = jwe.split('.').map(str::to_owned).collect();
+        parts[3] = B64.encode(b"Secret");
+        assert_eq!(decrypt(&key, &parts.join(".")), Err(JweError::Decrypt));
+        assert_eq!(decrypt(&key, "a.b.c"), Err(JweError::Malformed));
+    }
+
+    #[test]
+    fn debug_prints_no_key_bytes() {
+        let key = Key256([7u8; 32]);
+        assert_eq!(format!("{key:?}"), "Key256([redacted])");
+    }
+}
