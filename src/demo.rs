@@ -106,6 +106,14 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     config.reconcile.watch_pending = false;
     config.reconcile.schedule = vec![POLL_EVERY];
     config.reconcile.stream = format!("VX_DEMO_RECONCILE_{}", &unique[..8]);
+    // Personal data is encrypted on the bus (the default): an ephemeral KEK for this run only,
+    // removed with its folder when the demo ends.
+    let kek_dir = tempfile::tempdir().context("a folder for the demo's KEK")?;
+    let kek_file = kek_dir.path().join("kek");
+    std::fs::write(&kek_file, crate::pii::kek::generate_line("demo")?)
+        .context("writing the demo's KEK")?;
+    config.keys.kek_file = Some(kek_file.clone());
+    config.keys.bucket = format!("VX_DEMO_KEYS_{}", &unique[..8]);
     config.validate().context("demo configuration")?;
 
     let listener = TcpListener::bind(config.http.listen).await?;
@@ -119,6 +127,12 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     );
 
     let client = async_nats::connect(&nats_url).await?;
+    // A PII reader's view of the events: the KEK and the keys bucket.
+    let reader = crate::pii::KeyStore::new(
+        client.clone(),
+        &config,
+        Some(crate::pii::KekRing::read(&kek_file).map_err(anyhow::Error::msg)?),
+    );
     let prefix = config.nats.subject_prefix.clone();
     // The event stream's subjects only: not the requests (`status.get`, `watch`) nor the
     // reconciler's work messages (`{prefix}.reconcile.*`).
@@ -181,7 +195,7 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
             .await
             .context("no event arrived within 5 s")?
             .context("subscription closed")?;
-        print_event(&msg);
+        print_event(&msg, &reader).await;
     }
 
     println!("[5/7] status lookup over NATS ({prefix}.status.get):");
@@ -207,7 +221,7 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     };
 
     vx.complete_with(Some("PASS"));
-    let polled = match poll_step(&client, &config, &mut events).await {
+    let polled = match poll_step(&client, &config, &mut events, &reader).await {
         Ok(polled) => polled,
         Err(e) => {
             println!("  polling mode FAILED: {e:#}");
@@ -238,6 +252,7 @@ async fn poll_step(
     client: &async_nats::Client,
     config: &Config,
     events: &mut (impl futures::Stream<Item = async_nats::Message> + Unpin),
+    reader: &crate::pii::KeyStore,
 ) -> anyhow::Result<bool> {
     let prefix = &config.nats.subject_prefix;
     let carol = uuid::Uuid::new_v4().to_string();
@@ -268,7 +283,7 @@ async fn poll_step(
         .await
         .context("no poll event arrived within 10 s")?
         .context("subscription closed")?;
-    print_event(&msg);
+    print_event(&msg, reader).await;
     let header = |name: &str| {
         msg.headers
             .as_ref()
@@ -320,13 +335,15 @@ async fn remove_demo_state(client: &async_nats::Client, config: &Config) -> Stri
         }
     }
     let bucket = &config.sessions.bucket;
-    if let Err(e) = js.delete_key_value(bucket).await {
-        failed.push(format!("bucket {bucket} ({e})"));
+    for b in [bucket, &config.keys.bucket] {
+        if let Err(e) = js.delete_key_value(b).await {
+            failed.push(format!("bucket {b} ({e})"));
+        }
     }
     if failed.is_empty() {
         format!(
-            "demo streams {} and {} and bucket {bucket} removed",
-            streams[0], streams[1]
+            "demo streams {} and {} and buckets {bucket} and {} removed",
+            streams[0], streams[1], config.keys.bucket
         )
     } else {
         format!("NOT removed: {}", failed.join(", "))
@@ -347,8 +364,9 @@ fn sample_body(request_id: &str, status: &str, i: usize) -> anyhow::Result<Vec<u
     Ok(serde_json::to_vec(&v)?)
 }
 
-/// Prints an event as a consumer sees it, with personal data masked.
-fn print_event(msg: &async_nats::Message) {
+/// Prints an event as a consumer sees it: the encrypted form as stored, then what a PII
+/// reader (`reader`: the KEK and the keys bucket) decrypts, with personal data masked.
+async fn print_event(msg: &async_nats::Message, reader: &crate::pii::KeyStore) {
     println!("  <- event on {}", msg.subject);
     if let Some(h) = &msg.headers {
         for name in [
@@ -366,7 +384,29 @@ fn print_event(msg: &async_nats::Message) {
         }
     }
     let v: Value = serde_json::from_slice(&msg.payload).unwrap_or(Value::Null);
-    let r = &v["result"];
+    let opened = crate::pii::open_event(Some(reader), &msg.payload).await;
+    let r: Value = match &opened {
+        Ok(Some(bytes)) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    if let Some(jwe) = v["result_encrypted"].as_str() {
+        let head: String = jwe.chars().take(36).collect();
+        println!(
+            "       on the bus: schema_version={} result_encrypted=\"{head}…\" ({} chars, a JWE under the session's data key; no personal data in clear)",
+            v["schema_version"],
+            jwe.len()
+        );
+        match &opened {
+            Ok(Some(bytes)) => println!(
+                "       decrypted with the KEK and {}: the {} bytes received, byte for byte",
+                reader.bucket(),
+                bytes.len()
+            ),
+            Ok(None) => {}
+            Err(e) => println!("       decryption FAILED: {e}"),
+        }
+    }
+    let r = &r;
     println!(
         "       body: type={} status={} reference={} stops={} result.fn={} result.email={} (+{} more fields)",
         v["type"],

@@ -22,6 +22,7 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
             "[\"whsec_c3VwZXJzZWNyZXQ=\"]",
         )
         .env("VXB_NATS__STREAM__REPLICAS", "3")
+        .env("VXB_KEYS__KEK_FILE", vx_testkit::test_kek_file())
         .output()
         .unwrap();
     assert!(
@@ -395,6 +396,12 @@ fn the_demo_runs_the_whole_flow_and_says_how_to_get_nats_when_there_is_none() {
     ] {
         assert!(polled.contains(line), "{line}: {stdout}");
     }
+    // Personal data is encrypted on the bus, and the demo shows it opened with its KEK.
+    assert!(
+        stdout.contains("on the bus: schema_version=2 result_encrypted=\"eyJ"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("byte for byte").count(), 4, "{stdout}");
     // Work messages are not printed as events.
     assert!(!stdout.contains(".reconcile."), "{stdout}");
     // PII is masked in what the demo prints.

@@ -89,9 +89,17 @@ fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
         doc["components"]["parameters"]["bucket"]["default"],
         bucket.as_str()
     );
+    let keys_bucket = vx_bridge::config::Config::default().keys.bucket;
+    assert_eq!(
+        doc["components"]["parameters"]["keysBucket"]["default"],
+        keys_bucket.as_str()
+    );
     let documented: BTreeSet<String> = documented
         .into_iter()
-        .map(|a| a.replace("{bucket}", &bucket))
+        .map(|a| {
+            a.replace("{bucket}", &bucket)
+                .replace("{keysBucket}", &keys_bucket)
+        })
         .collect();
     let subjects = vx_bridge::nats::Subjects::new(&prefix);
     // The session view's keys: `$KV.<bucket>.<request_id>`, the subjects of its stream.
@@ -109,6 +117,7 @@ fn asyncapi_lists_exactly_the_subjects_the_bridge_uses() {
                 .iter()
                 .map(|s| s.replace('>', "{request_id}")),
         )
+        .chain([format!("$KV.{keys_bucket}.{{request_id}}")])
         .collect();
     assert_eq!(documented, used);
 }

@@ -60,7 +60,11 @@ async fn each_status_is_published_on_its_subject_with_headers_and_a_valid_envelo
         assert_eq!(msg.subject.as_str(), subject);
         let event: Value = serde_json::from_slice(&msg.payload).unwrap();
         assert_eq!(Schemas::get().check_event(&event), Ok(()), "{event}");
-        assert_eq!(event["result"], body, "result carries the body unchanged");
+        assert_eq!(event["schema_version"], 2, "encrypted by default");
+        assert!(event.get("result").is_none(), "no body in clear");
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let opened = vx_testkit::event_result(&bridge.config, &client, &msg.payload).await;
+        assert_eq!(opened, body, "result_encrypted carries the body unchanged");
         assert_eq!(event["type"], *suffix);
         assert_eq!(event["status"], *status);
         assert_eq!(event["event_id"], accepted["event_id"]);
@@ -156,10 +160,13 @@ async fn one_delivery_sent_three_times_is_stored_once() {
 }
 
 /// The stored message at `seq`: its subject and the `result` it carries.
-async fn stored_at(stream: &jetstream::stream::Stream, seq: u64) -> (String, Value) {
+/// The subject of the message at `seq` and the body it carries (decrypted with the test KEK).
+async fn stored_at(bridge: &Bridge, nats_url: &str, seq: u64) -> (String, Value) {
+    let stream = stream_of(bridge, nats_url).await;
     let msg = stream.get_raw_message(seq).await.expect("stored message");
-    let event: Value = serde_json::from_slice(&msg.payload).expect("event JSON");
-    (msg.subject.to_string(), event["result"].clone())
+    let client = async_nats::connect(nats_url).await.expect("connect");
+    let result = vx_testkit::event_result(&bridge.config, &client, &msg.payload).await;
+    (msg.subject.to_string(), result)
 }
 
 #[tokio::test]
@@ -169,7 +176,6 @@ async fn a_reused_delivery_id_with_another_body_is_stored_and_the_202_names_it()
     let nats = NatsServer::start();
     let bridge = Bridge::start(test_config(&nats.url())).await;
     let sender = Sender::new(&bridge);
-    let stream = stream_of(&bridge, &nats.url()).await;
     let id = new_request_id();
     let pending = body_with("PENDING", &id);
     let fail = body_with("FAIL", &id);
@@ -186,7 +192,8 @@ async fn a_reused_delivery_id_with_another_body_is_stored_and_the_202_names_it()
     assert_ne!(second["seq"], first["seq"]);
     let prefix = &bridge.config.nats.subject_prefix;
     for (answer, body) in [(&first, &pending), (&second, &fail)] {
-        let (subject, result) = stored_at(&stream, answer["seq"].as_u64().unwrap()).await;
+        let (subject, result) =
+            stored_at(&bridge, &nats.url(), answer["seq"].as_u64().unwrap()).await;
         assert_eq!(
             answer["subject"],
             subject.as_str(),
@@ -250,7 +257,8 @@ async fn without_a_delivery_id_the_canonical_body_hash_deduplicates() {
         (&second, &pretty),
         (&third, &body_with("PASS", &rid)),
     ] {
-        let (subject, result) = stored_at(&stream, answer["seq"].as_u64().unwrap()).await;
+        let (subject, result) =
+            stored_at(&bridge, &nats.url(), answer["seq"].as_u64().unwrap()).await;
         assert_eq!(answer["subject"], subject.as_str());
         assert_eq!(result, serde_json::from_slice::<Value>(body).unwrap());
     }
@@ -385,7 +393,14 @@ async fn every_error_row_of_the_http_table_answers_problem_json() {
         .get_last_raw_message_by_subject(&format!("{prefix}.rejected"))
         .await
         .unwrap();
-    assert_eq!(&kept.payload[..], &not_json[..]);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    assert_eq!(
+        vx_testkit::rejected_body(&bridge.config, &client, Some(&kept.headers), &kept.payload)
+            .await,
+        not_json,
+        "the kept copy opens to the raw bytes"
+    );
+    assert_ne!(&kept.payload[..], &not_json[..], "and is not in clear");
     assert_eq!(
         kept.headers.get("vx-reject-reason").map(|v| v.as_str()),
         Some("invalid_json")
@@ -418,7 +433,11 @@ async fn every_error_row_of_the_http_table_answers_problem_json() {
         .get_last_raw_message_by_subject(&format!("{prefix}.rejected"))
         .await
         .unwrap();
-    assert_eq!(&kept.payload[..], &raw[..]);
+    assert_eq!(
+        vx_testkit::rejected_body(&bridge.config, &client, Some(&kept.headers), &kept.payload)
+            .await,
+        raw
+    );
     assert_eq!(
         kept.headers.get("vx-reject-reason").map(|v| v.as_str()),
         Some("schema_violation")

@@ -13,7 +13,9 @@ mod limits;
 mod nats_version;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod permissions;
 mod pii;
+mod protection;
 mod proxy;
 mod readme;
 mod reconcile;

@@ -81,7 +81,9 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         async move { sender.try_send(&id, &body).await.unwrap().status().as_u16() }
     };
     let mut codes = Vec::new();
-    let pass = serde_json::to_vec(&pii_body("PASS")).unwrap();
+    let pass_body = pii_body("PASS");
+    let stored_id = pass_body["request_id"].as_str().unwrap().to_owned();
+    let pass = serde_json::to_vec(&pass_body).unwrap();
     codes.push(send("msg_1", pass.clone(), SECRET).await);
     codes.push(send("msg_1", pass.clone(), SECRET).await);
     let pending = serde_json::to_vec(&pii_body("PENDING")).unwrap();
@@ -170,6 +172,49 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
             Ok(())
         );
     }
+    // An erasure at TRACE too; then the key material this run made: the KEK and every data key
+    // (unwrapped), which must never reach the logs in any encoding.
+    let erase = nc
+        .request(
+            format!("{}.erase", cfg.nats.subject_prefix),
+            json!({"request_id": stored_id, "reason": "Zebulon asked"})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        erase.headers.is_none(),
+        "erase answered: {:?}",
+        erase.payload
+    );
+    let keks = vx_testkit::test_keks(&cfg);
+    let kek_line = std::fs::read_to_string(cfg.keys.kek_file.as_ref().unwrap()).unwrap();
+    let mut key_material = vec![kek_line.trim().split_once(':').unwrap().1.to_owned()];
+    let keys = js.get_key_value(&cfg.keys.bucket).await.unwrap();
+    let names: Vec<String> = keys
+        .keys()
+        .await
+        .unwrap()
+        .map(|k| k.unwrap())
+        .collect()
+        .await;
+    assert!(names.len() >= 2, "data keys were made: {names:?}");
+    for name in names {
+        let wrapped = keys.get(&name).await.unwrap().unwrap();
+        if &wrapped[..] == b"erased" {
+            continue;
+        }
+        let (dk, _) = keks
+            .unwrap_key(std::str::from_utf8(&wrapped).unwrap())
+            .unwrap();
+        use base64::Engine as _;
+        let b = dk.expose();
+        key_material.push(base64::engine::general_purpose::STANDARD.encode(b));
+        key_material.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b));
+        key_material.push(hex::encode(b));
+        key_material.push(format!("{:?}", &b[..8]).replace(' ', ""));
+    }
     // NATS down.
     nats.kill();
     codes.push(send("msg_6", pass.clone(), SECRET).await);
@@ -202,4 +247,11 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
     ] {
         assert!(!text.contains(secret), "secret in logs");
     }
+    for key in &key_material {
+        assert!(!text.contains(key.as_str()), "key material in logs");
+    }
+    assert!(
+        !text.contains("Zebulon"),
+        "an erasure's reason is not logged"
+    );
 }

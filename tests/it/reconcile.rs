@@ -189,7 +189,12 @@ async fn a_watched_session_completes_by_polling_alone_once_and_its_checks_stop()
         .is_ok());
     // The result is VX's body, as the mock served it.
     let served: Value = serde_json::from_slice(&body_with("PASS", &id)).unwrap();
-    assert_eq!(e.body["result"], served);
+    assert_eq!(
+        e.body["schema_version"], 2,
+        "sealed as a webhook's event is"
+    );
+    let raw = serde_json::to_vec(&e.body).unwrap();
+    assert_eq!(vx_testkit::event_result(&cfg, &nc, &raw).await, served);
     let state = view(&js, &cfg, &id).await.unwrap();
     assert_eq!(
         (state["status"].as_str(), state["source"].as_str()),

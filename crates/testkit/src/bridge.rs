@@ -240,3 +240,46 @@ impl Drop for BinaryBridge {
         let _ = self.child.wait();
     }
 }
+
+/// The personal data of an event body as a consumer with the KEK reads it: `result` (clear), or
+/// `result_encrypted` opened with the test KEK and `config`'s keys bucket over `client`;
+/// `Value::Null` when the event carries none (omitted, erased). Panics when it cannot be opened.
+pub async fn event_result(
+    config: &Config,
+    client: &async_nats::Client,
+    payload: &[u8],
+) -> serde_json::Value {
+    let keys = vx_bridge::pii::KeyStore::new(
+        client.clone(),
+        config,
+        config.keys.kek_file.as_ref().map(|_| test_keks(config)),
+    );
+    match vx_bridge::pii::open_event(Some(&keys), payload).await {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).expect("the opened result is JSON"),
+        Ok(None) => serde_json::Value::Null,
+        Err(e) => panic!("the event's personal data does not open: {e}"),
+    }
+}
+
+/// The raw bytes of a rejected copy's body as received: the payload itself (no `vx-pii`
+/// header), or its JWE opened with the test KEK.
+pub async fn rejected_body(
+    config: &Config,
+    client: &async_nats::Client,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Vec<u8> {
+    match headers.and_then(|h| h.get("vx-pii")).map(|v| v.as_str()) {
+        None => payload.to_vec(),
+        Some("encrypted") => {
+            let keys =
+                vx_bridge::pii::KeyStore::new(client.clone(), config, Some(test_keks(config)));
+            let text = std::str::from_utf8(payload).expect("a JWE is ASCII");
+            let kid = vx_bridge::pii::jwe::kid(text).expect("a JWE");
+            vx_bridge::pii::open(&keys, &kid, text)
+                .await
+                .unwrap_or_else(|e| panic!("the rejected copy does not open: {e}"))
+        }
+        Some(other) => panic!("the rejected copy holds no body (vx-pii: {other})"),
+    }
+}

@@ -23,7 +23,8 @@ pub mod wait;
 pub mod webhook;
 
 pub use bridge::{
-    clean_env, test_config, test_kek_file, test_keks, vx_bridge_bin, BinaryBridge, Bridge,
+    clean_env, event_result, rejected_body, test_config, test_kek_file, test_keks, vx_bridge_bin,
+    BinaryBridge, Bridge,
 };
 pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID};
 pub use metrics::{metric_value, scrape, wait_for_metric};

@@ -93,6 +93,11 @@ impl NatsServer {
         }
     }
 
+    /// The server's JetStream store folder (`-sd`): its raw files, for tests that search them.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("js")
+    }
+
     /// `nats://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
