@@ -2,11 +2,15 @@
 //! `{prefix}.completed.>` and `{prefix}.pending`, idempotent handling by `event_id` (a file of
 //! handled ids that survives a restart), ack after handling, NAK with delay on a transient
 //! failure, `{prefix}.status.get` with its error headers, `{prefix}.watch` for a session it
-//! created, and a watch of the session view.
+//! created, and a watch of the session view. With `VX_KEK_FILE` (a KEK file) and read access to
+//! the keys bucket it is a PII reader: it decrypts `result_encrypted` with
+//! [`vx_bridge::pii::open_event`]; without them it works on the decision fields alone. It keeps
+//! one file per session (status and the SHA-256 of the body: no PII) and deletes it on
+//! `{prefix}.erased`.
 //!
 //! `cargo run --example consumer` — configured by env (examples/consumers/README.md). Prints one
 //! JSON object per line (`handled`, `duplicate_ignored`, `nak`, `status`, `status_error`, `watch`,
-//! `watch_error`, `kv`)
+//! `watch_error`, `kv`, `pii_reader`, `pii`, `erased`)
 //! so a script can check it (scripts/consumers-check.sh). Touches nothing but its own durable
 //! consumer and its store file; it never deletes or edits the stream or the bucket.
 
@@ -18,10 +22,12 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, kv::Operation, AckKind};
 use futures::StreamExt as _;
 use serde_json::json;
+use sha2::Digest as _;
 use vx_bridge::contract::{
-    ServiceErrorReply, SessionState, StatusReply, VerificationEvent, WatchReply,
+    ServiceErrorReply, SessionErased, SessionState, StatusReply, VerificationEvent, WatchReply,
     SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER,
 };
+use vx_bridge::pii::{KekRing, KeyStore, OpenError};
 
 /// The header that says where an event came from (`poll`, `replay`; none for a webhook).
 const SOURCE_HEADER: &str = "vx-source";
@@ -44,6 +50,12 @@ struct Config {
     exit_before_ack: Option<u64>,
     /// Demo hook: the first delivery of the first event fails "transiently" and is NAKed.
     nak_first: bool,
+    /// The PII reader's KEK file (one `id:base64` per line); none: decision fields only.
+    kek_file: Option<PathBuf>,
+    /// The keys bucket.
+    keys_bucket: String,
+    /// One file per session (no PII), deleted on `{prefix}.erased`.
+    state_dir: PathBuf,
 }
 
 fn env(name: &str, default: &str) -> String {
@@ -53,12 +65,14 @@ fn env(name: &str, default: &str) -> String {
 impl Config {
     fn from_env() -> Result<Config, Error> {
         let durable = env("VX_DURABLE", "example-consumer-rust");
+        let store = env("VX_STORE", &format!("{durable}.handled"));
         Ok(Config {
             url: env("NATS_URL", "nats://127.0.0.1:4222"),
             prefix: env("VX_PREFIX", "verification"),
             stream: env("VX_STREAM", "VERIFICATIONS"),
             bucket: env("VX_BUCKET", "VX_SESSIONS"),
-            store: env("VX_STORE", &format!("{durable}.handled")).into(),
+            state_dir: env("VX_STATE_DIR", &format!("{store}.sessions")).into(),
+            store: store.into(),
             ack_wait: Duration::from_millis(env("VX_ACK_WAIT_MS", "30000").parse()?),
             status_id: std::env::var("VX_STATUS_ID").ok().filter(|s| !s.is_empty()),
             watch_id: std::env::var("VX_WATCH_ID").ok().filter(|s| !s.is_empty()),
@@ -67,6 +81,11 @@ impl Config {
                 _ => None,
             },
             nak_first: env("VX_NAK_FIRST", "0") == "1",
+            kek_file: std::env::var("VX_KEK_FILE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            keys_bucket: env("VX_KEYS_BUCKET", "VX_KEYS"),
             durable,
         })
     }
@@ -200,6 +219,82 @@ async fn watch_sessions(js: jetstream::Context, bucket: String) -> Result<(), Er
     Ok(())
 }
 
+/// The PII reader: the keys bucket, opened with the KEKs of `VX_KEK_FILE`; `None` without a KEK
+/// file or without access to the bucket (the kit then works on the decision fields alone).
+async fn pii_reader(client: &async_nats::Client, cfg: &Config) -> Option<KeyStore> {
+    let Some(path) = &cfg.kek_file else {
+        emit(json!({"pii_reader": {"enabled": false, "reason": "no VX_KEK_FILE"}}));
+        return None;
+    };
+    let keks = match KekRing::read(path) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("VX_KEK_FILE: {e}");
+            std::process::exit(64);
+        }
+    };
+    let js = jetstream::new(client.clone());
+    if let Err(e) = js.get_key_value(&cfg.keys_bucket).await {
+        emit(
+            json!({"pii_reader": {"enabled": false, "reason": format!("keys bucket {}: {e}", cfg.keys_bucket)}}),
+        );
+        return None;
+    }
+    let mut bridge_cfg = vx_bridge::config::Config::default();
+    bridge_cfg.keys.bucket = cfg.keys_bucket.clone();
+    // A reader never creates or updates the bucket.
+    bridge_cfg.keys.create = false;
+    emit(json!({"pii_reader": {"enabled": true, "bucket": cfg.keys_bucket, "keks": keks.ids()}}));
+    Some(KeyStore::new(client.clone(), &bridge_cfg, Some(keks)))
+}
+
+/// How the event's personal data was read, as the kit prints it (never the data itself).
+async fn read_pii(
+    reader: Option<&KeyStore>,
+    event: &VerificationEvent,
+    payload: &[u8],
+) -> Result<serde_json::Value, Error> {
+    if event.erased == Some(true) {
+        return Ok(json!({"pii": "erased"}));
+    }
+    if event.result.is_some() {
+        return Ok(json!({"pii": "clear"}));
+    }
+    if event.result_encrypted.is_none() {
+        return Ok(json!({"pii": "omitted"}));
+    }
+    let Some(reader) = reader else {
+        return Ok(json!({"pii": "no-key-access"}));
+    };
+    Ok(
+        match vx_bridge::pii::open_event(Some(reader), payload).await {
+            Ok(Some(body)) => {
+                // A service would use `body` (the VX body, personal data) here.
+                json!({"pii": "decrypted", "bytes": body.len(), "sha256": hex::encode(sha2::Sha256::digest(&body))})
+            }
+            Ok(None) => json!({"pii": "omitted"}),
+            Err(OpenError::Erased) => json!({"pii": "erased"}),
+            Err(OpenError::Expired) => json!({"pii": "expired-or-unknown"}),
+            Err(OpenError::Keys(e)) if e.is_retryable() => return Err(Box::new(e)),
+            Err(e) => json!({"pii": "undecryptable", "error": e.to_string()}),
+        },
+    )
+}
+
+/// Deletes every file this kit keeps about `request_id`; how many there were.
+fn erase_session(dir: &std::path::Path, request_id: &str) -> usize {
+    let prefix = format!("{}.", request_id.to_ascii_lowercase());
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let cfg = Config::from_env()?;
@@ -215,6 +310,7 @@ async fn main() -> Result<(), Error> {
             filter_subjects: vec![
                 format!("{}.completed.>", cfg.prefix),
                 format!("{}.pending", cfg.prefix),
+                format!("{}.erased", cfg.prefix),
             ],
             ack_policy: AckPolicy::Explicit,
             ack_wait: cfg.ack_wait,
@@ -223,6 +319,8 @@ async fn main() -> Result<(), Error> {
         })
         .await?;
     let mut store = HandledStore::open(&cfg.store)?;
+    let reader = pii_reader(&client, &cfg).await;
+    std::fs::create_dir_all(&cfg.state_dir)?;
     emit(json!({"ready": {"lang": "rust", "durable": cfg.durable, "known_ids": store.ids.len()}}));
 
     tokio::spawn(async move {
@@ -250,6 +348,24 @@ async fn main() -> Result<(), Error> {
             .and_then(|h| h.get(SOURCE_HEADER))
             .map_or("webhook", |v| v.as_str())
             .to_owned();
+        if msg.subject.as_str() == format!("{}.erased", cfg.prefix) {
+            // A session's personal data was erased: delete what this service kept about it.
+            // Idempotent (a redelivery deletes nothing more), so no event_id bookkeeping.
+            match serde_json::from_slice::<SessionErased>(&msg.payload) {
+                Ok(e) => {
+                    let deleted = erase_session(&cfg.state_dir, &e.request_id);
+                    emit(
+                        json!({"erased": e.request_id, "deleted_files": deleted, "erased_at": e.erased_at, "delivered": delivered}),
+                    );
+                    msg.ack().await?;
+                }
+                Err(e) => {
+                    emit(json!({"term": msg.subject.as_str(), "error": e.to_string()}));
+                    msg.ack_with(AckKind::Term).await?;
+                }
+            }
+            continue;
+        }
         let event: VerificationEvent = match serde_json::from_slice(&msg.payload) {
             Ok(event) => event,
             Err(e) => {
@@ -274,12 +390,38 @@ async fn main() -> Result<(), Error> {
                 .await?;
             continue;
         }
+        let mut pii = match read_pii(reader.as_ref(), &event, &msg.payload).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The keys bucket did not answer: like any transient failure, NAK with a delay.
+                emit(
+                    json!({"nak": event.event_id, "delay_ms": 1000, "error": format!("keys bucket: {e}")}),
+                );
+                msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await?;
+                continue;
+            }
+        };
         // The handling itself: here, print it and ask the session's current status.
         emit(json!({
             "handled": event.event_id, "request_id": event.request_id,
             "type": event.event_type, "status": event.status, "delivered": delivered,
             "source": source,
         }));
+        pii["event_id"] = json!(event.event_id);
+        pii["request_id"] = json!(event.request_id);
+        emit(pii.clone());
+        let session = event.request_id.to_ascii_lowercase();
+        if pii["pii"] == "erased" {
+            erase_session(&cfg.state_dir, &session);
+        } else {
+            let record = json!({"request_id": session, "status": event.status, "type": event.event_type,
+                "event_id": event.event_id, "pii": pii["pii"], "sha256": pii["sha256"]});
+            std::fs::write(
+                cfg.state_dir.join(format!("{session}.json")),
+                record.to_string(),
+            )?;
+        }
         store.record(&event.event_id)?;
         handled += 1;
         if cfg.exit_before_ack == Some(handled) {

@@ -26,7 +26,9 @@
 #       with an awaited PubAck, 202 (vx-load naive), same load and body     -- baseline
 #   (c) vx-bridge's full ingress (HMAC, parse, schema, event, awaited PubAck), at its peak and
 #       at half of it; peak RSS; time from start to ready; binary size; the session projector's
-#       backlog at the peak; peak, CPU and RSS with the session view off
+#       backlog at the peak; peak, CPU and RSS with the session view off; peak and CPU with
+#       events.pii = clear (the baseline of the default, encrypted: a new data key per session,
+#       each webhook of the load being a new session)
 #   (s) latency against offered rate: open-loop runs of (b), (n) and (c) at fractions of each
 #       one's peak (BENCH_SWEEP), drawn into docs/perf-latency.png with matplotlib
 #   (d) status lookups from cache, from the session view (terminal sessions) and through a 20 ms
@@ -260,6 +262,15 @@ cpu_note cnoview-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cnoview-srv-cpu 
 awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/cnoview-rss-kib"
 stop "$BRIDGE_PID"
 stop_nats cnoview
+say "(c) vx-bridge with events.pii = clear (personal data in clear, no data keys), peak only: the baseline of mode encrypted (the default)"
+start_nats cclear
+free_port port
+start_bridge cclear "$BIN" "$port" VXB_EVENTS__PII=clear
+t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
+webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cclear.json"
+cpu_note cclear-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cclear-srv-cpu "$BRIDGE_PID" "$t_srv"
+stop "$BRIDGE_PID"
+stop_nats cclear
 say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
 start_nats cwarn
 free_port port

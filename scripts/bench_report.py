@@ -222,6 +222,8 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     p(row("(c) vx-bridge ingress at half of peak (open loop)", c_half))
     p(row("(c) vx-bridge ingress, log.level = warn, peak", run.json("cwarn")))
     p(row("(c) vx-bridge ingress, session view off, peak", run.json("cnoview")))
+    if run.has("cclear.json"):
+        p(row("(c) vx-bridge ingress, events.pii = clear (no encryption), peak", run.json("cclear")))
     if has_before:
         p(row(f"(c) before ({before_rev}), peak", run.json("cbefore")))
         p(row(f"(c) before ({before_rev}), half of its peak", run.json("cbefore-half")))
@@ -248,6 +250,8 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     noview = run.json("cnoview")
     if run.has("cnoview-srv-cpu"):
         p(cpu_row("(c) vx-bridge ingress, session view off", noview, cpu("cnoview-nats-cpu"), cpu("cnoview-srv-cpu"), cores))
+    if run.has("cclear-srv-cpu"):
+        p(cpu_row("(c) vx-bridge ingress, events.pii = clear", run.json("cclear"), cpu("cclear-nats-cpu"), cpu("cclear-srv-cpu"), cores))
     if has_before:
         p(cpu_row(f"(c) before ({before_rev})", run.json("cbefore"), cpu("cbefore-nats-cpu"), cpu("cbefore-srv-cpu"), cores))
     p("")
@@ -264,6 +268,14 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         if run.has("cnoview-srv-cpu"):
             v_us = server_us(noview, cpu("cnoview-srv-cpu"))
             p(f"| (the same, session view off: c/n in webhooks/s; µs per webhook) | {pct(rv, rn)}; {v_us:.1f} against {n_us:.1f} µs | |")
+    if run.has("cclear-srv-cpu"):
+        clear = run.json("cclear")
+        e_us, k_us = server_us(c, cpu("c-srv-cpu")), server_us(clear, cpu("cclear-srv-cpu"))
+        p(
+            f"| mode encrypted (default) ≥ 90 % of mode clear in webhooks/s (c/cclear; every webhook a new session: one data key made per webhook) "
+            f"| {rc:.0f} against {clear['rps']:.0f} req/s: {pct(rc, clear['rps'])}; bridge CPU {e_us:.1f} against {k_us:.1f} µs per webhook "
+            f"| {yes_no(rc >= 0.9 * clear['rps'])} |"
+        )
     p(f"| full ingress ≥ 35 % of raw JetStream publish (c/a) | {pct(rc, ra)} | {yes_no(rc >= 0.35 * ra)} |")
     p(f"| (the same, session view off) | {pct(rv, ra)} | |")
     p(f"| (c/b: ingress against plain axum, for reference) | {pct(rc, rb)} | |")

@@ -5,7 +5,8 @@ binary accepts.
 For each Deployment in a rendered manifest file, this rebuilds the container's view of its
 files under a temporary root: the ConfigMap key and every secret file it mounts, with the
 content of the rendered Secret (or, for an `existingSecret` the chart does not render, a
-placeholder: the binary checks those files exist and are non-empty, not what they hold), and
+placeholder: the binary checks those files exist and are non-empty, not what they hold; the
+KEK file, which it parses, gets a well-formed all-zero KEK), and
 the result schema (from a rendered ConfigMap, or for an `existingConfigMap` an accept-all `{}`).
 Absolute mount paths in the TOML and in VXB_* env values are rewritten to that root, and
 `vx-bridge check-config --config ROOT/<path from args>` runs with only the container's
@@ -20,10 +21,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 import yaml
 
 PLACEHOLDER = "placeholder-for-existing-secret\n"
+# For the KEK file (`keys.kek_file`) from an existingSecret: the binary parses it (one
+# `id:base64-of-32-bytes` per line), so the placeholder is a well-formed, all-zero KEK.
+KEK_PLACEHOLDER = "placeholder:" + base64.b64encode(bytes(32)).decode() + "\n"
 # For a result schema from an existingConfigMap (volume `schema`): a JSON Schema that compiles.
 SCHEMA_PLACEHOLDER = "{}\n"
 
@@ -97,6 +102,9 @@ def check_deployment(binary, dep, configmaps, secrets):
         cfg = root + config_path
         with open(cfg) as f:
             toml = f.read()
+        kek = (tomllib.loads(toml).get("keys") or {}).get("kek_file")
+        if kek and os.path.isfile(root + kek) and open(root + kek).read() == PLACEHOLDER:
+            write(root + kek, KEK_PLACEHOLDER)
         write(cfg, reroot(toml))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for e in c.get("env", []):

@@ -16,7 +16,10 @@
 # Then checks what each printed: every event handled exactly once over both runs, the event
 # left unacked by run 1 redelivered and ignored as a duplicate (the kit's event_id store), a NAK
 # seen, a status answer, the 404 error reply read from its headers, the new session seen in the
-# KV watch, the watch reply, and the watched session's poll event handled once. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
+# KV watch, the watch reply, and the watched session's poll event handled once. Data protection:
+# run 1 has no KEK (decision fields only: `pii: no-key-access`), run 2 has the bridge's KEK and
+# decrypts the 4th event to the exact bytes sent (SHA-256); `vx-bridge erase` of that session
+# then reaches every kit as `{prefix}.erased`, and each deletes its file for the session. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -152,13 +155,17 @@ done
 # Run 2 of every kit, in parallel; a fourth webhook while they run.
 declare -A RUN2
 for kit in "${KITS[@]}"; do
-  kit_start "$kit" 2 VX_STATUS_ID=00000000-0000-0000-0000-000000000000 VX_WATCH_ID="$SW"
+  # Run 2 is a PII reader: the bridge's KEK and the keys bucket (run 1 has neither).
+  kit_start "$kit" 2 VX_STATUS_ID=00000000-0000-0000-0000-000000000000 VX_WATCH_ID="$SW" \
+    VX_KEK_FILE="$VXB_KEYS__KEK_FILE"
   RUN2[$kit]=$KIT_PID
 done
 for kit in "${KITS[@]}"; do
   wait_for "$VX_WORK/$kit.2.jsonl" '.ready' 120 "$kit run 2 ready"
 done
-E4=$(post "{\"request_id\":\"$SC\",\"status\":\"PASS\",\"reference\":\"ck-c\"}")
+B4="{\"request_id\":\"$SC\",\"status\":\"PASS\",\"reference\":\"ck-c\"}"
+SHA4=$(printf %s "$B4" | sha256sum | cut -d' ' -f1)
+E4=$(post "$B4")
 log "sent a 4th webhook while the kits run: $E4"
 
 for kit in "${KITS[@]}"; do
@@ -172,6 +179,23 @@ for kit in "${KITS[@]}"; do
   wait_for "$out2" "(.watch | objects | .request_id) == \"$SW\" and (.watch.watching | type) == \"boolean\"" 30 "$kit: the watch reply"
   wait_for "$out2" ".request_id == \"$SW\" and .handled and .source == \"poll\" and .type == \"completed.pass\"" 60 \
     "$kit: the watched session's poll event"
+  # Data protection: run 2 decrypted the 4th event to the bytes sent (its SHA-256); run 1, without
+  # a KEK, handled its events on the decision fields alone.
+  wait_for "$out2" '.pii_reader.enabled == true' 5 "$kit: the PII reader on"
+  wait_for "$out2" ".pii == \"decrypted\" and .event_id == \"$E4\" and .sha256 == \"$SHA4\"" 30 \
+    "$kit: the 4th event decrypted to the body sent"
+  has "$VX_WORK/$kit.1.jsonl" '.pii == "no-key-access"' || die "$kit: run 1 (no KEK) did not say no-key-access"
+  has "$VX_WORK/$kit.1.jsonl" '.pii == "decrypted"' && die "$kit: run 1 decrypted without a KEK"
+  state="$VX_WORK/$kit.handled.sessions/$SC.json"
+  [ -f "$state" ] || die "$kit: no state file for session C ($state)"
+  if [[ -z "${ERASED:-}" ]]; then   # one erasure, seen by every kit
+    env -i PATH="$PATH" VXB_NATS__URL="$NATS_URL" VXB_NATS__SUBJECT_PREFIX="$PREFIX" \
+      VXB_NATS__STREAM__NAME="$STREAM" "$REL_BIN/vx-bridge" erase "$SC" --reason consumers-check \
+      >"$VX_WORK/erase.json" || die "vx-bridge erase failed"
+    ERASED=$SC
+  fi
+  wait_for "$out2" ".erased == \"$SC\" and .deleted_files == 1" 30 "$kit: the erased event handled"
+  [ -f "$state" ] && die "$kit: session C's state file is still there after the erasure"
   kill -TERM -- "-${RUN2[$kit]}" 2>/dev/null || true
   wait_exit "${RUN2[$kit]}" 15 || kill -9 -- "-${RUN2[$kit]}" 2>/dev/null || true
 
@@ -195,6 +219,6 @@ for kit in "${KITS[@]}"; do
   fi
   POLL_EVENT=$EP
   result "$(jq -n -c --arg kit "$kit" --argjson handled "$counts" --arg dup "$unacked" --arg poll "$EP" \
-    '{kit: $kit, handled_once: ($handled | length), duplicate_ignored: $dup, nak: true, status: true, status_error_404: true, kv_seen: true, watch: true, poll_event: $poll}')"
+    '{kit: $kit, handled_once: ($handled | length), duplicate_ignored: $dup, nak: true, status: true, status_error_404: true, kv_seen: true, watch: true, poll_event: $poll, pii_decrypted: true, no_key_access_without_kek: true, erased_deleted: true}')"
 done
 echo "consumers-check: ${#KITS[@]} passed, 0 failed"

@@ -15,6 +15,12 @@ VX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VX_WORK_TAG="${VX_WORK_TAG:-${REL_SUITE:+rel}}"
 VX_WORK="$(mktemp -d "${TMPDIR:-/tmp}/vx-${VX_WORK_TAG:-run}.XXXXXX")"
 VX_PIDS=()
+# The key-encryption key of the bridges these scripts start (events.pii = "encrypted", the
+# default, needs one): 32 random bytes made for this run, in the run's own folder. Exported, so
+# every bridge started with the caller's environment gets it; bridge_start passes it on.
+export VXB_KEYS__KEK_FILE="$VX_WORK/kek"
+echo "k1:$(head -c 32 /dev/urandom | base64 -w0)" >"$VXB_KEYS__KEK_FILE"
+chmod 600 "$VXB_KEYS__KEK_FILE"
 NATS_SERVER="${NATS_SERVER:-nats-server}"
 NATS_VERSION="$("$NATS_SERVER" --version 2>/dev/null | sed 's/^nats-server: v//')" || NATS_VERSION=""
 
@@ -152,7 +158,8 @@ bridge_start() {
     VXB_HTTP__LISTEN="127.0.0.1:$port" VXB_NATS__URL="$nats" \
     VXB_NATS__STREAM__NAME="$stream" VXB_NATS__SUBJECT_PREFIX="$prefix" \
     VXB_WEBHOOK__AUTH__MODE=hmac VXB_WEBHOOK__AUTH__HMAC__SECRETS="[\"$REL_SECRET\"]" \
-    VXB_LOG__LEVEL=warn VXB_NATS__OUTAGE_WAIT="$REL_OUTAGE_WAIT" "$@" \
+    VXB_LOG__LEVEL=warn VXB_NATS__OUTAGE_WAIT="$REL_OUTAGE_WAIT" \
+    VXB_KEYS__KEK_FILE="$VXB_KEYS__KEK_FILE" "$@" \
     "$REL_BIN/vx-bridge" serve >>"$VX_WORK/bridge.log" 2>&1 &
   BRIDGE_PID=$!
   VX_PIDS+=("$BRIDGE_PID")

@@ -78,7 +78,7 @@ env -i PATH="$PATH" HOME="${HOME:-/root}" \
   VXB_UPSTREAM__OAUTH__TOKEN_URL="http://127.0.0.1:$VPORT/oauth/token" \
   VXB_UPSTREAM__OAUTH__CLIENT_ID=promcheck VXB_UPSTREAM__OAUTH__CLIENT_SECRET=promcheck-secret \
   VXB_UPSTREAM__TIMEOUT=2s VXB_UPSTREAM__CIRCUIT_FAILURE_THRESHOLD=6 VXB_LOG__LEVEL=warn \
-  VXB_NATS__OUTAGE_WAIT=1s \
+  VXB_NATS__OUTAGE_WAIT=1s VXB_KEYS__KEK_FILE="$VXB_KEYS__KEK_FILE" \
   "$BIN/vx-bridge" serve >"$W/bridge.log" 2>&1 &
 VX_PIDS+=("$!")
 wait_for "vx-bridge /readyz" 30 curl -sf --max-time 1 "$BRIDGE/readyz"

@@ -351,11 +351,7 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
     let sealed_publish = |()| {
         let (draft, raw, kid) = (&draft, &raw, kid.as_str());
         async move {
-            let sealed = ing
-                .sealer
-                .seal(kid, raw)
-                .await
-                .map_err(|e| key_failure(&e))?;
+            let sealed = seal(ing, kid, raw).await?;
             publish_once(ing, draft.finish(sealed.form(raw))).await
         }
     };
@@ -459,31 +455,28 @@ async fn reject(
         received.received_at,
         received.trace,
     );
-    // Sealed under the session's key when the body names one, else under the day's key.
-    let sealed = if ing.sealer.mode() == PiiMode::Encrypted {
-        let kid = session_of(received.raw)
-            .unwrap_or_else(|| crate::pii::keys::day_kid(time::OffsetDateTime::now_utc()));
-        match ing.sealer.seal(&kid, received.raw).await {
-            Ok(s) => s,
-            Err(e) => {
-                let e = key_failure(&e);
-                tracing::error!(outcome = "unavailable", reason = e.code(), error = %e, "rejected webhook could not be sealed");
-                return (WebhookOutcome::Unavailable, unavailable(ing, &e));
-            }
-        }
-    } else {
-        ing.sealer
-            .seal("", received.raw)
-            .await
-            .unwrap_or(crate::pii::Sealed::Clear)
-    };
-    let msg = seal_rejected(msg, sealed.form(received.raw));
+    // Sealed under the session's key when the body names one, else under the day's key; as
+    // for an event, the key lookup is part of each ride-through attempt.
+    let kid = session_of(received.raw)
+        .unwrap_or_else(|| crate::pii::keys::day_kid(time::OffsetDateTime::now_utc()));
     let paths: Vec<&str> = errors
         .iter()
         .map(|e| e.instance_path.as_str())
         .take(8)
         .collect();
-    match publish(ing, msg).await {
+    let raw: &[u8] = received.raw;
+    let attempt = |()| {
+        let (msg, kid) = (&msg, kid.as_str());
+        async move {
+            let sealed = seal(ing, kid, raw).await?;
+            publish_once(ing, seal_rejected(msg.clone(), sealed.form(raw))).await
+        }
+    };
+    let result = ing.outage.publish((), &ing.shutdown, attempt).await;
+    if matches!(&result, Ok(s) if !s.duplicate) {
+        ing.metrics.record_event("rejected");
+    }
+    match result {
         Ok(stored) => {
             tracing::warn!(outcome = "rejected", reason = reason.code(), instance_paths = ?paths, seq = stored.seq, "webhook rejected and kept for audit");
             (WebhookOutcome::Rejected, problem.into_response())
@@ -511,18 +504,16 @@ async fn reject(
     }
 }
 
-async fn publish(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, PublishError> {
-    let kind = msg.kind;
-    let result = ing
-        .outage
-        .publish(msg, &ing.shutdown, |m| publish_once(ing, m))
-        .await;
-    if let Ok(stored) = &result {
-        if !stored.duplicate {
-            ing.metrics.record_event(kind);
-        }
+/// Seals `raw` for session `kid` (the data key looked up or made), bounded by
+/// `nats.publish_timeout` so that one ride-through attempt stays bounded; a failure is the
+/// publish error it stands for (retryable when NATS is away).
+async fn seal(ing: &Ingress, kid: &str, raw: &[u8]) -> Result<crate::pii::Sealed, PublishError> {
+    let timeout = ing.publisher.timeout();
+    match tokio::time::timeout(timeout, ing.sealer.seal(kid, raw)).await {
+        Ok(Ok(sealed)) => Ok(sealed),
+        Ok(Err(e)) => Err(key_failure(&e)),
+        Err(_) => Err(PublishError::Timeout(timeout)),
     }
-    result
 }
 
 /// One attempt. A missing stream wakes the keeper at once, so that a wait can see it recreated.

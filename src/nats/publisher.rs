@@ -174,6 +174,11 @@ impl Publisher {
         }
     }
 
+    /// The PubAck wait of one publish (`nats.publish_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The JetStream context.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js

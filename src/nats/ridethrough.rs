@@ -9,9 +9,11 @@
 //! PubAck, at the first error waiting cannot cure, when `nats.outage_wait` has passed, or when
 //! shutdown begins.
 //!
-//! The bound is exact: no attempt starts later than `outage_wait` after the first one, and each
-//! attempt is bounded by `nats.publish_timeout` (in [`crate::nats::Publisher::publish`]), so
-//! the answer comes at most `outage_wait + publish_timeout` after the first attempt began.
+//! The bound: no attempt starts later than `outage_wait` after the first one, and each attempt
+//! is a key lookup (a new session's data key: bounded by `nats.publish_timeout` in the
+//! ingress's `seal`; none in mode `clear`) then a publish (bounded by `nats.publish_timeout` in
+//! [`crate::nats::Publisher::publish`]), so the answer comes at most
+//! `outage_wait + 2 × publish_timeout` after the first attempt began.
 //!
 //! This module must not touch the message (the retries are byte for byte the first attempt),
 //! hold anything beyond it (the caller's in-flight permit bounds how many wait), or decide what

@@ -209,6 +209,21 @@ impl KeyStore {
         }
     }
 
+    /// Fails fast while the client is not connected (as the publisher does), rather than
+    /// leaving a request in the client's buffer until the JetStream timeout: a ride-through
+    /// then sees the outage at once and retries.
+    fn connected(&self, op: &'static str) -> Result<(), KeyError> {
+        if self.js.client().connection_state() == async_nats::connection::State::Connected {
+            Ok(())
+        } else {
+            Err(KeyError::Nats {
+                bucket: self.bucket.clone(),
+                op,
+                source: "not connected to NATS".into(),
+            })
+        }
+    }
+
     fn cached(&self, kid: &str) -> Option<DataKey> {
         let c = self.cache.get(kid)?;
         if Instant::now() < c.until {
@@ -245,6 +260,7 @@ impl KeyStore {
             return Ok(k);
         }
         let keks = self.keks.as_ref().ok_or(KeyError::NoKek)?;
+        self.connected("making a data key")?;
         let store = self.store().await?;
         let fresh = Key256::random().map_err(KeyError::Jwe)?;
         let wrapped = keks.wrap(&fresh).map_err(KeyError::Jwe)?;
@@ -275,6 +291,7 @@ impl KeyStore {
         if let Some(k) = self.cached(kid) {
             return Ok(Lookup::Found(k));
         }
+        self.connected("reading a data key")?;
         let store = self.store().await?;
         self.lookup_in(&store, kid).await
     }

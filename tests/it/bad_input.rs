@@ -2,8 +2,9 @@
 //! sent as raw bytes over TCP so that framing, encodings and headers are exactly as written.
 //! Each case states its expected code; answers from the bridge are `application/problem+json`;
 //! the service is healthy after every case; and at the end the stream holds exactly the
-//! authenticated bodies that were refused (on `{prefix}.rejected`, byte for byte) plus the
-//! accepted ones, nothing else.
+//! authenticated bodies that were refused (on `{prefix}.rejected`, sealed as the default mode
+//! `events.pii = "encrypted"` says, and byte for byte once opened) plus the accepted ones,
+//! nothing else.
 //!
 //! A few cases are refused by the HTTP parser (hyper) before any handler runs: framing errors
 //! and oversized headers. Those answers carry no body ([`Shape::Parser`]); the catalogue pins
@@ -19,7 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use vx_testkit::{body_with, new_request_id};
-use vx_testkit::{now, signed_headers, test_config, Bridge, NatsServer};
+use vx_testkit::{now, rejected_body, signed_headers, test_config, Bridge, NatsServer};
 
 /// What the answer must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ enum Shape {
 enum Kept {
     /// Not stored anywhere.
     Nothing,
-    /// On `{prefix}.rejected`, byte for byte.
+    /// On `{prefix}.rejected`, encrypted (`vx-pii: encrypted`), byte for byte once opened.
     Rejected,
     /// As an event.
     Event,
@@ -854,7 +855,8 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
     }
 
     // What the stream holds: exactly the kept cases.
-    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
     let mut stream = js
         .get_stream(&bridge.config.nats.stream.name)
         .await
@@ -865,7 +867,8 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
         .await
         .unwrap();
     let mut msgs = consumer.messages().await.unwrap();
-    let mut stored: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    type Stored = (String, Option<async_nats::HeaderMap>, Vec<u8>);
+    let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
     let mut stored_ids: BTreeMap<String, String> = BTreeMap::new();
     for _ in 0..total {
         let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
@@ -884,7 +887,7 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
         stored_ids.insert(delivery.to_owned(), bound.to_owned());
         stored.insert(
             delivery.to_owned(),
-            (m.subject.to_string(), m.payload.to_vec()),
+            (m.subject.to_string(), m.headers.clone(), m.payload.to_vec()),
         );
     }
     let prefix = &bridge.config.nats.subject_prefix;
@@ -900,8 +903,18 @@ async fn bad_input_catalogue_answers_each_case_and_loses_nothing_authenticated()
             Kept::Rejected => {
                 expected += 1;
                 match stored.get(&format!("rejected:{id}")) {
-                    Some((subject, payload)) => {
-                        if subject != &format!("{prefix}.rejected") || payload != &case.body {
+                    Some((subject, headers, payload)) => {
+                        // The default mode: the copy is a JWE, never the body in clear.
+                        let pii = headers
+                            .as_ref()
+                            .and_then(|h| h.get("vx-pii"))
+                            .map(|v| v.as_str().to_owned());
+                        if pii.as_deref() != Some("encrypted") {
+                            failures.push(format!("{}: rejected copy vx-pii {pii:?}", case.name));
+                        }
+                        let body =
+                            rejected_body(&bridge.config, &client, headers.as_ref(), payload).await;
+                        if subject != &format!("{prefix}.rejected") || body != case.body {
                             failures.push(format!("{}: rejected copy differs", case.name));
                         }
                     }

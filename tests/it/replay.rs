@@ -2,7 +2,9 @@
 //! strict `webhook.schema_file` come back as events once the schema is looser; `--dry-run`
 //! publishes nothing; a second replay stores nothing, also after the duplicate window; bodies
 //! that still fail stay and are reported; the selection flags; bad arguments and a bad schema
-//! file are exit 64; a replayed PENDING is watched by the reconciler.
+//! file are exit 64; a replayed PENDING is watched by the reconciler. In the default mode
+//! (`events.pii = "encrypted"`): the rejected copies are JWEs, which replay opens with the KEK
+//! and the keys bucket it is given, and the events it publishes carry `result_encrypted`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,8 +14,8 @@ use async_nats::jetstream;
 use serde_json::{json, Value};
 use vx_bridge::config::Config;
 use vx_testkit::{
-    body_with, clean_env, eventually, new_request_id, test_config, vx_bridge_bin, Bridge,
-    NatsServer, Sender, VxApi,
+    body_with, clean_env, event_result, eventually, new_request_id, rejected_body, test_config,
+    test_kek_file, vx_bridge_bin, Bridge, NatsServer, Sender, VxApi,
 };
 
 /// A result schema stricter than VX's payloads: it wants a field VX does not send.
@@ -29,7 +31,8 @@ fn schema_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// Runs `vx-bridge replay ARGS` against `cfg`'s NATS, stream and prefix, with `schema` as
-/// `webhook.schema_file` (none: the embedded one) and `cfg.replay.bucket`.
+/// `webhook.schema_file` (none: the embedded one), `cfg.replay.bucket`, and `cfg`'s PII mode,
+/// keys bucket and KEK file (to open the encrypted rejected copies and seal the events).
 fn replay(cfg: &Config, schema: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = Command::new(vx_bridge_bin());
     clean_env(&mut cmd)
@@ -38,7 +41,12 @@ fn replay(cfg: &Config, schema: Option<&Path>, args: &[&str]) -> Output {
         .env("VXB_NATS__URL", &cfg.nats.url)
         .env("VXB_NATS__SUBJECT_PREFIX", &cfg.nats.subject_prefix)
         .env("VXB_NATS__STREAM__NAME", &cfg.nats.stream.name)
-        .env("VXB_REPLAY__BUCKET", &cfg.replay.bucket);
+        .env("VXB_REPLAY__BUCKET", &cfg.replay.bucket)
+        .env("VXB_EVENTS__PII", cfg.events.pii.as_str())
+        .env("VXB_KEYS__BUCKET", &cfg.keys.bucket);
+    if let Some(kek) = &cfg.keys.kek_file {
+        cmd.env("VXB_KEYS__KEK_FILE", kek);
+    }
     if let Some(path) = schema {
         cmd.env("VXB_WEBHOOK__SCHEMA_FILE", path);
     }
@@ -160,6 +168,7 @@ async fn rejected_bodies_come_back_as_the_webhooks_events_after_a_looser_schema(
     assert_eq!(rows[2]["passes_now"], false);
     assert_eq!(rows[2]["reason_now"], "invalid_json");
 
+    let client = async_nats::connect(nats.url()).await.unwrap();
     let mut s = stream(&cfg).await;
     assert_eq!(
         s.info().await.unwrap().state.messages,
@@ -204,14 +213,19 @@ async fn rejected_bodies_come_back_as_the_webhooks_events_after_a_looser_schema(
         let body: Value = serde_json::from_slice(&event.payload).unwrap();
         assert_eq!(body["request_id"], request_id.as_str());
         assert_eq!(body["received_at"], header(&rejected, "ce-time").unwrap());
+        // The default mode: both copies encrypted; the event's result is the rejected body.
+        assert_eq!(header(&rejected, "vx-pii"), Some("encrypted"));
+        assert_eq!(body["schema_version"], 2, "{body}");
+        assert!(body.get("result").is_none(), "{body}");
+        let kept = rejected_body(&cfg, &client, Some(&rejected.headers), &rejected.payload).await;
         assert_eq!(
-            body["result"],
-            serde_json::from_slice::<Value>(&rejected.payload).unwrap()
+            event_result(&cfg, &client, &event.payload).await,
+            serde_json::from_slice::<Value>(&kept).unwrap()
         );
     }
-    let first: Value = serde_json::from_slice(&s.direct_get(4).await.unwrap().payload).unwrap();
+    let first = s.direct_get(4).await.unwrap().payload;
     assert_eq!(
-        first["result"],
+        event_result(&cfg, &client, &first).await,
         serde_json::from_slice::<Value>(&sent.pass_body).unwrap()
     );
 
@@ -451,6 +465,7 @@ async fn nats_away_is_exit_69() {
 #[test]
 fn a_missing_or_invalid_schema_file_is_exit_64_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
+    // The default mode needs a KEK (given: the schema file is the only error).
     let cases = [
         (dir.path().join("missing.json"), "cannot read"),
         (schema_file(dir.path(), "not-json.json", "{"), "is not JSON"),
@@ -464,6 +479,7 @@ fn a_missing_or_invalid_schema_file_is_exit_64_naming_the_key() {
             let out = clean_env(&mut Command::new(vx_bridge_bin()))
                 .args(args)
                 .env("VXB_WEBHOOK__AUTH__MODE", "none")
+                .env("VXB_KEYS__KEK_FILE", test_kek_file())
                 .env("VXB_WEBHOOK__SCHEMA_FILE", &path)
                 .env("VXB_NATS__URL", "nats://127.0.0.1:1")
                 .output()
@@ -482,6 +498,7 @@ fn a_missing_or_invalid_schema_file_is_exit_64_naming_the_key() {
     let out = clean_env(&mut Command::new(vx_bridge_bin()))
         .arg("check-config")
         .env("VXB_WEBHOOK__AUTH__MODE", "none")
+        .env("VXB_KEYS__KEK_FILE", test_kek_file())
         .env("VXB_WEBHOOK__SCHEMA_FILE", &good)
         .output()
         .unwrap();

@@ -6,9 +6,15 @@ on a transient failure, `{prefix}.status.get` with its error headers, `{prefix}.
 session it created, and a watch of the session view (KV bucket VX_SESSIONS). The models in vx_events/ are generated from schemas/*.json
 (scripts/gen-consumer-types.sh); do not edit them.
 
+PII: with VX_KEK_FILE (and read access to the keys bucket VX_KEYS_BUCKET), the kit decrypts each
+event's `result_encrypted` (vx_pii.py) and prints how it read it, never the PII; without it, it
+works on the decision fields alone. It keeps one file per session in VX_STATE_DIR (status and the
+SHA-256 of the VX body, no PII) and deletes it on `{prefix}.erased`.
+
 Run: examples/consumers/python/run.sh (configured by env, see ../README.md). Prints one JSON
-object per line (handled, duplicate_ignored, nak, status, status_error, watch, watch_error, kv) for
-scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
+object per line (handled, duplicate_ignored, nak, status, status_error, watch, watch_error, kv,
+pii_reader, pii, erased) for scripts/consumers-check.sh. Touches nothing but its own durable
+consumer, its store file and its session directory.
 """
 
 from __future__ import annotations
@@ -20,11 +26,15 @@ import sys
 from pathlib import Path
 
 import nats
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError, NoRespondersError, TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
+from vx_pii import KekFileError, KekRing, PiiReader, SessionStore, TransientKeyError
+
 from vx_events.service_error_schema import VxBridgeServiceError
+from vx_events.session_erased_schema import VxBridgeSessionErased
 from vx_events.session_state_schema import VxBridgeSessionState
 from vx_events.status_reply_schema import VxBridgeStatusReply
 from vx_events.verification_event_schema import VxBridgeVerificationEvent
@@ -54,6 +64,12 @@ WATCH_ID = os.environ.get("VX_WATCH_ID") or None
 EXIT_BEFORE_ACK = int(os.environ["VX_EXIT_BEFORE_ACK"]) if os.environ.get("VX_EXIT_BEFORE_ACK") else None
 # Demo hook: the first delivery of the first event fails "transiently" and is NAKed.
 NAK_FIRST = env("VX_NAK_FIRST", "0") == "1"
+# The PII reader: a KEK file (one id:base64 per line) and the keys bucket. Without a KEK file the
+# kit reads no PII and works on the decision fields alone.
+KEK_FILE = os.environ.get("VX_KEK_FILE") or None
+KEYS_BUCKET = env("VX_KEYS_BUCKET", "VX_KEYS")
+# What the kit keeps per session (one file per request_id, no PII), deleted on {prefix}.erased.
+STATE_DIR = Path(env("VX_STATE_DIR", f"{STORE}.sessions"))
 
 
 def emit(line: dict) -> None:
@@ -146,19 +162,49 @@ async def watch_sessions(js) -> None:
               "current_status": s.current_status, "terminal": s.terminal, "source": s.source})
 
 
+async def pii_reader(js) -> PiiReader:
+    """The PII reader this service may have: a KEK file and the keys bucket, or neither."""
+    if not KEK_FILE:
+        emit({"pii_reader": {"enabled": False, "reason": "no VX_KEK_FILE"}})
+        return PiiReader(None, None)
+    try:
+        kek = KekRing.from_file(KEK_FILE)
+    except (OSError, KekFileError) as e:
+        print(f"VX_KEK_FILE: {e}", file=sys.stderr)
+        sys.exit(64)
+    try:
+        kv = await js.key_value(KEYS_BUCKET)
+    except Exception as e:  # no such bucket, or no permission (a timeout): decision fields only
+        emit({"pii_reader": {"enabled": False, "reason": f"keys bucket {KEYS_BUCKET}: {type(e).__name__}"}})
+        return PiiReader(None, None)
+
+    async def get_key(key: str) -> bytes | None:
+        try:
+            return (await kv.get(key)).value
+        except KeyNotFoundError:  # never written, past retention (max_age), deleted or purged
+            return None
+        except (NatsError, asyncio.TimeoutError) as e:
+            raise TransientKeyError(type(e).__name__) from e
+
+    emit({"pii_reader": {"enabled": True, "bucket": KEYS_BUCKET, "keks": kek.ids}})
+    return PiiReader(kek, get_key)
+
+
 async def main() -> None:
     nc = await nats.connect(URL)
     js = nc.jetstream()
     # Create the durable, or update it to this config (several filter subjects: nats-server >= 2.10).
     await js.add_consumer(STREAM, ConsumerConfig(
         durable_name=DURABLE,
-        filter_subjects=[f"{PREFIX}.completed.>", f"{PREFIX}.pending"],
+        filter_subjects=[f"{PREFIX}.completed.>", f"{PREFIX}.pending", f"{PREFIX}.erased"],
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT_S,
         max_deliver=10,
     ))
     sub = await js.pull_subscribe_bind(DURABLE, STREAM)
     store = HandledStore(STORE)
+    reader = await pii_reader(js)
+    sessions = SessionStore(STATE_DIR)
     emit({"ready": {"lang": "python", "durable": DURABLE, "known_ids": len(store.ids)}})
 
     watcher = asyncio.create_task(watch_sessions(js))
@@ -176,6 +222,20 @@ async def main() -> None:
             continue
         for msg in msgs:
             delivered = msg.metadata.num_delivered
+            if msg.subject == f"{PREFIX}.erased":
+                # A session's personal data was erased: delete what this service kept about it.
+                # Idempotent (a redelivery deletes nothing more), so no event_id bookkeeping.
+                try:
+                    erased = VxBridgeSessionErased.model_validate_json(msg.data)
+                except ValidationError as e:
+                    emit({"term": msg.subject, "error": str(e.errors()[0]["msg"])})
+                    await msg.term()
+                    continue
+                deleted = sessions.erase(erased.request_id)
+                emit({"erased": erased.request_id, "deleted_files": deleted, "erased_at": erased.erased_at,
+                      "delivered": delivered})
+                await msg.ack()
+                continue
             try:
                 event = VxBridgeVerificationEvent.model_validate_json(msg.data)
             except ValidationError as e:
@@ -195,10 +255,26 @@ async def main() -> None:
                 emit({"nak": event.event_id, "delay_ms": 500})
                 await msg.nak(delay=0.5)
                 continue
-            # The handling itself: here, print it and ask the session's current status.
+            try:
+                pii, body = await reader.read(event)
+            except TransientKeyError as e:
+                # The keys bucket did not answer: like any transient failure, NAK with a delay.
+                emit({"nak": event.event_id, "delay_ms": 1000, "error": f"keys bucket: {e}"})
+                await msg.nak(delay=1)
+                continue
+            # The handling itself: here, print it and ask the session's current status. A service
+            # would use `body` (the VX body, personal data) here; the kit prints only its size and hash.
+            del body
             emit({"handled": event.event_id, "request_id": event.request_id, "type": event.type,
                   "status": event.status, "delivered": delivered,
                   "source": (msg.headers or {}).get(SOURCE_HEADER, "webhook")})
+            emit({**pii.line(), "event_id": event.event_id, "request_id": event.request_id})
+            if pii.kind == "erased":
+                sessions.erase(event.request_id)  # keep nothing about an erased session
+            else:
+                sessions.save(event.request_id, {"request_id": event.request_id.lower(), "status": event.status,
+                                                 "type": event.type, "event_id": event.event_id,
+                                                 "pii": pii.kind, "sha256": pii.sha256})
             store.record(event.event_id)
             handled += 1
             if EXIT_BEFORE_ACK == handled:

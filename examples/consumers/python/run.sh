@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Python consumer kit: makes its venv once (pinned requirements.txt), then consumer.py.
 # VX_PY_VENV picks the venv's place (default: .venv beside this script).
+#   run.sh               the consumer (configured by env, see ../README.md)
+#   run.sh --self-test   the PII reader's self-test (test_pii.py), no NATS needed
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${VX_PY_VENV:-$here/.venv}"
@@ -10,5 +12,11 @@ if ! cmp -s "$here/requirements.txt" "$venv/.installed" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
   cp "$here/requirements.txt" "$venv/.installed"
 fi
-# The handled-ids store (VX_STORE) is relative to the caller's directory.
+case "${1:-}" in
+  --self-test) PYTHONPATH="$here" exec "$venv/bin/python" -u "$here/test_pii.py" ;;
+  "") ;;
+  *) echo "usage: $0 [--self-test]" >&2; exit 64 ;;
+esac
+# The handled-ids store (VX_STORE) and the session directory (VX_STATE_DIR) are relative to the
+# caller's directory.
 PYTHONPATH="$here" exec "$venv/bin/python" -u "$here/consumer.py"

@@ -8,10 +8,15 @@
  * for a session it created, and a watch of the session view (KV bucket VX_SESSIONS). The types in generated/ come from schemas/*.json
  * (scripts/gen-consumer-types.sh); do not edit them.
  *
+ * PII: with VX_KEK_FILE (and read access to the keys bucket VX_KEYS_BUCKET), the kit decrypts each
+ * event's `result_encrypted` (pii.ts) and prints how it read it, never the PII; without it, it
+ * works on the decision fields alone. It keeps one file per session in VX_STATE_DIR (status and
+ * the SHA-256 of the VX body, no PII) and deletes it on `{prefix}.erased`.
+ *
  * Run: examples/consumers/typescript/run.sh (configured by env, see ../README.md). Prints one
  * JSON object per line (handled, duplicate_ignored, nak, status, status_error, watch,
- * watch_error, kv) for
- * scripts/consumers-check.sh. Touches nothing but its own durable consumer and its store file.
+ * watch_error, kv, pii_reader, pii, erased) for scripts/consumers-check.sh. Touches nothing but
+ * its own durable consumer, its store file and its session directory.
  */
 import { appendFileSync, existsSync, fsyncSync, openSync, readFileSync } from "node:fs";
 import { connect, nanos, type NatsConnection } from "@nats-io/transport-node";
@@ -22,6 +27,8 @@ import type { VxBridgeSessionState } from "./generated/session-state.schema.js";
 import type { VxBridgeStatusReply } from "./generated/status-reply.schema.js";
 import type { VxBridgeServiceError } from "./generated/service-error.schema.js";
 import type { VxBridgeWatchReply } from "./generated/watch-reply.schema.js";
+import type { VxBridgeSessionErased } from "./generated/session-erased.schema.js";
+import { KekFileError, KekRing, PiiReader, SessionStore, TransientKeyError } from "./pii.js";
 
 const SERVICE_ERROR_HEADER = "Nats-Service-Error";
 const SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code";
@@ -43,6 +50,14 @@ const WATCH_ID = process.env.VX_WATCH_ID || undefined;
 const EXIT_BEFORE_ACK = process.env.VX_EXIT_BEFORE_ACK ? Number(process.env.VX_EXIT_BEFORE_ACK) : undefined;
 /** Demo hook: the first delivery of the first event fails "transiently" and is NAKed. */
 const NAK_FIRST = env("VX_NAK_FIRST", "0") === "1";
+/**
+ * The PII reader: a KEK file (one id:base64 per line) and the keys bucket. Without a KEK file the
+ * kit reads no PII and works on the decision fields alone.
+ */
+const KEK_FILE = process.env.VX_KEK_FILE || undefined;
+const KEYS_BUCKET = env("VX_KEYS_BUCKET", "VX_KEYS");
+/** What the kit keeps per session (one file per request_id, no PII), deleted on {prefix}.erased. */
+const STATE_DIR = env("VX_STATE_DIR", `${STORE}.sessions`);
 
 const emit = (line: Record<string, unknown>): void => {
   process.stdout.write(JSON.stringify(line) + "\n");
@@ -150,13 +165,51 @@ async function watchSessions(js: JetStreamClient): Promise<void> {
   }
 }
 
+/** The PII reader this service may have: a KEK file and the keys bucket, or neither. */
+async function piiReader(js: JetStreamClient): Promise<PiiReader> {
+  if (!KEK_FILE) {
+    emit({ pii_reader: { enabled: false, reason: "no VX_KEK_FILE" } });
+    return new PiiReader();
+  }
+  let kek: KekRing;
+  try {
+    kek = KekRing.fromFile(KEK_FILE);
+  } catch (e) {
+    console.error(`VX_KEK_FILE: ${e instanceof KekFileError ? e.message : String(e)}`);
+    process.exit(64);
+  }
+  let kv;
+  try {
+    kv = await new Kvm(js).open(KEYS_BUCKET);
+    await kv.status(); // open() only binds: ask the server that the bucket is there
+  } catch (e) {
+    // No such bucket, or no permission (a timeout): decision fields only.
+    emit({ pii_reader: { enabled: false, reason: `keys bucket ${KEYS_BUCKET}: ${e instanceof Error ? e.name : String(e)}` } });
+    return new PiiReader();
+  }
+  const keys = kv;
+  const getKey = async (key: string): Promise<Uint8Array | null> => {
+    let entry;
+    try {
+      entry = await keys.get(key);
+    } catch (e) {
+      throw new TransientKeyError(e instanceof Error ? e.name : String(e));
+    }
+    // Never written, past retention (max_age), deleted or purged.
+    if (entry === null || entry.operation !== "PUT") return null;
+    return entry.value;
+  };
+  emit({ pii_reader: { enabled: true, bucket: KEYS_BUCKET, keks: kek.ids } });
+  return new PiiReader(kek, getKey);
+}
+
 async function main(): Promise<void> {
   const nc = await connect({ servers: URL });
   const jsm = await jetstreamManager(nc);
   // Create the durable, or update it to this config (several filter subjects: nats-server >= 2.10).
   await jsm.consumers.add(STREAM, {
     durable_name: DURABLE,
-    filter_subjects: [`${PREFIX}.completed.>`, `${PREFIX}.pending`],
+    filter_subjects: [`${PREFIX}.completed.>`, `${PREFIX}.pending`, `${PREFIX}.erased`],
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(ACK_WAIT_MS),
     max_deliver: 10,
@@ -164,6 +217,8 @@ async function main(): Promise<void> {
   const js = jetstream(nc);
   const consumer = await js.consumers.get(STREAM, DURABLE);
   const store = new HandledStore(STORE);
+  const reader = await piiReader(js);
+  const sessions = new SessionStore(STATE_DIR);
   emit({ ready: { lang: "typescript", durable: DURABLE, known_ids: store.ids.size } });
 
   watchSessions(js).catch((e) => console.error(`session view watch ended: ${e}`));
@@ -174,6 +229,25 @@ async function main(): Promise<void> {
   let nakPending = NAK_FIRST;
   for await (const msg of await consumer.consume()) {
     const delivered = msg.info.deliveryCount;
+    if (msg.subject === `${PREFIX}.erased`) {
+      // A session's personal data was erased: delete what this service kept about it. Idempotent
+      // (a redelivery deletes nothing more), so no event_id bookkeeping.
+      let erased: VxBridgeSessionErased;
+      try {
+        erased = msg.json<VxBridgeSessionErased>();
+        if (typeof erased.request_id !== "string" || !/^[0-9a-f-]{36}$/.test(erased.request_id)) {
+          throw new Error("no lower-case UUID request_id");
+        }
+      } catch (e) {
+        emit({ term: msg.subject, error: String(e) });
+        msg.term();
+        continue;
+      }
+      const deleted = sessions.erase(erased.request_id);
+      emit({ erased: erased.request_id, deleted_files: deleted, erased_at: erased.erased_at, delivered });
+      await msg.ackAck();
+      continue;
+    }
     let event: VxBridgeVerificationEvent;
     try {
       event = msg.json<VxBridgeVerificationEvent>();
@@ -197,7 +271,18 @@ async function main(): Promise<void> {
       msg.nak(500);
       continue;
     }
-    // The handling itself: here, print it and ask the session's current status.
+    let pii;
+    try {
+      pii = await reader.read(event);
+    } catch (e) {
+      if (!(e instanceof TransientKeyError)) throw e;
+      // The keys bucket did not answer: like any transient failure, NAK with a delay.
+      emit({ nak: event.event_id, delay_ms: 1000, error: `keys bucket: ${e.message}` });
+      msg.nak(1000);
+      continue;
+    }
+    // The handling itself: here, print it and ask the session's current status. A service would
+    // use pii.body (the VX body, personal data) here; the kit prints only its size and hash.
     emit({
       handled: event.event_id,
       request_id: event.request_id,
@@ -206,6 +291,19 @@ async function main(): Promise<void> {
       delivered,
       source: msg.headers?.get(SOURCE_HEADER) || "webhook",
     });
+    emit({ ...pii.read, event_id: event.event_id, request_id: event.request_id });
+    if (pii.read.pii === "erased") {
+      sessions.erase(event.request_id); // keep nothing about an erased session
+    } else {
+      sessions.save(event.request_id, {
+        request_id: event.request_id.toLowerCase(),
+        status: event.status,
+        type: event.type,
+        event_id: event.event_id,
+        pii: pii.read.pii,
+        sha256: pii.read.sha256 ?? null,
+      });
+    }
     store.record(event.event_id);
     handled += 1;
     if (EXIT_BEFORE_ACK === handled) {

@@ -159,6 +159,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   configKey: {{ index $t 1 }}
   role: any
 {{- end }}
+{{- /* kek: the key-encryption keys, one `id:base64` per line. Required with events.pii
+       encrypted (the default): every component runs the webhook or the status role, and the
+       binary refuses to start in that mode without keys.kek_file. Fail closed here too. */}}
+{{- $pii := dig "events" "pii" "encrypted" $cfg }}
+{{- $kek := $s.kek }}
+{{- if and (eq $pii "encrypted") (not $kek.existingSecret) (empty $kek.values) }}
+{{- fail "vx-bridge: config.events.pii is encrypted (the default) and needs the key-encryption keys: set secrets.kek.existingSecret (a Secret whose key `kek` holds one `id:base64-of-32-bytes` per line, e.g. k1:$(openssl rand -base64 32)) or secrets.kek.values; or set config.events.pii to clear or omitted" }}
+{{- end }}
+{{- if or $kek.existingSecret $kek.values }}
+- group: kek
+  secret: {{ default $full $kek.existingSecret }}
+  key: {{ ternary (default "kek" $kek.key) "kek" (not (empty $kek.existingSecret)) }}
+  file: kek
+  configKey: keys.kek_file
+  role: any
+{{- end }}
 {{- /* natsTls: CA, client certificate and key */}}
 {{- if $s.natsTls.enabled }}
 {{- $t := $s.natsTls }}

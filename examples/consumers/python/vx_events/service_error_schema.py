@@ -12,9 +12,9 @@ class Error(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    code: Literal[400, 404, 502, 503, 504] = Field(
+    code: Literal[400, 404, 410, 502, 503, 504] = Field(
         ...,
-        description="400 bad request (do not retry); 404 unknown session, or no result body yet; 502 upstream error or upstream auth failure; 503 upstream rate limited, circuit open or too busy (retry later); 504 upstream timeout (retry later).",
+        description='400 bad request (do not retry); 404 unknown session, or no result body yet; 410 the session\'s personal data is gone for good: erased ({prefix}.erase) or past retention.pii (message "erased" or "expired"; do not retry); 502 upstream error or upstream auth failure; 503 upstream rate limited, circuit open or too busy, or NATS unavailable (retry later); 504 upstream timeout (retry later).',
     )
     message: str = Field(
         ...,
@@ -24,7 +24,7 @@ class Error(BaseModel):
 
 class VxBridgeServiceError(BaseModel):
     """
-    The body of an error reply on {prefix}.status.get and {prefix}.result.get. The same code and message are in the Nats-Service-Error-Code and Nats-Service-Error headers.
+    The body of an error reply on {prefix}.status.get, {prefix}.result.get, {prefix}.watch and {prefix}.erase. The same code and message are in the Nats-Service-Error-Code and Nats-Service-Error headers.
     """
 
     model_config = ConfigDict(

@@ -23,14 +23,15 @@ class Progress(BaseModel):
 
 class VxBridgeVerificationEvent(BaseModel):
     """
-    The body of every message vx-bridge publishes on {prefix}.completed.pass, {prefix}.completed.fail, {prefix}.pending and {prefix}.unrecognized. The VX body is carried unchanged under `result`.
+    The body of every message vx-bridge publishes on {prefix}.completed.pass, {prefix}.completed.fail, {prefix}.pending and {prefix}.unrecognized. The envelope's decision fields are always in clear. The VX body (personal data) travels by `events.pii`: `encrypted` (default, schema_version 2): as `result_encrypted`, a compact JWE (alg dir, enc A256GCM, kid = the lower-case request_id) under the session's data key in the keys bucket; `clear` (schema_version 1): unchanged under `result`; `omitted` (schema_version 2): not at all. An event for a session whose data key was erased carries neither, and `erased: true`.
     """
 
     model_config = ConfigDict(
         extra="forbid",
     )
-    schema_version: Literal[1] = Field(
-        ..., description="Version of this envelope; a breaking change increments it."
+    schema_version: Literal[1, 2] = Field(
+        ...,
+        description="Version of this envelope: 1 with `result` in clear (events.pii = clear), 2 otherwise (`result_encrypted`, or no personal data at all).",
     )
     event_id: str = Field(
         ...,
@@ -55,4 +56,15 @@ class VxBridgeVerificationEvent(BaseModel):
         pattern="^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?Z$",
     )
     progress: Progress = Field(..., description="How far the journey has come.")
-    result: vx_result_schema.VxVerificationResult
+    result: vx_result_schema.VxVerificationResult | None = Field(
+        None, description="The VX body exactly as received (events.pii = clear only)."
+    )
+    result_encrypted: str | None = Field(
+        None,
+        description='The VX body exactly as received, byte for byte, as a JWE (RFC 7516) in compact serialization: protected header {"alg":"dir","enc":"A256GCM","kid":<lower-case request_id>}, empty encrypted key, 96-bit IV, AES-256-GCM under the session\'s data key (the value of key <request_id> in the keys bucket, itself a JWE wrapped under a KEK). Unreadable once the data key is erased or past retention.pii.',
+        pattern="^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+    )
+    erased: Literal[True] | None = Field(
+        None,
+        description="The session's personal data was erased (`{prefix}.erase`) before this event was stored: it carries the decision only.",
+    )

@@ -6,14 +6,14 @@
  */
 
 /**
- * The body of an error reply on {prefix}.status.get and {prefix}.result.get. The same code and message are in the Nats-Service-Error-Code and Nats-Service-Error headers.
+ * The body of an error reply on {prefix}.status.get, {prefix}.result.get, {prefix}.watch and {prefix}.erase. The same code and message are in the Nats-Service-Error-Code and Nats-Service-Error headers.
  */
 export interface VxBridgeServiceError {
   error: {
     /**
-     * 400 bad request (do not retry); 404 unknown session, or no result body yet; 502 upstream error or upstream auth failure; 503 upstream rate limited, circuit open or too busy (retry later); 504 upstream timeout (retry later).
+     * 400 bad request (do not retry); 404 unknown session, or no result body yet; 410 the session's personal data is gone for good: erased ({prefix}.erase) or past retention.pii (message "erased" or "expired"; do not retry); 502 upstream error or upstream auth failure; 503 upstream rate limited, circuit open or too busy, or NATS unavailable (retry later); 504 upstream timeout (retry later).
      */
-    code: 400 | 404 | 502 | 503 | 504;
+    code: 400 | 404 | 410 | 502 | 503 | 504;
     /**
      * What went wrong, for people. Never contains PII, tokens or the request's values.
      */

@@ -6,13 +6,13 @@
  */
 
 /**
- * The body of every message vx-bridge publishes on {prefix}.completed.pass, {prefix}.completed.fail, {prefix}.pending and {prefix}.unrecognized. The VX body is carried unchanged under `result`.
+ * The body of every message vx-bridge publishes on {prefix}.completed.pass, {prefix}.completed.fail, {prefix}.pending and {prefix}.unrecognized. The envelope's decision fields are always in clear. The VX body (personal data) travels by `events.pii`: `encrypted` (default, schema_version 2): as `result_encrypted`, a compact JWE (alg dir, enc A256GCM, kid = the lower-case request_id) under the session's data key in the keys bucket; `clear` (schema_version 1): unchanged under `result`; `omitted` (schema_version 2): not at all. An event for a session whose data key was erased carries neither, and `erased: true`.
  */
-export interface VxBridgeVerificationEvent {
+export type VxBridgeVerificationEvent = {
   /**
-   * Version of this envelope; a breaking change increments it.
+   * Version of this envelope: 1 with `result` in clear (events.pii = clear), 2 otherwise (`result_encrypted`, or no personal data at all).
    */
-  schema_version: 1;
+  schema_version: 1 | 2;
   /**
    * Stable id of the event: the same delivery retried gives the same id. Also the CloudEvents `ce-id`.
    */
@@ -46,10 +46,19 @@ export interface VxBridgeVerificationEvent {
      */
     stops: number;
   };
-  result: VXVerificationResult;
-}
+  result?: VXVerificationResult;
+  /**
+   * The VX body exactly as received, byte for byte, as a JWE (RFC 7516) in compact serialization: protected header {"alg":"dir","enc":"A256GCM","kid":<lower-case request_id>}, empty encrypted key, 96-bit IV, AES-256-GCM under the session's data key (the value of key <request_id> in the keys bucket, itself a JWE wrapped under a KEK). Unreadable once the data key is erased or past retention.pii.
+   */
+  result_encrypted?: string;
+  /**
+   * The session's personal data was erased (`{prefix}.erase`) before this event was stored: it carries the decision only.
+   */
+  erased?: true;
+};
+
 /**
- * The body the VX platform POSTs after each journey component, and serves when a result is polled. Accepts every shape seen in the vendor's examples; unknown fields are allowed everywhere and kept. Only request_id and status are required.
+ * The VX body exactly as received (events.pii = clear only).
  */
 export interface VXVerificationResult {
   /**
