@@ -168,8 +168,26 @@ SHA4=$(printf %s "$B4" | sha256sum | cut -d' ' -f1)
 E4=$(post "$B4")
 log "sent a 4th webhook while the kits run: $E4"
 
+# Data protection: run 2 decrypted the 4th event to the bytes sent (its SHA-256) and keeps a file
+# for its session; run 1, without a KEK, handled its events on the decision fields alone. Then
+# one erasure of that session, which every kit must see (below).
 for kit in "${KITS[@]}"; do
   out2="$VX_WORK/$kit.2.jsonl"
+  wait_for "$out2" '.pii_reader.enabled == true' 60 "$kit: the PII reader on"
+  wait_for "$out2" ".pii == \"decrypted\" and .event_id == \"$E4\" and .sha256 == \"$SHA4\"" 60 \
+    "$kit: the 4th event decrypted to the body sent"
+  has "$VX_WORK/$kit.1.jsonl" '.pii == "no-key-access"' || die "$kit: run 1 (no KEK) did not say no-key-access"
+  has "$VX_WORK/$kit.1.jsonl" '.pii == "decrypted"' && die "$kit: run 1 decrypted without a KEK"
+  [ -f "$VX_WORK/$kit.handled.sessions/$SC.json" ] || die "$kit: no state file for session C"
+done
+env -i PATH="$PATH" VXB_NATS__URL="$NATS_URL" VXB_NATS__SUBJECT_PREFIX="$PREFIX" \
+  VXB_NATS__STREAM__NAME="$STREAM" "$REL_BIN/vx-bridge" erase "$SC" --reason consumers-check \
+  >"$VX_WORK/erase.json" || die "vx-bridge erase failed"
+log "erased session C: $(cat "$VX_WORK/erase.json")"
+
+for kit in "${KITS[@]}"; do
+  out2="$VX_WORK/$kit.2.jsonl"
+  state="$VX_WORK/$kit.handled.sessions/$SC.json"
   wait_for "$out2" ".handled == \"$E4\"" 60 "$kit: the 4th event handled"
   wait_for "$out2" '.duplicate_ignored' 30 "$kit: the redelivered event ignored"
   wait_for "$out2" ".kv == \"$SA\" and .terminal == true" 30 "$kit: session A's current value at the start of the KV watch"
@@ -179,21 +197,7 @@ for kit in "${KITS[@]}"; do
   wait_for "$out2" "(.watch | objects | .request_id) == \"$SW\" and (.watch.watching | type) == \"boolean\"" 30 "$kit: the watch reply"
   wait_for "$out2" ".request_id == \"$SW\" and .handled and .source == \"poll\" and .type == \"completed.pass\"" 60 \
     "$kit: the watched session's poll event"
-  # Data protection: run 2 decrypted the 4th event to the bytes sent (its SHA-256); run 1, without
-  # a KEK, handled its events on the decision fields alone.
-  wait_for "$out2" '.pii_reader.enabled == true' 5 "$kit: the PII reader on"
-  wait_for "$out2" ".pii == \"decrypted\" and .event_id == \"$E4\" and .sha256 == \"$SHA4\"" 30 \
-    "$kit: the 4th event decrypted to the body sent"
-  has "$VX_WORK/$kit.1.jsonl" '.pii == "no-key-access"' || die "$kit: run 1 (no KEK) did not say no-key-access"
-  has "$VX_WORK/$kit.1.jsonl" '.pii == "decrypted"' && die "$kit: run 1 decrypted without a KEK"
-  state="$VX_WORK/$kit.handled.sessions/$SC.json"
-  [ -f "$state" ] || die "$kit: no state file for session C ($state)"
-  if [[ -z "${ERASED:-}" ]]; then   # one erasure, seen by every kit
-    env -i PATH="$PATH" VXB_NATS__URL="$NATS_URL" VXB_NATS__SUBJECT_PREFIX="$PREFIX" \
-      VXB_NATS__STREAM__NAME="$STREAM" "$REL_BIN/vx-bridge" erase "$SC" --reason consumers-check \
-      >"$VX_WORK/erase.json" || die "vx-bridge erase failed"
-    ERASED=$SC
-  fi
+  # (data protection: checked before this loop, the erasure seen here)
   wait_for "$out2" ".erased == \"$SC\" and .deleted_files == 1" 30 "$kit: the erased event handled"
   [ -f "$state" ] && die "$kit: session C's state file is still there after the erasure"
   kill -TERM -- "-${RUN2[$kit]}" 2>/dev/null || true
