@@ -59,13 +59,7 @@ pub fn prepare(config: &Config) -> Result<Parts, ConfigError> {
             "events.pii = \"encrypted\" (the default) needs a KEK file (one `id:base64` of 32 random bytes per line, e.g. `echo \"k1:$(openssl rand -base64 32)\" > kek`), or set events.pii = \"clear\" or \"omitted\"",
         ));
     }
-    let keks = config
-        .keys
-        .kek_file
-        .as_deref()
-        .map(KekRing::read)
-        .transpose()
-        .map_err(|e| ConfigError::new("keys.kek_file", e))?;
+    let keks = crate::pii::kek::configured(config)?;
     let verifier = if config.webhook.enabled {
         let auth = &config.webhook.auth;
         let secrets = match auth.mode()? {

@@ -367,6 +367,37 @@ pub fn draft_event<'o>(
     }
 }
 
+/// What a stored event body carries of its personal data ([`carried_pii`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarriedPii {
+    /// `result`, exactly as received (`events.pii = "clear"`).
+    Clear(Bytes),
+    /// `result_encrypted`: a JWE under the session's data key.
+    Encrypted(String),
+    /// Neither (`omitted`, or written after an erasure).
+    Absent,
+}
+
+/// The request_id of a stored event body and what it carries of the personal data; `None` when
+/// it is not an event body.
+pub fn carried_pii(payload: &[u8]) -> Option<(String, CarriedPii)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        request_id: String,
+        #[serde(borrow, default)]
+        result: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        result_encrypted: Option<String>,
+    }
+    let e: Envelope<'_> = serde_json::from_slice(payload).ok()?;
+    let pii = match (e.result, e.result_encrypted) {
+        (Some(r), _) => CarriedPii::Clear(Bytes::copy_from_slice(r.get().as_bytes())),
+        (None, Some(jwe)) => CarriedPii::Encrypted(jwe),
+        (None, None) => CarriedPii::Absent,
+    };
+    Some((e.request_id, pii))
+}
+
 /// Why an authenticated body was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {

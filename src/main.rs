@@ -290,15 +290,7 @@ fn read_keks(config: &Config) -> Result<Option<vx_bridge::pii::KekRing>, ExitCod
     config
         .keys
         .validate()
-        .and_then(|()| {
-            config
-                .keys
-                .kek_file
-                .as_deref()
-                .map(vx_bridge::pii::KekRing::read)
-                .transpose()
-                .map_err(|e| vx_bridge::config::ConfigError::new("keys.kek_file", e))
-        })
+        .and_then(|()| vx_bridge::pii::kek::configured(config))
         .map_err(bad_config)
 }
 

@@ -86,6 +86,19 @@ pub fn kv_bucket_stream(
     }
 }
 
+/// Whether opening a KV bucket failed because its stream does not exist (rather than NATS
+/// being unreachable): the caller then says "missing", not "unavailable".
+pub fn is_missing_bucket(e: &async_nats::jetstream::context::KeyValueError) -> bool {
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+    matches!(
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<GetStreamError>())
+            .map(|g| g.kind()),
+        Some(GetStreamErrorKind::JetStream(j))
+            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
 /// Why the stream is not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {

@@ -11,6 +11,7 @@ use std::path::Path;
 use base64::Engine as _;
 
 use super::jwe::{self, JweError, Key256};
+use crate::config::ConfigError;
 
 /// The KEKs of `keys.kek_file`, first = current.
 #[derive(Clone)]
@@ -119,6 +120,18 @@ impl KekRing {
         let key = Key256::from_slice(&plain).ok_or(UnwrapError::Jwe(JweError::Malformed))?;
         Ok((key, id.as_str()))
     }
+}
+
+/// The KEKs `config` names (`keys.kek_file`), read once; `None` when none is configured. A bad
+/// file is a [`ConfigError`] naming the key (and the line), never a key.
+pub fn configured(config: &crate::config::Config) -> Result<Option<KekRing>, ConfigError> {
+    config
+        .keys
+        .kek_file
+        .as_deref()
+        .map(KekRing::read)
+        .transpose()
+        .map_err(|e| ConfigError::new("keys.kek_file", e))
 }
 
 /// Standard or URL-safe base64, padded or not.

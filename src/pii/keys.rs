@@ -178,14 +178,7 @@ impl KeyStore {
                 .map_err(|e| nats("creating the bucket")(e.into()))?;
         }
         let store = self.js.get_key_value(&self.bucket).await.map_err(|e| {
-            let missing = matches!(
-                std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>())
-                    .map(|g| g.kind()),
-                Some(jetstream::context::GetStreamErrorKind::JetStream(j))
-                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-            );
-            if missing {
+            if crate::nats::stream::is_missing_bucket(&e) {
                 KeyError::Missing(self.bucket.clone())
             } else {
                 nats("opening the bucket")(e.into())

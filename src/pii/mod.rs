@@ -26,7 +26,7 @@ pub use crate::config::PiiMode;
 pub use kek::KekRing;
 pub use keys::{DataKey, KeyError, KeyStore, Lookup};
 
-use crate::event::Pii;
+use crate::event::{carried_pii, CarriedPii, Pii};
 
 /// How one body goes on the bus, once its key was looked up.
 #[derive(Debug, Clone)]
@@ -147,26 +147,17 @@ pub async fn open_event(
     keys: Option<&KeyStore>,
     event: &[u8],
 ) -> Result<Option<Vec<u8>>, OpenError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        request_id: String,
-        #[serde(borrow, default)]
-        result: Option<&'a serde_json::value::RawValue>,
-        #[serde(default)]
-        result_encrypted: Option<String>,
+    let (request_id, pii) = carried_pii(event).ok_or(OpenError::Jwe(jwe::JweError::Malformed))?;
+    match pii {
+        CarriedPii::Clear(r) => Ok(Some(r.to_vec())),
+        CarriedPii::Absent => Ok(None),
+        CarriedPii::Encrypted(compact) => {
+            let keys = keys.ok_or(OpenError::Keys(KeyError::NoKek))?;
+            open(keys, &request_id.to_ascii_lowercase(), &compact)
+                .await
+                .map(Some)
+        }
     }
-    let e: Envelope<'_> =
-        serde_json::from_slice(event).map_err(|_| OpenError::Jwe(jwe::JweError::Malformed))?;
-    if let Some(r) = e.result {
-        return Ok(Some(r.get().as_bytes().to_vec()));
-    }
-    let Some(compact) = e.result_encrypted else {
-        return Ok(None);
-    };
-    let keys = keys.ok_or(OpenError::Keys(KeyError::NoKek))?;
-    open(keys, &e.request_id.to_ascii_lowercase(), &compact)
-        .await
-        .map(Some)
 }
 
 /// Drops erased sessions' keys from `keys`' memory as `{prefix}.erased` messages arrive (a

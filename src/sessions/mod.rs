@@ -134,14 +134,7 @@ pub async fn ensure_bucket(
             .map_err(|e| ViewError::Api(format!("creating bucket {}: {e}", cfg.bucket)))?;
     }
     js.get_key_value(&cfg.bucket).await.map_err(|e| {
-        let missing = matches!(
-            std::error::Error::source(&e)
-                .and_then(|s| s.downcast_ref::<jetstream::context::GetStreamError>())
-                .map(|g| g.kind()),
-            Some(jetstream::context::GetStreamErrorKind::JetStream(j))
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-        );
-        if missing {
+        if crate::nats::stream::is_missing_bucket(&e) {
             ViewError::Missing(cfg.bucket.clone())
         } else {
             ViewError::Api(format!("opening bucket {}: {e}", cfg.bucket))
@@ -586,17 +579,6 @@ async fn handle(
     }
 }
 
-/// What a terminal session's stored event carries of its personal data.
-#[derive(Debug, Clone)]
-pub enum StoredResult {
-    /// `result`, exactly as received (`events.pii = "clear"`).
-    Clear(bytes::Bytes),
-    /// `result_encrypted`: a JWE under the session's data key.
-    Encrypted(String),
-    /// Neither (`omitted`, or written after an erasure).
-    Absent,
-}
-
 /// Reads the view for the status service: opens the bucket on first use (and again after a
 /// failure), and answers `None` whenever the view cannot answer, so the caller falls back to VX.
 /// Terminal states it read, or learned of from the projector in this process or its watch of
@@ -688,32 +670,17 @@ impl ViewReader {
     /// `stream_seq` (a direct get by sequence) carries: `result` exactly as received, or
     /// `result_encrypted`, or nothing. `None` whenever that cannot be answered (not terminal,
     /// the event gone with the stream's `max_age`, a read failure), so the caller asks VX.
-    pub async fn result(&self, request_id: &str) -> Option<StoredResult> {
+    pub async fn result(&self, request_id: &str) -> Option<crate::event::CarriedPii> {
         let state = self.get(request_id).await.filter(|s| s.terminal)?;
         let seq = state.stream_seq?;
         let work = async {
             let stream = self.js.get_stream_no_info(&self.stream).await.ok()?;
             let msg = stream.direct_get(seq).await.ok()?;
-            #[derive(serde::Deserialize)]
-            struct Envelope<'a> {
-                request_id: String,
-                #[serde(borrow, default)]
-                result: Option<&'a serde_json::value::RawValue>,
-                #[serde(default)]
-                result_encrypted: Option<String>,
-            }
-            let e: Envelope<'_> = serde_json::from_slice(&msg.payload).ok()?;
+            let (request_id, pii) = crate::event::carried_pii(&msg.payload)?;
             // The sequence must still hold this session's event.
-            if !e.request_id.eq_ignore_ascii_case(&state.request_id) {
-                return None;
-            }
-            Some(match (e.result, e.result_encrypted) {
-                (Some(r), _) => {
-                    StoredResult::Clear(bytes::Bytes::copy_from_slice(r.get().as_bytes()))
-                }
-                (None, Some(jwe)) => StoredResult::Encrypted(jwe),
-                (None, None) => StoredResult::Absent,
-            })
+            request_id
+                .eq_ignore_ascii_case(&state.request_id)
+                .then_some(pii)
         };
         tokio::time::timeout(READ_TIMEOUT, work)
             .await

@@ -37,11 +37,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::event::CarriedPii;
 use crate::nats::Subjects;
 use crate::pii::erase::Eraser;
-use crate::pii::{KekRing, KeyStore, OpenError, Sealer};
+use crate::pii::{KeyStore, OpenError, Sealer};
 use crate::schema::Schemas;
-use crate::sessions::StoredResult;
 use crate::sessions::ViewRead;
 use crate::telemetry::TraceContext;
 use crate::timestamp::format_timestamp;
@@ -198,13 +198,7 @@ pub async fn start(
 ) -> anyhow::Result<StatusHandle> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let upstream = UpstreamClient::from_config(&config.upstream, clock)?;
-    let keks = config
-        .keys
-        .kek_file
-        .as_deref()
-        .map(KekRing::read)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("keys.kek_file: {e}"))?;
+    let keks = crate::pii::kek::configured(config)?;
     let keys = Arc::new(KeyStore::new(client.clone(), config, keks));
     let sealer = Sealer::new(config.events.pii, Some(keys));
     start_with_upstream(config, client, Arc::new(upstream), None, sealer).await
@@ -672,8 +666,8 @@ async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
     // A terminal session: the result of the event the bridge stored, with no VX call.
     if let (Some(view), Some(request_id)) = (&state.view, &id) {
         match view.result(request_id).await {
-            Some(StoredResult::Clear(body)) => return (Ok(body), id, Some(FROM_EVENTS)),
-            Some(StoredResult::Encrypted(jwe)) => {
+            Some(CarriedPii::Clear(body)) => return (Ok(body), id, Some(FROM_EVENTS)),
+            Some(CarriedPii::Encrypted(jwe)) => {
                 let opened = match state.sealer.keys() {
                     Some(keys) => crate::pii::open(keys, request_id, &jwe).await,
                     None => Err(OpenError::Keys(crate::pii::KeyError::NoKek)),
@@ -684,7 +678,7 @@ async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
                 };
             }
             // Not carried (`omitted`): VX is asked, as for a session not in the view.
-            Some(StoredResult::Absent) | None => {}
+            Some(CarriedPii::Absent) | None => {}
         }
     }
     let (fetched, source) = match state.lookups.get(key, trace).await {
