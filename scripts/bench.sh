@@ -271,6 +271,19 @@ webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cclear.json"
 cpu_note cclear-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cclear-srv-cpu "$BRIDGE_PID" "$t_srv"
 stop "$BRIDGE_PID"
 stop_nats cclear
+# A journey sends more than one webhook (PENDING, then PASS or FAIL): with two per session, one
+# data key is made per two webhooks; the same load in both modes.
+for mode in encrypted clear; do
+  say "(c) vx-bridge, events.pii = $mode, 2 webhooks per session, peak only"
+  start_nats "c2$mode"
+  free_port port
+  start_bridge "c2$mode" "$BIN" "$port" VXB_EVENTS__PII=$mode
+  t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
+  webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/c2$mode.json" --per-session 2
+  cpu_note "c2$mode-nats-cpu" "$BENCH_NATS_PID" "$t_nats"; cpu_note "c2$mode-srv-cpu" "$BRIDGE_PID" "$t_srv"
+  stop "$BRIDGE_PID"
+  stop_nats "c2$mode"
+done
 say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
 start_nats cwarn
 free_port port

@@ -224,6 +224,9 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     p(row("(c) vx-bridge ingress, session view off, peak", run.json("cnoview")))
     if run.has("cclear.json"):
         p(row("(c) vx-bridge ingress, events.pii = clear (no encryption), peak", run.json("cclear")))
+    if run.has("c2encrypted.json"):
+        p(row("(c) vx-bridge ingress, encrypted, 2 webhooks per session, peak", run.json("c2encrypted")))
+        p(row("(c) vx-bridge ingress, clear, 2 webhooks per session, peak", run.json("c2clear")))
     if has_before:
         p(row(f"(c) before ({before_rev}), peak", run.json("cbefore")))
         p(row(f"(c) before ({before_rev}), half of its peak", run.json("cbefore-half")))
@@ -252,6 +255,9 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p(cpu_row("(c) vx-bridge ingress, session view off", noview, cpu("cnoview-nats-cpu"), cpu("cnoview-srv-cpu"), cores))
     if run.has("cclear-srv-cpu"):
         p(cpu_row("(c) vx-bridge ingress, events.pii = clear", run.json("cclear"), cpu("cclear-nats-cpu"), cpu("cclear-srv-cpu"), cores))
+    if run.has("c2encrypted-srv-cpu"):
+        for mode in ("encrypted", "clear"):
+            p(cpu_row(f"(c) vx-bridge ingress, {mode}, 2 webhooks per session", run.json(f"c2{mode}"), cpu(f"c2{mode}-nats-cpu"), cpu(f"c2{mode}-srv-cpu"), cores))
     if has_before:
         p(cpu_row(f"(c) before ({before_rev})", run.json("cbefore"), cpu("cbefore-nats-cpu"), cpu("cbefore-srv-cpu"), cores))
     p("")
@@ -275,6 +281,14 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
             f"| mode encrypted (default) ≥ 90 % of mode clear in webhooks/s (c/cclear; every webhook a new session: one data key made per webhook) "
             f"| {rc:.0f} against {clear['rps']:.0f} req/s: {pct(rc, clear['rps'])}; bridge CPU {e_us:.1f} against {k_us:.1f} µs per webhook "
             f"| {yes_no(rc >= 0.9 * clear['rps'])} |"
+        )
+    if run.has("c2encrypted-srv-cpu"):
+        e2, k2 = run.json("c2encrypted"), run.json("c2clear")
+        e2_us, k2_us = server_us(e2, cpu("c2encrypted-srv-cpu")), server_us(k2, cpu("c2clear-srv-cpu"))
+        p(
+            f"| (the same with 2 webhooks per session, as a journey's PENDING and final ones: one data key per two webhooks) "
+            f"| {e2['rps']:.0f} against {k2['rps']:.0f} req/s: {pct(e2['rps'], k2['rps'])}; bridge CPU {e2_us:.1f} against {k2_us:.1f} µs per webhook "
+            f"| {yes_no(e2['rps'] >= 0.9 * k2['rps'])} |"
         )
     p(f"| full ingress ≥ 35 % of raw JetStream publish (c/a) | {pct(rc, ra)} | {yes_no(rc >= 0.35 * ra)} |")
     p(f"| (the same, session view off) | {pct(rv, ra)} | |")

@@ -104,7 +104,8 @@ pub struct KeyStore {
     storage: StorageKind,
     replicas: usize,
     keks: Option<KekRing>,
-    store: Mutex<Option<kv::Store>>,
+    /// The bucket's handle, shared: a `kv::Store` clone copies its stream's whole info.
+    store: Mutex<Option<Arc<kv::Store>>>,
     cache: quick_cache::sync::Cache<String, Cached>,
 }
 
@@ -159,7 +160,7 @@ impl KeyStore {
     }
 
     /// The bucket, created or updated on first use (`keys.create`), opened again after a failure.
-    pub async fn store(&self) -> Result<kv::Store, KeyError> {
+    pub async fn store(&self) -> Result<Arc<kv::Store>, KeyError> {
         if let Some(s) = self.lock().clone() {
             return Ok(s);
         }
@@ -184,11 +185,12 @@ impl KeyStore {
                 nats("opening the bucket")(e.into())
             }
         })?;
+        let store = Arc::new(store);
         *self.lock() = Some(store.clone());
         Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<kv::Store>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<kv::Store>>> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 

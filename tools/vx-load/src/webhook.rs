@@ -58,6 +58,11 @@ pub(crate) struct WebhookArgs {
     /// open (the reconciler's registrations).
     #[arg(long, default_value = "PASS")]
     status: String,
+    /// Webhooks per session: deliveries n·K … n·K+K−1 share one request_id (as a journey's
+    /// PENDING and final webhooks do). 1: every delivery is a new session, the worst case of
+    /// `events.pii = "encrypted"` (a data key made per webhook).
+    #[arg(long, default_value_t = 1)]
+    per_session: u64,
 }
 
 /// `s` as a JSON string literal.
@@ -91,6 +96,9 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
         .rate
         .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
     let mut tasks = Vec::new();
+    // Sessions of this run (`--per-session`): consecutive UUIDs from a random start (a v4's
+    // version bits are kept only by chance: the bridge takes any UUID).
+    let session_base = uuid::Uuid::new_v4().as_u128() & !0xffff_ffff;
     for c in 0..a.connections {
         let (stats, record, next, hmac, target, prefix) = (
             stats.clone(),
@@ -109,6 +117,7 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
             )
             .into();
         let (limit, repeat, concurrent) = (a.requests, a.repeat.max(1), a.concurrent_repeats);
+        let (per_session, session_base) = (a.per_session.max(1), session_base);
         let n_conns = connections_for(concurrent, repeat);
         let connections = a.connections;
         tasks.push(tokio::spawn(async move {
@@ -135,10 +144,12 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
                     }
                 }
                 let id = format!("{prefix}_{n}");
-                let body = Bytes::from(
-                    seed.replace(SEED_ID, &uuid::Uuid::new_v4().to_string())
-                        .into_bytes(),
-                );
+                let session = if per_session == 1 {
+                    uuid::Uuid::new_v4()
+                } else {
+                    uuid::Uuid::from_u128(session_base.wrapping_add(u128::from(n / per_session)))
+                };
+                let body = Bytes::from(seed.replace(SEED_ID, &session.to_string()).into_bytes());
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
