@@ -34,8 +34,8 @@
 #   (d) status lookups from cache, from the session view (terminal sessions) and through a 20 ms
 #       mock VX API, against a raw NATS echo responder; a burst of 100 identical lookups and the
 #       upstream calls it caused
-#   (p) callgrind: instructions per webhook in the whole process: vx-bridge (view on, view off)
-#       and (n)
+#   (p) callgrind: instructions per webhook in the whole process: vx-bridge (view on, view off,
+#       events.pii = clear) and (n)
 # Only 127.0.0.1 is ever a target; every loop is bounded; everything started is stopped on exit.
 set -euo pipefail
 
@@ -405,6 +405,7 @@ if [ "$PROFILE" = 1 ]; then
   say "(p) callgrind over $PROFILE_REQUESTS webhooks (8 connections)"
   profile p "$BIN"
   profile pnoview "$BIN" VXB_SESSIONS__ENABLED=false
+  profile pclear "$BIN" VXB_EVENTS__PII=clear
   profile pn naive
   [ -n "$BEFORE_BIN" ] && profile pbefore "$BEFORE_BIN"
 fi

@@ -359,6 +359,8 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p(f"| this commit, every feature on | {run.text('p-ir')} |")
         if run.has("pnoview-ir"):
             p(f"| this commit, session view off | {run.text('pnoview-ir')} |")
+        if run.has("pclear-ir"):
+            p(f"| this commit, events.pii = clear (no data keys, no encryption) | {run.text('pclear-ir')} |")
         if run.has("pn-ir"):
             p(f"| (n) naive handler (`vx-load naive`, same allocator) | {run.text('pn-ir')} |")
         if has_before:

@@ -97,16 +97,30 @@ pub fn encrypt(key: &Key256, kid: &str, plaintext: &[u8]) -> Result<String, JweE
             &mut buf,
         )
         .map_err(|_| JweError::Decrypt)?;
-    let b64_len = |n: usize| n.div_ceil(3) * 4;
-    let mut out = String::with_capacity(protected.len() + 2 + 16 + b64_len(buf.len()) + 2 + 24);
-    out.push_str(&protected);
-    out.push_str("..");
-    B64.encode_string(iv, &mut out);
-    out.push('.');
-    B64.encode_string(&buf, &mut out);
-    out.push('.');
-    B64.encode_string(tag.as_ref(), &mut out);
-    Ok(out)
+    // The five parts written straight into one buffer of the exact size (base64's slice encoder:
+    // no intermediate strings).
+    let parts: [&[u8]; 3] = [&iv, &buf, tag.as_ref()];
+    let len = protected.len()
+        + 2
+        + parts
+            .iter()
+            .map(|p| base64::encoded_len(p.len(), false).unwrap_or(0) + 1)
+            .sum::<usize>()
+        - 1;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(protected.as_bytes());
+    out.extend_from_slice(b"..");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        let at = out.len();
+        out.resize(at + base64::encoded_len(part.len(), false).unwrap_or(0), 0);
+        B64.encode_slice(part, &mut out[at..])
+            .map_err(|_| JweError::Malformed)?;
+    }
+    // Base64url and dots only: always UTF-8.
+    String::from_utf8(out).map_err(|_| JweError::Malformed)
 }
 
 /// The `kid` of a compact JWE's protected header, without decrypting it.
