@@ -25,8 +25,10 @@ use crate::config::{Config, StorageKind};
 pub const TOMBSTONE: &[u8] = b"erased";
 /// How long an unwrapped data key stays in memory after it was read or made.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(600);
-/// Data keys kept in memory at most.
-const KEY_CACHE_CAPACITY: usize = 16_384;
+/// Data keys kept in memory at most (~150 bytes each). A session's later webhooks (its next
+/// journey step, minutes later) often reach another replica anyway; the cache is for the
+/// retries, bursts and lookups of recent sessions, and its size is part of the resident set.
+const KEY_CACHE_CAPACITY: usize = 4_096;
 
 /// A session's data key as the bucket holds it.
 #[derive(Clone, Debug)]
