@@ -488,6 +488,15 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
         req(&client, &subjects.result_get(), json!({"request_id": a_id})).await,
         Reply::Ok(_)
     ));
+    // A rejected body of A's (kept under A's key), for replay to meet after the erasure.
+    let mut bad_a = a.clone();
+    bad_a["journey"] = json!("not an object");
+    assert_eq!(
+        send.send("msg_ea_bad", bad_a.to_string().as_bytes())
+            .await
+            .status(),
+        422
+    );
 
     // Bad input is answered as status.get answers it.
     for bad in [
@@ -573,6 +582,39 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     for value in PII {
         assert!(!contains(&late_event.payload, value));
     }
+    // Replay skips A's rejected body, and says why.
+    let mut cmd = Command::new(vx_bridge_bin());
+    let out = clean_env(&mut cmd)
+        .args(["replay", "--json"])
+        .env("VXB_NATS__URL", nats.url())
+        .env("VXB_NATS__SUBJECT_PREFIX", &config.nats.subject_prefix)
+        .env("VXB_NATS__STREAM__NAME", &config.nats.stream.name)
+        .env("VXB_KEYS__BUCKET", &config.keys.bucket)
+        .env("VXB_KEYS__KEK_FILE", config.keys.kek_file.as_ref().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r["type"] == "message")
+        .unwrap_or_else(|| panic!("a replay row: {text}"));
+    assert_eq!(row["action"], "skipped", "{row}");
+    assert!(
+        row["note"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("erased"),
+        "{row}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a skipped body is reported as left in place"
+    );
     // Erasing twice is fine.
     let again = ok_json(req(&client, &subjects.erase(), json!({"request_id": a_id})).await);
     assert_eq!(again["already_erased"], true);
