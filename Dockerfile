@@ -18,6 +18,8 @@ COPY src ./src
 COPY tools ./tools
 COPY crates ./crates
 COPY schemas ./schemas
+# The documented example config is the defaults, embedded at build time (src/config/mod.rs).
+COPY config/vx-bridge.example.toml ./config/vx-bridge.example.toml
 # The seed body the demo embeds (src/demo.rs), and the bench the manifest declares (not built).
 COPY tests/fixtures ./tests/fixtures
 COPY benches ./benches
