@@ -150,8 +150,10 @@ impl Eraser {
             what: "the session-view key",
             source: e,
         };
-        let Ok(store) = self.js.get_key_value(&self.sessions_bucket).await else {
-            return Ok(false);
+        let store = match self.js.get_key_value(&self.sessions_bucket).await {
+            Ok(s) => s,
+            Err(e) if crate::nats::stream::is_missing_bucket(&e) => return Ok(false),
+            Err(e) => return Err(cleanup(e.into())),
         };
         let had = store
             .entry(rid)
@@ -167,8 +169,20 @@ impl Eraser {
     /// Purges the session's work message from the reconciler's queue; false when there is no
     /// queue or no watch.
     async fn remove_watch(&self, rid: &str) -> Result<bool, EraseError> {
-        let Ok(mut stream) = self.js.get_stream(&self.reconcile_stream).await else {
-            return Ok(false);
+        let mut stream = match self.js.get_stream(&self.reconcile_stream).await {
+            Ok(s) => s,
+            Err(e)
+                if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => {
+                return Err(EraseError::Cleanup {
+                    what: "the watch",
+                    source: e.into(),
+                })
+            }
         };
         let purged = stream
             .purge()

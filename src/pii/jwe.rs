@@ -67,11 +67,33 @@ pub enum JweError {
     Decrypt,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize)]
 struct Header<'a> {
     alg: &'a str,
     enc: &'a str,
     kid: &'a str,
+}
+
+/// A protected header as read: owned strings (a third-party writer may escape characters), and
+/// the two parameters that change how the plaintext is to be read, which we refuse.
+#[derive(serde::Deserialize)]
+struct ReadHeader {
+    alg: String,
+    enc: String,
+    kid: String,
+    #[serde(default)]
+    zip: Option<serde_json::Value>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+fn read_header(protected: &str) -> Result<ReadHeader, JweError> {
+    let header = B64.decode(protected).map_err(|_| JweError::Malformed)?;
+    let h: ReadHeader = serde_json::from_slice(&header).map_err(|_| JweError::Header)?;
+    if h.zip.is_some() || h.crit.is_some() {
+        return Err(JweError::Header);
+    }
+    Ok(h)
 }
 
 /// Encrypts `plaintext` under `key`: `BASE64URL(header)..BASE64URL(iv).BASE64URL(ciphertext).BASE64URL(tag)`,
@@ -126,9 +148,7 @@ pub fn encrypt(key: &Key256, kid: &str, plaintext: &[u8]) -> Result<String, JweE
 /// The `kid` of a compact JWE's protected header, without decrypting it.
 pub fn kid(compact: &str) -> Result<String, JweError> {
     let protected = compact.split('.').next().ok_or(JweError::Malformed)?;
-    let header = B64.decode(protected).map_err(|_| JweError::Malformed)?;
-    let h: Header<'_> = serde_json::from_slice(&header).map_err(|_| JweError::Header)?;
-    Ok(h.kid.to_owned())
+    Ok(read_header(protected)?.kid)
 }
 
 /// Decrypts a compact JWE made by [`encrypt`] (or any `dir`/`A256GCM` JWE): returns its `kid`
@@ -148,8 +168,7 @@ pub fn decrypt(key: &Key256, compact: &str) -> Result<(String, Vec<u8>), JweErro
     if !ek.is_empty() {
         return Err(JweError::Header);
     }
-    let header = B64.decode(protected).map_err(|_| JweError::Malformed)?;
-    let h: Header<'_> = serde_json::from_slice(&header).map_err(|_| JweError::Header)?;
+    let h = read_header(protected)?;
     if h.alg != "dir" || h.enc != "A256GCM" {
         return Err(JweError::Header);
     }
@@ -174,7 +193,7 @@ pub fn decrypt(key: &Key256, compact: &str) -> Result<(String, Vec<u8>), JweErro
         .map_err(|_| JweError::Decrypt)?;
     let len = plain.len();
     buf.truncate(len);
-    Ok((h.kid.to_owned(), buf))
+    Ok((h.kid, buf))
 }
 
 #[cfg(test)]
@@ -212,6 +231,17 @@ mod tests {
         parts[3] = B64.encode(b"Secret");
         assert_eq!(decrypt(&key, &parts.join(".")), Err(JweError::Decrypt));
         assert_eq!(decrypt(&key, "a.b.c"), Err(JweError::Malformed));
+        // zip and crit change how the plaintext is read: refused. An escaped kid is read.
+        let rest = jwe.split_once('.').unwrap().1;
+        for header in [
+            r#"{"alg":"dir","enc":"A256GCM","kid":"abc","zip":"DEF"}"#,
+            r#"{"alg":"dir","enc":"A256GCM","kid":"abc","crit":["x"]}"#,
+        ] {
+            let forged = format!("{}.{rest}", B64.encode(header));
+            assert_eq!(decrypt(&key, &forged), Err(JweError::Header));
+        }
+        let escaped = B64.encode(r#"{"alg":"dir","enc":"A256GCM","kid":"a\u0062c"}"#);
+        assert_eq!(kid(&format!("{escaped}.{rest}")).unwrap(), "abc");
     }
 
     #[test]

@@ -236,6 +236,15 @@ impl KeyStore {
         if left.is_zero() {
             return;
         }
+        // A read that began before an erasure must not bring the erased key back.
+        if matches!(key, DataKey::Active(_))
+            && self
+                .cache
+                .get(kid)
+                .is_some_and(|c| matches!(c.key, DataKey::Erased))
+        {
+            return;
+        }
         self.cache.insert(
             kid.to_owned(),
             Cached {
@@ -245,9 +254,16 @@ impl KeyStore {
         );
     }
 
-    /// Drops `kid`'s key from memory (it was erased, here or by another replica).
+    /// Marks `kid` erased in memory (it was erased, here or by another replica): its key is
+    /// never used again by this process, and a read in flight cannot bring it back.
     pub fn forget(&self, kid: &str) {
-        self.cache.remove(kid);
+        self.cache.insert(
+            kid.to_owned(),
+            Cached {
+                key: DataKey::Erased,
+                until: Instant::now() + KEY_CACHE_TTL,
+            },
+        );
     }
 
     /// The data key to write `kid`'s personal data under: the cached one, the stored one, or a
@@ -281,6 +297,18 @@ impl KeyStore {
             }
             Err(e) => Err(self.nats_error("creating a data key", e)),
         }
+    }
+
+    /// What the bucket holds for `kid` now, read from the bucket even when the key is in memory
+    /// (an erasure in memory is believed): for reading personal data, so that a key destroyed
+    /// elsewhere is never used from this process's memory.
+    pub async fn lookup_fresh(&self, kid: &str) -> Result<Lookup, KeyError> {
+        if let Some(DataKey::Erased) = self.cached(kid) {
+            return Ok(Lookup::Found(DataKey::Erased));
+        }
+        self.connected("reading a data key")?;
+        let store = self.store().await?;
+        self.lookup_in(&store, kid).await
     }
 
     /// What the bucket holds for `kid`, without making a key.
@@ -320,11 +348,19 @@ impl KeyStore {
     }
 
     /// Whether `kid`'s key is a tombstone (a read of the value only: needs no KEK).
+    /// Only an erasure is believed from memory: a cached live key is checked against the bucket
+    /// (a replica that missed the `erased` message must not answer for a destroyed key). A
+    /// bucket that does not exist holds no tombstone.
     pub async fn is_erased(&self, kid: &str) -> Result<bool, KeyError> {
-        if let Some(k) = self.cached(kid) {
-            return Ok(matches!(k, DataKey::Erased));
+        if let Some(DataKey::Erased) = self.cached(kid) {
+            return Ok(true);
         }
-        let store = self.store().await?;
+        self.connected("reading a data key")?;
+        let store = match self.store().await {
+            Ok(s) => s,
+            Err(KeyError::Missing(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let entry = store
             .entry(kid)
             .await

@@ -131,7 +131,7 @@ pub async fn open(keys: &KeyStore, kid: &str, compact: &str) -> Result<Vec<u8>, 
     if header_kid != kid {
         return Err(OpenError::WrongSession);
     }
-    match keys.lookup(kid).await.map_err(OpenError::Keys)? {
+    match keys.lookup_fresh(kid).await.map_err(OpenError::Keys)? {
         Lookup::Missing => Err(OpenError::Expired),
         Lookup::Found(DataKey::Erased) => Err(OpenError::Erased),
         Lookup::Found(DataKey::Active(k)) => jwe::decrypt(&k, compact)
@@ -170,8 +170,12 @@ pub fn spawn_forget_erased(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use futures::StreamExt as _;
-        let Ok(mut sub) = client.subscribe(subject).await else {
-            return;
+        let mut sub = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%subject, error = %e, "cannot subscribe to erasures; cached data keys of sessions erased elsewhere are dropped only by their TTL");
+                return;
+            }
         };
         while let Some(msg) = sub.next().await {
             #[derive(serde::Deserialize)]

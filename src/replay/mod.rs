@@ -211,7 +211,7 @@ impl Context<'_> {
         match pii {
             None | Some("clear") => Ok(Ok(payload.to_vec())),
             Some("encrypted") => {
-                let Some(keys) = self.sealer.keys() else {
+                let Some(keys) = self.sealer.keys().filter(|k| k.keks().is_some()) else {
                     return Err(Unavailable(
                         "the rejected bodies are encrypted: set keys.kek_file to replay them"
                             .into(),
@@ -265,12 +265,28 @@ impl Context<'_> {
             }
             Recheck::Passes(draft) => draft,
         };
-        let kid = draft
+        let mut row = Row::new(r, reason, Some(true), Action::WouldPublish);
+        row.request_id = draft
             .headers
             .iter()
             .find(|(k, _)| *k == "ce-subject")
-            .map(|(_, v)| v.to_ascii_lowercase())
-            .unwrap_or_default();
+            .map(|(_, v)| v.clone());
+        row.subject = Some(draft.subject.clone());
+        row.msg_id = Some(draft.msg_id.clone());
+        if let Some(marker) = self.markers.get(r.seq).await? {
+            row.action = Action::AlreadyReplayed;
+            row.event_seq = Some(marker.event_seq);
+            return Ok(row);
+        }
+        if self.dry_run {
+            // A dry run writes nothing, not even a data key.
+            return Ok(row);
+        }
+        let kid = row
+            .request_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let sealed = self.sealer.seal(&kid, r.payload).await.map_err(|e| {
             Unavailable(format!(
                 "sealing the replay of seq {}: {}",
@@ -279,27 +295,11 @@ impl Context<'_> {
             ))
         })?;
         if matches!(sealed, crate::pii::Sealed::Erased) {
-            let mut row = Row::new(r, reason, Some(true), Action::Skipped);
+            row.action = Action::Skipped;
             row.note = Some("erased: the session's personal data was erased; not replayed".into());
             return Ok(row);
         }
         let event = Box::new(draft.finish(sealed.form(r.payload)));
-        let mut row = Row::new(r, reason, Some(true), Action::WouldPublish);
-        row.request_id = event
-            .headers
-            .iter()
-            .find(|(k, _)| *k == "ce-subject")
-            .map(|(_, v)| v.clone());
-        row.subject = Some(event.subject.clone());
-        row.msg_id = Some(event.msg_id.clone());
-        if let Some(marker) = self.markers.get(r.seq).await? {
-            row.action = Action::AlreadyReplayed;
-            row.event_seq = Some(marker.event_seq);
-            return Ok(row);
-        }
-        if self.dry_run {
-            return Ok(row);
-        }
         let (msg_id, subject) = (event.msg_id.clone(), event.subject.clone());
         match self.publisher.publish(*event).await {
             Ok(stored) => {
