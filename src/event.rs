@@ -367,6 +367,30 @@ pub fn draft_event<'o>(
     }
 }
 
+/// A session notice on the event stream (`{prefix}.expired`, `{prefix}.erased`): a JSON body,
+/// `Nats-Msg-Id` `{kind}:{request_id}` (so the same notice is stored once within the
+/// duplicate window) and `content-type: application/json`. `body` is a struct of strings and
+/// numbers, which always serializes.
+pub fn session_notice(
+    subject: String,
+    kind: &'static str,
+    request_id: &str,
+    body: &impl Serialize,
+) -> OutboundMessage {
+    let msg_id = format!("{kind}:{request_id}");
+    OutboundMessage {
+        subject,
+        headers: vec![
+            ("Nats-Msg-Id", msg_id.clone()),
+            ("content-type", "application/json".to_owned()),
+        ],
+        payload: serde_json::to_vec(body).unwrap_or_default().into(),
+        event_id: msg_id.clone(),
+        msg_id,
+        kind,
+    }
+}
+
 /// What a stored event body carries of its personal data ([`carried_pii`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CarriedPii {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::keys::{KeyError, KeyStore};
 use crate::config::Config;
-use crate::event::OutboundMessage;
+use crate::event::session_notice;
 use crate::nats::{PublishError, Publisher, Subjects};
 use crate::timestamp::format_timestamp;
 
@@ -115,19 +115,7 @@ impl Eraser {
             erased_at: &erased_at,
             reason: reason.as_deref(),
         };
-        let msg_id = format!("erased:{rid}");
-        let msg = OutboundMessage {
-            subject: self.subjects.erased(),
-            headers: vec![
-                ("Nats-Msg-Id", msg_id.clone()),
-                ("content-type", "application/json".to_owned()),
-            ],
-            // A struct of strings always serializes.
-            payload: serde_json::to_vec(&body).unwrap_or_default().into(),
-            event_id: msg_id.clone(),
-            msg_id,
-            kind: "erased",
-        };
+        let msg = session_notice(self.subjects.erased(), "erased", &rid, &body);
         self.publisher
             .publish(msg)
             .await
@@ -169,7 +157,7 @@ impl Eraser {
     /// Purges the session's work message from the reconciler's queue; false when there is no
     /// queue or no watch.
     async fn remove_watch(&self, rid: &str) -> Result<bool, EraseError> {
-        let mut stream = match self.js.get_stream(&self.reconcile_stream).await {
+        let stream = match self.js.get_stream(&self.reconcile_stream).await {
             Ok(s) => s,
             Err(e)
                 if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
@@ -192,7 +180,6 @@ impl Eraser {
                 what: "the watch",
                 source: e.into(),
             })?;
-        let _ = stream.info().await;
         Ok(purged.purged > 0)
     }
 }

@@ -302,19 +302,9 @@ impl KeyStore {
     /// What the bucket holds for `kid` now, read from the bucket even when the key is in memory
     /// (an erasure in memory is believed): for reading personal data, so that a key destroyed
     /// elsewhere is never used from this process's memory.
-    pub async fn lookup_fresh(&self, kid: &str) -> Result<Lookup, KeyError> {
+    pub async fn lookup(&self, kid: &str) -> Result<Lookup, KeyError> {
         if let Some(DataKey::Erased) = self.cached(kid) {
             return Ok(Lookup::Found(DataKey::Erased));
-        }
-        self.connected("reading a data key")?;
-        let store = self.store().await?;
-        self.lookup_in(&store, kid).await
-    }
-
-    /// What the bucket holds for `kid`, without making a key.
-    pub async fn lookup(&self, kid: &str) -> Result<Lookup, KeyError> {
-        if let Some(k) = self.cached(kid) {
-            return Ok(Lookup::Found(k));
         }
         self.connected("reading a data key")?;
         let store = self.store().await?;

@@ -131,7 +131,7 @@ pub async fn open(keys: &KeyStore, kid: &str, compact: &str) -> Result<Vec<u8>, 
     if header_kid != kid {
         return Err(OpenError::WrongSession);
     }
-    match keys.lookup_fresh(kid).await.map_err(OpenError::Keys)? {
+    match keys.lookup(kid).await.map_err(OpenError::Keys)? {
         Lookup::Missing => Err(OpenError::Expired),
         Lookup::Found(DataKey::Erased) => Err(OpenError::Erased),
         Lookup::Found(DataKey::Active(k)) => jwe::decrypt(&k, compact)

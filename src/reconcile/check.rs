@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::schedule::Work;
-use crate::event::{draft_event, EventKind, Origin, OutboundMessage};
+use crate::event::{draft_event, session_notice, EventKind, Origin, OutboundMessage};
 use crate::nats::{Publisher, Subjects};
 use crate::pii::Sealer;
 use crate::sessions::{ViewRead, ViewReader};
@@ -211,19 +211,7 @@ pub fn expired_message(subjects: &Subjects, work: &Work, now: OffsetDateTime) ->
         expired_at: format_timestamp(now),
         checks: work.step,
     };
-    let msg_id = format!("expired:{}", work.request_id);
-    OutboundMessage {
-        subject: subjects.expired(),
-        headers: vec![
-            ("Nats-Msg-Id", msg_id.clone()),
-            ("content-type", "application/json".to_owned()),
-        ],
-        // A struct of strings and integers always serializes.
-        payload: serde_json::to_vec(&body).unwrap_or_default().into(),
-        event_id: msg_id.clone(),
-        msg_id,
-        kind: "expired",
-    }
+    session_notice(subjects.expired(), "expired", &work.request_id, &body)
 }
 
 #[cfg(test)]

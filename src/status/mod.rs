@@ -656,29 +656,31 @@ async fn result_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
             (Key::Email(email), None)
         }
     };
-    // An erased session is answered 410 before anything else: its personal data is gone for
-    // good, and VX is not asked for it again.
+    // A terminal session: the result of the event the bridge stored, with no VX call. An
+    // encrypted one is opened with the key read from the bucket, which also tells an erased
+    // (410) or expired (410) session; anything else is checked for an erasure first, so an
+    // erased session is answered 410 and VX is not asked for it again.
     if let Some(request_id) = &id {
+        let stored = match &state.view {
+            Some(view) => view.result(request_id).await,
+            None => None,
+        };
+        if let Some(CarriedPii::Encrypted(jwe)) = &stored {
+            let opened = match state.sealer.keys() {
+                Some(keys) => crate::pii::open(keys, request_id, jwe).await,
+                None => Err(OpenError::Keys(crate::pii::KeyError::NoKek)),
+            };
+            return match opened {
+                Ok(body) => (Ok(Bytes::from(body)), id, Some(FROM_EVENTS)),
+                Err(e) => (Err(open_refusal(&e)), id, None),
+            };
+        }
         if let Some(refusal) = erased(state, request_id).await {
             return (Err(refusal), id, None);
         }
-    }
-    // A terminal session: the result of the event the bridge stored, with no VX call.
-    if let (Some(view), Some(request_id)) = (&state.view, &id) {
-        match view.result(request_id).await {
-            Some(CarriedPii::Clear(body)) => return (Ok(body), id, Some(FROM_EVENTS)),
-            Some(CarriedPii::Encrypted(jwe)) => {
-                let opened = match state.sealer.keys() {
-                    Some(keys) => crate::pii::open(keys, request_id, &jwe).await,
-                    None => Err(OpenError::Keys(crate::pii::KeyError::NoKek)),
-                };
-                return match opened {
-                    Ok(body) => (Ok(Bytes::from(body)), id, Some(FROM_EVENTS)),
-                    Err(e) => (Err(open_refusal(&e)), id, None),
-                };
-            }
-            // Not carried (`omitted`): VX is asked, as for a session not in the view.
-            Some(CarriedPii::Absent) | None => {}
+        // Not carried (`omitted`), or not in the view: VX is asked below.
+        if let Some(CarriedPii::Clear(body)) = stored {
+            return (Ok(body), id, Some(FROM_EVENTS));
         }
     }
     let (fetched, source) = match state.lookups.get(key, trace).await {
