@@ -30,17 +30,19 @@ use tracing::Instrument as _;
 use crate::auth::{Verified, Verifier};
 use crate::config::Config;
 use crate::event::{
-    build_rejected, draft_event, seal_rejected, session_of, OutboundMessage, RejectReason,
-    REJECTED_HEADERS_MAX,
+    build_rejected, draft_event, seal_rejected, session_of, OutboundMessage, REJECTED_HEADERS_MAX,
 };
 use crate::nats::ridethrough::OutageWait;
 use crate::nats::stream::StreamState;
 use crate::nats::{PublishError, Publisher, Stored, Subjects};
 use crate::pii::{KeyError, PiiMode, Sealer};
-use crate::problem::{Problem, ProblemKind};
-use crate::schema::{Schemas, Violation};
+use crate::schema::Schemas;
 use crate::telemetry::{TraceContext, WebhookMetrics, WebhookOutcome};
 use crate::timestamp::format_timestamp;
+
+mod refusal;
+
+pub use refusal::{Refusal, Rejection};
 
 /// What the webhook handler needs, shared by all requests.
 pub struct Ingress {
@@ -115,6 +117,15 @@ impl Ingress {
             self.sealer.mode(),
         )
     }
+
+    /// The 413 for a body over `limit`.
+    fn too_large(&self, limit: usize) -> Refusal {
+        Refusal::BodyTooLarge {
+            limit,
+            max_body_bytes: self.max_body_bytes,
+            max_payload: self.publisher.max_payload(),
+        }
+    }
 }
 
 /// `max_body_bytes`, lowered to `max_payload` minus [`REJECTED_HEADERS_MAX`] when that is less.
@@ -179,9 +190,14 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
     if let Some(trace_id) = trace.trace_id() {
         span.record("trace_id", trace_id);
     }
-    let (outcome, response) = process(&ingress, req, &trace)
-        .instrument(span.clone())
-        .await;
+    let (outcome, response) = async {
+        match process(&ingress, req, &trace).await {
+            Ok(stored) => stored.answer(),
+            Err(refusal) => refusal.answer(ingress.retry_after_secs),
+        }
+    }
+    .instrument(span.clone())
+    .await;
     span.record("outcome", outcome.label());
     ingress.metrics.record(outcome, started.elapsed());
     response
@@ -203,100 +219,94 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookOutcome, Response) {
-    let Ok(_permit) = ing.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!(
-            outcome = "throttled",
-            "webhook refused: in-flight limit reached"
+/// A webhook stored as an event (202).
+struct StoredWebhook {
+    request_id: String,
+    stored: Stored,
+    event_id: String,
+    subject: String,
+}
+
+impl StoredWebhook {
+    /// Logs it once and answers 202.
+    fn answer(self) -> (WebhookOutcome, Response) {
+        let Self {
+            request_id,
+            stored,
+            event_id,
+            subject,
+        } = self;
+        let outcome = if stored.duplicate {
+            WebhookOutcome::Duplicate
+        } else {
+            WebhookOutcome::Accepted
+        };
+        // Plain strings, not `%` Display: written as they are, with no formatting pass.
+        tracing::info!(
+            outcome = outcome.label(),
+            request_id = request_id.as_str(),
+            event_id = event_id.as_str(),
+            subject = subject.as_str(),
+            seq = stored.seq,
+            "webhook stored"
         );
-        let p = Problem::new(
-            ProblemKind::TooManyRequests,
-            "the bridge is at its in-flight limit; retry later",
-        )
-        .with_retry_after(ing.retry_after_secs);
-        return (WebhookOutcome::Throttled, p.into_response());
-    };
+        let body = Accepted {
+            event_id,
+            subject,
+            stream: stored.stream,
+            seq: stored.seq,
+            duplicate: stored.duplicate,
+        };
+        (outcome, (StatusCode::ACCEPTED, Json(body)).into_response())
+    }
+}
+
+/// The steps of the module docs, in order; each refusal is answered by [`Refusal::answer`].
+async fn process(
+    ing: &Ingress,
+    req: Request,
+    trace: &TraceContext,
+) -> Result<StoredWebhook, Refusal> {
+    let _permit = ing
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Refusal::InFlightLimit)?;
     let _in_flight = InFlightGuard::new(ing.metrics.in_flight());
     let (parts, body) = req.into_parts();
     let limit = ing.body_limit();
     let declared = declared_length(&parts.headers);
-    if let Some(len) = declared {
-        if len > limit as u64 {
-            return too_large(ing, limit);
-        }
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ing.too_large(limit));
     }
     if !is_json_content_type(&parts.headers) {
-        tracing::info!(
-            outcome = "invalid",
-            reason = "unsupported_media_type",
-            "webhook refused: content type is not JSON"
-        );
-        let p = Problem::new(
-            ProblemKind::UnsupportedMediaType,
-            "send the body as application/json",
-        );
-        return (WebhookOutcome::Invalid, p.into_response());
+        return Err(Refusal::NotJson);
     }
     // Memory for bodies not yet authenticated is bounded for all requests together: reserve
     // the declared length (or the limit, for a body of unknown length) before reading.
     let reserve = declared.map_or(limit, |l| l as usize);
-    let Ok(unauthenticated) = u32::try_from(reserve)
+    let unauthenticated = u32::try_from(reserve)
         .ok()
         .and_then(|n| ing.unauthenticated.clone().try_acquire_many_owned(n).ok())
-        .ok_or(())
-    else {
-        tracing::warn!(
-            outcome = "throttled",
-            reason = "unauthenticated_bytes",
-            "webhook refused: too many unauthenticated body bytes in flight"
-        );
-        let p = Problem::new(
-            ProblemKind::TooManyRequests,
-            "the bridge holds as many unauthenticated request bodies as it may (http.max_unauthenticated_bytes); retry later",
-        )
-        .with_retry_after(ing.retry_after_secs);
-        return (WebhookOutcome::Throttled, p.into_response());
-    };
-    let raw = match read_body(body, limit, ing.body_timeout, declared.map(|l| l as usize)).await {
-        Ok(b) => b,
-        Err(ReadError::TooLarge) => return too_large(ing, limit),
-        Err(ReadError::Timeout) => {
-            tracing::info!(
-                outcome = "invalid",
-                reason = "body_timeout",
-                "webhook refused: body not received in time"
-            );
-            let p = Problem::new(
-                ProblemKind::BodyTimeout,
-                format!("the body was not received within {:?}", ing.body_timeout),
-            );
-            return (WebhookOutcome::Invalid, p.into_response());
-        }
-        Err(ReadError::Broken) => {
-            tracing::info!(
-                outcome = "invalid",
-                reason = "unreadable_body",
-                "webhook refused: the body could not be read"
-            );
-            let p = Problem::new(
-                ProblemKind::UnreadableBody,
-                "the request body could not be read",
-            );
-            return (WebhookOutcome::Invalid, p.into_response());
-        }
-    };
+        .ok_or(Refusal::UnauthenticatedBytes)?;
+    let raw = read_body(body, limit, ing.body_timeout, declared.map(|l| l as usize))
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => ing.too_large(limit),
+            ReadError::Timeout => Refusal::BodyTimeout(ing.body_timeout),
+            ReadError::Broken => Refusal::UnreadableBody,
+        })?;
     let now = SystemTime::now();
     let unix = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let verified = match ing.verifier.verify(&parts.headers, &raw, unix) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(outcome = "unauthorized", reason = e.code(), error = %e, scheme = ing.verifier.scheme(), "webhook refused: authentication failed");
-            let p = Problem::new(ProblemKind::Unauthorized, e.to_string());
-            return (WebhookOutcome::Unauthorized, p.into_response());
-        }
-    };
+    let verified = ing
+        .verifier
+        .verify(&parts.headers, &raw, unix)
+        .map_err(|error| Refusal::Unauthorized {
+            error,
+            scheme: ing.verifier.scheme(),
+        })?;
     // Authenticated: the body no longer counts against the unauthenticated budget.
     drop(unauthenticated);
     let received_at = format_timestamp(now);
@@ -306,45 +316,16 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
         received_at: &received_at,
         trace,
     };
-    let span = tracing::Span::current();
     let value: Value = match crate::json::parse_strict(&raw) {
         Ok(v) => v,
-        Err(e) => {
-            let errors = vec![Violation {
-                instance_path: String::new(),
-                message: e.to_string(),
-            }];
-            let problem = Problem::new(
-                ProblemKind::InvalidJson,
-                format!("the body is not valid JSON: {e}"),
-            );
-            let rejection = Rejection {
-                reason: RejectReason::InvalidJson,
-                errors,
-                problem,
-            };
-            return reject(ing, &received, rejection).await;
-        }
+        Err(e) => return Err(keep(ing, &received, Rejection::invalid_json(&e)).await),
     };
     if let Err(errors) = ing.schemas.check_result(&value) {
-        let problem = Problem::new(
-            ProblemKind::SchemaViolation,
-            format!(
-                "{} schema violation(s); the body was kept for audit",
-                errors.len()
-            ),
-        )
-        .with_errors(errors.clone());
-        let rejection = Rejection {
-            reason: RejectReason::SchemaViolation,
-            errors,
-            problem,
-        };
-        return reject(ing, &received, rejection).await;
+        return Err(keep(ing, &received, Rejection::schema(errors)).await);
     }
     let draft = draft_event(&ing.subjects, &verified, &raw, &value, &received_at, trace);
     let request_id = value["request_id"].as_str().unwrap_or_default();
-    span.record("request_id", request_id);
+    tracing::Span::current().record("request_id", request_id);
     let kid = request_id.to_ascii_lowercase();
     // The key lookup (a new session: one compare-and-set) is part of each attempt, so a NATS
     // outage during it is ridden through like the publish.
@@ -355,63 +336,29 @@ async fn process(ing: &Ingress, req: Request, trace: &TraceContext) -> (WebhookO
             publish_once(ing, draft.finish(sealed.form(raw))).await
         }
     };
-    let result = ing.outage.publish((), &ing.shutdown, sealed_publish).await;
-    if let Ok(stored) = &result {
-        if !stored.duplicate {
-            ing.metrics.record_event(draft.kind);
-        }
-    }
-    let (event_id, subject) = (draft.event_id.clone(), draft.subject.clone());
-    match result {
+    match ing.outage.publish((), &ing.shutdown, sealed_publish).await {
         Ok(stored) => {
-            let outcome = if stored.duplicate {
-                WebhookOutcome::Duplicate
-            } else {
-                WebhookOutcome::Accepted
-            };
-            // Plain strings, not `%` Display: written as they are, with no formatting pass.
-            tracing::info!(
-                outcome = outcome.label(),
-                request_id,
-                event_id = event_id.as_str(),
-                subject = subject.as_str(),
-                seq = stored.seq,
-                "webhook stored"
-            );
-            let body = Accepted {
-                event_id,
-                subject,
-                stream: stored.stream,
-                seq: stored.seq,
-                duplicate: stored.duplicate,
-            };
-            (outcome, (StatusCode::ACCEPTED, Json(body)).into_response())
+            if !stored.duplicate {
+                ing.metrics.record_event(draft.kind);
+            }
+            Ok(StoredWebhook {
+                request_id: request_id.to_owned(),
+                stored,
+                event_id: draft.event_id,
+                subject: draft.subject,
+            })
         }
+        // Permanent: no retry of this body can ever be stored as an event. Keep it on
+        // `rejected` (which always fits: see `body_limit`) and say so.
         Err(PublishError::TooLarge { size, max }) => {
-            // Permanent: no retry of this body can ever be stored as an event. Keep it on
-            // `rejected` (which always fits: see `body_limit`) and say so.
-            let problem = Problem::new(
-                ProblemKind::EventTooLarge,
-                format!(
-                    "the event built from this body is {size} bytes with its headers, over the NATS server's max_payload of {max} bytes; it cannot be stored as an event, so do not retry. The body was kept on {} for audit",
-                    ing.subjects.rejected()
-                ),
-            );
-            let errors = vec![Violation {
-                instance_path: String::new(),
-                message: format!("the event is {size} bytes; the NATS server takes at most {max}"),
-            }];
-            let rejection = Rejection {
-                reason: RejectReason::EventTooLarge,
-                errors,
-                problem,
-            };
-            reject(ing, &received, rejection).await
+            let rejection = Rejection::event_too_large(size, max, &ing.subjects.rejected());
+            Err(keep(ing, &received, rejection).await)
         }
-        Err(e) => {
-            tracing::error!(outcome = "unavailable", request_id, reason = e.code(), error = %e, "webhook not stored");
-            (WebhookOutcome::Unavailable, unavailable(ing, &e))
-        }
+        Err(error) => Err(Refusal::NotStored {
+            error,
+            request_id: Some(request_id.to_owned()),
+            rejected_copy: false,
+        }),
     }
 }
 
@@ -425,33 +372,15 @@ struct Received<'a> {
     trace: &'a TraceContext,
 }
 
-/// Why an authenticated body is not stored as an event, and the answer the sender gets once
-/// it is kept on `{prefix}.rejected`.
-struct Rejection {
-    reason: RejectReason,
-    /// Written into the kept copy's headers (`vx-reject-errors`).
-    errors: Vec<Violation>,
-    problem: Problem,
-}
-
-/// Keeps `received` on `{prefix}.rejected`, then answers with the rejection's problem; 503 if
+/// Keeps `received` on `{prefix}.rejected` and returns the rejection's refusal; a 503 one if
 /// it cannot be kept (so the sender retries).
-async fn reject(
-    ing: &Ingress,
-    received: &Received<'_>,
-    rejection: Rejection,
-) -> (WebhookOutcome, Response) {
-    let Rejection {
-        reason,
-        errors,
-        problem,
-    } = rejection;
+async fn keep(ing: &Ingress, received: &Received<'_>, rejection: Rejection) -> Refusal {
     let msg = build_rejected(
         &ing.subjects,
         received.verified,
         received.raw,
-        reason,
-        &errors,
+        rejection.reason,
+        &rejection.errors,
         received.received_at,
         received.trace,
     );
@@ -459,11 +388,6 @@ async fn reject(
     // for an event, the key lookup is part of each ride-through attempt.
     let kid = session_of(received.raw)
         .unwrap_or_else(|| crate::pii::keys::day_kid(time::OffsetDateTime::now_utc()));
-    let paths: Vec<&str> = errors
-        .iter()
-        .map(|e| e.instance_path.as_str())
-        .take(8)
-        .collect();
     let raw: &[u8] = received.raw;
     let attempt = |()| {
         let (msg, kid) = (&msg, kid.as_str());
@@ -472,35 +396,21 @@ async fn reject(
             publish_once(ing, seal_rejected(msg.clone(), sealed.form(raw))).await
         }
     };
-    let result = ing.outage.publish((), &ing.shutdown, attempt).await;
-    if matches!(&result, Ok(s) if !s.duplicate) {
-        ing.metrics.record_event("rejected");
-    }
-    match result {
+    match ing.outage.publish((), &ing.shutdown, attempt).await {
         Ok(stored) => {
-            tracing::warn!(outcome = "rejected", reason = reason.code(), instance_paths = ?paths, seq = stored.seq, "webhook rejected and kept for audit");
-            (WebhookOutcome::Rejected, problem.into_response())
+            if !stored.duplicate {
+                ing.metrics.record_event("rejected");
+            }
+            rejection.kept(stored.seq)
         }
-        Err(PublishError::TooLarge { size, max }) => {
-            // Only when the server's max_payload is below the rejected headers' bound: nothing
-            // can be kept, and no retry would change that.
-            tracing::error!(
-                outcome = "rejected",
-                reason = "too_large",
-                size,
-                max,
-                "webhook refused and too large to keep on rejected"
-            );
-            let p = Problem::new(
-                ProblemKind::BodyTooLarge,
-                format!("the body cannot be stored or kept: {size} bytes with headers, over the NATS server's max_payload of {max} bytes"),
-            );
-            (WebhookOutcome::Rejected, p.into_response())
-        }
-        Err(e) => {
-            tracing::error!(outcome = "unavailable", reason = e.code(), error = %e, "rejected webhook could not be kept");
-            (WebhookOutcome::Unavailable, unavailable(ing, &e))
-        }
+        // Only when the server's max_payload is below the rejected headers' bound: nothing
+        // can be kept, and no retry would change that.
+        Err(PublishError::TooLarge { size, max }) => Refusal::TooLargeToKeep { size, max },
+        Err(error) => Refusal::NotStored {
+            error,
+            request_id: None,
+            rejected_copy: true,
+        },
     }
 }
 
@@ -528,37 +438,6 @@ async fn publish_once(ing: &Ingress, msg: OutboundMessage) -> Result<Stored, Pub
         ing.stream_state.lost();
     }
     result
-}
-
-fn unavailable(ing: &Ingress, e: &PublishError) -> Response {
-    Problem::new(
-        ProblemKind::NotStored,
-        format!("the event could not be stored ({}); retry later", e.code()),
-    )
-    .with_retry_after(ing.retry_after_secs)
-    .into_response()
-}
-
-fn too_large(ing: &Ingress, limit: usize) -> (WebhookOutcome, Response) {
-    tracing::info!(
-        outcome = "invalid",
-        reason = "too_large",
-        limit,
-        "webhook refused: body too large"
-    );
-    let detail = if limit < ing.max_body_bytes {
-        format!(
-            "the body exceeds {limit} bytes (http.max_body_bytes is {}, lowered to fit the NATS server's max_payload of {} bytes with the headers of a kept copy)",
-            ing.max_body_bytes,
-            ing.publisher.max_payload()
-        )
-    } else {
-        format!("the body exceeds {limit} bytes (http.max_body_bytes)")
-    };
-    (
-        WebhookOutcome::Invalid,
-        Problem::new(ProblemKind::BodyTooLarge, detail).into_response(),
-    )
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
