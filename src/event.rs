@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Verified;
 use crate::schema::Violation;
-use crate::telemetry::TraceContext;
+use crate::telemetry::{EventType, TraceContext};
 
 /// Version of the envelope with `result` in clear (`events.pii = "clear"`): today's form.
 pub const SCHEMA_VERSION: u8 = 1;
@@ -94,14 +94,19 @@ impl EventKind {
         }
     }
 
-    /// Label for logs and metrics.
-    pub fn label(self) -> &'static str {
+    /// How a newly stored event of this kind is counted (`vx_bridge_events_total{type}`).
+    pub fn metric(self) -> EventType {
         match self {
-            EventKind::CompletedPass => "pass",
-            EventKind::CompletedFail => "fail",
-            EventKind::Pending => "pending",
-            EventKind::Unrecognized => "unrecognized",
+            EventKind::CompletedPass => EventType::Pass,
+            EventKind::CompletedFail => EventType::Fail,
+            EventKind::Pending => EventType::Pending,
+            EventKind::Unrecognized => EventType::Unrecognized,
         }
+    }
+
+    /// Label for logs and metrics: pass, fail, pending or unrecognized.
+    pub fn label(self) -> &'static str {
+        self.metric().label()
     }
 }
 
@@ -234,8 +239,8 @@ pub struct EventDraft {
     pub event_id: String,
     /// The `Nats-Msg-Id`.
     pub msg_id: String,
-    /// Metric label of the event's kind.
-    pub kind: &'static str,
+    /// The event's kind.
+    pub kind: EventKind,
     /// The envelope's fields as a JSON object, without `schema_version` and the personal data.
     envelope: Vec<u8>,
 }
@@ -249,7 +254,7 @@ impl EventDraft {
             payload: self.payload(pii),
             event_id: self.event_id.clone(),
             msg_id: self.msg_id.clone(),
-            kind: self.kind,
+            kind: self.kind.label(),
         }
     }
 
@@ -362,7 +367,7 @@ pub fn draft_event<'o>(
         headers,
         event_id,
         msg_id,
-        kind: kind.label(),
+        kind,
         envelope: fields,
     }
 }

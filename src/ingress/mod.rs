@@ -37,7 +37,10 @@ use crate::nats::stream::StreamState;
 use crate::nats::{PublishError, Publisher, Stored, Subjects};
 use crate::pii::{KeyError, PiiMode, Sealer};
 use crate::schema::Schemas;
-use crate::telemetry::{TraceContext, WebhookMetrics, WebhookOutcome};
+use crate::telemetry::{
+    EventType, TraceContext, WebhookOutcome, EVENTS, WEBHOOKS, WEBHOOKS_IN_FLIGHT,
+    WEBHOOK_BODY_LIMIT, WEBHOOK_DURATION,
+};
 use crate::timestamp::format_timestamp;
 
 mod refusal;
@@ -67,8 +70,6 @@ pub struct Ingress {
     pub retry_after_secs: u32,
     /// Told when a publish finds no stream, so it is re-created.
     pub stream_state: Arc<StreamState>,
-    /// Metric handles, registered once rather than looked up per webhook.
-    pub metrics: WebhookMetrics,
     /// How long a publish rides through a NATS outage (`nats.outage_wait`).
     pub outage: OutageWait,
     /// Cancelled when shutdown begins: a publish waiting out an outage is answered 503 at once.
@@ -99,7 +100,6 @@ impl Ingress {
             body_timeout: http.body_timeout,
             retry_after_secs: http.retry_after_secs,
             stream_state,
-            metrics: WebhookMetrics::new(),
             outage: OutageWait::new(config.nats.outage_wait),
             shutdown,
             sealer: Sealer::clear(),
@@ -124,6 +124,43 @@ impl Ingress {
             limit,
             max_body_bytes: self.max_body_bytes,
             max_payload: self.publisher.max_payload(),
+        }
+    }
+}
+
+/// The body limit as the connected server's `max_payload` changes: exported as
+/// `vx_bridge_webhook_body_limit_bytes`, and a warning once per `max_payload` that lowers it.
+#[derive(Debug)]
+pub struct BodyLimitWatch {
+    max_body_bytes: usize,
+    mode: PiiMode,
+    /// The `max_payload` last warned about.
+    warned_for: Option<usize>,
+}
+
+impl BodyLimitWatch {
+    /// For `http.max_body_bytes` and `events.pii`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            max_body_bytes: config.http.max_body_bytes,
+            mode: config.events.pii,
+            warned_for: None,
+        }
+    }
+
+    /// The server (re)connected with `max_payload`.
+    pub fn update(&mut self, max_payload: usize) {
+        let max_body_bytes = self.max_body_bytes;
+        let limit = body_limit_for(max_body_bytes, max_payload, self.mode);
+        WEBHOOK_BODY_LIMIT.one().set(limit as f64);
+        if limit < max_body_bytes && self.warned_for != Some(max_payload) {
+            self.warned_for = Some(max_payload);
+            tracing::warn!(
+                max_body_bytes,
+                max_payload,
+                limit,
+                "http.max_body_bytes does not fit the NATS server's max_payload with the headers of a copy kept on rejected: bodies above {limit} bytes are refused with 413; lower http.max_body_bytes or raise the server's max_payload"
+            );
         }
     }
 }
@@ -199,7 +236,10 @@ pub async fn handle_webhook(State(ingress): State<Arc<Ingress>>, req: Request) -
     .instrument(span.clone())
     .await;
     span.record("outcome", outcome.label());
-    ingress.metrics.record(outcome, started.elapsed());
+    WEBHOOKS.get(outcome).increment(1);
+    WEBHOOK_DURATION
+        .get(outcome)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -272,7 +312,7 @@ async fn process(
         .clone()
         .try_acquire_owned()
         .map_err(|_| Refusal::InFlightLimit)?;
-    let _in_flight = InFlightGuard::new(ing.metrics.in_flight());
+    let _in_flight = InFlightGuard::new(WEBHOOKS_IN_FLIGHT.one());
     let (parts, body) = req.into_parts();
     let limit = ing.body_limit();
     let declared = declared_length(&parts.headers);
@@ -339,7 +379,7 @@ async fn process(
     match ing.outage.publish((), &ing.shutdown, sealed_publish).await {
         Ok(stored) => {
             if !stored.duplicate {
-                ing.metrics.record_event(draft.kind);
+                EVENTS.get(draft.kind.metric()).increment(1);
             }
             Ok(StoredWebhook {
                 request_id: request_id.to_owned(),
@@ -399,7 +439,7 @@ async fn keep(ing: &Ingress, received: &Received<'_>, rejection: Rejection) -> R
     match ing.outage.publish((), &ing.shutdown, attempt).await {
         Ok(stored) => {
             if !stored.duplicate {
-                ing.metrics.record_event("rejected");
+                EVENTS.get(EventType::Rejected).increment(1);
             }
             rejection.kept(stored.seq)
         }

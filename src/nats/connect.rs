@@ -38,15 +38,21 @@ pub async fn connect(cfg: &NatsConfig, retry_initial: bool) -> anyhow::Result<as
                 match event {
                     async_nats::Event::Connected => {
                         connected_flag.store(true, Ordering::Relaxed);
-                        crate::telemetry::set_nats_connected(true);
+                        crate::telemetry::NATS_CONNECTED
+                            .one()
+                            .set(crate::telemetry::flag(true));
                         tracing::info!(target: "vx_bridge::nats", "connected to NATS")
                     }
                     async_nats::Event::Disconnected => {
-                        crate::telemetry::set_nats_connected(false);
+                        crate::telemetry::NATS_CONNECTED
+                            .one()
+                            .set(crate::telemetry::flag(false));
                         tracing::warn!(target: "vx_bridge::nats", "disconnected from NATS")
                     }
                     async_nats::Event::Closed => {
-                        crate::telemetry::set_nats_connected(false);
+                        crate::telemetry::NATS_CONNECTED
+                            .one()
+                            .set(crate::telemetry::flag(false));
                         tracing::warn!(target: "vx_bridge::nats", "NATS connection closed")
                     }
                     other => {

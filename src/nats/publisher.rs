@@ -13,7 +13,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 
 use crate::event::OutboundMessage;
-use crate::telemetry::{PublishMetrics, PublishResult};
+use crate::telemetry::{PublishResult, PUBLISH_DURATION};
 
 /// Where a message was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,8 +154,6 @@ pub struct Publisher {
     timeout: Duration,
     /// `nats.stream.name`: a PubAck must come from it.
     stream: Arc<str>,
-    /// PubAck durations by result, registered once.
-    metrics: Arc<PublishMetrics>,
 }
 
 impl Publisher {
@@ -170,7 +168,6 @@ impl Publisher {
             js,
             timeout,
             stream: stream.into(),
-            metrics: Arc::new(PublishMetrics::new()),
         }
     }
 
@@ -197,8 +194,9 @@ impl Publisher {
     pub async fn publish(&self, msg: OutboundMessage) -> Result<Stored, PublishError> {
         let started = std::time::Instant::now();
         if self.client.connection_state() != State::Connected {
-            self.metrics
-                .record(PublishResult::Disconnected, started.elapsed());
+            PUBLISH_DURATION
+                .get(PublishResult::Disconnected)
+                .record(started.elapsed().as_secs_f64());
             return Err(PublishError::Disconnected);
         }
         let (size, max) = (
@@ -206,8 +204,9 @@ impl Publisher {
             self.max_payload(),
         );
         if size > max {
-            self.metrics
-                .record(PublishResult::TooLarge, started.elapsed());
+            PUBLISH_DURATION
+                .get(PublishResult::TooLarge)
+                .record(started.elapsed().as_secs_f64());
             return Err(PublishError::TooLarge { size, max });
         }
         let (subject, headers, payload) = into_nats(msg);
@@ -227,7 +226,9 @@ impl Publisher {
         let label = result
             .as_ref()
             .map_or_else(PublishError::result, |_| PublishResult::Ok);
-        self.metrics.record(label, started.elapsed());
+        PUBLISH_DURATION
+            .get(label)
+            .record(started.elapsed().as_secs_f64());
         result
     }
 }

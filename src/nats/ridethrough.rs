@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::nats::{PublishError, Stored};
-use crate::telemetry::{OutageMetrics, OutageWaitResult};
+use crate::telemetry::{OutageWaitResult, OUTAGE_WAITS, OUTAGE_WAIT_DURATION};
 
 /// Shortest pause between two attempts.
 pub const MIN_PAUSE: Duration = Duration::from_millis(50);
@@ -37,16 +37,15 @@ pub const MAX_PAUSE: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct OutageWait {
     wait: Duration,
-    metrics: OutageMetrics,
 }
 
 impl OutageWait {
     /// A policy that waits up to `wait` (`nats.outage_wait`); zero fails fast.
     pub fn new(wait: Duration) -> Self {
-        Self {
-            wait,
-            metrics: OutageMetrics::new(),
-        }
+        // Every result's series at 0, so a scrape shows them before the first outage.
+        OUTAGE_WAITS.show_all();
+        OUTAGE_WAIT_DURATION.show_all();
+        Self { wait }
     }
 
     /// `nats.outage_wait`.
@@ -85,7 +84,8 @@ impl OutageWait {
         );
         let (result, answer) = self.retry(msg, err, deadline, shutdown, &mut attempt).await;
         let took = started.elapsed();
-        self.metrics.record(result, took);
+        OUTAGE_WAITS.get(result).increment(1);
+        OUTAGE_WAIT_DURATION.get(result).record(took.as_secs_f64());
         match &answer {
             Ok(stored) => tracing::info!(
                 waited_ms = took.as_millis() as u64,

@@ -215,7 +215,9 @@ pub struct StreamState {
 impl StreamState {
     /// The stream was found or created.
     pub fn set_ready(&self, ready: bool) {
-        crate::telemetry::set_stream_ready(ready);
+        crate::telemetry::STREAM_READY
+            .one()
+            .set(crate::telemetry::flag(ready));
         self.ready.store(ready, Ordering::Release);
     }
 

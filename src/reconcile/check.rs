@@ -183,7 +183,7 @@ impl Checker<'_> {
             .await
             .map_err(|e| e.to_string())?;
         if !stored.duplicate {
-            kind.record();
+            crate::telemetry::RECONCILE_PUBLISHED.get(kind).increment(1);
         }
         Ok(())
     }

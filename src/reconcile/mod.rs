@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::nats::{Publisher, Subjects};
 use crate::sessions::{ViewRead, ViewReader};
-use crate::telemetry::ReconcileCheck;
+use crate::telemetry::{ReconcileCheck, RECONCILE_CHECKS, RECONCILE_PUBLISHED};
 use crate::upstream::UpstreamClient;
 use check::{Checker, Verdict};
 use queue::{publish_work, QueueError, Registrar};
@@ -103,7 +103,11 @@ pub fn start(
     sealer: crate::pii::Sealer,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    ReconcileCheck::register_all();
+    // Every series at 0, so a scrape shows them before the first check.
+    crate::telemetry::RECONCILE_WATCHED.one().set(0.0);
+    crate::telemetry::RECONCILE_OLDEST_WATCH_AGE.one().set(0.0);
+    RECONCILE_CHECKS.show_all();
+    RECONCILE_PUBLISHED.show_all();
     let config = config.clone();
     tokio::spawn(async move {
         let ctx = Context::new(client, &config, upstream, sealer);
@@ -213,13 +217,13 @@ async fn run_once(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             _ = sample.tick() => {
                 if let Ok(info) = stream.get_info().await {
-                    crate::telemetry::set_reconcile_watched(info.state.messages);
+                    crate::telemetry::RECONCILE_WATCHED.one().set(info.state.messages as f64);
                     if info.state.messages == 0 {
                         // Nothing is watched: the registrations seen belong to ended watches.
                         ctx.oldest.clear();
                     }
                 }
-                crate::telemetry::set_reconcile_oldest_watch_age(ctx.oldest.age(OffsetDateTime::now_utc()));
+                crate::telemetry::RECONCILE_OLDEST_WATCH_AGE.one().set((ctx.oldest.age(OffsetDateTime::now_utc())).as_secs_f64());
             }
             next = messages.next(), if in_flight.len() < concurrency => match next {
                 Some(Ok(msg)) => in_flight.push(handle(ctx, msg)),
@@ -251,7 +255,7 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
             stream_seq = seq,
             "reconcile: a work message that is not ours; dropped"
         );
-        ReconcileCheck::Failed.record();
+        RECONCILE_CHECKS.get(ReconcileCheck::Failed).increment(1);
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     };
@@ -315,7 +319,7 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
             }
         }
     };
-    outcome.record();
+    RECONCILE_CHECKS.get(outcome).increment(1);
 }
 
 /// Whether the view holds `request_id` as terminal (unreadable: no, so the give-up goes on).

@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, SessionsConfig, StreamConfig};
 use crate::nats::Subjects;
-use crate::telemetry::{LookupWrite, SessionUpdate, SessionUpdateCounters};
+use crate::telemetry::{LookupWrite, SessionUpdate, SESSION_LOOKUP_WRITES, SESSION_UPDATES};
 use rule::{decide, decide_lookup, Decision, EventFields, SessionState, Source};
 
 /// Durable name of the projector's consumer on the event stream, shared by every replica.
@@ -84,7 +84,9 @@ pub struct ViewState {
 
 impl ViewState {
     fn set_ready(&self, ready: bool) {
-        crate::telemetry::set_sessions_ready(ready);
+        crate::telemetry::SESSIONS_READY
+            .one()
+            .set(crate::telemetry::flag(ready));
         self.ready.store(ready, Ordering::Release);
     }
 
@@ -93,6 +95,10 @@ impl ViewState {
         self.ready.load(Ordering::Acquire)
     }
 }
+
+/// How long the projector lets the events in hand finish once `shutdown` is cancelled (each
+/// is acked, or left for a redelivery).
+pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the view is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -340,7 +346,9 @@ async fn write_under(
         match store.update(key, value.clone(), revision).await {
             Ok(r) => return Ok((SessionUpdate::Applied, r, Some(rank_written))),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                SessionUpdate::ConflictRetried.record();
+                SESSION_UPDATES
+                    .get(SessionUpdate::ConflictRetried)
+                    .increment(1);
             }
             Err(e) => return Err(ViewError::Api(e.to_string())),
         }
@@ -359,8 +367,8 @@ pub fn start(
     terminal: Option<TerminalStates>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    SessionUpdate::register_all();
-    crate::telemetry::set_sessions_pending(0);
+    SESSION_UPDATES.show_all();
+    crate::telemetry::SESSIONS_PENDING.one().set(0.0);
     state.set_ready(false);
     let js = jetstream::ContextBuilder::new()
         .timeout(config.nats.publish_timeout)
@@ -441,7 +449,6 @@ async fn run_once(
     let mut lag = tokio::time::interval(Duration::from_secs(2));
     // Per connection: after a reconnect the bucket may have been recreated.
     let known = KnownKeys::new(KNOWN_KEYS, KNOWN_KEYS_TTL);
-    let counters = SessionUpdateCounters::new();
     let mut in_flight = FuturesUnordered::new();
     let result = loop {
         tokio::select! {
@@ -449,21 +456,18 @@ async fn run_once(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             _ = lag.tick() => {
                 if let Ok(info) = consumer.get_info().await {
-                    crate::telemetry::set_sessions_pending(info.num_pending + info.num_ack_pending as u64);
+                    crate::telemetry::SESSIONS_PENDING.one().set((info.num_pending + info.num_ack_pending as u64) as f64);
                 }
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&store, &known, &counters, projection, msg)),
+                Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
                 Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
                 None => break Err(ViewError::Api("the consumer's message stream ended".into())),
             },
         }
     };
     // Let the events in hand finish (each is acked or left for redelivery), bounded.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while in_flight.next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(DRAIN, async { while in_flight.next().await.is_some() {} }).await;
     if shutdown.is_cancelled() {
         return Ok(());
     }
@@ -515,7 +519,6 @@ fn source_of(msg: &jetstream::Message) -> Source {
 async fn handle(
     store: &kv::Store,
     known: &KnownKeys,
-    counters: &SessionUpdateCounters,
     projection: &Projection,
     msg: jetstream::Message,
 ) {
@@ -542,7 +545,7 @@ async fn handle(
         Err(e) => {
             // Only the position and the kind of error: serde's message may quote a value.
             tracing::warn!(stream_seq = seq, error_kind = ?e.classify(), "session view: an event that does not parse as ours; skipped");
-            counters.record(SessionUpdate::Invalid);
+            SESSION_UPDATES.get(SessionUpdate::Invalid).increment(1);
             let _ = msg.ack().await;
             return;
         }
@@ -550,7 +553,7 @@ async fn handle(
     let state = SessionState::from_event(event, seq, source);
     match apply_known(store, Some(known), &state).await {
         Ok(outcome) => {
-            counters.record(outcome);
+            SESSION_UPDATES.get(outcome).increment(1);
             if let (SessionUpdate::Applied, Some(t)) = (outcome, &projection.terminal) {
                 t.insert(&state).await;
             }
@@ -762,7 +765,7 @@ impl ViewReader {
                 LookupWrite::Failed
             }
         };
-        outcome.record();
+        SESSION_LOOKUP_WRITES.get(outcome).increment(1);
     }
 
     /// The bucket, opened on first use and again after a failure.

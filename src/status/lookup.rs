@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::config::StatusConfig;
-use crate::telemetry::{StatusCache, TraceContext};
+use crate::telemetry::{StatusCache, TraceContext, STATUS_CACHE};
 use crate::upstream::{SessionReply, UpstreamClient, UpstreamError};
 
 /// What a lookup is keyed by.
@@ -98,7 +98,9 @@ struct InFlight(Arc<AtomicUsize>);
 impl InFlight {
     fn enter(counter: &Arc<AtomicUsize>) -> Self {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-        crate::telemetry::set_status_lookups_in_flight(n);
+        crate::telemetry::STATUS_LOOKUPS_IN_FLIGHT
+            .one()
+            .set(n as f64);
         Self(counter.clone())
     }
 }
@@ -106,7 +108,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let n = self.0.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        crate::telemetry::set_status_lookups_in_flight(n);
+        crate::telemetry::STATUS_LOOKUPS_IN_FLIGHT
+            .one()
+            .set(n as f64);
     }
 }
 
@@ -142,7 +146,7 @@ impl Lookups {
     /// upstream.
     pub async fn cached(&self, key: &Key) -> Option<Arc<Fetched>> {
         let hit = self.cache.get(key).await?;
-        StatusCache::Hit.record();
+        STATUS_CACHE.get(StatusCache::Hit).increment(1);
         Some(hit)
     }
 
@@ -177,11 +181,11 @@ impl Lookups {
         } else {
             Source::Cache
         };
-        match source {
+        let cache = match source {
             Source::Upstream => StatusCache::Miss,
             Source::Cache => StatusCache::Hit,
-        }
-        .record();
+        };
+        STATUS_CACHE.get(cache).increment(1);
         Ok((entry.into_value(), source))
     }
 }

@@ -112,14 +112,20 @@ enum Operation {
 }
 
 impl Operation {
-    /// The `endpoint` label of logs and metrics.
-    fn label(self) -> &'static str {
+    /// The `endpoint` label of metrics.
+    fn metric(self) -> crate::telemetry::StatusEndpoint {
+        use crate::telemetry::StatusEndpoint;
         match self {
-            Operation::StatusGet => "status",
-            Operation::ResultGet => "result",
-            Operation::Watch => "watch",
-            Operation::Erase => "erase",
+            Operation::StatusGet => StatusEndpoint::Status,
+            Operation::ResultGet => StatusEndpoint::Result,
+            Operation::Watch => StatusEndpoint::Watch,
+            Operation::Erase => StatusEndpoint::Erase,
         }
+    }
+
+    /// The `endpoint` label of logs.
+    fn label(self) -> &'static str {
+        self.metric().label()
     }
 }
 
@@ -258,7 +264,7 @@ pub async fn start_with_upstream(
     };
     barrier(&client).await;
     let view = config.sessions.enabled.then(|| {
-        crate::telemetry::LookupWrite::register_all();
+        crate::telemetry::SESSION_LOOKUP_WRITES.show_all();
         let terminal = terminal.unwrap_or_else(|| terminal_states(config));
         crate::sessions::ViewReader::new(
             client.clone(),
@@ -471,7 +477,9 @@ async fn handle_in_span(
             )
         }
     }
-    crate::telemetry::record_status_request(op.label(), code);
+    crate::telemetry::STATUS_REQUESTS
+        .get((op.metric(), crate::telemetry::StatusCode::of(code)))
+        .increment(1);
     respond(req, result, &state).await;
 }
 

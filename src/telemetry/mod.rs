@@ -1,10 +1,10 @@
 //! Telemetry: logs (`logging.rs`: the subscriber and its filter, OTLP span export), metrics
-//! (`metrics.rs`: the Prometheus recorder, every metric's help, and the typed outcomes each metric
-//! is recorded through) and trace context (`trace.rs`: W3C `traceparent`/`tracestate`).
+//! (`metrics/`: the Prometheus recorder, every metric's help, and every metric as a family of
+//! handles keyed by a label enum) and trace context (`trace.rs`: W3C `traceparent`/`tracestate`).
 //!
 //! Logs are JSON (or text) through `tracing`, written where things happen; metrics use the
-//! `metrics` facade with a Prometheus exporter, and every metric is recorded through a typed
-//! outcome or function here, never by a `metrics::` macro elsewhere. Nothing here ever records a body, a header value or a secret; labels are
+//! `metrics` facade with a Prometheus exporter, and every metric is recorded through its family
+//! here (`WEBHOOKS.get(outcome).increment(1)`), never by a `metrics::` macro elsewhere. Nothing here ever records a body, a header value or a secret; labels are
 //! low-cardinality enums only, never a request_id or PII. This module must not depend on the
 //! parts it observes (event, nats, ingress, status, upstream): they call it, not the reverse.
 

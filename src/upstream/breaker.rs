@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::clock::Clock;
-use crate::telemetry::CircuitState;
+use crate::telemetry::{CircuitState, UPSTREAM_CIRCUIT_STATE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -57,12 +57,12 @@ impl CircuitBreaker {
 
     /// `vx_bridge_upstream_circuit_state`: 0 closed, 1 half-open (probing), 2 open.
     fn report(state: &State) {
-        match state {
+        let circuit = match state {
             State::Closed { .. } => CircuitState::Closed,
             State::HalfOpen => CircuitState::HalfOpen,
             State::Open { .. } => CircuitState::Open,
-        }
-        .set();
+        };
+        UPSTREAM_CIRCUIT_STATE.one().set(circuit.value());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
-use crate::telemetry::{TraceContext, UpstreamCall};
+use crate::telemetry::{LookupOutcome, TraceContext, UpstreamCall};
 use breaker::CircuitBreaker;
 use clock::Clock;
 pub use reply::{CurrentStatus, ResultBody, SessionReply};
@@ -89,19 +89,24 @@ impl UpstreamError {
         }
     }
 
-    /// Low-cardinality label for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// How a lookup that ended in this error is counted.
+    pub fn outcome(&self) -> LookupOutcome {
         match self {
-            UpstreamError::NotFound => "not_found",
-            UpstreamError::Auth(_) => "auth",
-            UpstreamError::Status(_) => "http_status",
-            UpstreamError::Unreachable(_) => "unreachable",
-            UpstreamError::BadReply(_) => "bad_reply",
-            UpstreamError::RateLimited(_) => "rate_limited",
-            UpstreamError::CircuitOpen => "circuit_open",
-            UpstreamError::Busy => "busy",
-            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::NotFound => LookupOutcome::NotFound,
+            UpstreamError::Auth(_) => LookupOutcome::Auth,
+            UpstreamError::Status(_) => LookupOutcome::HttpStatus,
+            UpstreamError::Unreachable(_) => LookupOutcome::Unreachable,
+            UpstreamError::BadReply(_) => LookupOutcome::BadReply,
+            UpstreamError::RateLimited(_) => LookupOutcome::RateLimited,
+            UpstreamError::CircuitOpen => LookupOutcome::CircuitOpen,
+            UpstreamError::Busy => LookupOutcome::Busy,
+            UpstreamError::Timeout(_) => LookupOutcome::Timeout,
         }
+    }
+
+    /// Low-cardinality label for metrics and logs (its [`UpstreamError::outcome`]'s).
+    pub fn label(&self) -> &'static str {
+        self.outcome().label()
     }
 }
 
@@ -235,10 +240,13 @@ impl UpstreamClient {
         let started = Instant::now();
         let result = self.lookup_inner(url, expected_id, started, trace).await;
         let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.label(),
+            Ok(_) => LookupOutcome::Ok,
+            Err(e) => e.outcome(),
         };
-        crate::telemetry::record_upstream_lookup(outcome, started.elapsed());
+        crate::telemetry::UPSTREAM_LOOKUPS.get(outcome).increment(1);
+        crate::telemetry::UPSTREAM_LOOKUP_DURATION
+            .one()
+            .record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -335,7 +343,9 @@ impl UpstreamClient {
             Err(e) if e.is_timeout() => UpstreamCall::Timeout,
             Err(_) => UpstreamCall::Error,
         };
-        class.record(sent_at.elapsed());
+        crate::telemetry::UPSTREAM_REQUEST_DURATION
+            .get(class)
+            .record(sent_at.elapsed().as_secs_f64());
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {

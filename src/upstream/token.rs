@@ -135,7 +135,7 @@ impl OAuthTokens {
             lifetime_secs = lifetime.as_secs(),
             "fetched an OAuth token for the VX API"
         );
-        crate::telemetry::record_token_fetch();
+        crate::telemetry::UPSTREAM_TOKEN_FETCHES.one().increment(1);
         *cached = Some(Cached {
             token: token.clone(),
             refresh_at: fetched_at + refresh_after(lifetime),
