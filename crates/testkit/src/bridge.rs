@@ -15,6 +15,7 @@ use vx_bridge::secret::Secret;
 
 use crate::fixtures::SECRET;
 use crate::nats::free_port;
+use crate::wait::eventually_some;
 
 /// The `vx-bridge` binary of this build: next to the running test executable's `deps/` folder
 /// (`target/<profile>/vx-bridge`), where cargo puts it before it runs integration tests.
@@ -220,17 +221,12 @@ impl BinaryBridge {
             .expect("kill")
             .success();
         assert!(ok, "SIGTERM not delivered");
-        let started = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "did not exit after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_some(
+            "vx-bridge to exit after SIGTERM",
+            Duration::from_secs(20),
+            async || self.child.try_wait().expect("wait"),
+        )
+        .await
     }
 }
 

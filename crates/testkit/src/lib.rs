@@ -9,7 +9,8 @@
 //!   otherwise), over `vx_bridge::auth::hmac::sign_headers`.
 //! - [`bridge`]: a test config, the bridge's `run()` in-process, and `vx-bridge serve` as a
 //!   process configured through its environment.
-//! - [`metrics`]: reading a Prometheus scrape; [`wait`]: polling a condition instead of sleeping.
+//! - [`metrics`]: reading a Prometheus scrape.
+//! - [`wait`]: polling a condition (bounded, panicking with what it awaited) instead of sleeping.
 //! - [`fixtures`]: the seed webhook body and ids.
 //!
 //! It must not be a dependency of the service's own `[dependencies]`, and it mocks no NATS.
@@ -33,5 +34,5 @@ pub use nats::{
     NatsCluster, NatsServer,
 };
 pub use vx::{Step, VxApi};
-pub use wait::eventually;
+pub use wait::{eventually, eventually_blocking, eventually_ok, eventually_some};
 pub use webhook::{signed_headers, Sender};

@@ -6,9 +6,11 @@
 use std::net::{TcpListener as StdListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
+
+use crate::wait::{eventually_blocking, eventually_ok};
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; a race with another process is unlikely).
 pub fn free_port() -> u16 {
@@ -82,15 +84,11 @@ impl NatsServer {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually_blocking(
+            &format!("nats-server to listen on port {}", self.port),
+            Duration::from_secs(10),
+            || TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
     }
 
     /// The server's JetStream store folder (`-sd`): its raw files, for tests that search them.
@@ -112,18 +110,18 @@ impl NatsServer {
     /// insensitive match, e.g. "authentication error"); returns that line.
     pub async fn wait_for_log(&self, needle: &str, within: Duration) -> String {
         let needle = needle.to_lowercase();
-        let deadline = Instant::now() + within;
-        loop {
-            let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.to_lowercase().contains(&needle)) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {needle:?} in the nats-server log within {within:?}:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually_ok(
+            &format!("a line with {needle:?} in the nats-server log"),
+            within,
+            async || {
+                let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                match text.lines().find(|l| l.to_lowercase().contains(&needle)) {
+                    Some(line) => Ok(line.to_owned()),
+                    None => Err(format!("the log:\n{text}")),
+                }
+            },
+        )
+        .await
     }
 
     /// SIGKILLs the server (its store stays).
