@@ -10,7 +10,7 @@ use vx_bridge::schema::Schemas;
 
 use vx_testkit::{
     body_with, message_count, new_request_id, now, stream_lookups, stream_of, test_config, Bridge,
-    NatsServer, Sender,
+    NatsServer, Sender, WRONG_SECRET,
 };
 
 async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
@@ -286,7 +286,7 @@ async fn bad_signatures_are_refused_and_never_published() {
     // Wrong secret.
     let req = sender
         .clone()
-        .with_secret("whsec_d3Jvbmc=")
+        .with_secret(WRONG_SECRET)
         .request("msg_y", &body, now());
     problem(
         req.body(body.clone()).send().await.unwrap(),

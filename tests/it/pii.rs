@@ -7,7 +7,9 @@ use futures::StreamExt as _;
 use serde_json::{json, Value};
 use vx_bridge::mock_vx::MockVx;
 
-use vx_testkit::{test_config, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET, SEED};
+use vx_testkit::{
+    test_config, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET, SEED, WRONG_SECRET,
+};
 
 /// Distinctive PII values, so a hit is never a coincidence.
 pub const PII: &[&str] = &[
@@ -104,7 +106,7 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         .await,
     );
     // Wrong signature.
-    codes.push(send("msg_5", pass.clone(), "whsec_d3Jvbmc=").await);
+    codes.push(send("msg_5", pass.clone(), WRONG_SECRET).await);
     // Status and result lookups whose replies hold PII, and bad requests holding PII.
     let nc = async_nats::ConnectOptions::with_token(NATS_TOKEN.into())
         .connect(nats.url())

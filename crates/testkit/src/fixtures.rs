@@ -1,5 +1,5 @@
-//! The fixtures: the seed webhook body (a VX result that passed) and the ids and secret the
-//! tests use. Pure data; no I/O.
+//! The fixtures: the seed webhook body (a VX result that passed) and the ids and secrets the
+//! tests use. Pure data; no I/O. Every `whsec_` secret of the tests is here.
 
 use serde_json::{json, Value};
 
@@ -11,6 +11,10 @@ pub const SEED_ID: &str = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
 
 /// The HMAC secret (Standard Webhooks) the test bridges accept.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A well-formed Standard Webhooks secret the test bridges do not accept (`wrong`): what a
+/// sender with the wrong secret signs with.
+pub const WRONG_SECRET: &str = "whsec_d3Jvbmc=";
 
 /// [`SEED`] with this `status` and `request_id`, pretty-printed.
 pub fn body_with(status: &str, request_id: &str) -> Vec<u8> {

@@ -11,7 +11,7 @@
 //!   process configured through its environment.
 //! - [`metrics`]: reading a Prometheus scrape.
 //! - [`wait`]: polling a condition (bounded, panicking with what it awaited) instead of sleeping.
-//! - [`fixtures`]: the seed webhook body and ids.
+//! - [`fixtures`]: the seed webhook body, the ids and the webhook secrets.
 //!
 //! It must not be a dependency of the service's own `[dependencies]`, and it mocks no NATS.
 
@@ -27,7 +27,7 @@ pub use bridge::{
     clean_env, event_result, rejected_body, test_config, test_kek_file, test_keks, vx_bridge_bin,
     BinaryBridge, Bridge,
 };
-pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID};
+pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID, WRONG_SECRET};
 pub use metrics::{metric_value, scrape, wait_for_metric};
 pub use nats::{
     free_port, message_count, nats_server_bin, stream_lookups, stream_of, stream_of_name,
