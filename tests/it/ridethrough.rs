@@ -10,7 +10,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use vx_bridge::config::Config;
 
-use vx_testkit::{body_with, new_request_id, test_config, BinaryBridge, NatsServer, Sender};
+use vx_testkit::{
+    body_with, eventually, new_request_id, readyz, scraped_value, test_config, wait_for_metric,
+    BinaryBridge, NatsServer, Sender,
+};
 
 /// Posts a signed webhook; `Err` when no HTTP answer came.
 async fn send(
@@ -24,60 +27,32 @@ async fn send(
         .await
 }
 
-/// The value of one series (`name` with its labels, as rendered) in the bridge's scrape.
-async fn metric(bridge: &BinaryBridge, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{}/metrics", bridge.base()))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+/// The value of `name{labels}` in the bridge's scrape now.
+async fn metric(bridge: &BinaryBridge, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scraped_value(&bridge.base(), name, labels).await
 }
 
-/// Waits up to 20 s until `series` has `value`.
-async fn wait_metric(bridge: &BinaryBridge, series: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = metric(bridge, series).await;
-        if got == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is {got:?}, not {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// Waits up to 20 s until the unlabelled series `name` has `value`.
+async fn wait_metric(bridge: &BinaryBridge, name: &str, value: f64) {
+    wait_for_metric(&bridge.base(), name, &[], value, Duration::from_secs(20)).await;
 }
 
 /// Waits up to 10 s until the bridge reports NATS disconnected.
 async fn wait_disconnected(bridge: &BinaryBridge) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/readyz", bridge.base())).await {
-            if let Ok(v) = r.json::<Value>().await {
-                if v["nats_connected"] == false {
-                    return;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "still connected after the kill");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        "/readyz to report NATS disconnected after the kill",
+        Duration::from_secs(10),
+        async || {
+            readyz(&bridge.base())
+                .await
+                .is_some_and(|(_, v)| v["nats_connected"] == false)
+        },
+    )
+    .await;
 }
 
 const IN_FLIGHT: &str = "vx_bridge_webhooks_in_flight";
-
-fn waits(result: &str) -> String {
-    format!("vx_bridge_publish_outage_waits_total{{result=\"{result}\"}}")
-}
+const WAITS: &str = "vx_bridge_publish_outage_waits_total";
 
 /// Checks that the message at `seq` is delivery `id` (its `Nats-Msg-Id` is the delivery id bound
 /// to the body) and the event the 202 named.
@@ -180,12 +155,20 @@ async fn webhooks_sent_while_nats_restarts_within_outage_wait_all_get_202_and_ar
         1 + WAITING as u64
     );
     assert_eq!(
-        metric(&bridge, &waits("stored")).await,
+        metric(&bridge, WAITS, &[("result", "stored")]).await,
         Some(WAITING as f64)
     );
-    assert_eq!(metric(&bridge, &waits("gave_up")).await, Some(0.0));
     assert_eq!(
-        metric(&bridge, "vx_bridge_webhooks_total{outcome=\"unavailable\"}").await,
+        metric(&bridge, WAITS, &[("result", "gave_up")]).await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &bridge,
+            "vx_bridge_webhooks_total",
+            &[("outcome", "unavailable")]
+        )
+        .await,
         None,
         "no 503 at all"
     );
@@ -212,7 +195,10 @@ async fn an_outage_longer_than_outage_wait_answers_503_after_it_and_the_retry_is
     assert_eq!(res.headers()["retry-after"], "5");
     // It waited out the outage_wait before giving up.
     assert!(took >= wait, "answered after {took:?}");
-    assert_eq!(metric(&bridge, &waits("gave_up")).await, Some(1.0));
+    assert_eq!(
+        metric(&bridge, WAITS, &[("result", "gave_up")]).await,
+        Some(1.0)
+    );
 
     nats.restart();
     bridge.wait_ready().await;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use vx_bridge::secret::Secret;
 
 use crate::fixtures::SECRET;
 use crate::nats::free_port;
-use crate::wait::eventually_some;
+use crate::wait::{eventually_ok, eventually_some};
 
 /// The `vx-bridge` binary of this build: next to the running test executable's `deps/` folder
 /// (`target/<profile>/vx-bridge`), where cargo puts it before it runs integration tests.
@@ -71,6 +71,30 @@ pub fn test_keks(config: &Config) -> vx_bridge::pii::KekRing {
         .expect("the test KEK file")
 }
 
+/// One `GET {base}/readyz`: its status and JSON body (`Null` when the body is not JSON);
+/// `None` when unanswered (e.g. the process does not listen yet).
+pub async fn readyz(base: &str) -> Option<(u16, serde_json::Value)> {
+    let r = reqwest::get(format!("{base}/readyz")).await.ok()?;
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(serde_json::Value::Null);
+    Some((status, body))
+}
+
+/// Polls `{base}/readyz` until it answers 200, up to `within`; panics with the last answer.
+/// The one readiness wait: [`Bridge::wait_ready`] and [`BinaryBridge::wait_ready`] are this.
+pub async fn wait_ready(base: &str, within: Duration) {
+    eventually_ok(
+        &format!("{base}/readyz to answer 200"),
+        within,
+        async || match readyz(base).await {
+            Some((200, _)) => Ok(()),
+            Some((status, body)) => Err(format!("{status} {body}")),
+            None => Err("no answer".to_owned()),
+        },
+    )
+    .await
+}
+
 /// A bridge running in this process.
 pub struct Bridge {
     /// Its HTTP address.
@@ -118,19 +142,14 @@ impl Bridge {
         self.url(&self.config.http.webhook_path)
     }
 
+    /// `http://<addr>`
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// Waits up to 10 s for `/readyz` to answer 200.
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = client.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "bridge not ready within 10 s");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_ready(&self.base(), Duration::from_secs(10)).await;
     }
 
     /// Cancels and waits for `run` to return.
@@ -201,16 +220,7 @@ impl BinaryBridge {
 
     /// Waits up to 15 s for `/readyz` to answer 200.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", self.base())).await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "binary not ready within 15 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(&self.base(), Duration::from_secs(15)).await;
     }
 
     /// Sends SIGTERM and waits (up to 20 s) for the exit status.

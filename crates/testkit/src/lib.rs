@@ -7,9 +7,9 @@
 //!   `127.0.0.1:0` with the seed result, stopped on `Drop`.
 //! - [`webhook`]: the one signed-webhook sender (Standard Webhooks with [`SECRET`] unless told
 //!   otherwise), over `vx_bridge::auth::hmac::sign_headers`.
-//! - [`bridge`]: a test config, the bridge's `run()` in-process, and `vx-bridge serve` as a
-//!   process configured through its environment.
-//! - [`metrics`]: reading a Prometheus scrape.
+//! - [`bridge`]: a test config, the bridge's `run()` in-process, `vx-bridge serve` as a
+//!   process configured through its environment, and the readiness wait (`/readyz`).
+//! - [`metrics`]: reading a Prometheus scrape, and waiting for a series' value.
 //! - [`wait`]: polling a condition (bounded, panicking with what it awaited) instead of sleeping.
 //! - [`fixtures`]: the seed webhook body, the ids and the webhook secrets.
 //!
@@ -24,11 +24,11 @@ pub mod wait;
 pub mod webhook;
 
 pub use bridge::{
-    clean_env, event_result, rejected_body, test_config, test_kek_file, test_keks, vx_bridge_bin,
-    BinaryBridge, Bridge,
+    clean_env, event_result, readyz, rejected_body, test_config, test_kek_file, test_keks,
+    vx_bridge_bin, wait_ready, BinaryBridge, Bridge,
 };
 pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID, WRONG_SECRET};
-pub use metrics::{metric_value, scrape, wait_for_metric};
+pub use metrics::{metric_value, scrape, scraped_value, try_scrape, wait_for_metric};
 pub use nats::{
     free_port, message_count, nats_server_bin, stream_lookups, stream_of, stream_of_name,
     NatsCluster, NatsServer,

@@ -1,7 +1,9 @@
 //! Reading the bridge's Prometheus exposition in tests: one series' value, a scrape, and a wait
-//! until a series has a value.
+//! until a series has a value. The one place tests read metrics.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::eventually_ok;
 
 /// The value of one series in a Prometheus text exposition: `name` with exactly the given
 /// labels (in any order). `None` when the series is absent.
@@ -42,7 +44,25 @@ pub async fn scrape(base: &str) -> String {
         .expect("metrics text")
 }
 
+/// Scrapes `base`/metrics; `None` when it does not answer (the process may not listen yet, or
+/// no longer).
+pub async fn try_scrape(base: &str) -> Option<String> {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The value of `name{labels}` in a scrape of `base` now; `None` when the series is absent or
+/// the scrape is unanswered.
+pub async fn scraped_value(base: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metric_value(&try_scrape(base).await?, name, labels)
+}
+
 /// Scrapes until `name{labels}` equals `want`, up to `within`; panics with the last scrape.
+/// An unanswered scrape counts as "not yet".
 pub async fn wait_for_metric(
     base: &str,
     name: &str,
@@ -50,21 +70,16 @@ pub async fn wait_for_metric(
     want: f64,
     within: Duration,
 ) {
-    let deadline = Instant::now() + within;
-    loop {
-        // The process may not listen yet: an unanswered scrape counts as "not yet".
-        let text = match reqwest::get(format!("{base}/metrics")).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if metric_value(&text, name, labels) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}{labels:?} did not become {want} within {within:?}: now {:?}\n{text}",
-            metric_value(&text, name, labels)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_ok(
+        &format!("{name}{labels:?} to be {want}"),
+        within,
+        async || {
+            let text = try_scrape(base).await.unwrap_or_default();
+            match metric_value(&text, name, labels) {
+                Some(v) if v == want => Ok(()),
+                now => Err(format!("{now:?}\n{text}")),
+            }
+        },
+    )
+    .await
 }
