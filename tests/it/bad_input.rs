@@ -762,20 +762,22 @@ async fn exchange(addr: std::net::SocketAddr, case: &Case) -> Option<Answer> {
     });
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let answer = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break parse_answer(&buf),
-            Ok(Ok(n)) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if let Some(a) = parse_answer(&buf) {
-                    break Some(a);
+    let reading = async {
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return parse_answer(&buf),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(a) = parse_answer(&buf) {
+                        return Some(a);
+                    }
                 }
             }
-            Err(_) => panic!("{}: no answer and no close within 20 s", case.name),
         }
     };
+    let answer = tokio::time::timeout(Duration::from_secs(20), reading)
+        .await
+        .unwrap_or_else(|_| panic!("{}: no answer and no close within 20 s", case.name));
     writer.abort();
     answer
 }

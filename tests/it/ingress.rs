@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use vx_bridge::schema::Schemas;
 
 use vx_testkit::{
-    body_with, message_count, new_request_id, now, stream_lookups, stream_of, test_config, Bridge,
-    NatsServer, Sender, WRONG_SECRET,
+    body_with, eventually, eventually_some, message_count, new_request_id, now, stream_lookups,
+    stream_of, test_config, Bridge, NatsServer, Sender, WRONG_SECRET,
 };
 
 async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
@@ -474,16 +474,15 @@ async fn over_the_in_flight_limit_answers_429_with_retry_after() {
     });
     // Until the slow request holds the slot, a probe may still pass; poll until it is refused.
     let body = body_with("PASS", &new_request_id());
-    let mut refused = None;
-    for _ in 0..200 {
-        let res = sender.send("msg_429", &body).await;
-        if res.status() == StatusCode::TOO_MANY_REQUESTS {
-            refused = Some(res);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let res = refused.expect("a 429 while the slot is held");
+    let res = eventually_some(
+        "a 429 while the slot is held",
+        Duration::from_secs(10),
+        async || {
+            let res = sender.send("msg_429", &body).await;
+            (res.status() == StatusCode::TOO_MANY_REQUESTS).then_some(res)
+        },
+    )
+    .await;
     assert_eq!(res.headers()["retry-after"], "5");
     problem(res, StatusCode::TOO_MANY_REQUESTS).await;
     drop(tx);
@@ -532,20 +531,20 @@ async fn nats_down_answers_503_and_recovers_without_a_restart() {
 
     nats.restart();
     // The same bridge stores again once the client has reconnected.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let after = body_with("PASS", &new_request_id());
-    loop {
-        let res = sender.send("msg_after", &after).await;
-        if res.status() == StatusCode::ACCEPTED {
-            break;
-        }
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no recovery within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "a 202 after NATS is back (recovery)",
+        Duration::from_secs(15),
+        async || {
+            let res = sender.send("msg_after", &after).await;
+            if res.status() == StatusCode::ACCEPTED {
+                return true;
+            }
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            false
+        },
+    )
+    .await;
     bridge.wait_ready().await;
     // The event stored before the outage survived it (file store).
     let mut stream = stream_of(&bridge, &nats.url()).await;

@@ -5,7 +5,7 @@
 //! checks the gauge against what the server says.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
@@ -69,10 +69,7 @@ impl FakeNats {
 
 /// The `vx_bridge_nats_server_info` sample lines of a scrape.
 async fn server_info_lines(base: &str) -> Vec<String> {
-    let Ok(r) = reqwest::get(format!("{base}/metrics")).await else {
-        return Vec::new();
-    };
-    let text = r.text().await.unwrap_or_default();
+    let text = try_scrape(base).await.unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("vx_bridge_nats_server_info{"))
         .map(str::to_owned)
@@ -81,34 +78,35 @@ async fn server_info_lines(base: &str) -> Vec<String> {
 
 /// Waits up to 20 s until the scrape's server-info lines are exactly `want`.
 async fn wait_for_series(base: &str, want: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = server_info_lines(base).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server info series {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_ok(
+        &format!("the server info series to be {want:?}"),
+        Duration::from_secs(20),
+        async || {
+            let got = server_info_lines(base).await;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("server info series {got:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Waits up to 20 s until `path` holds a line with every one of `needles`; returns it.
 async fn wait_for_log_line(path: &std::path::Path, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
-            return line.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needles:?} in:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_ok(
+        &format!("a log line with {needles:?}"),
+        Duration::from_secs(20),
+        async || {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            match text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                Some(line) => Ok(line.to_owned()),
+                None => Err(format!("the log:\n{text}")),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]

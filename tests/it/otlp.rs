@@ -4,12 +4,14 @@
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::post;
 use serde_json::Value;
 
-use vx_testkit::{body_with, new_request_id, now, stream_of_name, test_config, BinaryBridge};
+use vx_testkit::{
+    body_with, eventually, new_request_id, now, stream_of_name, test_config, BinaryBridge,
+};
 use vx_testkit::{NatsServer, Sender};
 
 #[tokio::test]
@@ -71,19 +73,16 @@ async fn spans_are_exported_and_the_webhook_trace_is_continued() {
     let parent_id = hex::decode(&tp[36..52]).unwrap();
     let span_id = hex::decode(&carried[36..52]).unwrap();
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found =
-            exports.lock().unwrap().iter().any(|b| {
-                contains(b, &trace_id) && contains(b, &span_id) && contains(b, &parent_id)
-            });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no OTLP export of the webhook span received"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "an OTLP export of the webhook span",
+        Duration::from_secs(10),
+        async || {
+            exports
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|b| contains(b, &trace_id) && contains(b, &span_id) && contains(b, &parent_id))
+        },
+    )
+    .await;
 }

@@ -3,12 +3,15 @@
 //! webhooks, and its whole output is searched for every PII value of the fixture; so are the
 //! values the session view holds for those sessions.
 
+use std::time::Duration;
+
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use vx_bridge::mock_vx::MockVx;
 
 use vx_testkit::{
-    test_config, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET, SEED, WRONG_SECRET,
+    eventually_ok, test_config, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET, SEED,
+    WRONG_SECRET,
 };
 
 /// Distinctive PII values, so a hit is never a coincidence.
@@ -150,19 +153,23 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
     // state), and none of their PII.
     let js = async_nats::jetstream::new(nc.clone());
     let store = js.get_key_value(&cfg.sessions.bucket).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let values = loop {
-        let mut values = Vec::new();
-        for key in store.keys().await.unwrap().collect::<Vec<_>>().await {
-            let value = store.get(key.unwrap()).await.unwrap().unwrap();
-            values.push(String::from_utf8(value.to_vec()).unwrap());
-        }
-        if values.len() == 3 {
-            break values;
-        }
-        assert!(std::time::Instant::now() < deadline, "view: {values:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let values = eventually_ok(
+        "the session view to hold 3 sessions",
+        Duration::from_secs(20),
+        async || {
+            let mut values = Vec::new();
+            for key in store.keys().await.unwrap().collect::<Vec<_>>().await {
+                let value = store.get(key.unwrap()).await.unwrap().unwrap();
+                values.push(String::from_utf8(value.to_vec()).unwrap());
+            }
+            if values.len() == 3 {
+                Ok(values)
+            } else {
+                Err(format!("view: {values:?}"))
+            }
+        },
+    )
+    .await;
     for v in &values {
         for value in PII {
             assert!(!v.contains(value), "PII {value:?} in the session view: {v}");

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
@@ -15,7 +15,9 @@ use vx_bridge::schema::Schemas;
 use vx_bridge::sessions::rule::{EventFields, SessionState, Source};
 use vx_bridge::sessions::CONSUMER;
 
-use vx_testkit::{body_with, new_request_id, Sender};
+use vx_testkit::{
+    body_with, eventually, eventually_ok, eventually_some, new_request_id, readyz, Sender,
+};
 use vx_testkit::{metric_value, scrape, wait_for_metric, BinaryBridge};
 use vx_testkit::{test_config, Bridge, NatsServer, Step, VxApi};
 
@@ -26,8 +28,7 @@ async fn js(nats: &NatsServer) -> jetstream::Context {
 /// Waits (up to `limit`) until the projector's consumer has nothing pending or unacked and has
 /// delivered everything in the stream.
 async fn wait_projected(js: &jetstream::Context, cfg: &Config, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
+    eventually("the stream projected", limit, async || {
         let done = async {
             let mut stream = js.get_stream(&cfg.nats.stream.name).await.ok()?;
             let last = stream.info().await.ok()?.state.last_sequence;
@@ -39,12 +40,9 @@ async fn wait_projected(js: &jetstream::Context, cfg: &Config, limit: Duration) 
             )
         }
         .await;
-        if done == Some(true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not projected within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        done == Some(true)
+    })
+    .await;
 }
 
 /// The value and revision of `request_id`'s key.
@@ -252,17 +250,19 @@ async fn a_nats_restart_during_projection_loses_nothing() {
     let bridge = Bridge::start(cfg.clone()).await;
     // Kill NATS as soon as the projector has written something.
     let js1 = js(&nats).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let written = loop {
-        if let Ok(mut s) = js1.get_stream(format!("KV_{}", cfg.sessions.bucket)).await {
+    let written = eventually_some(
+        "the projector's first write",
+        Duration::from_secs(20),
+        async || {
+            let mut s = js1
+                .get_stream(format!("KV_{}", cfg.sessions.bucket))
+                .await
+                .ok()?;
             let n = s.info().await.map(|i| i.state.messages).unwrap_or(0);
-            if n > 0 {
-                break n;
-            }
-        }
-        assert!(Instant::now() < deadline, "the projector wrote nothing");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
     nats.kill();
     eprintln!("NATS killed with {written} of 1500 keys written");
     nats.restart();
@@ -284,19 +284,22 @@ async fn a_missing_bucket_with_create_false_keeps_the_bridge_unready_until_it_ex
     let nats = NatsServer::start();
     let cfg = without_create(&nats);
     let bridge = Bridge::start_unready(cfg.clone()).await;
-    let http = reqwest::Client::new();
     // Unready, and it says which part is missing (the stream itself is created).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let r = http.get(bridge.url("/readyz")).send().await.unwrap();
-        assert_eq!(r.status(), 503);
-        let body: Value = r.json().await.unwrap();
-        if body["stream_ready"] == true && body["nats_connected"] == true {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let body = eventually_ok(
+        "/readyz to report NATS connected and the stream ready",
+        Duration::from_secs(10),
+        async || {
+            let (status, body) = readyz(&bridge.base()).await.expect("/readyz answers");
+            assert_eq!(status, 503);
+            assert!(body.is_object(), "/readyz answers JSON");
+            if body["stream_ready"] == true && body["nats_connected"] == true {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
     assert_eq!(body["sessions_ready"], false);
     // An operator creates the bucket: the bridge becomes ready by itself.
     let js = js(&nats).await;
@@ -803,20 +806,23 @@ async fn a_projector_only_bridge_projects_what_an_ingress_without_the_view_store
     projector_cfg.status.enabled = false;
     projector_cfg.validate().unwrap();
     let projector = Bridge::start_unready(projector_cfg).await;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = http.get(projector.url("/readyz")).send().await.unwrap();
-        let body: Value = r.json().await.unwrap();
-        if body["nats_connected"] == true {
-            assert_eq!(body["sessions_ready"], false, "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let r = http.get(projector.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
+    eventually_ok(
+        "the projector's /readyz to report NATS connected",
+        Duration::from_secs(10),
+        async || {
+            let (_, body) = readyz(&projector.base()).await.expect("/readyz answers");
+            assert!(body.is_object(), "/readyz answers JSON");
+            if body["nats_connected"] == true {
+                assert_eq!(body["sessions_ready"], false, "{body}");
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
+    let (status, _) = readyz(&projector.base()).await.expect("/readyz answers");
+    assert_eq!(status, 503);
     js.create_stream(vx_bridge::sessions::desired_bucket(
         &cfg.sessions,
         &cfg.nats.stream,
