@@ -206,7 +206,8 @@ async fn a_watched_session_completes_by_polling_alone_once_and_its_checks_stop()
     })
     .await;
     let calls = vx.session_calls();
-    // A few schedule periods: a check still running would have asked VX again by now.
+    // Kept a fixed time on purpose: "no check any more" is an absence, with no event to await.
+    // Five periods of the 200 ms schedule: a check still running would have asked VX by now.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(vx.session_calls(), calls, "checks stopped");
 
@@ -657,6 +658,8 @@ async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() 
     })
     .await;
     let calls = vx.session_calls();
+    // Kept a fixed time on purpose: "no longer checked" is an absence, with no event to await.
+    // Five periods of the 200 ms schedule: a check still running would have asked VX by now.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(vx.session_calls(), calls, "no longer checked");
     // The projector skipped the expiry: the view holds VX's last answer, not terminal.
@@ -943,10 +946,19 @@ async fn a_pending_event_older_than_the_give_up_registers_nothing() {
         202
     );
     first.stop().await.unwrap();
-    // Let the stored event age past give_up_after (time must pass; nothing to wait on).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let bridge = Bridge::start(cfg.clone()).await;
     let (_nc, js) = connect(&nats).await;
+    // The stored event ages past give_up_after (only time passing makes it so): wait until its
+    // stored time plus give_up_after is past, the rule the projector applies to it.
+    let mut events = js.get_stream(&cfg.nats.stream.name).await.unwrap();
+    let last = events.info().await.unwrap().state.last_sequence;
+    let stored_at = events.get_raw_message(last).await.unwrap().time;
+    eventually(
+        "the old event to be older than give_up_after",
+        Duration::from_secs(10),
+        async || stored_at + cfg.reconcile.give_up_after <= time::OffsetDateTime::now_utc(),
+    )
+    .await;
+    let bridge = Bridge::start(cfg.clone()).await;
     let fresh = new_request_id();
     assert_eq!(
         Sender::new(&bridge)
