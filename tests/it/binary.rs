@@ -229,7 +229,6 @@ async fn every_metric_in_the_readme_is_exported() {
     let bridge = BinaryBridge::spawn(&template, &env, Stdio::null());
     bridge.wait_ready().await;
     let port = bridge.port;
-    let http = reqwest::Client::new();
     let body = body_with("PASS", &new_request_id());
     let sender = Sender::to(
         format!("http://127.0.0.1:{port}{}", template.http.webhook_path),
@@ -251,14 +250,7 @@ async fn every_metric_in_the_readme_is_exported() {
             .await
             .unwrap();
     }
-    let metrics = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = vx_testkit::scrape(&bridge.base()).await;
     let missing: Vec<&&str> = names.iter().filter(|n| !metrics.contains(**n)).collect();
     assert!(
         missing.is_empty(),

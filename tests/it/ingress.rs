@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use vx_bridge::schema::Schemas;
 
 use vx_testkit::{
-    body_with, eventually, eventually_some, message_count, new_request_id, now, stream_lookups,
-    stream_of, test_config, Bridge, NatsServer, Sender, WRONG_SECRET,
+    body_with, eventually, eventually_some, message_count, new_request_id, now, scrape,
+    stream_lookups, stream_of, test_config, Bridge, NatsServer, Sender, WRONG_SECRET,
 };
 
 async fn problem(res: reqwest::Response, status: StatusCode) -> Value {
@@ -683,12 +683,7 @@ async fn health_and_metrics_endpoints_answer() {
     sender
         .send("msg_m", &body_with("PASS", &new_request_id()))
         .await;
-    let metrics = reqwest::get(bridge.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&bridge.base()).await;
     assert!(
         metrics.contains("vx_bridge_webhooks_total{outcome=\"accepted\"}"),
         "{metrics}"
