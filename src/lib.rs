@@ -39,6 +39,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use crate::auth::Verifier;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{AuthMode, Config, ConfigError};
 use crate::pii::KekRing;
 use crate::schema::Schemas;
 use crate::secret::{read_secret_lines, Secret};
-use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::UpstreamClient;
 
 /// What [`prepare`] builds from a validated [`Config`]: the parts that need secrets or files.

@@ -15,8 +15,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
 
+use super::projector::source_of;
 use super::rule::{EventFields, SessionState};
-use super::{apply, desired_bucket, source_of, ViewError};
+use super::{apply, desired_bucket, ViewError};
 use crate::config::{SessionsConfig, StreamConfig};
 use crate::telemetry::SessionUpdate;
 

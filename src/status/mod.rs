@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::event::CarriedPii;
 use crate::nats::Subjects;
@@ -45,7 +46,6 @@ use crate::schema::Schemas;
 use crate::sessions::ViewRead;
 use crate::telemetry::TraceContext;
 use crate::timestamp::format_timestamp;
-use crate::upstream::clock::{Clock, SystemClock};
 use crate::upstream::{CurrentStatus, SessionReply, UpstreamClient};
 use error::ServiceError;
 use lookup::{Fetched, Key, Lookups};

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::clock::Clock;
+use crate::clock::Clock;
 use crate::telemetry::{CircuitState, UPSTREAM_CIRCUIT_STATE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl Drop for Permit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::clock::ManualClock;
+    use crate::clock::ManualClock;
 
     fn breaker(clock: &ManualClock) -> CircuitBreaker {
         CircuitBreaker::new(3, Duration::from_secs(30), Arc::new(clock.clone()))

@@ -11,7 +11,6 @@
 //! reaches the ingress or the publisher (`scripts/check-layers.py`, rule 2).
 
 pub mod breaker;
-pub mod clock;
 pub mod reply;
 pub mod token;
 
@@ -24,12 +23,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::schema::Schemas;
 use crate::secret::{read_secret_file, Secret};
 use crate::telemetry::{LookupOutcome, TraceContext, UpstreamCall};
 use breaker::CircuitBreaker;
-use clock::Clock;
 pub use reply::{CurrentStatus, ResultBody, SessionReply};
 use token::{OAuthTokens, TokenError, TokenSource};
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::clock::Clock;
+use crate::clock::Clock;
 use crate::config::OAuthConfig;
 use crate::secret::Secret;
 

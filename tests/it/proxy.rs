@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
+use vx_bridge::clock::SystemClock;
 use vx_bridge::config::UpstreamConfig;
 use vx_bridge::telemetry::TraceContext;
-use vx_bridge::upstream::clock::SystemClock;
 use vx_bridge::upstream::UpstreamClient;
 
 /// Set in the child process of [`the_environment_proxy_variables_are_ignored`].

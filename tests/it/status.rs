@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+use vx_bridge::clock::ManualClock;
 use vx_bridge::config::Config;
 use vx_bridge::nats::Subjects;
 use vx_bridge::schema::Schemas;
@@ -14,7 +15,6 @@ use vx_bridge::secret::Secret;
 use vx_bridge::status::client::{request, Reply};
 use vx_bridge::status::StatusHandle;
 use vx_bridge::telemetry::TraceContext;
-use vx_bridge::upstream::clock::ManualClock;
 use vx_bridge::upstream::{CurrentStatus, SessionReply, UpstreamClient, UpstreamError};
 
 use vx_testkit::{eventually, test_config, Bridge, NatsServer, Step, VxApi};

@@ -1,6 +1,6 @@
 //! A monotonic clock that can be replaced in tests.
 //!
-//! Token expiry and the circuit breaker read time only through [`Clock`], so tests can move
+//! Token expiry, the circuit breaker and the session projector's known keys read time only through [`Clock`], so tests can move
 //! time forward by hand ([`ManualClock`]) instead of sleeping. I/O timeouts (request deadlines,
 //! backoff waits) use tokio's timers and are not affected.
 
