@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""Module layering check of vx-bridge (issue 11): import cycles and the rules of how the parts meet.
+"""Module layering check of vx-bridge: import cycles and the rules of how the parts meet.
 
 Reads src/**/*.rs as text (Python 3 standard library only; well under a second), builds the graph
-of top-level modules (src/<m>.rs or src/<m>/, plus the binaries src/main.rs and src/bin/*.rs) from
+of top-level modules (src/<m>.rs or src/<m>/, plus the binary src/main.rs) from
 `crate::…`, `super::…` and, in the binaries, `vx_bridge::…` paths, and checks:
 
   cycles  no import cycle between top-level modules;
   rule 1  auth, schema and event use no NATS, HTTP server or HTTP client crate, nor reach
           (through any chain of imports) a module that does;
   rule 2  ingress never reaches the upstream client; upstream never reaches ingress or the
-          publisher (`publish`, or `nats` once the publisher lives there);
-  rule 3  only main and cli read the environment (std::env::var, var_os, vars, vars_os, and
+          publisher (`nats`);
+  rule 3  only main.rs and the cli module read the environment (std::env::var, var_os, vars, vars_os, and
           set_var/remove_var); the compile-time env!/option_env! are fine;
-  rule 4  status and ingress meet only in config, event types, nats/publish and telemetry:
+  rule 4  status and ingress meet only in config, event types, nats, pii and telemetry:
           neither reaches the other, and every module both import is in that set, or is one of
           the pure helpers both need (strict JSON, schemas, the timestamp format), which the
           check holds to importing only each other and no NATS/HTTP crate;
@@ -21,17 +21,14 @@ of top-level modules (src/<m>.rs or src/<m>/, plus the binaries src/main.rs and 
           reaches the ingress.
 
 Comments, string literals and `#[cfg(test)]` items (the `mod tests` blocks) are left out: tests
-may cross layers. Known violations that an open branch removes are listed in ALLOW below, each
-with the branch that removes it; an ALLOW entry that no longer matches fails the check too, so
-it is taken out when that branch lands.
+may cross layers. There are no known violations: every finding fails the check.
 
-Usage: scripts/check-layers.py [--root DIR] [--strict] [--graph] [--self-test]
+Usage: scripts/check-layers.py [--root DIR] [--graph] [--self-test]
   --root DIR   the crate to check (default: this repository)
-  --strict     ignore ALLOW (shows everything that is left to do)
   --graph      print the module graph (imports, and the NATS/HTTP crates each module uses)
   --self-test  run the checker on small fake trees with known violations; exit 0 if it finds
                exactly those
-Exit status: 0 clean, 1 violations (or stale ALLOW entries), 2 usage or I/O error.
+Exit status: 0 clean, 1 violations, 2 usage or I/O error.
 """
 
 import argparse
@@ -54,15 +51,16 @@ IO_CRATES = NATS_CRATES | HTTP_SERVER_CRATES | HTTP_CLIENT_CRATES
 PURE = {"auth", "schema", "event"}
 
 # Rule 2: (from, to): `from` never reaches `to`, through any chain of imports.
-PUBLISHER = {"publish", "nats"}  # the publisher: `publish` today, `nats` after branch r-nats
+PUBLISHER = {"nats"}  # the publisher lives in `nats`
 UPSTREAM_CLIENT = {"upstream"}
 NEVER_REACHES = [("ingress", m) for m in sorted(UPSTREAM_CLIENT)] + [
     ("upstream", m) for m in ["ingress", *sorted(PUBLISHER)]
 ]
 
-# Rule 3: the only files that may read the environment (paths under src/; `bin/` holds binaries).
+# Rule 3: the only files that may read the environment (paths under src/): the binary and the
+# command line (`cli.rs` or `cli/`).
 ENV_READERS = {"main.rs", "cli.rs"}
-ENV_BINARIES = "bin/"  # separate programs (the load generator); not part of the service library
+ENV_READER_DIRS = ("cli/",)
 ENV_READ = re.compile(r"\benv\s*::\s*(var|var_os|vars|vars_os|set_var|remove_var)\b")
 ENV_IMPORT = re.compile(r"\buse\s+std\s*::\s*env\s*::\s*\{?[^;]*\b(var|var_os|vars|vars_os|set_var|remove_var)\b")
 
@@ -76,10 +74,6 @@ SHARED_HELPERS = {"json", "schema", "timestamp", "secret"}
 RECONCILER = "reconcile"
 BELOW_RECONCILER = ["sessions", "upstream", "event", "nats", "telemetry", "config", "auth", "json", "schema", "timestamp", "secret"]
 RECONCILER_NEVER_REACHES = [(m, RECONCILER) for m in BELOW_RECONCILER] + [(RECONCILER, "ingress")]
-
-# Known violations that an open branch of issue 11 removes. An entry is (check, key, why).
-# Remove an entry when its branch lands: the check fails on an entry that no longer matches.
-ALLOW: list = []
 
 # --- Reading Rust -------------------------------------------------------------------------------
 
@@ -228,7 +222,7 @@ class Source:
         parts = rel[:-3].split("/")
         if parts[-1] == "mod":
             parts = parts[:-1]
-        self.binary = rel == "main.rs" or rel.startswith("bin/")
+        self.binary = rel == "main.rs"
         if rel == "lib.rs":
             self.top, self.path = None, []
         elif self.binary:
@@ -387,7 +381,7 @@ def check(root):
                 findings.append(("rule 2", f"{a} {b}", f"{a} reaches {b}: {g.describe(path)}"))
 
     for s in g.sources:
-        if s.rel in ENV_READERS or s.rel.startswith(ENV_BINARIES):
+        if s.rel in ENV_READERS or s.rel.startswith(ENV_READER_DIRS):
             continue
         lines = s.env_reads()
         if lines:
@@ -422,28 +416,18 @@ def check(root):
     return g, findings
 
 
-def report(root, allow, out=sys.stdout):
-    """Prints the findings; 0 when every one is allowed and every allow entry is used."""
+def report(root, out=sys.stdout):
+    """Prints the findings; 0 when there are none."""
     started = time.monotonic()
-    g, findings = check(root)
-    allowed = {(c, k) for c, k, _ in allow}
-    failures = [f for f in findings if (f[0], f[1]) not in allowed]
-    tolerated = [f for f in findings if (f[0], f[1]) in allowed]
-    found = {(f[0], f[1]) for f in findings}
-    stale = [a for a in allow if (a[0], a[1]) not in found]
+    g, failures = check(root)
     n_edges = sum(len(v) for v in g.edges.values())
     print(f"check-layers: {len(g.sources)} files, {len(g.nodes)} modules, {n_edges} imports between them", file=out)
     for c, _, msg in failures:
         print(f"  FAIL {c}: {msg}", file=out)
-    for c, k, msg in tolerated:
-        why = next(w for a, b, w in allow if (a, b) == (c, k))
-        print(f"  allowed {c}: {msg}  [ALLOW: {why}]", file=out)
-    for c, k, why in stale:
-        print(f"  FAIL stale ALLOW entry ({c!r}, {k!r}): it no longer occurs ({why}); remove it from ALLOW", file=out)
-    ok = not failures and not stale
+    ok = not failures
     checks = "cycles, rule 1 (pure modules), rule 2 (ingress/upstream), rule 3 (environment), rule 4 (status/ingress), rule 5 (reconciler)"
-    verdict = "ok" if ok else f"{len(failures) + len(stale)} problem(s)"
-    print(f"check-layers: {verdict} ({checks}; {len(tolerated)} allowed; {time.monotonic() - started:.2f}s)", file=out)
+    verdict = "ok" if ok else f"{len(failures)} problem(s)"
+    print(f"check-layers: {verdict} ({checks}; {time.monotonic() - started:.2f}s)", file=out)
     return 0 if ok else 1
 
 
@@ -455,21 +439,21 @@ def self_test():
     clean = {
         "lib.rs": "pub mod auth; pub mod config; pub mod event; pub mod ingress; pub mod status;\npub use app::run;\n",
         "main.rs": 'fn main() { let _ = std::env::var("X"); vx_bridge::config::load(); }\n',
-        "cli.rs": "pub fn args() { let _ = std::env::vars(); }\n",
+        "cli/mod.rs": "pub mod run;\npub fn args() { let _ = std::env::vars(); }\n",
+        "cli/run.rs": "fn file() { let _ = std::env::var_os(\"X\"); }\n",
         "config.rs": "use crate::secret::Secret;\npub fn name() -> &'static str { env!(\"CARGO_PKG_NAME\") }\n",
         "secret.rs": "pub struct Secret;\n",
         "auth/mod.rs": "pub mod hmac;\nuse crate::config::Config;\nuse super::secret::Secret;\n",
         "auth/hmac.rs": "use super::Verifier; // crate::ingress in a comment\nconst S: &str = \"crate::status::x std::env::var\";\n",
-        "event.rs": "use crate::{auth::Verified, json};\nlet c = '\"'; let r = r#\"crate::publish \"#;\nfn f<'a>(x: &'a str) {}\n",
+        "event.rs": "use crate::{auth::Verified, json};\nlet c = '\"'; let r = r#\"crate::nats \"#;\nfn f<'a>(x: &'a str) {}\n",
         "json.rs": "pub fn parse_strict() {}\n",
         "schema.rs": "pub struct Schemas;\n",
-        "publish.rs": "use async_nats::Client;\nuse crate::event::Event;\n",
-        "ingress.rs": "use axum::Router;\nuse crate::{config::Config, event::{self, Event}, json, publish::Publisher};\n"
+        "nats/mod.rs": "use async_nats::Client;\nuse crate::event::Event;\n",
+        "ingress.rs": "use axum::Router;\nuse crate::{config::Config, event::{self, Event}, json, nats::Publisher};\n"
         "#[cfg(test)]\nmod tests {\n    use crate::status::x;\n    fn f() { std::env::var(\"A\"); }\n}\n",
-        "status/mod.rs": "pub mod request;\nuse crate::upstream::Client;\nuse crate::publish::Publisher;\n",
+        "status/mod.rs": "pub mod request;\nuse crate::upstream::Client;\nuse crate::nats::Publisher;\n",
         "status/request.rs": "use super::super::json::parse_strict;\nuse crate::config::Config;\n",
         "upstream/mod.rs": "use reqwest::Client;\nuse crate::event::TraceContext;\n",
-        "bin/load.rs": "fn main() { std::env::var(\"Y\"); }\n",
     }
     cases = [
         ("clean", {}, set()),
@@ -481,11 +465,11 @@ def self_test():
         ("pure reaches a wrapper", {"schema.rs": "use crate::upstream::Client;\n"}, {("rule 1", "schema upstream")}),
         ("ingress reaches upstream", {"ingress.rs": "use crate::health::Probe;\n", "health.rs": "use crate::upstream::x;\n"}, {("rule 2", "ingress upstream")}),
         ("a shared helper imports more than helpers", {"json.rs": "use crate::config::Config;\n"}, {("rule 4", "helper json config")}),
-        ("upstream reaches the publisher", {"upstream/mod.rs": "use crate::publish::x;\n"}, {("rule 2", "upstream publish")}),
-        ("upstream reaches nats", {"upstream/mod.rs": "use crate::nats::x;\n", "nats/mod.rs": "\n"}, {("rule 2", "upstream nats")}),
+        ("upstream reaches the publisher", {"upstream/mod.rs": "use crate::nats::x;\n"}, {("rule 2", "upstream nats")}),
+        ("a module beside cli reads the environment", {"clix.rs": "fn f() { std::env::var(\"A\"); }\n"}, {("rule 3", "src/clix.rs")}),
         ("status imports ingress", {"status/request.rs": "use crate::ingress::Ingress;\n"}, {("rule 4", "status ingress")}),
         ("status and ingress share a module", {"health.rs": "\n", "status/mod.rs": "use crate::health::x;\n", "ingress.rs": "use crate::health::y;\n"}, {("rule 4", "shared health")}),
-        ("the reconciler uses what is below it", {"reconcile/mod.rs": "use crate::upstream::Client;\nuse crate::publish::Publisher;\n", "status/request.rs": "use crate::reconcile::Registrar;\n"}, set()),
+        ("the reconciler uses what is below it", {"reconcile/mod.rs": "use crate::upstream::Client;\nuse crate::nats::Publisher;\n", "status/request.rs": "use crate::reconcile::Registrar;\n"}, set()),
         ("something below imports the reconciler", {"reconcile/mod.rs": "use crate::upstream::Client;\n", "sessions/mod.rs": "use crate::reconcile::Registrar;\n"}, {("rule 5", "sessions reconcile")}),
         ("the reconciler reaches the ingress", {"reconcile/mod.rs": "use crate::ingress::Ingress;\n"}, {("rule 5", "reconcile ingress")}),
     ]
@@ -502,16 +486,12 @@ def self_test():
             _, findings = check(d)
             got = {(c, k) for c, k, _ in findings}
             with open(os.devnull, "w") as sink:
-                code = report(d, [], out=sink)
-                # Allowing exactly what is found passes; an entry more is stale and fails.
-                allow = [(c, k, "self-test") for c, k in sorted(want)]
-                allowed = report(d, allow, out=sink)
-                stale = report(d, allow + [("cycle", "a b", "self-test")], out=sink)
-        if got != want or code != (1 if want else 0) or allowed != 0 or stale != 1:
+                code = report(d, out=sink)
+        if got != want or code != (1 if want else 0):
             failed += 1
             print(
                 f"self-test {name}: FAILED: want {sorted(want)} (exit {1 if want else 0}), got {sorted(got)}"
-                f" (exit {code}; all allowed: exit {allowed}; a stale entry: exit {stale})"
+                f" (exit {code})"
             )
             for _, _, msg in findings:
                 print(f"    {msg}")
@@ -525,7 +505,6 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=os.path.dirname(here), help="the crate to check")
-    ap.add_argument("--strict", action="store_true", help="ignore ALLOW")
     ap.add_argument("--self-test", action="store_true", help="check the checker on fake trees")
     ap.add_argument("--graph", action="store_true", help="print the module graph and exit")
     args = ap.parse_args()
@@ -538,7 +517,7 @@ def main():
                 uses = " ".join(sorted(g.uses.get(m, {})))
                 print(f"{m} -> {' '.join(sorted(g.edges.get(m, {})))}" + (f"  [uses {uses}]" if uses else ""))
             return 0
-        return report(args.root, [] if args.strict else ALLOW)
+        return report(args.root)
     except OSError as e:
         print(f"check-layers: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -445,31 +445,44 @@ pub fn find_on_path(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBu
         .find(|p| p.is_file())
 }
 
+/// A free TCP port on 127.0.0.1 (the OS picks it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The command that starts `bin` as a local JetStream server on 127.0.0.1:`port` with its store
+/// in `store`, its output discarded: what the demo starts, and what the test kit starts (with
+/// its own arguments and log added).
+pub fn nats_server_command(bin: &std::ffi::OsStr, port: u16, store: &std::path::Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 /// A `nats-server` child process and its temp dir, killed and removed on drop.
 struct NatsGuard {
-    child: tokio::process::Child,
+    child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for NatsGuard {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 async fn start_nats(bin: Option<PathBuf>) -> anyhow::Result<Option<(String, NatsGuard)>> {
     let Some(bin) = bin else { return Ok(None) };
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = tokio::process::Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let port = free_port()?;
+    let child = nats_server_command(bin.as_os_str(), port, dir.path()).spawn()?;
     let url = format!("nats://127.0.0.1:{port}");
     for _ in 0..100 {
         if find_nats(&url).await.is_some() {

@@ -42,6 +42,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod contract;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod event;
 #[cfg(any(test, feature = "test-util"))]
@@ -49,6 +50,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod ingress;
 pub mod json;
+#[cfg(feature = "demo")]
 pub mod mock_vx;
 pub mod nats;
 pub mod pii;

@@ -50,9 +50,6 @@ pub use webhook::{
 /// The largest `max_payload` a NATS server accepts (64 MiB).
 pub const MAX_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
 
-/// Process exit code for a bad configuration (`EX_USAGE` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 64;
-
 /// A configuration error: the key it concerns and what is wrong, on one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid config: `{key}`: {message}")]

@@ -3,9 +3,9 @@
 //! 127.0.0.1, a temp store, SIGKILLed on `Drop`. A single server or a cluster of N. Plus the
 //! stream helpers tests read back with. Never touches port 4222 or a server it did not start.
 
-use std::net::{TcpListener as StdListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -14,10 +14,7 @@ use crate::wait::{eventually_blocking, eventually_ok};
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; a race with another process is unlikely).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    vx_bridge::demo::free_port().expect("free port")
 }
 
 /// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats-servers.sh`
@@ -63,20 +60,14 @@ impl NatsServer {
     fn spawn(&mut self) {
         let store: PathBuf = self.dir.path().join("js");
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("log file");
-        let child = Command::new(nats_server_bin())
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&store)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+        let child = vx_bridge::demo::nats_server_command(
+            nats_server_bin().as_ref(),
+            self.port,
+            &store,
+        )
+        .args(&self.extra)
+        .stderr(log)
+        .spawn()
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats-servers.sh and NATS_SERVER=<path>)",

@@ -1,12 +1,78 @@
 //! Command-line interface: `serve`, `check-config`, `demo`, the operator lookups `status` and
 //! `result` and `watch`, which send one request to a running status service over NATS, `sessions` and
-//! `replay`, which work on the stream and buckets directly, and `mock-vx`, a stand-in VX API
-//! for local runs.
+//! `replay`, which work on the stream and buckets directly, `erase` and `keys`, and `mock-vx`, a
+//! stand-in VX API for local runs.
+//!
+//! The arguments are here; [`run`] loads the configuration a command needs and calls it; each
+//! command has its own file, and the exit codes are in `exit.rs`. This module and `main.rs` are
+//! the only ones that read the environment.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::process::ExitCode;
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+#[cfg(feature = "demo")]
+mod demo;
+mod erase;
+pub mod exit;
+mod keys;
+mod lookup;
+mod nats;
+mod replay;
+mod serve;
+mod sessions;
+
+/// Runs the command line's command; its exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, exit::Exit> {
+    let file = cli.config.as_deref();
+    // The whole configuration for the service; the operator commands only send requests and
+    // work on streams and buckets: they need `[nats]`, not webhook or upstream secrets.
+    let service = || Config::load(file, std::env::vars()).map_err(exit::bad_config);
+    let requests = || Config::load_for_requests(file, std::env::vars()).map_err(exit::bad_config);
+    use lookup::Lookup;
+    match cli.command {
+        #[cfg(feature = "demo")]
+        Command::Demo => demo::demo(file),
+        #[cfg(feature = "demo")]
+        Command::MockVx {
+            listen,
+            token,
+            complete_with,
+        } => demo::mock_vx(listen, &token, complete_with),
+        Command::CheckConfig => serve::check_config(service()?),
+        Command::Serve => serve::serve(service()?),
+        Command::Status {
+            request_id,
+            timeout,
+        } => lookup::by_id(requests()?, Lookup::Status, &request_id, timeout),
+        Command::Watch {
+            request_id,
+            timeout,
+        } => lookup::by_id(requests()?, Lookup::Watch, &request_id, timeout),
+        Command::Result(args) => lookup::result(requests()?, args),
+        Command::Sessions { command } => sessions::sessions(requests()?, command),
+        Command::Replay(args) => replay::replay(requests()?, args),
+        Command::Erase {
+            request_id,
+            reason,
+            timeout,
+        } => erase::erase(requests()?, &request_id, reason.as_deref(), timeout),
+        Command::Keys {
+            command: KeysCommand::Rewrap { json },
+        } => keys::rewrap(requests()?, json),
+    }
+}
 
 /// vx-bridge: VX verification webhooks → NATS JetStream events, and status lookups over NATS.
 #[derive(Debug, Parser)]
@@ -30,6 +96,7 @@ pub enum Command {
     /// Show the whole flow on this machine: NATS (found or started), a mock VX API, the bridge,
     /// signed sample webhooks, the events a subscriber receives, a status lookup, and a watched
     /// session completed by polling.
+    #[cfg(feature = "demo")]
     Demo,
     /// Ask the status service for a session's current status and print the reply.
     /// Uses only the `[nats]` settings. Exit 0 on success, 1 on an error reply, 69 when no
@@ -93,6 +160,7 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    #[cfg(feature = "demo")]
     /// Run a mock of the VX API's session lookup, for local runs of the status service: point
     /// `upstream.base_url` at it and set `upstream.token` to TOKEN. Unknown ids answer INIT,
     /// then IN PROGRESS, then COMPLETED; `PUT /mock/sessions/{id}` with
@@ -112,6 +180,7 @@ pub enum Command {
 }
 
 /// The result `vx-bridge mock-vx --complete-with` ends a session's cycle in.
+#[cfg(feature = "demo")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MockResult {
     /// `"status": "PASS"`.
@@ -122,6 +191,7 @@ pub enum MockResult {
     Fail,
 }
 
+#[cfg(feature = "demo")]
 impl MockResult {
     /// The body's `status`.
     pub fn status(self) -> &'static str {
