@@ -1,5 +1,5 @@
 //! The HTTP layer outside the webhook handler: idle connections of both protocols are closed
-//! (issue 10, bug 3), and the router's own refusals are problems (bug 5).
+//! and the router's own refusals are problems.
 
 use std::time::Duration;
 

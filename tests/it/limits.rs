@@ -1,4 +1,4 @@
-//! Body limits against what NATS can store (issue 10, bug 1) and the memory bound under an
+//! Body limits against what NATS can store and the memory bound under an
 //! unauthenticated flood (bug 6), at the exact boundaries, on a default server and on one with a
 //! smaller `max_payload`.
 //!

@@ -1,4 +1,4 @@
-//! The NATS server's version at connect (issue 12): logged, warned about when it is a known
+//! The NATS server's version at connect: logged, warned about when it is a known
 //! data-loss release, exported as `vx_bridge_nats_server_info{version, support}` with one
 //! series, updated when the server changes under the bridge. A fake server (enough of the
 //! protocol for async-nats to connect: `INFO`, `PONG`) reports the version we want; a real one

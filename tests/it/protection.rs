@@ -1,4 +1,4 @@
-//! Data protection (design.md, "Data protection"; issue 24), against real nats-server processes:
+//! Data protection (design.md, "Data protection"), against real nats-server processes:
 //! no personal data in clear in any stored byte (raw messages of every stream and bucket, and
 //! the server's store files), the JWE opened by an independent JOSE library (Python `jwcrypto`)
 //! byte for byte, erasure through the endpoint and the CLI, retention by key expiry, KEK

@@ -1,4 +1,4 @@
-//! The reconciler (issue 14, parts 1 and 2): `{prefix}.watch`, watched sessions polled against
+//! The reconciler: `{prefix}.watch`, watched sessions polled against
 //! the mock VX API (whose answers change per lookup), poll events, expiry, two replicas, a NATS
 //! restart, VX unavailable; against a real nats-server, with short schedules.
 

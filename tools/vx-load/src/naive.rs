@@ -1,4 +1,4 @@
-//! `naive`: the naive-handler baseline (n) of issue 15: what a competent engineer would write
+//! `naive`: the naive-handler baseline (n): what a competent engineer would write
 //! first for a webhook, and nothing more. An axum POST handler that checks the Standard Webhooks
 //! HMAC, parses the body into a `serde_json::Value`, checks it with `jsonschema`'s `is_valid`
 //! against the same `schemas/vx-result.schema.json`, publishes the raw body to JetStream, awaits
