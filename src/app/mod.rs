@@ -204,7 +204,7 @@ pub async fn run_prepared(
     serve(&config, roles, listener, app, &shutdown).await?;
     running.stop().await;
     match tokio::time::timeout(NATS_DRAIN, client.drain()).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => tracing::info!("NATS connection drained"),
         Ok(Err(e)) => tracing::warn!(error = %e, "draining NATS failed"),
         Err(_) => tracing::warn!("draining NATS timed out"),
     }
