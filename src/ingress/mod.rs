@@ -186,12 +186,11 @@ pub fn body_limit_for(max_body_bytes: usize, max_payload: usize, mode: PiiMode) 
 
 /// A key store failure as the publish it stopped: retryable (ridden through, then 503) when
 /// NATS was away, else answered at once with 503.
-fn key_failure(e: &KeyError) -> PublishError {
-    let text = crate::telemetry::error_chain(e);
+fn key_failure(e: KeyError) -> PublishError {
     if e.is_retryable() {
-        PublishError::Unavailable(text)
+        PublishError::Unavailable(e.into())
     } else {
-        PublishError::Other(text)
+        PublishError::Other(e.into())
     }
 }
 
@@ -466,7 +465,7 @@ async fn seal(ing: &Ingress, kid: &str, raw: &[u8]) -> Result<crate::pii::Sealed
     let timeout = ing.publisher.timeout();
     match tokio::time::timeout(timeout, ing.sealer.seal(kid, raw)).await {
         Ok(Ok(sealed)) => Ok(sealed),
-        Ok(Err(e)) => Err(key_failure(&e)),
+        Ok(Err(e)) => Err(key_failure(e)),
         Err(_) => Err(PublishError::Timeout(timeout)),
     }
 }

@@ -51,14 +51,14 @@ pub enum PublishError {
     #[error("no stream captures the subject")]
     NoStream,
     /// JetStream answered 503 "temporarily unavailable" (no leader, cluster not available).
-    #[error("JetStream unavailable: {0}")]
-    Unavailable(String),
+    #[error("JetStream unavailable")]
+    Unavailable(#[source] async_nats::Error),
     /// The service is shutting down; the publish was not retried again.
     #[error("shutting down")]
     ShuttingDown,
     /// Any other failure, with its source.
-    #[error("publish failed: {0}")]
-    Other(String),
+    #[error("publish failed")]
+    Other(#[source] async_nats::Error),
 }
 
 impl PublishError {
@@ -238,10 +238,13 @@ impl Publisher {
 /// the event is not where consumers read it.
 fn stored_in(stream: &str, ack: jetstream::publish::PublishAck) -> Result<Stored, PublishError> {
     if ack.stream != stream || ack.sequence == 0 {
-        return Err(PublishError::Other(format!(
-            "PubAck names stream {:?} sequence {}, not a message in stream {stream:?}",
-            ack.stream, ack.sequence
-        )));
+        return Err(PublishError::Other(
+            format!(
+                "PubAck names stream {:?} sequence {}, not a message in stream {stream:?}",
+                ack.stream, ack.sequence
+            )
+            .into(),
+        ));
     }
     Ok(Stored {
         stream: ack.stream,
@@ -262,9 +265,9 @@ fn map_publish_error(e: jetstream::context::PublishError, size: usize, max: usiz
         _ => match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<jetstream::Error>())
         {
             Some(js) if js_unavailable(js.code(), js.error_code()) => {
-                PublishError::Unavailable(e.to_string())
+                PublishError::Unavailable(e.into())
             }
-            _ => PublishError::Other(e.to_string()),
+            _ => PublishError::Other(e.into()),
         },
     }
 }

@@ -123,16 +123,37 @@ pub enum StreamError {
     },
     /// The servers cannot hold `nats.stream.replicas` copies (a single server, or a cluster
     /// with fewer JetStream servers up than replicas).
-    #[error("nats.stream.replicas = {replicas}, but the NATS servers cannot place {replicas} replicas (a single server holds only 1; a cluster needs at least as many JetStream servers up): lower nats.stream.replicas or add servers; the server said: {server}")]
+    #[error("nats.stream.replicas = {replicas}, but the NATS servers cannot place {replicas} replicas (a single server holds only 1; a cluster needs at least as many JetStream servers up): lower nats.stream.replicas or add servers; the server said")]
     TooFewServers {
         /// `nats.stream.replicas`.
         replicas: usize,
         /// The server's error.
-        server: String,
+        #[source]
+        source: jetstream::Error,
     },
     /// The JetStream API failed.
-    #[error("JetStream: {0}")]
-    Api(String),
+    #[error("JetStream: {op} stream {stream}")]
+    Api {
+        /// What was being done: `creating`, `opening`.
+        op: &'static str,
+        /// Stream name.
+        stream: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+impl StreamError {
+    /// For `map_err`: the JetStream API failed while doing `op` to `stream`.
+    fn api<E: Into<async_nats::Error>>(op: &'static str, stream: &str) -> impl FnOnce(E) -> Self {
+        let stream = stream.to_owned();
+        move |e| StreamError::Api {
+            op,
+            stream,
+            source: e.into(),
+        }
+    }
 }
 
 /// JetStream errors meaning the stream's replicas do not fit the servers: replicas > 1 on a
@@ -159,10 +180,10 @@ pub async fn ensure_stream(
                 {
                     StreamError::TooFewServers {
                         replicas: cfg.replicas,
-                        server: inner.to_string(),
+                        source: inner.clone(),
                     }
                 }
-                _ => StreamError::Api(e.to_string()),
+                _ => StreamError::api("creating", &cfg.name)(e),
             })?
     } else {
         let stream = js.get_stream(&cfg.name).await.map_err(|e| match e.kind() {
@@ -171,7 +192,7 @@ pub async fn ensure_stream(
             {
                 StreamError::Missing(cfg.name.clone())
             }
-            _ => StreamError::Api(e.to_string()),
+            _ => StreamError::api("opening", &cfg.name)(e),
         })?;
         stream.cached_info().clone()
     };
@@ -262,7 +283,7 @@ pub async fn keep_stream(
                     check_subjects(&cfg.name, &info.config.subjects, &subjects)
                         .map(|_| info.config.num_replicas)
                 }
-                Err(e) => Err(StreamError::Api(e.to_string())),
+                Err(e) => Err(StreamError::api("opening", &cfg.name)(e)),
             }
         } else {
             ensure_stream(js, cfg, &subjects).await
@@ -286,7 +307,7 @@ pub async fn keep_stream(
             }
             Err(e) => {
                 state.set_ready(false);
-                tracing::error!(stream = %cfg.name, error = %e, "stream not ready; retrying");
+                tracing::error!(stream = %cfg.name, error = %crate::telemetry::error_chain(&e), "stream not ready; retrying");
             }
         }
         // While not ready, re-check every second and no faster: webhooks riding through an

@@ -318,8 +318,9 @@ impl Context<'_> {
                 Ok(row)
             }
             Err(e) => Err(Unavailable(format!(
-                "publishing the replay of seq {}: {e}",
-                r.seq
+                "publishing the replay of seq {}: {}",
+                r.seq,
+                crate::telemetry::error_chain(&e)
             ))),
         }
     }
