@@ -37,8 +37,14 @@ pub enum RequestError {
     #[error("no reply on {0} within {1:?}")]
     TimedOut(String, Duration),
     /// Anything else (connection, payload size).
-    #[error("request on {0} failed: {1}")]
-    Other(String, String),
+    #[error("request on {subject} failed")]
+    Other {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::RequestError,
+    },
 }
 
 /// Sends `payload` to `subject` and waits up to `timeout` for the reply.
@@ -57,7 +63,10 @@ pub async fn request(
         .map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => RequestError::NoResponders(subject.into()),
             RequestErrorKind::TimedOut => RequestError::TimedOut(subject.into(), timeout),
-            _ => RequestError::Other(subject.into(), e.to_string()),
+            _ => RequestError::Other {
+                subject: subject.into(),
+                source: e,
+            },
         })?;
     let header = |name: &str| {
         msg.headers

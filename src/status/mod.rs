@@ -632,7 +632,7 @@ async fn watch(state: &ServiceState, payload: &[u8]) -> Handled {
             (encode(&reply), Some(id), Some(source))
         }
         Err(e) => {
-            tracing::warn!(request_id = %id, error = %e, "watch: registering failed");
+            tracing::warn!(request_id = %id, error = %crate::telemetry::error_chain(&e), "watch: registering failed");
             (
                 Err(ServiceError::unavailable(
                     "the reconciler's work queue cannot be written now; retry",
@@ -802,7 +802,7 @@ async fn respond(
     state: &ServiceState,
 ) {
     let outcome = match result {
-        Ok(body) => req.respond(Ok(body)).await.map_err(|e| e.to_string()),
+        Ok(body) => req.respond(Ok(body)).await.map_err(async_nats::Error::from),
         Err(e) => {
             let Some(reply) = req.message.reply.clone() else {
                 return;
@@ -817,7 +817,7 @@ async fn respond(
                 .client
                 .publish_with_headers(reply, headers, e.body())
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(async_nats::Error::from);
             req.message.reply = Some(state.discard_subject.clone().into());
             let counted = req
                 .respond(Err(service::error::Error {
@@ -825,11 +825,11 @@ async fn respond(
                     code: e.code as usize,
                 }))
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(async_nats::Error::from);
             sent.and(counted)
         }
     };
     if let Err(e) = outcome {
-        tracing::warn!(error = %e, "sending a status reply failed");
+        tracing::warn!(error = %crate::telemetry::error_chain(&*e), "sending a status reply failed");
     }
 }
