@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::schedule::Work;
 use crate::event::{draft_event, session_notice, EventKind, Origin, OutboundMessage};
-use crate::nats::{Publisher, Subjects};
-use crate::pii::Sealer;
+use crate::nats::{PublishError, Publisher, Subjects};
+use crate::pii::{KeyError, Sealer};
 use crate::sessions::{ViewRead, ViewReader};
 use crate::telemetry::{ReconcileCheck, ReconcilePublished, TraceContext};
 use crate::timestamp::format_timestamp;
@@ -29,6 +29,20 @@ pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest: a larger `Retry-After` is not taken at its word, so one bad header cannot
 /// park a session for days.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Why a polled body or an expiry was not stored as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailed {
+    /// VX's result body is not JSON.
+    #[error("the result is not JSON")]
+    NotJson,
+    /// The body could not be sealed (`events.pii = encrypted`).
+    #[error("sealing the result failed")]
+    Seal(#[source] KeyError),
+    /// The event was not stored.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
 
 /// What a check decided for its work message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +102,7 @@ impl Checker<'_> {
                 match self.publish_result(&r.raw, &checked_at).await {
                     Ok(()) => Verdict::Done(ReconcileCheck::Completed),
                     Err(e) => {
-                        tracing::warn!(request_id = %id, error = %e, "reconcile: publishing the polled result failed; checked again");
+                        tracing::warn!(request_id = %id, error = %crate::telemetry::error_chain(&e), "reconcile: publishing the polled result failed; checked again");
                         Verdict::Retry(ReconcileCheck::Failed, self.unavailable_delay)
                     }
                 }
@@ -103,7 +117,7 @@ impl Checker<'_> {
                 let changed = state.is_none() || state != work.last_state.as_deref();
                 if kind == EventKind::Unrecognized || changed {
                     if let Err(e) = self.publish_result(&r.raw, &checked_at).await {
-                        tracing::warn!(request_id = %id, error = %e, "reconcile: publishing the polled body failed; checked again");
+                        tracing::warn!(request_id = %id, error = %crate::telemetry::error_chain(&e), "reconcile: publishing the polled body failed; checked again");
                         return Verdict::Retry(ReconcileCheck::Failed, self.unavailable_delay);
                     }
                 }
@@ -120,11 +134,11 @@ impl Checker<'_> {
         match e {
             UpstreamError::NotFound => Verdict::Next(ReconcileCheck::Unknown, None),
             UpstreamError::Status(code) if *code < 500 && *code != 429 => {
-                tracing::warn!(request_id = %id, error = %e, "reconcile: VX refused the lookup; checked again on the next step");
+                tracing::warn!(request_id = %id, error = %crate::telemetry::error_chain(e), "reconcile: VX refused the lookup; checked again on the next step");
                 Verdict::Next(ReconcileCheck::Failed, None)
             }
             UpstreamError::Auth(_) | UpstreamError::BadReply(_) => {
-                tracing::warn!(request_id = %id, error = %e, "reconcile: VX answer unusable; checked again on the next step");
+                tracing::warn!(request_id = %id, error = %crate::telemetry::error_chain(e), "reconcile: VX answer unusable; checked again on the next step");
                 Verdict::Next(ReconcileCheck::Failed, None)
             }
             UpstreamError::RateLimited(Some(wait)) => {
@@ -133,16 +147,16 @@ impl Checker<'_> {
                 Verdict::Retry(ReconcileCheck::Unavailable, delay)
             }
             _ => {
-                tracing::debug!(request_id = %id, error = %e, "reconcile: VX unavailable; checked again later");
+                tracing::debug!(request_id = %id, error = %crate::telemetry::error_chain(e), "reconcile: VX unavailable; checked again later");
                 Verdict::Retry(ReconcileCheck::Unavailable, self.unavailable_delay)
             }
         }
     }
 
     /// Publishes a completed result body as its event (`vx-source: poll`).
-    async fn publish_result(&self, raw: &[u8], received_at: &str) -> Result<(), String> {
+    async fn publish_result(&self, raw: &[u8], received_at: &str) -> Result<(), PublishFailed> {
         let body: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|_| "the result is not JSON".to_owned())?;
+            serde_json::from_slice(raw).map_err(|_| PublishFailed::NotJson)?;
         let draft = draft_event(
             self.subjects,
             Origin::Poll,
@@ -159,7 +173,7 @@ impl Checker<'_> {
             .sealer
             .seal(&kid, raw)
             .await
-            .map_err(|e| crate::telemetry::error_chain(&e))?;
+            .map_err(PublishFailed::Seal)?;
         let msg = draft.finish(sealed.form(raw));
         let kind = match EventKind::classify(body["status"].as_str().unwrap_or_default()) {
             EventKind::CompletedPass => ReconcilePublished::Pass,
@@ -171,17 +185,21 @@ impl Checker<'_> {
     }
 
     /// Publishes `{prefix}.expired` for `work`, given up at `now`.
-    pub async fn publish_expired(&self, work: &Work, now: OffsetDateTime) -> Result<(), String> {
+    pub async fn publish_expired(
+        &self,
+        work: &Work,
+        now: OffsetDateTime,
+    ) -> Result<(), PublishFailed> {
         let msg = expired_message(self.subjects, work, now);
         self.publish(msg, ReconcilePublished::Expired).await
     }
 
-    async fn publish(&self, msg: OutboundMessage, kind: ReconcilePublished) -> Result<(), String> {
-        let stored = self
-            .publisher
-            .publish(msg)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn publish(
+        &self,
+        msg: OutboundMessage,
+        kind: ReconcilePublished,
+    ) -> Result<(), PublishFailed> {
+        let stored = self.publisher.publish(msg).await?;
         if !stored.duplicate {
             crate::telemetry::RECONCILE_PUBLISHED.get(kind).increment(1);
         }

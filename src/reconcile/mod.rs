@@ -82,7 +82,7 @@ impl crate::sessions::PendingHook for Registrar {
         &'a self,
         request_id: &'a str,
         stored_at: OffsetDateTime,
-    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'a, Result<(), async_nats::Error>> {
         Box::pin(async move {
             if self.give_up_at(stored_at) <= OffsetDateTime::now_utc() {
                 return Ok(());
@@ -90,7 +90,7 @@ impl crate::sessions::PendingHook for Registrar {
             self.register_since(request_id, stored_at)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(Into::into)
         })
     }
 }
@@ -118,9 +118,9 @@ pub fn start(
                 Ok(()) => wait = Duration::from_millis(50),
                 Err(e) => {
                     if wait >= Duration::from_secs(1) {
-                        tracing::error!(stream = %config.reconcile.stream, error = %e, "reconciler not running; retrying");
+                        tracing::error!(stream = %config.reconcile.stream, error = %crate::telemetry::error_chain(&e), "reconciler not running; retrying");
                     } else {
-                        tracing::debug!(stream = %config.reconcile.stream, error = %e, "reconciler not running yet; retrying");
+                        tracing::debug!(stream = %config.reconcile.stream, error = %crate::telemetry::error_chain(&e), "reconciler not running yet; retrying");
                     }
                 }
             }
@@ -207,7 +207,7 @@ async fn run_once(
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(|e| QueueError::Api(e.to_string()))?;
+        .map_err(QueueError::api("reading the consumer's messages"))?;
     tracing::info!(stream = %config.reconcile.stream, consumer = queue::CONSUMER, concurrency, "reconciler running");
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     let mut in_flight = FuturesUnordered::new();
@@ -227,8 +227,8 @@ async fn run_once(
             }
             next = messages.next(), if in_flight.len() < concurrency => match next {
                 Some(Ok(msg)) => in_flight.push(handle(ctx, msg)),
-                Some(Err(e)) => break Err(QueueError::Api(e.to_string())),
-                None => break Err(QueueError::Api("the consumer's message stream ended".into())),
+                Some(Err(e)) => break Err(QueueError::api("reading the consumer's messages")(e)),
+                None => break Err(QueueError::Ended),
             },
         }
     };
@@ -278,7 +278,7 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
                 Verdict::Done(ReconcileCheck::Expired)
             }
             Err(e) => {
-                tracing::warn!(request_id = %work.request_id, error = %e, "reconcile: publishing the expiry failed; tried again");
+                tracing::warn!(request_id = %work.request_id, error = %crate::telemetry::error_chain(&e), "reconcile: publishing the expiry failed; tried again");
                 Verdict::Retry(ReconcileCheck::Failed, FAILED_DELAY)
             }
         },
@@ -312,7 +312,7 @@ async fn handle(ctx: &Context, msg: jetstream::Message) {
                     ReconcileCheck::Superseded
                 }
                 Err(e) => {
-                    tracing::warn!(request_id = %work.request_id, error = %e, "reconcile: scheduling the next check failed; this one comes again");
+                    tracing::warn!(request_id = %work.request_id, error = %crate::telemetry::error_chain(&e), "reconcile: scheduling the next check failed; this one comes again");
                     let _ = msg.ack_with(AckKind::Nak(Some(FAILED_DELAY))).await;
                     ReconcileCheck::Failed
                 }

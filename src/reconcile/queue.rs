@@ -4,6 +4,7 @@
 //!
 //! Touches only that stream and consumer; never the event stream or the session bucket.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -36,8 +37,33 @@ pub enum QueueError {
     #[error("superseded by another check")]
     Superseded,
     /// The JetStream API failed, or NATS is away.
-    #[error("JetStream: {0}")]
-    Api(String),
+    #[error("JetStream: {op}")]
+    Api {
+        /// What was being done (`creating stream …`).
+        op: Cow<'static, str>,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The session's work message changed under both tries of a registration.
+    #[error("the session's watch changed twice while registering")]
+    Contended,
+    /// The consumer's message stream ended without an error of its own.
+    #[error("JetStream: the consumer's message stream ended")]
+    Ended,
+}
+
+impl QueueError {
+    /// For `map_err`: the JetStream API failed while doing `op`.
+    pub(crate) fn api<E: Into<async_nats::Error>>(
+        op: impl Into<Cow<'static, str>>,
+    ) -> impl FnOnce(E) -> Self {
+        let op = op.into();
+        move |e| QueueError::Api {
+            op,
+            source: e.into(),
+        }
+    }
 }
 
 /// The work-queue stream we want, from `[reconcile]` (storage follows the event stream's).
@@ -69,11 +95,11 @@ pub async fn ensure(
     let name = &config.reconcile.stream;
     js.create_or_update_stream(desired_stream(config))
         .await
-        .map_err(|e| QueueError::Api(format!("creating stream {name}: {e}")))?;
+        .map_err(QueueError::api(format!("creating stream {name}")))?;
     let s = js
         .get_stream(name)
         .await
-        .map_err(|e| QueueError::Api(format!("opening stream {name}: {e}")))?;
+        .map_err(QueueError::api(format!("opening stream {name}")))?;
     let consumer = s
         .get_or_create_consumer(
             CONSUMER,
@@ -91,7 +117,7 @@ pub async fn ensure(
             },
         )
         .await
-        .map_err(|e| QueueError::Api(format!("creating consumer {CONSUMER}: {e}")))?;
+        .map_err(QueueError::api(format!("creating consumer {CONSUMER}")))?;
     Ok((s, consumer))
 }
 
@@ -168,9 +194,7 @@ impl Registrar {
                 });
             }
         }
-        Err(QueueError::Api(
-            "the session's watch changed twice while registering".into(),
-        ))
+        Err(QueueError::Contended)
     }
 
     /// The work message on `subject`, if any.
@@ -179,11 +203,11 @@ impl Registrar {
             .js
             .get_stream_no_info(&self.stream)
             .await
-            .map_err(|e| QueueError::Api(e.to_string()))?;
+            .map_err(QueueError::api("opening the work queue"))?;
         match stream.direct_get_last_for_subject(subject).await {
             Ok(msg) => Ok(Work::from_json(&msg.payload).ok()),
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(QueueError::Api(e.to_string())),
+            Err(e) => Err(QueueError::api("reading a work message")(e)),
         }
     }
 }
@@ -209,6 +233,6 @@ pub async fn publish_work(
     result.map_err(|e| match e.kind() {
         K::WrongLastSequence => QueueError::Superseded,
         K::StreamNotFound => QueueError::NoStream,
-        _ => QueueError::Api(e.to_string()),
+        _ => QueueError::api("publishing a work message")(e),
     })
 }

@@ -28,11 +28,14 @@ pub async fn get(
     let store = js
         .get_key_value(&config.sessions.bucket)
         .await
-        .map_err(|e| ViewError::Api(format!("opening bucket {}: {e}", config.sessions.bucket)))?;
+        .map_err(ViewError::api(format!(
+            "opening bucket {}",
+            config.sessions.bucket
+        )))?;
     match store
         .entry(request_id.to_ascii_lowercase())
         .await
-        .map_err(|e| ViewError::Api(e.to_string()))?
+        .map_err(ViewError::api("reading the key"))?
     {
         Some(e) if e.operation == kv::Operation::Put => {
             Ok(Some(String::from_utf8_lossy(&e.value).into_owned()))

@@ -29,13 +29,13 @@ pub async fn ensure_bucket(
     if cfg.create {
         js.create_or_update_stream(desired_bucket(cfg, stream))
             .await
-            .map_err(|e| ViewError::Api(format!("creating bucket {}: {e}", cfg.bucket)))?;
+            .map_err(ViewError::api(format!("creating bucket {}", cfg.bucket)))?;
     }
     js.get_key_value(&cfg.bucket).await.map_err(|e| {
         if crate::nats::stream::is_missing_bucket(&e) {
             ViewError::Missing(cfg.bucket.clone())
         } else {
-            ViewError::Api(format!("opening bucket {}: {e}", cfg.bucket))
+            ViewError::api(format!("opening bucket {}", cfg.bucket))(e)
         }
     })
 }

@@ -45,6 +45,7 @@ pub use reader::{ViewRead, ViewReader};
 pub use terminal::TerminalStates;
 pub use writer::{apply, apply_known, apply_lookup, KnownKeys};
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the bucket and the consumer are in place (part of `/readyz`).
@@ -77,6 +78,31 @@ pub enum ViewError {
     #[error("event stream {0} not found")]
     NoStream(String),
     /// The JetStream API failed.
+    #[error("JetStream: {op}")]
+    Api {
+        /// What was being done (`opening bucket …`).
+        op: Cow<'static, str>,
+        /// The client's error.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// A message stream ended or stalled without an error of its own.
     #[error("JetStream: {0}")]
-    Api(String),
+    Stopped(&'static str),
+    /// A state could not be encoded as JSON.
+    #[error("encoding a session state")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl ViewError {
+    /// For `map_err`: the JetStream API failed while doing `op`.
+    pub(crate) fn api<E: Into<async_nats::Error>>(
+        op: impl Into<Cow<'static, str>>,
+    ) -> impl FnOnce(E) -> Self {
+        let op = op.into();
+        move |e| ViewError::Api {
+            op,
+            source: e.into(),
+        }
+    }
 }

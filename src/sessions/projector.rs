@@ -33,7 +33,7 @@ pub trait PendingHook: Send + Sync {
         &'a self,
         request_id: &'a str,
         stored_at: time::OffsetDateTime,
-    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+    ) -> futures::future::BoxFuture<'a, Result<(), async_nats::Error>>;
 }
 
 /// What the projector skips and calls: the non-state subjects and the hook.
@@ -64,7 +64,7 @@ pub async fn ensure_consumer(
         {
             ViewError::NoStream(stream.to_owned())
         }
-        _ => ViewError::Api(e.to_string()),
+        _ => ViewError::api(format!("opening stream {stream}"))(e),
     })?;
     s.get_or_create_consumer(
         CONSUMER,
@@ -81,7 +81,7 @@ pub async fn ensure_consumer(
         },
     )
     .await
-    .map_err(|e| ViewError::Api(format!("creating consumer {CONSUMER}: {e}")))
+    .map_err(ViewError::api(format!("creating consumer {CONSUMER}")))
 }
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
@@ -127,9 +127,9 @@ pub fn start(
             if let Err(e) = run_once(&client, view, &shutdown, &mut cas_warned).await {
                 let level_error = wait >= Duration::from_secs(1);
                 if level_error {
-                    tracing::error!(bucket = %cfg.bucket, stream = %stream.name, error = %e, "session view not ready; retrying");
+                    tracing::error!(bucket = %cfg.bucket, stream = %stream.name, error = %crate::telemetry::error_chain(&e), "session view not ready; retrying");
                 } else {
-                    tracing::debug!(bucket = %cfg.bucket, stream = %stream.name, error = %e, "session view not ready yet; retrying");
+                    tracing::debug!(bucket = %cfg.bucket, stream = %stream.name, error = %crate::telemetry::error_chain(&e), "session view not ready yet; retrying");
                 }
             }
             if state.is_ready() {
@@ -190,7 +190,7 @@ async fn run_once(
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(|e| ViewError::Api(e.to_string()))?;
+        .map_err(ViewError::api("reading the consumer's messages"))?;
     if !state.is_ready() {
         tracing::info!(bucket = %cfg.bucket, consumer = CONSUMER, "session view ready");
     }
@@ -210,8 +210,8 @@ async fn run_once(
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
                 Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
-                Some(Err(e)) => break Err(ViewError::Api(e.to_string())),
-                None => break Err(ViewError::Api("the consumer's message stream ended".into())),
+                Some(Err(e)) => break Err(ViewError::api("reading the consumer's messages")(e)),
+                None => break Err(ViewError::Stopped("the consumer's message stream ended")),
             },
         }
     };
@@ -311,7 +311,7 @@ async fn handle(
                 && outcome != SessionUpdate::Stale;
             if let (true, Some(hook)) = (register, &projection.on_pending) {
                 if let Err(e) = hook.pending(&state.request_id, stored_at).await {
-                    tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %e, "session view: registering the pending session with the reconciler failed; the event will come again");
+                    tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %crate::telemetry::error_chain(&*e), "session view: registering the pending session with the reconciler failed; the event will come again");
                     let _ = msg
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                         .await;
@@ -323,7 +323,7 @@ async fn handle(
             }
         }
         Err(e) => {
-            tracing::warn!(stream_seq = seq, error = %e, "session view: write failed; the event will come again");
+            tracing::warn!(stream_seq = seq, error = %crate::telemetry::error_chain(&e), "session view: write failed; the event will come again");
             let _ = msg
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                 .await;

@@ -58,27 +58,37 @@ pub async fn rebuild(
     let kv_stream = desired_bucket(&target, stream);
     js.create_or_update_stream(kv_stream.clone())
         .await
-        .map_err(|e| ViewError::Api(format!("creating bucket {}: {e}", target.bucket)))?;
+        .map_err(ViewError::api(format!("creating bucket {}", target.bucket)))?;
     let kv = js
         .get_stream(&kv_stream.name)
         .await
-        .map_err(|e| ViewError::Api(format!("opening bucket {}: {e}", target.bucket)))?;
+        .map_err(ViewError::api(format!("opening bucket {}", target.bucket)))?;
     kv.purge()
         .await
-        .map_err(|e| ViewError::Api(format!("purging bucket {}: {e}", target.bucket)))?;
+        .map_err(ViewError::api(format!("purging bucket {}", target.bucket)))?;
     let store = js
         .get_key_value(&target.bucket)
         .await
-        .map_err(|e| ViewError::Api(format!("opening bucket {}: {e}", target.bucket)))?;
+        .map_err(ViewError::api(format!("opening bucket {}", target.bucket)))?;
 
     let mut events = js
         .get_stream(&stream.name)
         .await
-        .map_err(|e| ViewError::NoStream(format!("{}: {e}", stream.name)))?;
+        .map_err(|e| match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                ViewError::NoStream(stream.name.clone())
+            }
+            _ => ViewError::api(format!("opening stream {}", stream.name))(e),
+        })?;
     let last_seq = events
         .info()
         .await
-        .map_err(|e| ViewError::Api(e.to_string()))?
+        .map_err(ViewError::api(format!(
+            "reading the state of stream {}",
+            stream.name
+        )))?
         .state
         .last_sequence;
     let mut report = RebuildReport {
@@ -95,21 +105,23 @@ pub async fn rebuild(
             ..Default::default()
         })
         .await
-        .map_err(|e| ViewError::Api(format!("reading stream {}: {e}", stream.name)))?;
+        .map_err(ViewError::api(format!("reading stream {}", stream.name)))?;
     let mut messages = reader
         .messages()
         .await
-        .map_err(|e| ViewError::Api(e.to_string()))?;
+        .map_err(ViewError::api(format!("reading stream {}", stream.name)))?;
     let mut keys = HashSet::new();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let next = tokio::time::timeout(Duration::from_secs(10), messages.next())
             .await
-            .map_err(|_| ViewError::Api("the stream stopped delivering".into()))?;
+            .map_err(|_| ViewError::Stopped("the stream stopped delivering"))?;
         let msg = match next {
             Some(Ok(m)) => m,
-            Some(Err(e)) => return Err(ViewError::Api(e.to_string())),
-            None => return Err(ViewError::Api("the stream reader ended early".into())),
+            Some(Err(e)) => {
+                return Err(ViewError::api(format!("reading stream {}", stream.name))(e))
+            }
+            None => return Err(ViewError::Stopped("the stream reader ended early")),
         };
         let Ok(info) = msg.info() else {
             report.skipped += 1;

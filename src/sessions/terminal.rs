@@ -147,7 +147,7 @@ pub fn spawn_watch(
 }
 
 /// The bucket's watch of every key, updates only: created on the server when this returns.
-async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Watch, String> {
-    let store = js.get_key_value(bucket).await.map_err(|e| e.to_string())?;
-    store.watch_all().await.map_err(|e| e.to_string())
+async fn open(js: &jetstream::Context, bucket: &str) -> Result<kv::Watch, async_nats::Error> {
+    let store = js.get_key_value(bucket).await?;
+    Ok(store.watch_all().await?)
 }

@@ -103,7 +103,7 @@ pub async fn apply_known(
                 return Ok(SessionUpdate::Applied);
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
-            Err(e) => return Err(ViewError::Api(e.to_string())),
+            Err(e) => return Err(ViewError::api("writing a state")(e)),
         }
     }
     let (outcome, revision, rank) = write_under(store, key, value, incoming, |current| {
@@ -126,7 +126,7 @@ fn remember(known: Option<&KnownKeys>, key: &str, revision: u64, rank: rule::Ran
 /// for a typical state (~330 bytes) so it is not grown on the way.
 fn encode(state: &SessionState) -> Result<bytes::Bytes, ViewError> {
     let mut out = Vec::with_capacity(ENCODED_STATE);
-    serde_json::to_writer(&mut out, state).map_err(|e| ViewError::Api(e.to_string()))?;
+    serde_json::to_writer(&mut out, state)?;
     Ok(out.into())
 }
 
@@ -166,7 +166,7 @@ async fn write_under(
         let entry = store
             .entry(key)
             .await
-            .map_err(|e| ViewError::Api(e.to_string()))?;
+            .map_err(ViewError::api("reading a state"))?;
         let (current, revision) = match entry {
             Some(e) if e.operation == kv::Operation::Put => {
                 // A value we cannot read (written by hand, or a future version) is replaced.
@@ -191,7 +191,7 @@ async fn write_under(
                     .get(SessionUpdate::ConflictRetried)
                     .increment(1);
             }
-            Err(e) => return Err(ViewError::Api(e.to_string())),
+            Err(e) => return Err(ViewError::api("writing a state")(e)),
         }
     }
 }
