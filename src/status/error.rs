@@ -100,7 +100,7 @@ impl From<&UpstreamError> for ServiceError {
     fn from(e: &UpstreamError) -> Self {
         Self {
             code: e.code(),
-            message: e.to_string(),
+            message: crate::telemetry::error_chain(e),
         }
     }
 }

@@ -48,8 +48,8 @@ pub enum UpstreamError {
     #[error("unknown session")]
     NotFound,
     /// The token was refused (by the token endpoint, or twice by the API).
-    #[error("upstream authentication failed: {0}")]
-    Auth(String),
+    #[error("upstream authentication failed")]
+    Auth(#[source] AuthFailure),
     /// An HTTP status we do not retry or that stayed after the retries.
     #[error("upstream answered HTTP {0}")]
     Status(u16),
@@ -72,6 +72,20 @@ pub enum UpstreamError {
     /// The deadline (`upstream.timeout`) passed.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// Why authenticating to the VX API failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// The API answered 401 to a fresh token too (or to the static token).
+    #[error("the VX API refused the bearer token (HTTP 401)")]
+    Unauthorized,
+    /// The API answered 403.
+    #[error("the VX API refused access (HTTP 403)")]
+    Forbidden,
+    /// No token could be had.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl UpstreamError {
@@ -272,9 +286,7 @@ impl UpstreamClient {
                         tracing::info!("the VX API answered 401: fetching a new token");
                         continue;
                     }
-                    return Err(UpstreamError::Auth(
-                        "the VX API refused the bearer token (HTTP 401)".into(),
-                    ));
+                    return Err(UpstreamError::Auth(AuthFailure::Unauthorized));
                 }
                 Attempt::Retry { error, wait } => {
                     if retries >= self.max_retries {
@@ -286,7 +298,7 @@ impl UpstreamClient {
                         return Err(error);
                     }
                     retries += 1;
-                    tracing::debug!(retry = retries, wait_ms = wait.as_millis() as u64, error = %error, "retrying the VX API");
+                    tracing::debug!(retry = retries, wait_ms = wait.as_millis() as u64, error = %crate::telemetry::error_chain(&error), "retrying the VX API");
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -306,11 +318,11 @@ impl UpstreamClient {
             Err(TokenError::Timeout) => return Attempt::Done(Err(timeout)),
             Err(e @ TokenError::Unavailable(_)) => {
                 return Attempt::Retry {
-                    error: UpstreamError::Auth(e.to_string()),
+                    error: UpstreamError::Auth(e.into()),
                     wait: None,
                 }
             }
-            Err(e) => return Attempt::Done(Err(UpstreamError::Auth(e.to_string()))),
+            Err(e) => return Attempt::Done(Err(UpstreamError::Auth(e.into()))),
         };
         let permit = match self.breaker.try_acquire() {
             Ok(p) => p,
@@ -388,9 +400,7 @@ impl UpstreamClient {
             }
             403 => {
                 permit.success();
-                Attempt::Done(Err(UpstreamError::Auth(
-                    "the VX API refused access (HTTP 403)".into(),
-                )))
+                Attempt::Done(Err(UpstreamError::Auth(AuthFailure::Forbidden)))
             }
             429 => {
                 permit.success();
@@ -518,7 +528,7 @@ mod tests {
     #[test]
     fn error_codes_follow_the_contract() {
         assert_eq!(UpstreamError::NotFound.code(), 404);
-        assert_eq!(UpstreamError::Auth("x".into()).code(), 502);
+        assert_eq!(UpstreamError::Auth(AuthFailure::Forbidden).code(), 502);
         assert_eq!(UpstreamError::Status(500).code(), 502);
         assert_eq!(UpstreamError::Unreachable("x".into()).code(), 502);
         assert_eq!(UpstreamError::BadReply("x".into()).code(), 502);

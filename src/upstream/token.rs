@@ -38,7 +38,7 @@ pub struct Token {
 }
 
 /// Why no token could be had.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// The token endpoint refused the client credentials (401/403): not retried.
     #[error("the OAuth token endpoint refused the client credentials (HTTP {0})")]
