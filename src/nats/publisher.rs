@@ -325,6 +325,12 @@ mod tests {
         for (stream, seq) in [("OTHER", 7), ("VX", 0), ("", 3)] {
             let e = stored_in("VX", ack(stream, seq)).unwrap_err();
             assert!(matches!(e, PublishError::Other(_)), "{e}");
+            // The reason is the source; the chain shows it as before.
+            let chain = crate::telemetry::error_chain(&e);
+            assert!(
+                chain.starts_with("publish failed: PubAck names stream"),
+                "{chain}"
+            );
             assert!(!e.is_retryable(), "{e}");
         }
     }

@@ -106,3 +106,37 @@ impl ViewError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::kv::{EntryError, EntryErrorKind};
+
+    #[test]
+    fn a_jetstream_failure_keeps_its_cause_and_the_chain_prints_both() {
+        let cause = EntryError::with_source(
+            EntryErrorKind::TimedOut,
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed"),
+        );
+        let e = ViewError::api("reading a state")(cause);
+        // Display is this layer's context only; the cause is the source.
+        assert_eq!(e.to_string(), "JetStream: reading a state");
+        let source = std::error::Error::source(&e).expect("the client's error is the source");
+        assert!(source.downcast_ref::<EntryError>().is_some(), "{source:?}");
+        let chain = crate::telemetry::error_chain(&e);
+        assert_eq!(chain, format!("JetStream: reading a state: {source}"));
+        assert!(chain.ends_with("deadline has elapsed"), "{chain}");
+    }
+
+    #[test]
+    fn an_encoding_failure_converts_with_its_cause() {
+        let json = serde_json::from_str::<u8>("x").unwrap_err();
+        let text = json.to_string();
+        let e: ViewError = json.into();
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            crate::telemetry::error_chain(&e),
+            format!("encoding a session state: {text}")
+        );
+    }
+}

@@ -121,4 +121,17 @@ mod tests {
         let up = ServiceError::from(&UpstreamError::CircuitOpen);
         assert_eq!(up.code, 503);
     }
+
+    #[test]
+    fn an_upstream_error_reply_carries_its_cause() {
+        use crate::upstream::token::TokenError;
+        let e = UpstreamError::Auth(TokenError::Unavailable("HTTP 500".into()).into());
+        assert!(std::error::Error::source(&e).is_some());
+        let reply = ServiceError::from(&e);
+        assert_eq!(reply.code, 502);
+        assert_eq!(
+            reply.message,
+            "upstream authentication failed: the OAuth token endpoint is unavailable: HTTP 500"
+        );
+    }
 }
