@@ -77,7 +77,7 @@ fn lookup(
                 eprintln!("error {code}: {message}");
                 ExitCode::FAILURE
             }
-            Err(e) => exit::unavailable(e),
+            Err(e) => exit::unavailable(crate::telemetry::error_chain(&e)),
         }
     })
 }

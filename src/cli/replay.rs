@@ -54,7 +54,7 @@ pub fn replay(config: Config, args: ReplayArgs) -> Result<ExitCode, Exit> {
                 }
             },
             Err(e) => {
-                eprintln!("replay stopped: {e}");
+                eprintln!("replay stopped: {}", crate::telemetry::error_chain(&e));
                 ExitCode::from(exit::UNAVAILABLE)
             }
         };

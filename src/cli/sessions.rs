@@ -33,7 +33,7 @@ pub fn sessions(config: Config, command: SessionsCommand) -> Result<ExitCode, Ex
                         ExitCode::FAILURE
                     }
                     Err(e) => {
-                        eprintln!("{e}");
+                        eprintln!("{}", crate::telemetry::error_chain(&e));
                         ExitCode::from(exit::UNAVAILABLE)
                     }
                 }
@@ -52,7 +52,7 @@ pub fn sessions(config: Config, command: SessionsCommand) -> Result<ExitCode, Ex
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("rebuild failed: {e}");
+                        eprintln!("rebuild failed: {}", crate::telemetry::error_chain(&e));
                         ExitCode::from(exit::UNAVAILABLE)
                     }
                 }
