@@ -169,6 +169,31 @@ pub fn clean_env(cmd: &mut std::process::Command) -> &mut std::process::Command 
     cmd
 }
 
+/// The `vx-bridge` binary with a [`clean_env`] and HMAC webhook auth with [`SECRET`] set in its
+/// environment: what `serve` and `check-config` need before anything else a test sets.
+pub fn hmac_cli() -> Command {
+    let mut cmd = Command::new(vx_bridge_bin());
+    clean_env(&mut cmd)
+        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
+        .env(
+            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
+            format!("[\"{SECRET}\"]"),
+        );
+    cmd
+}
+
+/// Runs `cmd` to its end and asserts that it succeeded (its stderr in the message); its output.
+#[track_caller]
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `vx-bridge serve` as a process, configured through the environment only, as a container is.
 pub struct BinaryBridge {
     /// The process.

@@ -24,8 +24,8 @@ pub mod wait;
 pub mod webhook;
 
 pub use bridge::{
-    clean_env, event_result, readyz, rejected_body, test_config, test_kek_file, test_keks,
-    vx_bridge_bin, wait_ready, BinaryBridge, Bridge,
+    clean_env, event_result, hmac_cli, output_ok, readyz, rejected_body, test_config,
+    test_kek_file, test_keks, vx_bridge_bin, wait_ready, BinaryBridge, Bridge,
 };
 pub use fixtures::{body_with, new_request_id, now, SECRET, SEED, SEED_ID, WRONG_SECRET};
 pub use metrics::{metric_value, scrape, scraped_value, try_scrape, wait_for_metric};

@@ -92,6 +92,14 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// A client of this server, and its JetStream context.
+    pub async fn connect(&self) -> (async_nats::Client, jetstream::Context) {
+        let client = async_nats::connect(self.url())
+            .await
+            .expect("connect to nats-server");
+        (client.clone(), jetstream::new(client))
+    }
+
     /// The server's log file (stderr), in its temp dir.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("nats.log")

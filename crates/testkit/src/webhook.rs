@@ -69,6 +69,11 @@ impl Sender {
         self.send_with(id, body, now(), &[]).await
     }
 
+    /// [`send`](Self::send), and the answer's HTTP status code.
+    pub async fn send_status(&self, id: &str, body: impl AsRef<[u8]>) -> u16 {
+        self.send(id, body.as_ref()).await.status().as_u16()
+    }
+
     /// Signs at `signed_at`, adds `extra` headers, POSTs; panics when unanswered.
     pub async fn send_with(
         &self,
