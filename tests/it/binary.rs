@@ -8,27 +8,18 @@ use futures::TryStreamExt as _;
 use reqwest::StatusCode;
 use serde_json::Value;
 use vx_testkit::{
-    body_with, clean_env, eventually, free_port, metric_value, new_request_id, test_config,
-    vx_bridge_bin, wait_for_metric, BinaryBridge, NatsServer, Sender, Step, VxApi, SECRET,
+    body_with, clean_env, eventually, free_port, hmac_cli, metric_value, new_request_id, output_ok,
+    test_config, vx_bridge_bin, wait_for_metric, BinaryBridge, NatsServer, Sender, Step, VxApi,
+    SECRET,
 };
 
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
-    let out = clean_env(&mut Command::new(vx_bridge_bin()))
-        .args(["check-config"])
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env("VXB_NATS__STREAM__REPLICAS", "3")
-        .env("VXB_KEYS__KEK_FILE", vx_testkit::test_kek_file())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        hmac_cli()
+            .args(["check-config"])
+            .env("VXB_NATS__STREAM__REPLICAS", "3")
+            .env("VXB_KEYS__KEK_FILE", vx_testkit::test_kek_file()),
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("replicas = 3"), "{stdout}");

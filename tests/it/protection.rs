@@ -10,10 +10,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::message::StreamMessage;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Value};
 use vx_bridge::config::{Config, PiiMode};
+use vx_bridge::event::EventKind;
 use vx_bridge::nats::Subjects;
 use vx_bridge::pii::KeyStore;
 use vx_bridge::schema::Schemas;
@@ -21,8 +23,8 @@ use vx_bridge::status::client::{request, Reply};
 
 use crate::pii::{pii_body, PII};
 use vx_testkit::{
-    body_with, clean_env, eventually, new_request_id, test_config, test_keks, vx_bridge_bin,
-    BinaryBridge, Bridge, NatsServer, Sender, Step, VxApi, SECRET,
+    body_with, clean_env, eventually, hmac_cli, new_request_id, output_ok, test_config, test_keks,
+    vx_bridge_bin, BinaryBridge, Bridge, NatsServer, Sender, Step, VxApi,
 };
 
 const TOKEN: &str = "static-token-protection";
@@ -74,6 +76,26 @@ fn error_code(reply: Reply) -> (u16, String) {
         Reply::Error { code, message, .. } => (code, message),
         Reply::Ok(b) => panic!("expected an error, got {}", String::from_utf8_lossy(&b)),
     }
+}
+
+/// The last message on `subject` in `stream` (there must be one).
+async fn last_on(stream: &jetstream::stream::Stream, subject: &str) -> StreamMessage {
+    stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .unwrap_or_else(|e| panic!("no message on {subject}: {e}"))
+}
+
+/// The `request_id` of the body that stored event `m` carries, opened with its session's key
+/// from `keys`.
+async fn opened_request_id(keys: &KeyStore, m: &StreamMessage) -> String {
+    let seq = m.sequence;
+    let body = vx_bridge::pii::open_event(Some(keys), &m.payload)
+        .await
+        .unwrap_or_else(|e| panic!("seq {seq} does not open with its key: {e}"))
+        .expect("carries the body");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["request_id"].as_str().unwrap().to_owned()
 }
 
 /// Every stored message of every stream on the server (event stream, buckets, work queue), raw:
@@ -146,34 +168,25 @@ async fn no_personal_data_in_clear_in_any_stored_byte() {
     let config = full_config(&nats, &vx).await;
     let bridge = Bridge::start(config.clone()).await;
     let send = Sender::new(&bridge);
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (client, js) = nats.connect().await;
     let subjects = Subjects::new(&config.nats.subject_prefix);
     // The seed itself, PASS.
     let seed_id = new_request_id();
     let seed = vx_testkit::SEED.replace(vx_testkit::SEED_ID, &seed_id);
-    assert_eq!(send.send("msg_seed", seed.as_bytes()).await.status(), 202);
+    assert_eq!(send.send_status("msg_seed", &seed).await, 202);
     // Every path that writes a body: pending then pass webhooks, a schema failure holding PII
     // (kept under the session's key), a non-JSON body holding PII (under the day's key), a
     // polled completion (a watched session VX completes), and a replay.
     let a = pii_body("PENDING");
     let a_id = a["request_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        send.send("msg_a1", a.to_string().as_bytes()).await.status(),
-        202
-    );
+    assert_eq!(send.send_status("msg_a1", a.to_string()).await, 202);
     let mut bad = pii_body("PASS");
     bad["journey"] = json!("not an object");
-    assert_eq!(
-        send.send("msg_bad", bad.to_string().as_bytes())
-            .await
-            .status(),
-        422
-    );
+    assert_eq!(send.send_status("msg_bad", bad.to_string()).await, 422);
     let not_json = b"{\"fn\":\"Zebulon\",\"ln\":\"Quackenbush\",\"dob\":\"19561224\"";
-    assert_eq!(send.send("msg_nj", not_json).await.status(), 400);
+    assert_eq!(send.send_status("msg_nj", not_json).await, 400);
     // The pending session is watched (reconcile.watch_pending); VX completes it: a poll event.
-    let js = jetstream::new(client.clone());
-    let pass_subject = format!("{}.completed.pass", subjects.prefix());
+    let pass_subject = subjects.event(EventKind::CompletedPass);
     eventually(
         "the polled PASS of the pending session",
         Duration::from_secs(20),
@@ -271,10 +284,7 @@ async fn no_personal_data_in_clear_in_any_stored_byte() {
     }
     // The events are version 2 with result_encrypted, schema-valid; the rejected copies are JWEs.
     let stream = js.get_stream(&config.nats.stream.name).await.unwrap();
-    let pass = stream
-        .get_last_raw_message_by_subject(&format!("{}.completed.pass", subjects.prefix()))
-        .await
-        .unwrap();
+    let pass = last_on(&stream, &pass_subject).await;
     let event: Value = serde_json::from_slice(&pass.payload).unwrap();
     assert_eq!(event["schema_version"], 2);
     assert!(event.get("result").is_none());
@@ -289,10 +299,7 @@ async fn no_personal_data_in_clear_in_any_stored_byte() {
     Schemas::get()
         .check_event(&event)
         .expect("a valid v2 event");
-    let rejected = stream
-        .get_last_raw_message_by_subject(&subjects.rejected())
-        .await
-        .unwrap();
+    let rejected = last_on(&stream, &subjects.rejected()).await;
     assert_eq!(
         rejected.headers.get("vx-pii").map(|v| v.as_str()),
         Some("encrypted")
@@ -364,20 +371,13 @@ async fn an_independent_jose_library_decrypts_an_event_to_the_received_body_byte
         id.to_uppercase()
     );
     assert_eq!(
-        Sender::new(&bridge)
-            .send("msg_jose", body.as_bytes())
-            .await
-            .status(),
+        Sender::new(&bridge).send_status("msg_jose", &body).await,
         202
     );
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = nats.connect().await;
     let stream = js.get_stream(&config.nats.stream.name).await.unwrap();
     let subjects = Subjects::new(&config.nats.subject_prefix);
-    let event = stream
-        .get_last_raw_message_by_subject(&format!("{}.completed.pass", subjects.prefix()))
-        .await
-        .unwrap();
+    let event = last_on(&stream, &subjects.event(EventKind::CompletedPass)).await;
     let kv = js.get_key_value(&config.keys.bucket).await.unwrap();
     let wrapped = kv
         .get(id.to_lowercase())
@@ -446,8 +446,7 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     config.reconcile.schedule = vec![Duration::from_secs(3600)];
     let bridge = Bridge::start(config.clone()).await;
     let send = Sender::new(&bridge);
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = nats.connect().await;
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let schemas = Schemas::get();
 
@@ -456,14 +455,8 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     let a_id = a["request_id"].as_str().unwrap().to_owned();
     let b = pii_body("PENDING");
     let b_id = b["request_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        send.send("msg_ea", a.to_string().as_bytes()).await.status(),
-        202
-    );
-    assert_eq!(
-        send.send("msg_eb", b.to_string().as_bytes()).await.status(),
-        202
-    );
+    assert_eq!(send.send_status("msg_ea", a.to_string()).await, 202);
+    assert_eq!(send.send_status("msg_eb", b.to_string()).await, 202);
     let view = js.get_key_value(&config.sessions.bucket).await.unwrap();
     eventually(
         "both sessions in the view",
@@ -491,12 +484,7 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     // A rejected body of A's (kept under A's key), for replay to meet after the erasure.
     let mut bad_a = a.clone();
     bad_a["journey"] = json!("not an object");
-    assert_eq!(
-        send.send("msg_ea_bad", bad_a.to_string().as_bytes())
-            .await
-            .status(),
-        422
-    );
+    assert_eq!(send.send_status("msg_ea_bad", bad_a.to_string()).await, 422);
 
     // Bad input is answered as status.get answers it.
     for bad in [
@@ -532,10 +520,7 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     assert!(view.get(&a_id).await.unwrap().is_none());
     // The erased event, on the event stream.
     let stream = js.get_stream(&config.nats.stream.name).await.unwrap();
-    let erased = stream
-        .get_last_raw_message_by_subject(&subjects.erased())
-        .await
-        .unwrap();
+    let erased = last_on(&stream, &subjects.erased()).await;
     let ev: Value = serde_json::from_slice(&erased.payload).unwrap();
     schemas
         .check_session_erased(&ev)
@@ -551,10 +536,7 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     assert_eq!(vx.session_calls(), asked, "VX was not asked");
     // The stored event no longer opens.
     let keys = keystore(&client, &config);
-    let old = stream
-        .get_last_raw_message_by_subject(&format!("{}.completed.pass", subjects.prefix()))
-        .await
-        .unwrap();
+    let old = last_on(&stream, &subjects.event(EventKind::CompletedPass)).await;
     assert!(matches!(
         vx_bridge::pii::open_event(Some(&keys), &old.payload).await,
         Err(vx_bridge::pii::OpenError::Erased)
@@ -562,16 +544,8 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     // A late webhook: stored, decision only, erased: true.
     let mut late = a.clone();
     late["status"] = json!("FAIL");
-    assert_eq!(
-        send.send("msg_ea_late", late.to_string().as_bytes())
-            .await
-            .status(),
-        202
-    );
-    let late_event = stream
-        .get_last_raw_message_by_subject(&format!("{}.completed.fail", subjects.prefix()))
-        .await
-        .unwrap();
+    assert_eq!(send.send_status("msg_ea_late", late.to_string()).await, 202);
+    let late_event = last_on(&stream, &subjects.event(EventKind::CompletedFail)).await;
     let le: Value = serde_json::from_slice(&late_event.payload).unwrap();
     assert_eq!(le["request_id"], a_id);
     assert_eq!(le["erased"], true);
@@ -621,21 +595,16 @@ async fn erasure_by_endpoint_and_cli_shreds_the_key_removes_view_and_watch_and_i
     assert_eq!(kv_history(&js, &config.keys.bucket, &a_id).await.len(), 1);
 
     // Erase B through the CLI: its watch goes too.
-    let out = Command::new(vx_bridge_bin())
-        .args(["erase", &b_id, "--reason", "cli"])
-        .env("VXB_NATS__URL", nats.url())
-        .env("VXB_NATS__SUBJECT_PREFIX", &config.nats.subject_prefix)
-        .env("VXB_NATS__STREAM__NAME", &config.nats.stream.name)
-        .env("VXB_SESSIONS__BUCKET", &config.sessions.bucket)
-        .env("VXB_RECONCILE__STREAM", &config.reconcile.stream)
-        .env("VXB_KEYS__BUCKET", &config.keys.bucket)
-        .env_remove("VXB_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new(vx_bridge_bin())
+            .args(["erase", &b_id, "--reason", "cli"])
+            .env("VXB_NATS__URL", nats.url())
+            .env("VXB_NATS__SUBJECT_PREFIX", &config.nats.subject_prefix)
+            .env("VXB_NATS__STREAM__NAME", &config.nats.stream.name)
+            .env("VXB_SESSIONS__BUCKET", &config.sessions.bucket)
+            .env("VXB_RECONCILE__STREAM", &config.reconcile.stream)
+            .env("VXB_KEYS__BUCKET", &config.keys.bucket)
+            .env_remove("VXB_CONFIG"),
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cli["request_id"], b_id);
@@ -666,18 +635,16 @@ async fn past_retention_the_key_is_gone_and_result_get_says_410_expired() {
     let mut config = full_config(&nats, &vx).await;
     config.retention.pii = Duration::from_secs(2);
     let bridge = Bridge::start(config.clone()).await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (client, js) = nats.connect().await;
     let subjects = Subjects::new(&config.nats.subject_prefix);
     let body = pii_body("PASS");
     let id = body["request_id"].as_str().unwrap().to_owned();
     assert_eq!(
         Sender::new(&bridge)
-            .send("msg_ret", body.to_string().as_bytes())
-            .await
-            .status(),
+            .send_status("msg_ret", body.to_string())
+            .await,
         202
     );
-    let js = jetstream::new(client.clone());
     let keys_stream = js
         .get_stream(format!("KV_{}", config.keys.bucket))
         .await
@@ -735,8 +702,7 @@ async fn two_replicas_racing_on_100_new_sessions_end_with_one_key_each_and_every
         }
     });
     futures::future::join_all(sends).await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = nats.connect().await;
     for id in &ids {
         let h = kv_history(&js, &config.keys.bucket, id).await;
         assert_eq!(h.len(), 1, "one key for {id}: {} revisions", h.len());
@@ -748,12 +714,7 @@ async fn two_replicas_racing_on_100_new_sessions_end_with_one_key_each_and_every
     assert_eq!(last, 200);
     for seq in 1..=last {
         let m = stream.get_raw_message(seq).await.unwrap();
-        let body = vx_bridge::pii::open_event(Some(&keys), &m.payload)
-            .await
-            .unwrap_or_else(|e| panic!("seq {seq} does not open: {e}"))
-            .expect("carries the body");
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        assert!(ids.contains(&v["request_id"].as_str().unwrap().to_owned()));
+        assert!(ids.contains(&opened_request_id(&keys, &m).await));
     }
     one.stop().await.unwrap();
     two.stop().await.unwrap();
@@ -798,8 +759,7 @@ async fn a_nats_restart_during_key_creation_loses_no_event_and_leaves_none_witho
         "most were accepted: {}",
         accepted.len()
     );
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = nats.connect().await;
     let keys = keystore(&client, &config);
     let mut stream = js.get_stream(&config.nats.stream.name).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
@@ -808,12 +768,7 @@ async fn a_nats_restart_during_key_creation_loses_no_event_and_leaves_none_witho
         let Ok(m) = stream.get_raw_message(seq).await else {
             continue;
         };
-        let body = vx_bridge::pii::open_event(Some(&keys), &m.payload)
-            .await
-            .unwrap_or_else(|e| panic!("seq {seq} has no usable key: {e}"))
-            .expect("carries the body");
-        let v: Value = serde_json::from_slice(&body).unwrap();
-        stored.insert(v["request_id"].as_str().unwrap().to_owned());
+        stored.insert(opened_request_id(&keys, &m).await);
     }
     for id in &accepted {
         assert!(stored.contains(id), "202 for {id}, but not stored");
@@ -836,9 +791,8 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
     let a = new_request_id();
     assert_eq!(
         Sender::new(&bridge)
-            .send("rot_a", &body_with("PASS", &a))
-            .await
-            .status(),
+            .send_status("rot_a", body_with("PASS", &a))
+            .await,
         202
     );
     bridge.stop().await.unwrap();
@@ -848,13 +802,11 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
     let b = new_request_id();
     assert_eq!(
         Sender::new(&bridge)
-            .send("rot_b", &body_with("PASS", &b))
-            .await
-            .status(),
+            .send_status("rot_b", body_with("PASS", &b))
+            .await,
         202
     );
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = nats.connect().await;
     let kv = js.get_key_value(&config.keys.bucket).await.unwrap();
     let kid_of = async |id: &str| {
         let v = kv.get(id).await.unwrap().unwrap();
@@ -862,20 +814,24 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
     };
     assert_eq!(kid_of(&a).await, "old");
     assert_eq!(kid_of(&b).await, "new");
-    // Both events open with the rotated file.
-    let both = KeyStore::new(
-        client.clone(),
-        &config,
-        Some(vx_bridge::pii::KekRing::read(&file).unwrap()),
-    );
     let stream = js.get_stream(&config.nats.stream.name).await.unwrap();
-    for seq in [1, 2] {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        assert!(vx_bridge::pii::open_event(Some(&both), &m.payload)
-            .await
-            .unwrap()
-            .is_some());
-    }
+    // Both events (seq 1 and 2) open with the KEKs of `kek_file`.
+    let both_open_with = async |kek_file: &Path| {
+        let keys = KeyStore::new(
+            client.clone(),
+            &config,
+            Some(vx_bridge::pii::KekRing::read(kek_file).unwrap()),
+        );
+        for seq in [1, 2] {
+            let m = stream.get_raw_message(seq).await.unwrap();
+            assert!(vx_bridge::pii::open_event(Some(&keys), &m.payload)
+                .await
+                .unwrap()
+                .is_some());
+        }
+    };
+    // Both events open with the rotated file.
+    both_open_with(&file).await;
     // Retire the old KEK: rewrap while the bridge runs, then the new KEK alone opens both.
     let rewrap = |json: bool| {
         let mut cmd = Command::new(vx_bridge_bin());
@@ -884,22 +840,16 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
             .args(json.then_some("--json"))
             .env("VXB_NATS__URL", nats.url())
             .env("VXB_KEYS__BUCKET", &config.keys.bucket)
-            .env("VXB_KEYS__KEK_FILE", &file)
-            .output()
-            .unwrap()
+            .env("VXB_KEYS__KEK_FILE", &file);
+        cmd
     };
-    let out = rewrap(true);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(&mut rewrap(true));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["seen"], 2);
     assert_eq!(report["current"], 1);
     assert_eq!(report["rewrapped"]["old"], 1);
     assert_eq!(kid_of(&a).await, "new");
-    let again = rewrap(false);
+    let again = rewrap(false).output().unwrap();
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(
         text.contains("2 already under new") && text.contains("re-wrapped none"),
@@ -907,18 +857,7 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
     );
     let only_new = dir.path().join("new-only");
     std::fs::write(&only_new, &new_line).unwrap();
-    let fresh = KeyStore::new(
-        client.clone(),
-        &config,
-        Some(vx_bridge::pii::KekRing::read(&only_new).unwrap()),
-    );
-    for seq in [1, 2] {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        assert!(vx_bridge::pii::open_event(Some(&fresh), &m.payload)
-            .await
-            .unwrap()
-            .is_some());
-    }
+    both_open_with(&only_new).await;
     // No KEK material in the report or the check-config output.
     let secret = |line: &str| line.trim().split_once(':').unwrap().1.to_owned();
     for s in [secret(&old_line), secret(&new_line)] {
@@ -929,14 +868,8 @@ async fn kek_rotation_new_wraps_use_the_new_kek_old_ones_still_open_and_rewrap_r
 
 #[tokio::test]
 async fn without_a_kek_mode_encrypted_refuses_to_start_naming_keys_kek_file() {
-    let mut cmd = Command::new(vx_bridge_bin());
-    let out = clean_env(&mut cmd)
+    let out = hmac_cli()
         .arg("serve")
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
         .env("VXB_NATS__URL", "nats://127.0.0.1:1")
         .output()
         .unwrap();
@@ -947,14 +880,8 @@ async fn without_a_kek_mode_encrypted_refuses_to_start_naming_keys_kek_file() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("kek");
     std::fs::write(&bad, "k1:c2VjcmV0LWJ1dC1zaG9ydA==\n").unwrap();
-    let mut cmd = Command::new(vx_bridge_bin());
-    let out = clean_env(&mut cmd)
+    let out = hmac_cli()
         .arg("check-config")
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
         .env("VXB_KEYS__KEK_FILE", &bad)
         .output()
         .unwrap();
@@ -969,21 +896,10 @@ async fn without_a_kek_mode_encrypted_refuses_to_start_naming_keys_kek_file() {
     let good = dir.path().join("good");
     let line = vx_bridge::pii::kek::generate_line("k1").unwrap();
     std::fs::write(&good, &line).unwrap();
-    let mut cmd = Command::new(vx_bridge_bin());
-    let out = clean_env(&mut cmd)
-        .arg("check-config")
-        .env("VXB_WEBHOOK__AUTH__MODE", "hmac")
-        .env(
-            "VXB_WEBHOOK__AUTH__HMAC__SECRETS",
-            format!("[\"{SECRET}\"]"),
-        )
-        .env("VXB_KEYS__KEK_FILE", &good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        hmac_cli()
+            .arg("check-config")
+            .env("VXB_KEYS__KEK_FILE", &good),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pii = \"encrypted\""), "{text}");
@@ -1000,38 +916,20 @@ async fn mode_omitted_puts_no_personal_data_on_the_bus_and_clear_keeps_todays_fo
         config.events.pii = mode;
         config.keys.kek_file = None;
         let bridge = Bridge::start(config.clone()).await;
+        let send = Sender::new(&bridge);
         let body = pii_body("PASS");
-        assert_eq!(
-            Sender::new(&bridge)
-                .send("m1", body.to_string().as_bytes())
-                .await
-                .status(),
-            202
-        );
+        assert_eq!(send.send_status("m1", body.to_string()).await, 202);
         let mut bad = pii_body("PASS");
         bad["journey"] = json!(1);
-        assert_eq!(
-            Sender::new(&bridge)
-                .send("m2", bad.to_string().as_bytes())
-                .await
-                .status(),
-            422
-        );
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = jetstream::new(client.clone());
+        assert_eq!(send.send_status("m2", bad.to_string()).await, 422);
+        let (_client, js) = nats.connect().await;
         let stream = js.get_stream(&config.nats.stream.name).await.unwrap();
         let subjects = Subjects::new(&config.nats.subject_prefix);
-        let e = stream
-            .get_last_raw_message_by_subject(&format!("{}.completed.pass", subjects.prefix()))
-            .await
-            .unwrap();
+        let e = last_on(&stream, &subjects.event(EventKind::CompletedPass)).await;
         let v: Value = serde_json::from_slice(&e.payload).unwrap();
         assert_eq!(v["schema_version"], version, "{mode:?}");
         Schemas::get().check_event(&v).expect("valid");
-        let r = stream
-            .get_last_raw_message_by_subject(&subjects.rejected())
-            .await
-            .unwrap();
+        let r = last_on(&stream, &subjects.rejected()).await;
         match mode {
             PiiMode::Omitted => {
                 assert!(v.get("result").is_none() && v.get("result_encrypted").is_none());
