@@ -146,32 +146,80 @@ async fn work_of(js: &jetstream::Context, cfg: &Config, id: &str) -> Option<Valu
     serde_json::from_slice(&m.payload).ok()
 }
 
-async fn connect(nats: &NatsServer) -> (async_nats::Client, jetstream::Context) {
-    let nc = async_nats::connect(nats.url()).await.unwrap();
-    (nc.clone(), jetstream::new(nc))
+/// How most tests here begin: a nats-server, the mock VX API, a bridge on [`config`] with its
+/// reconcile `schedule` (then changed by `tweak`) and a client of the server. Dropped in field
+/// order: the client first, the nats-server last.
+struct Rig {
+    nc: async_nats::Client,
+    js: jetstream::Context,
+    bridge: Bridge,
+    cfg: Config,
+    vx: VxApi,
+    _nats: NatsServer,
+}
+
+impl Rig {
+    async fn start(vx: VxApi, schedule: &[&str], tweak: impl FnOnce(&mut Config)) -> Rig {
+        let nats = NatsServer::start();
+        let mut cfg = config(&nats, &vx, schedule);
+        tweak(&mut cfg);
+        let bridge = Bridge::start(cfg.clone()).await;
+        let (nc, js) = nats.connect().await;
+        Rig {
+            nc,
+            js,
+            bridge,
+            cfg,
+            vx,
+            _nats: nats,
+        }
+    }
+
+    /// Waits up to `within` for the view of `id` to be terminal (`what`: the wait, if it fails).
+    async fn until_terminal(&self, what: &str, id: &str, within: Duration) {
+        eventually(what, within, async || {
+            terminal(&self.js, &self.cfg, id).await
+        })
+        .await;
+    }
+
+    /// `id` was asked of VX once per step (INIT, IN PROGRESS, the result), VX was asked
+    /// `session_calls` times in all, and `id` has one event.
+    async fn assert_completed_once(&self, id: &str, session_calls: usize) {
+        assert_eq!(self.vx.cycle_calls(id), 3, "{id}");
+        assert_eq!(self.vx.session_calls(), session_calls);
+        assert_eq!(events_of(&self.js, &self.cfg, id).await.len(), 1, "{id}");
+    }
+
+    /// Sends `body` to the bridge as delivery `id`; the answer's HTTP status code.
+    async fn send_status(&self, id: &str, body: impl AsRef<[u8]>) -> u16 {
+        Sender::new(&self.bridge).send_status(id, body).await
+    }
+
+    /// Stops the bridge, which must return without an error.
+    async fn stop(self) {
+        self.bridge.stop().await.unwrap();
+    }
 }
 
 #[tokio::test]
 async fn a_watched_session_completes_by_polling_alone_once_and_its_checks_stop() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let cfg = config(&nats, &vx, &["200ms"]);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |_| {}).await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
 
-    let v = watch(&nc, &cfg, &id).await;
+    let v = watch(nc, cfg, &id).await;
     assert_eq!(v["watching"], true, "{v}");
     assert_eq!(v["request_id"], id);
-    eventually(
+    rig.until_terminal(
         "the poll makes the view terminal",
+        &id,
         Duration::from_secs(20),
-        async || terminal(&js, &cfg, &id).await,
     )
     .await;
     // INIT, IN PROGRESS, then the PASS body: each step asked once.
-    assert_eq!(vx.cycle_calls(&id), 3);
-    let events = events_of(&js, &cfg, &id).await;
+    assert_eq!(rig.vx.cycle_calls(&id), 3);
+    let events = events_of(js, cfg, &id).await;
     assert_eq!(events.len(), 1, "exactly one event");
     let e = &events[0];
     assert_eq!(
@@ -194,111 +242,93 @@ async fn a_watched_session_completes_by_polling_alone_once_and_its_checks_stop()
         "sealed as a webhook's event is"
     );
     let raw = serde_json::to_vec(&e.body).unwrap();
-    assert_eq!(vx_testkit::event_result(&cfg, &nc, &raw).await, served);
-    let state = view(&js, &cfg, &id).await.unwrap();
+    assert_eq!(vx_testkit::event_result(cfg, nc, &raw).await, served);
+    let state = view(js, cfg, &id).await.unwrap();
     assert_eq!(
         (state["status"].as_str(), state["source"].as_str()),
         (Some("PASS"), Some("poll"))
     );
     // The watch ended: no work message is left, so no check can come.
     eventually("the watch ends", Duration::from_secs(10), async || {
-        work_of(&js, &cfg, &id).await.is_none()
+        work_of(js, cfg, &id).await.is_none()
     })
     .await;
-    let calls = vx.session_calls();
+    let calls = rig.vx.session_calls();
     // Kept a fixed time on purpose: "no check any more" is an absence, with no event to await.
     // Five periods of the 200 ms schedule: a check still running would have asked VX by now.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(vx.session_calls(), calls, "checks stopped");
+    assert_eq!(rig.vx.session_calls(), calls, "checks stopped");
 
     // A terminal session is not watched again: the view's answer, watching false.
-    let v = watch(&nc, &cfg, &id).await;
+    let v = watch(nc, cfg, &id).await;
     assert_eq!(v["watching"], false, "{v}");
     assert_eq!(v["result_status"], "PASS");
     assert_eq!(v["source"], "events");
-    assert!(work_of(&js, &cfg, &id).await.is_none());
+    assert!(work_of(js, cfg, &id).await.is_none());
 
     // The webhook arriving after the poll's PASS is stored (202); the view stays terminal.
-    let sender = Sender::new(&bridge);
     assert_eq!(
-        sender
-            .send("msg_late", &body_with("PASS", &id))
-            .await
-            .status(),
+        rig.send_status("msg_late", body_with("PASS", &id)).await,
         202
     );
     eventually(
         "the webhook is stored",
         Duration::from_secs(10),
-        async || events_of(&js, &cfg, &id).await.len() == 2,
+        async || events_of(js, cfg, &id).await.len() == 2,
     )
     .await;
     eventually(
         "the view takes the webhook's PASS",
         Duration::from_secs(10),
         async || {
-            view(&js, &cfg, &id)
+            view(js, cfg, &id)
                 .await
                 .is_some_and(|v| v["source"] == "webhook")
         },
     )
     .await;
-    assert!(terminal(&js, &cfg, &id).await);
-    assert_eq!(vx.session_calls(), calls);
-    bridge.stop().await.unwrap();
+    assert!(terminal(js, cfg, &id).await);
+    assert_eq!(rig.vx.session_calls(), calls);
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn a_pending_webhook_registers_its_session_which_then_completes_by_polling() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let cfg = config(&nats, &vx, &["200ms"]);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (_nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |_| {}).await;
+    let Rig { cfg, js, .. } = &rig;
     let id = new_request_id();
-    let sender = Sender::new(&bridge);
     assert_eq!(
-        sender
-            .send("msg_p", &body_with("PENDING", &id))
-            .await
-            .status(),
+        rig.send_status("msg_p", body_with("PENDING", &id)).await,
         202
     );
-    eventually(
-        "the poll completes it",
-        Duration::from_secs(20),
-        async || terminal(&js, &cfg, &id).await,
-    )
-    .await;
-    let events = events_of(&js, &cfg, &id).await;
+    rig.until_terminal("the poll completes it", &id, Duration::from_secs(20))
+        .await;
+    let events = events_of(js, cfg, &id).await;
     let kinds: Vec<(&str, Option<&str>)> = events
         .iter()
         .map(|e| (e.body["type"].as_str().unwrap_or(""), e.header("vx-source")))
         .collect();
     assert_eq!(kinds, [("pending", None), ("completed.pass", Some("poll"))]);
-    assert_eq!(vx.cycle_calls(&id), 3);
-    bridge.stop().await.unwrap();
+    assert_eq!(rig.vx.cycle_calls(&id), 3);
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn registering_twice_is_one_watch_and_bad_input_is_answered_as_status_get() {
-    let nats = NatsServer::start();
-    let vx = VxApi::serve(VxApi::seeded("tok")).await;
     // A schedule long enough that nothing is checked during the test.
-    let cfg = config(&nats, &vx, &["1h"]);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(VxApi::serve(VxApi::seeded("tok")).await, &["1h"], |_| {}).await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
-    let first = watch(&nc, &cfg, &id).await;
-    let second = watch(&nc, &cfg, &id.to_uppercase()).await;
+    let first = watch(nc, cfg, &id).await;
+    let second = watch(nc, cfg, &id.to_uppercase()).await;
     assert_eq!(first["watching"], true);
     assert_eq!(second["request_id"], id, "lower-cased");
     assert_eq!(
         first["next_check_at"], second["next_check_at"],
         "the schedule is kept"
     );
-    assert_eq!(watched(&js, &cfg).await, 1);
-    assert_eq!(work_of(&js, &cfg, &id).await.unwrap()["step"], 0);
+    assert_eq!(watched(js, cfg).await, 1);
+    assert_eq!(work_of(js, cfg, &id).await.unwrap()["step"], 0);
     for bad in [
         "",
         "not json",
@@ -307,13 +337,13 @@ async fn registering_twice_is_one_watch_and_bad_input_is_answered_as_status_get(
         r#"{"request_id": "../x"}"#,
         r#"{"request_id": "a", "request_id": "b"}"#,
     ] {
-        let (code, body) = request(&nc, &cfg, "watch", bad).await;
-        let (status_code, status_body) = request(&nc, &cfg, "status.get", bad).await;
+        let (code, body) = request(nc, cfg, "watch", bad).await;
+        let (status_code, status_body) = request(nc, cfg, "status.get", bad).await;
         assert_eq!(code.as_deref(), Some("400"), "{bad}: {body}");
         assert_eq!((code, body), (status_code, status_body), "{bad}");
     }
-    assert_eq!(watched(&js, &cfg).await, 1);
-    assert_eq!(vx.session_calls(), 0);
+    assert_eq!(watched(js, cfg).await, 1);
+    assert_eq!(rig.vx.session_calls(), 0);
     // The endpoint is in $SRV discovery, in the status service's queue group.
     let info = nc
         .request(
@@ -332,17 +362,16 @@ async fn registering_twice_is_one_watch_and_bad_input_is_answered_as_status_get(
         .clone();
     assert_eq!(ep["subject"], format!("{}.watch", cfg.nats.subject_prefix));
     assert_eq!(ep["queue_group"], cfg.status.queue_group.as_str());
-    bridge.stop().await.unwrap();
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn without_the_reconciler_there_is_no_watch_endpoint_and_nothing_is_registered() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let mut cfg = config(&nats, &vx, &["200ms"]);
-    cfg.reconcile.enabled = Some(false);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |cfg| {
+        cfg.reconcile.enabled = Some(false);
+    })
+    .await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
     let asked = nc
         .request(
@@ -357,38 +386,34 @@ async fn without_the_reconciler_there_is_no_watch_endpoint_and_nothing_is_regist
         "{err}"
     );
     // A pending webhook is projected, not registered: the work-queue stream is never made.
-    let sender = Sender::new(&bridge);
     assert_eq!(
-        sender
-            .send("msg_p", &body_with("PENDING", &id))
-            .await
-            .status(),
+        rig.send_status("msg_p", body_with("PENDING", &id)).await,
         202
     );
     eventually("the view has it", Duration::from_secs(10), async || {
-        view(&js, &cfg, &id).await.is_some()
+        view(js, cfg, &id).await.is_some()
     })
     .await;
     assert!(js.get_stream(&cfg.reconcile.stream).await.is_err());
-    assert_eq!(vx.session_calls(), 0);
-    bridge.stop().await.unwrap();
+    assert_eq!(rig.vx.session_calls(), 0);
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn two_replicas_share_200_watched_sessions_checking_each_step_once() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let mut cfg = config(&nats, &vx, &["200ms"]);
-    cfg.reconcile.concurrency = 8;
-    let a = Bridge::start(cfg.clone()).await;
+    // Replica a is the rig's bridge, b a second one on the same config.
+    let rig = Rig::start(completing_vx().await, &["200ms"], |cfg| {
+        cfg.reconcile.concurrency = 8;
+    })
+    .await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let b = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
     let ids: Vec<String> = (0..200).map(|_| new_request_id()).collect();
     for id in &ids {
-        watch(&nc, &cfg, id).await;
+        watch(nc, cfg, id).await;
     }
     eventually("all 200 complete", Duration::from_secs(60), async || {
-        stored(&js, &cfg.nats.stream.name)
+        stored(js, &cfg.nats.stream.name)
             .await
             .iter()
             .filter(|m| m.header("vx-source") == Some("poll"))
@@ -396,7 +421,7 @@ async fn two_replicas_share_200_watched_sessions_checking_each_step_once() {
             == 200
     })
     .await;
-    let events = stored(&js, &cfg.nats.stream.name).await;
+    let events = stored(js, &cfg.nats.stream.name).await;
     let completed: HashSet<&str> = events
         .iter()
         .filter(|m| m.subject.ends_with(".completed.pass"))
@@ -405,14 +430,14 @@ async fn two_replicas_share_200_watched_sessions_checking_each_step_once() {
     assert_eq!(events.len(), 200, "each completes once");
     assert_eq!(completed.len(), 200);
     for id in &ids {
-        assert_eq!(vx.cycle_calls(id), 3, "{id}: each step checked once");
+        assert_eq!(rig.vx.cycle_calls(id), 3, "{id}: each step checked once");
     }
-    assert_eq!(vx.session_calls(), 600);
+    assert_eq!(rig.vx.session_calls(), 600);
     eventually("every watch ends", Duration::from_secs(10), async || {
-        watched(&js, &cfg).await == 0
+        watched(js, cfg).await == 0
     })
     .await;
-    a.stop().await.unwrap();
+    rig.stop().await;
     b.stop().await.unwrap();
 }
 
@@ -424,7 +449,7 @@ async fn watched_sessions_all_complete_across_a_nats_restart() {
     let bridge = Bridge::start(cfg.clone()).await;
     let ids: Vec<String> = (0..20).map(|_| new_request_id()).collect();
     {
-        let (nc, _) = connect(&nats).await;
+        let (nc, _) = nats.connect().await;
         for id in &ids {
             watch(&nc, &cfg, id).await;
         }
@@ -434,7 +459,7 @@ async fn watched_sessions_all_complete_across_a_nats_restart() {
         .await;
     }
     nats.restart();
-    let (_nc, js) = connect(&nats).await;
+    let (_nc, js) = nats.connect().await;
     eventually(
         "all complete after the restart",
         Duration::from_secs(90),
@@ -457,64 +482,56 @@ async fn watched_sessions_all_complete_across_a_nats_restart() {
 
 #[tokio::test]
 async fn vx_unavailable_reschedules_checks_without_burning_steps_or_looping() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let mut cfg = config(&nats, &vx, &["200ms"]);
-    // One call per check, and no circuit: every check reaches the mock.
-    cfg.upstream.max_retries = 0;
-    cfg.upstream.circuit_failure_threshold = 1000;
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |cfg| {
+        // One call per check, and no circuit: every check reaches the mock.
+        cfg.upstream.max_retries = 0;
+        cfg.upstream.circuit_failure_threshold = 1000;
+    })
+    .await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
-    vx.script(std::iter::repeat_n(Step::Code(503), 6));
-    watch(&nc, &cfg, &id).await;
+    rig.vx.script(std::iter::repeat_n(Step::Code(503), 6));
+    watch(nc, cfg, &id).await;
     eventually("some 503s", Duration::from_secs(20), async || {
-        vx.session_calls() >= 3
+        rig.vx.session_calls() >= 3
     })
     .await;
     assert_eq!(
-        work_of(&js, &cfg, &id).await.unwrap()["step"],
+        work_of(js, cfg, &id).await.unwrap()["step"],
         0,
         "no step burned"
     );
-    eventually(
-        "it completes once VX is back",
-        Duration::from_secs(30),
-        async || terminal(&js, &cfg, &id).await,
-    )
-    .await;
+    rig.until_terminal("it completes once VX is back", &id, Duration::from_secs(30))
+        .await;
     // Six 503s, then INIT, IN PROGRESS, PASS: nothing lost, nothing asked twice.
-    assert_eq!(vx.cycle_calls(&id), 3);
-    assert_eq!(vx.session_calls(), 9);
-    assert_eq!(events_of(&js, &cfg, &id).await.len(), 1);
-    bridge.stop().await.unwrap();
+    rig.assert_completed_once(&id, 9).await;
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn a_429_with_retry_after_holds_the_next_check_that_long_without_burning_a_step() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let mut cfg = config(&nats, &vx, &["200ms"]);
-    // The client answers the 429 at once (no retry of its own): the reconciler must wait.
-    cfg.upstream.max_retries = 0;
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |cfg| {
+        // The client answers the 429 at once (no retry of its own): the reconciler must wait.
+        cfg.upstream.max_retries = 0;
+    })
+    .await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
-    vx.script([Step::RetryAfter(3)]);
-    watch(&nc, &cfg, &id).await;
+    rig.vx.script([Step::RetryAfter(3)]);
+    watch(nc, cfg, &id).await;
     eventually("the 429", Duration::from_secs(20), async || {
-        vx.session_calls() == 1
+        rig.vx.session_calls() == 1
     })
     .await;
     let first = std::time::Instant::now();
     // The work message's step while the check waits (read between two equal call counts).
     let mut steps = HashSet::new();
     eventually("the next check", Duration::from_secs(20), async || {
-        if vx.session_calls() >= 2 {
+        if rig.vx.session_calls() >= 2 {
             return true;
         }
-        let step = work_of(&js, &cfg, &id).await.map(|w| w["step"].clone());
-        if vx.session_calls() == 1 {
+        let step = work_of(js, cfg, &id).await.map(|w| w["step"].clone());
+        if rig.vx.session_calls() == 1 {
             steps.insert(step.map(|s| s.to_string()));
         }
         false
@@ -532,40 +549,31 @@ async fn a_429_with_retry_after_holds_the_next_check_that_long_without_burning_a
         HashSet::from([Some("0".to_owned())]),
         "no step burned"
     );
-    eventually("it completes", Duration::from_secs(20), async || {
-        terminal(&js, &cfg, &id).await
-    })
-    .await;
+    rig.until_terminal("it completes", &id, Duration::from_secs(20))
+        .await;
     // The 429, then INIT, IN PROGRESS, PASS.
-    assert_eq!(vx.cycle_calls(&id), 3);
-    assert_eq!(vx.session_calls(), 4);
-    assert_eq!(events_of(&js, &cfg, &id).await.len(), 1);
-    bridge.stop().await.unwrap();
+    rig.assert_completed_once(&id, 4).await;
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn polled_bodies_of_a_running_journey_or_an_unknown_status_publish_what_a_webhook_would() {
-    let nats = NatsServer::start();
-    let vx = completing_vx().await;
-    let cfg = config(&nats, &vx, &["200ms"]);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(completing_vx().await, &["200ms"], |_| {}).await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
-    vx.script([
+    rig.vx.script([
         Step::Result("REVIEW"),
         Step::Result("REVIEW"),
         Step::Result("PENDING"),
         Step::Result("PENDING"),
         Step::Result("PASS"),
     ]);
-    watch(&nc, &cfg, &id).await;
-    eventually("it completes", Duration::from_secs(20), async || {
-        terminal(&js, &cfg, &id).await
-    })
-    .await;
+    watch(nc, cfg, &id).await;
+    rig.until_terminal("it completes", &id, Duration::from_secs(20))
+        .await;
     // Each body checked once, the watch going on after the unknown status and the PENDING.
-    assert_eq!(vx.session_calls(), 5);
-    let events = events_of(&js, &cfg, &id).await;
+    assert_eq!(rig.vx.session_calls(), 5);
+    let events = events_of(js, cfg, &id).await;
     let seen: Vec<(&str, Option<&str>, Option<&str>)> = events
         .iter()
         .map(|e| {
@@ -607,29 +615,33 @@ async fn polled_bodies_of_a_running_journey_or_an_unknown_status_publish_what_a_
             e.body
         );
     }
-    bridge.stop().await.unwrap();
+    rig.stop().await;
 }
 
 #[tokio::test]
 async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() {
-    let nats = NatsServer::start();
-    let vx = VxApi::serve(VxApi::seeded("tok")).await;
-    let mut cfg = config(&nats, &vx, &["200ms"]);
-    cfg.reconcile.give_up_after = Duration::from_secs(2);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
+    let rig = Rig::start(
+        VxApi::serve(VxApi::seeded("tok")).await,
+        &["200ms"],
+        |cfg| {
+            cfg.reconcile.give_up_after = Duration::from_secs(2);
+        },
+    )
+    .await;
+    let Rig { cfg, nc, js, .. } = &rig;
     let id = new_request_id();
-    vx.tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
-    let reply = watch(&nc, &cfg, &id).await;
+    rig.vx
+        .tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
+    let reply = watch(nc, cfg, &id).await;
     let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
     eventually("the expiry", Duration::from_secs(20), async || {
-        stored(&js, &cfg.nats.stream.name)
+        stored(js, &cfg.nats.stream.name)
             .await
             .iter()
             .any(|m| m.subject == expired_subject)
     })
     .await;
-    let all = stored(&js, &cfg.nats.stream.name).await;
+    let all = stored(js, &cfg.nats.stream.name).await;
     let expired: Vec<&Stored> = all
         .iter()
         .filter(|m| m.subject == expired_subject)
@@ -651,19 +663,23 @@ async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() 
     assert_eq!(e.body["last_state"], "IN PROGRESS");
     let checks = e.body["checks"].as_u64().unwrap();
     assert!(checks >= 2, "{}", e.body);
-    assert_eq!(checks as usize, vx.session_calls(), "one VX call per check");
+    assert_eq!(
+        checks as usize,
+        rig.vx.session_calls(),
+        "one VX call per check"
+    );
     assert!(e.body["registered_at"].as_str() < reply["next_check_at"].as_str());
     eventually("the watch ends", Duration::from_secs(10), async || {
-        work_of(&js, &cfg, &id).await.is_none()
+        work_of(js, cfg, &id).await.is_none()
     })
     .await;
-    let calls = vx.session_calls();
+    let calls = rig.vx.session_calls();
     // Kept a fixed time on purpose: "no longer checked" is an absence, with no event to await.
     // Five periods of the 200 ms schedule: a check still running would have asked VX by now.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(vx.session_calls(), calls, "no longer checked");
+    assert_eq!(rig.vx.session_calls(), calls, "no longer checked");
     // The projector skipped the expiry: the view holds VX's last answer, not terminal.
-    let state = view(&js, &cfg, &id).await.unwrap();
+    let state = view(js, cfg, &id).await.unwrap();
     assert_eq!(
         (
             state["current_status"].as_str(),
@@ -671,7 +687,7 @@ async fn a_session_that_never_completes_expires_once_and_is_no_longer_checked() 
         ),
         (Some("IN PROGRESS"), Some(false))
     );
-    bridge.stop().await.unwrap();
+    rig.stop().await;
 }
 
 /// The bridge binary with the status service (bearer `tok` at `vx`) and schedule `["300ms"]`,
@@ -714,7 +730,7 @@ async fn reconcile_metrics_count_checks_by_outcome_and_the_watched_sessions() {
     let nats = NatsServer::start();
     let vx = completing_vx().await;
     let (cfg, bridge) = binary_bridge(&nats, &vx).await;
-    let (nc, _js) = connect(&nats).await;
+    let (nc, _js) = nats.connect().await;
     let ids: Vec<String> = (0..3).map(|_| new_request_id()).collect();
     // VX does not know this one (404): checked on every step, never completed.
     let unknown = "00000000-0000-4000-8000-fa1700001404";
@@ -789,7 +805,7 @@ async fn reconcile_throughput() {
     ];
     let bridge = BinaryBridge::spawn(&cfg, &env, Stdio::null());
     bridge.wait_ready().await;
-    let (nc, js) = connect(&nats).await;
+    let (nc, js) = nats.connect().await;
     eventually("the watch endpoint", Duration::from_secs(10), async || {
         let (code, _) = request(
             &nc,
@@ -863,39 +879,31 @@ async fn reconcile_throughput() {
 async fn a_session_completed_by_its_webhook_before_the_give_up_is_not_expired() {
     // The only check is due at the give-up time (its delay is longer): the session's PASS
     // webhook arrives first, so that delivery must end the watch, not publish an expiry.
-    let nats = NatsServer::start();
-    let vx = VxApi::serve(VxApi::seeded("tok")).await;
-    let mut cfg = config(&nats, &vx, &["10m"]);
-    cfg.reconcile.give_up_after = Duration::from_secs(3);
-    let bridge = Bridge::start(cfg.clone()).await;
-    let (nc, js) = connect(&nats).await;
-    let id = new_request_id();
-    vx.tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
-    watch(&nc, &cfg, &id).await;
-    let sender = Sender::new(&bridge);
-    assert_eq!(
-        sender.send("msg_w", &body_with("PASS", &id)).await.status(),
-        202
-    );
-    eventually(
-        "the view is terminal",
-        Duration::from_secs(10),
-        async || terminal(&js, &cfg, &id).await,
-    )
+    let rig = Rig::start(VxApi::serve(VxApi::seeded("tok")).await, &["10m"], |cfg| {
+        cfg.reconcile.give_up_after = Duration::from_secs(3);
+    })
     .await;
+    let Rig { cfg, nc, js, .. } = &rig;
+    let id = new_request_id();
+    rig.vx
+        .tell(&id, vx_bridge::upstream::CurrentStatus::InProgress);
+    watch(nc, cfg, &id).await;
+    assert_eq!(rig.send_status("msg_w", body_with("PASS", &id)).await, 202);
+    rig.until_terminal("the view is terminal", &id, Duration::from_secs(10))
+        .await;
     eventually("the watch ends", Duration::from_secs(20), async || {
-        work_of(&js, &cfg, &id).await.is_none()
+        work_of(js, cfg, &id).await.is_none()
     })
     .await;
     let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
-    let expired = stored(&js, &cfg.nats.stream.name)
+    let expired = stored(js, &cfg.nats.stream.name)
         .await
         .into_iter()
         .filter(|m| m.subject == expired_subject)
         .count();
     assert_eq!(expired, 0, "a completed session is not expired");
-    assert_eq!(vx.session_calls(), 0, "the view answered");
-    bridge.stop().await.unwrap();
+    assert_eq!(rig.vx.session_calls(), 0, "the view answered");
+    rig.stop().await;
 }
 
 #[tokio::test]
@@ -904,7 +912,7 @@ async fn the_oldest_watch_age_is_zero_once_no_session_is_watched() {
     let vx = VxApi::serve(VxApi::seeded("tok")).await;
     vx.set_default(Step::Status("IN PROGRESS"));
     let (cfg, bridge) = binary_bridge(&nats, &vx).await;
-    let (nc, _js) = connect(&nats).await;
+    let (nc, _js) = nats.connect().await;
     let id = new_request_id();
     eventually("the watch endpoint", Duration::from_secs(10), async || {
         let (code, _) = request(&nc, &cfg, "watch", &json!({ "request_id": id }).to_string()).await;
@@ -940,13 +948,12 @@ async fn a_pending_event_older_than_the_give_up_registers_nothing() {
     let first = Bridge::start(earlier).await;
     assert_eq!(
         Sender::new(&first)
-            .send("msg_old", &body_with("PENDING", &old))
-            .await
-            .status(),
+            .send_status("msg_old", body_with("PENDING", &old))
+            .await,
         202
     );
     first.stop().await.unwrap();
-    let (_nc, js) = connect(&nats).await;
+    let (_nc, js) = nats.connect().await;
     // The stored event ages past give_up_after (only time passing makes it so): wait until its
     // stored time plus give_up_after is past, the rule the projector applies to it.
     let mut events = js.get_stream(&cfg.nats.stream.name).await.unwrap();
@@ -962,9 +969,8 @@ async fn a_pending_event_older_than_the_give_up_registers_nothing() {
     let fresh = new_request_id();
     assert_eq!(
         Sender::new(&bridge)
-            .send("msg_fresh", &body_with("PENDING", &fresh))
-            .await
-            .status(),
+            .send_status("msg_fresh", body_with("PENDING", &fresh))
+            .await,
         202
     );
     let expired_subject = format!("{}.expired", cfg.nats.subject_prefix);
