@@ -63,26 +63,54 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Components -------------------------------------------------------------------------
      The Deployments to run, as a YAML list. Each has:
-       name       object name (the main one keeps the full name, so splitting status out later
-                  leaves the webhook Deployment and Service in place)
+       name       object name (the main one keeps the full name, so splitting status or the
+                  projector out later leaves the webhook Deployment and Service in place)
        component  app.kubernetes.io/component label, part of the pod selector
        key        ConfigMap key of its config
-       ingress    serves the webhook; status: serves the status service
-       replicas / resources / autoscaling / pdb: where its scaling settings live in values */}}
+       ingress    serves the webhook; status: serves the status service; sessions: runs the
+                  session projector (config.sessions.enabled for this component)
+       scale      where its replicas / resources / autoscaling / pdb live in values: root,
+                  status or projector
+     Roles: the webhook (webhook.enabled) and the status service (status.enabled) run in the
+     main Deployment, or status in its own (status.separateDeployment). The session projector
+     (config.sessions.enabled) runs in every pod; with projector.separateDeployment, in a
+     Deployment of its own and no longer in the webhook pods (status pods keep it: their
+     reconciler needs the view in the same process). With webhook and status both off the
+     release is projector-only: its main Deployment runs the projector alone. */}}
 {{- define "vx-bridge.components" -}}
 {{- $full := include "vx-bridge.fullname" . }}
 {{- $st := .Values.status }}
-{{- if not (or .Values.webhook.enabled $st.enabled) }}
-{{- fail "vx-bridge: webhook.enabled and status.enabled are both false: nothing to run" }}
+{{- $sessions := dig "sessions" "enabled" true .Values.config }}
+{{- $projOnly := not (or .Values.webhook.enabled $st.enabled) }}
+{{- if and $projOnly (not $sessions) }}
+{{- fail "vx-bridge: webhook.enabled, status.enabled and config.sessions.enabled are all false: nothing to run" }}
+{{- end }}
+{{- $sepProj := and .Values.projector.separateDeployment (not $projOnly) }}
+{{- if and $sepProj (not $sessions) }}
+{{- fail "vx-bridge: projector.separateDeployment needs config.sessions.enabled (the projector is the session view's writer)" }}
 {{- end }}
 {{- $mainStatus := and $st.enabled (not $st.separateDeployment) }}
+{{- if and $sepProj .Values.webhook.enabled $mainStatus }}
+{{- fail "vx-bridge: projector.separateDeployment takes the projector off the webhook pods, but status.enabled runs the status service (and its reconciler, which needs the projector) in those same pods: set status.separateDeployment too" }}
+{{- end }}
 {{- if or .Values.webhook.enabled $mainStatus }}
 - name: {{ $full }}
   component: bridge
   key: vx-bridge.toml
   ingress: {{ .Values.webhook.enabled }}
   status: {{ $mainStatus }}
+  sessions: {{ and $sessions (not $sepProj) }}
   main: true
+  scale: root
+{{- else if $projOnly }}
+- name: {{ $full }}
+  component: projector
+  key: vx-bridge.toml
+  ingress: false
+  status: false
+  sessions: true
+  main: true
+  scale: root
 {{- end }}
 {{- if and $st.enabled $st.separateDeployment }}
 - name: {{ printf "%s-status" $full }}
@@ -90,17 +118,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   key: vx-bridge-status.toml
   ingress: false
   status: true
+  sessions: {{ $sessions }}
   main: false
+  scale: status
+{{- end }}
+{{- if $sepProj }}
+- name: {{ printf "%s-projector" ($full | trunc 53 | trimSuffix "-") }}
+  component: projector
+  key: vx-bridge-projector.toml
+  ingress: false
+  status: false
+  sessions: true
+  main: false
+  scale: projector
 {{- end }}
 {{- end }}
 
 {{/* Scaling settings of a component: dict with replicaCount, resources, autoscaling, podDisruptionBudget. */}}
 {{- define "vx-bridge.scaling" -}}
 {{- $root := index . 0 }}{{ $c := index . 1 }}
-{{- if $c.main }}
-{{- toYaml (pick $root.Values "replicaCount" "resources" "autoscaling" "podDisruptionBudget") }}
-{{- else }}
+{{- if eq $c.scale "status" }}
 {{- toYaml (pick $root.Values.status "replicaCount" "resources" "autoscaling" "podDisruptionBudget") }}
+{{- else if eq $c.scale "projector" }}
+{{- toYaml (pick $root.Values.projector "replicaCount" "resources" "autoscaling" "podDisruptionBudget") }}
+{{- else }}
+{{- toYaml (pick $root.Values "replicaCount" "resources" "autoscaling" "podDisruptionBudget") }}
 {{- end }}
 {{- end }}
 
@@ -160,11 +202,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   role: any
 {{- end }}
 {{- /* kek: the key-encryption keys, one `id:base64` per line. Required with events.pii
-       encrypted (the default): every component runs the webhook or the status role, and the
-       binary refuses to start in that mode without keys.kek_file. Fail closed here too. */}}
+       encrypted (the default) when the webhook or the status role runs: the binary refuses
+       to start in that mode without keys.kek_file. Fail closed here too. A projector reads no
+       PII and gets no KEK (role kek: mounted only where the webhook or status runs). */}}
 {{- $pii := dig "events" "pii" "encrypted" $cfg }}
 {{- $kek := $s.kek }}
-{{- if and (eq $pii "encrypted") (not $kek.existingSecret) (empty $kek.values) }}
+{{- if and (eq $pii "encrypted") (or .Values.webhook.enabled .Values.status.enabled) (not $kek.existingSecret) (empty $kek.values) }}
 {{- fail "vx-bridge: config.events.pii is encrypted (the default) and needs the key-encryption keys: set secrets.kek.existingSecret (a Secret whose key `kek` holds one `id:base64-of-32-bytes` per line, e.g. k1:$(openssl rand -base64 32)) or secrets.kek.values; or set config.events.pii to clear or omitted" }}
 {{- end }}
 {{- if or $kek.existingSecret $kek.values }}
@@ -173,7 +216,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   key: {{ ternary (default "kek" $kek.key) "kek" (not (empty $kek.existingSecret)) }}
   file: kek
   configKey: keys.kek_file
-  role: any
+  role: kek
 {{- end }}
 {{- /* natsTls: CA, client certificate and key */}}
 {{- if $s.natsTls.enabled }}
@@ -197,7 +240,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "vx-bridge.componentSecretFiles" -}}
 {{- $root := index . 0 }}{{ $c := index . 1 }}
 {{- range $f := include "vx-bridge.secretFiles" $root | fromYamlArray }}
-{{- if or (eq $f.role "any") (and (eq $f.role "ingress") $c.ingress) (and (eq $f.role "status") $c.status) }}
+{{- if or (eq $f.role "any") (and (eq $f.role "ingress") $c.ingress) (and (eq $f.role "status") $c.status) (and (eq $f.role "kek") (or $c.ingress $c.status)) }}
 - {{ toJson $f }}
 {{- end }}
 {{- end }}
@@ -231,6 +274,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not (hasKey $cfg "webhook") }}{{ $_ := set $cfg "webhook" dict }}{{ end }}
 {{- $_ := set $cfg.webhook "enabled" $c.ingress }}
 {{- $_ := set $cfg.status "enabled" $c.status }}
+{{- if not (hasKey $cfg "sessions") }}{{ $_ := set $cfg "sessions" dict }}{{ end }}
+{{- $_ := set $cfg.sessions "enabled" $c.sessions }}
 {{- if include "vx-bridge.resultSchemaConfigMap" $root }}
 {{- $_ := set $cfg.webhook "schema_file" (printf "%s/%s" (include "vx-bridge.schemaDir" $root) $root.Values.resultSchema.key) }}
 {{- end }}
