@@ -42,9 +42,10 @@ COPY tests/fixtures ./tests/fixtures
 COPY benches ./benches
 # Cache mounts keep the registry and the target dir between builds; the binary is copied out
 # of the cached target dir so that the next stage can see it.
+# --no-default-features: the service only; `demo` and `mock-vx` (the feature `demo`) stay out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/build/target \
-    cargo auditable build --release --locked -p vx-bridge --bin vx-bridge \
+    cargo auditable build --release --locked -p vx-bridge --no-default-features --bin vx-bridge \
  && install -D -m 0755 target/release/vx-bridge /out/vx-bridge
 
 # distroless/cc: glibc and libgcc for the Rust binary, CA roots for TLS to NATS and the VX API.
