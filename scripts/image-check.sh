@@ -63,6 +63,13 @@ CYCLONEDX_VERSION=0.5.9
 BUILD_TIMEOUT=${VXB_IMAGE_BUILD_TIMEOUT:-3600}
 SECRET=$REL_SECRET   # the Standard Webhooks secret vx-load signs with (lib.sh)
 mkdir -p "$CACHE" "$OUT"
+# One run at a time per machine: runs share the daemon (the first to finish would stop the one it
+# started under the other), the image tag and the build's cache mounts (one cargo target dir).
+exec 9>"$CACHE/lock"
+if ! flock -n 9; then
+  log "waiting for another image check to finish (lock $CACHE/lock)"
+  flock -w 3600 9 || die "another image check held $CACHE/lock for an hour"
+fi
 
 phase() { printf '\n== %s (%ss)\n' "$1" "$((SECONDS - START))"; }
 ok() { printf '  ok    %s\n' "$*"; }
@@ -70,6 +77,7 @@ fig() { printf '  ----  %s\n' "$*"; }
 
 # ---------------------------------------------------------------- cleanup
 DOCKER=docker
+dk() { timeout 300 "$DOCKER" "$@"; }   # every docker call is bounded (the build: BUILD_TIMEOUT)
 DOCKERD_PID=""
 CONTAINERS=()
 image_cleanup() {
@@ -103,7 +111,7 @@ command -v objcopy >/dev/null || need+=(binutils)
 command -v "$NATS_SERVER" >/dev/null || need+=(nats-server)
 if ((${#need[@]})); then
   log "installing ${need[*]} (apt)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  { timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq \
       -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}"; } >"$VX_WORK/apt.log" 2>&1 \
     || { tail -5 "$VX_WORK/apt.log"; die "apt-get install ${need[*]} failed"; }
   NATS_VERSION="$("$NATS_SERVER" --version 2>/dev/null | sed 's/^nats-server: v//')" || NATS_VERSION=""
@@ -111,15 +119,15 @@ fi
 cargo_tool() {   # cargo_tool CRATE VERSION: installed at that version, or installed now
   cargo install --list | grep -qx "$1 v$2:" && return 0
   log "installing $1 $2 (crates.io)"
-  nice -n 10 cargo install --locked --quiet "$1" --version "$2" >"$VX_WORK/install-$1.log" 2>&1 \
+  timeout 1800 nice -n 10 cargo install --locked --quiet "$1" --version "$2" >"$VX_WORK/install-$1.log" 2>&1 \
     || { tail -5 "$VX_WORK/install-$1.log"; die "cargo install $1 failed"; }
 }
 cargo_tool cargo-auditable "$AUDITABLE_VERSION"
 cargo_tool cargo-cyclonedx "$CYCLONEDX_VERSION"
-bash scripts/chart-tools.sh >"$VX_WORK/chart-tools.log" 2>&1 || { tail -5 "$VX_WORK/chart-tools.log"; die "chart tools"; }
+timeout 900 bash scripts/chart-tools.sh >"$VX_WORK/chart-tools.log" 2>&1 || { tail -5 "$VX_WORK/chart-tools.log"; die "chart tools"; }
 HELM=$VX_ROOT/.cache/chart-tools/helm
 PY=$VX_ROOT/.cache/chart-tools/venv/bin/python
-nice -n 10 cargo build --locked --quiet --bin vx-load 2>"$VX_WORK/vx-load-build.log" \
+timeout 1800 nice -n 10 cargo build --locked --quiet --bin vx-load 2>"$VX_WORK/vx-load-build.log" \
   || { tail -5 "$VX_WORK/vx-load-build.log"; die "cargo build --bin vx-load failed"; }
 LOAD=$VX_ROOT/target/debug/vx-load
 
@@ -136,7 +144,7 @@ for c in "$(command -v docker || true)" /usr/bin/docker; do
 done
 [[ -n "$DOCKER" ]] || die "no docker client that builds with BuildKit (install docker-buildx, or Debian's docker.io for /usr/bin/docker)"
 export DOCKER_BUILDKIT=1
-ok "tools: $("$DOCKER" --version | cut -d, -f1) client ($DOCKER), $(cargo --version | cut -d' ' -f1-2), nats-server ${NATS_VERSION:-?}"
+ok "tools: $(dk --version | cut -d, -f1) client ($DOCKER), $(cargo --version | cut -d' ' -f1-2), nats-server ${NATS_VERSION:-?}"
 
 # ---------------------------------------------------------------- 2. docker daemon
 phase "docker daemon"
@@ -155,7 +163,7 @@ else
   daemon_up || { tail -5 "$CACHE/dockerd.log"; die "dockerd did not answer within 60 s"; }
   ok "started dockerd (pid $DOCKERD_PID, log $CACHE/dockerd.log)"
 fi
-fig "daemon: $("$DOCKER" info --format '{{.ServerVersion}}, storage {{.Driver}}')"
+fig "daemon: $(dk info --format '{{.ServerVersion}}, storage {{.Driver}}')"
 
 # ---------------------------------------------------------------- 3. base images
 phase "base images"
@@ -165,7 +173,7 @@ HOST_RUSTC=$(rustc --version | cut -d' ' -f2)
 BUILD_BASE=vx-bridge-local/build:$SUITE-rust$HOST_RUSTC-auditable$AUDITABLE_VERSION-r$BUILD_RECIPE
 RUNTIME_BASE=vx-bridge-local/runtime:$SUITE-cc-nonroot-r$RUNTIME_RECIPE
 tarball() { printf '%s/%s.tar' "$CACHE" "$(tr '/:' '__' <<<"$1")"; }
-have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+have_image() { dk image inspect "$1" >/dev/null 2>&1; }
 
 # make_bases: debootstrap once; the runtime root from the same .debs, the build root with the
 # toolchain. Writes both tarballs.
@@ -230,12 +238,12 @@ make_bases() {
 }
 import_base() {   # import_base TAG: from its tarball, with the image config the published base has
   if [[ $1 == "$BUILD_BASE" ]]; then
-    "$DOCKER" import \
+    dk import \
       --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV CARGO_HOME=/usr/local/cargo' \
       "$(tarball "$1")" "$1" >/dev/null
   else
-    "$DOCKER" import \
+    dk import \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
       --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
@@ -261,8 +269,8 @@ done
 bases=${bases:-cached in docker}
 # Local bases of earlier recipes or toolchains are not used again (vfs keeps full copies).
 while IFS= read -r b; do
-  [[ $b == "$BUILD_BASE" || $b == "$RUNTIME_BASE" ]] || "$DOCKER" rmi "$b" >/dev/null 2>&1 || true
-done < <("$DOCKER" image ls --format '{{.Repository}}:{{.Tag}}' | grep '^vx-bridge-local/' || true)
+  [[ $b == "$BUILD_BASE" || $b == "$RUNTIME_BASE" ]] || dk rmi "$b" >/dev/null 2>&1 || true
+done < <(dk image ls --format '{{.Repository}}:{{.Tag}}' | grep '^vx-bridge-local/' || true)
 BASES_S=$((SECONDS - t0))
 ok "bases $bases in ${BASES_S}s: $BUILD_BASE, $RUNTIME_BASE"
 
@@ -277,20 +285,20 @@ timeout "$BUILD_TIMEOUT" "${BUILD_CMD[@]}" >"$OUT/build.log" 2>&1 \
 BUILD_S=$((SECONDS - t0))
 cached=$(grep -c ' CACHED$' "$OUT/build.log" || true)
 ok "built $IMAGE in ${BUILD_S}s ($cached steps cached; log $OUT/build.log)"
-"$DOCKER" save -o "$OUT/$REPO-$TAG.tar" "$IMAGE"
+dk save -o "$OUT/$REPO-$TAG.tar" "$IMAGE"
 ok "saved: $OUT/$REPO-$TAG.tar (docker load -i / kind load image-archive)"
 
-IMAGE_BYTES=$("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE")
-IMAGE_USER=$("$DOCKER" image inspect -f '{{.Config.User}}' "$IMAGE")
-IMAGE_PORTS=$("$DOCKER" image inspect -f '{{json .Config.ExposedPorts}}' "$IMAGE")
+IMAGE_BYTES=$(dk image inspect -f '{{.Size}}' "$IMAGE")
+IMAGE_USER=$(dk image inspect -f '{{.Config.User}}' "$IMAGE")
+IMAGE_PORTS=$(dk image inspect -f '{{json .Config.ExposedPorts}}' "$IMAGE")
 IMAGE_MIB=$(awk -v b="$IMAGE_BYTES" 'BEGIN {printf "%.1f", b / 1048576}')
 
 # The binary and the exported filesystem.
-cid=$("$DOCKER" create "$IMAGE")
+cid=$(dk create "$IMAGE")
 CONTAINERS+=("$cid")
-"$DOCKER" cp "$cid:/usr/local/bin/vx-bridge" "$OUT/vx-bridge"
-"$DOCKER" export "$cid" | tar -tv >"$VX_WORK/rootfs.txt"
-"$DOCKER" rm "$cid" >/dev/null
+dk cp "$cid:/usr/local/bin/vx-bridge" "$OUT/vx-bridge"
+dk export "$cid" | tar -tv >"$VX_WORK/rootfs.txt"
+dk rm "$cid" >/dev/null
 BIN_BYTES=$(stat -c %s "$OUT/vx-bridge")
 BIN_MIB=$(awk -v b="$BIN_BYTES" 'BEGIN {printf "%.1f", b / 1048576}')
 
@@ -300,7 +308,7 @@ objcopy --dump-section ".dep-v0=$VX_WORK/dep-v0.zlib" "$OUT/vx-bridge" 2>"$VX_WO
   || die "the image's binary has no .dep-v0 section: not built with cargo auditable ($(head -1 "$VX_WORK/objcopy.log"))"
 rm -f "$VX_ROOT/vx-bridge_bin.cdx.json"
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s) \
-  cargo cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --describe binaries \
+  timeout 300 cargo cyclonedx --manifest-path Cargo.toml --format json --spec-version 1.5 --describe binaries \
   --no-build-deps --quiet >"$VX_WORK/cyclonedx.log" 2>&1 \
   || { tail -5 "$VX_WORK/cyclonedx.log"; die "cargo cyclonedx failed"; }
 mv "$VX_ROOT/vx-bridge_bin.cdx.json" "$OUT/vx-bridge.cdx.json"
@@ -344,7 +352,7 @@ jq -n --arg w "$SECRET" --arg k "$KEK_LINE" \
 chmod 600 "$VX_WORK/secrets.json"
 HELM_FLAGS=(--set secrets.webhook.existingSecret=vx-webhook --set secrets.kek.existingSecret=vx-bridge-kek
   --set "image.repository=$REPO" --set "image.tag=$TAG" --set config.nats.stream.replicas=1)
-"$HELM" template vx-bridge ./helm/vx-bridge "${HELM_FLAGS[@]}" >"$VX_WORK/chart.yaml" 2>"$VX_WORK/helm.log" \
+timeout 120 "$HELM" template vx-bridge ./helm/vx-bridge "${HELM_FLAGS[@]}" >"$VX_WORK/chart.yaml" 2>"$VX_WORK/helm.log" \
   || { cat "$VX_WORK/helm.log"; die "helm template failed"; }
 mkdir -p "$VX_WORK/mnt"
 POD=$("$PY" scripts/image_chart.py "$VX_WORK/chart.yaml" "$VX_WORK/mnt" "$VX_WORK/secrets.json") \
@@ -396,7 +404,7 @@ container_args() {
 run_container() {
   container_args "$@"
   CONTAINERS+=("$1")
-  "$DOCKER" run "${RUN_ARGS[@]}" >/dev/null
+  dk run "${RUN_ARGS[@]}" >/dev/null
 }
 # The secret files as the kubelet projects them: owned by root, group fsGroup, mode 0440.
 chown -R "0:${FSGROUP:-0}" "$VX_WORK/mnt"
@@ -408,9 +416,9 @@ fig "docker run ${RUN_ARGS[*]}"
 # what is left was written by the process. MOUNT_DIFF: how many lines were left out.
 process_diff() {
   local all skip=() m
-  all=$("$DOCKER" diff "$1")
+  all=$(dk diff "$1")
   while IFS= read -r m; do
-    while [[ -n "$m" && "$m" != / ]]; do skip+=("$m"); m=$(dirname "$m"); done
+    while [[ -n "$m" && "$m" != / && "$m" != . ]]; do skip+=("$m"); m=$(dirname "$m"); done
   done < <(jqp '.mounts[].container')
   DIFF=$(awk 'NR == FNR {skip[$0] = 1; next} NF && !(($1 == "A" || $1 == "C") && ($2 in skip))' \
     <(printf '%s\n' "${skip[@]}") <(printf '%s\n' "$all"))
@@ -423,7 +431,7 @@ C=vxb-image-check-$$
 t0=$(now_ms)
 run_container "$C" 1 "$BP"
 wait_http "http://127.0.0.1:$BP$(jqp .probes.readinessProbe.path)" 60 \
-  || { "$DOCKER" logs "$C" 2>&1 | tail -20; die "readiness probe $(jqp .probes.readinessProbe.path) not 200 within 60 s"; }
+  || { dk logs "$C" 2>&1 | tail -20; die "readiness probe $(jqp .probes.readinessProbe.path) not 200 within 60 s"; }
 READY_MS=$(($(now_ms) - t0))
 for p in startupProbe livenessProbe readinessProbe; do
   path=$(jqp ".probes.$p.path")
@@ -435,7 +443,7 @@ jq -e '.nats_connected == true and .stream_ready == true and .sessions_ready == 
   || die "/readyz body: $(cat "$VX_WORK/probe.json")"
 ok "/readyz $(jq -c . "$VX_WORK/probe.json") ${READY_MS} ms after docker run (nats-server ${NATS_VERSION:-?} on :$NP)"
 
-PID=$("$DOCKER" inspect -f '{{.State.Pid}}' "$C")
+PID=$(dk inspect -f '{{.State.Pid}}' "$C")
 st() { awk -v k="$1:" '$1 == k {$1 = ""; sub(/^ /, ""); print}' "/proc/$PID/status"; }
 [[ $(st Uid) == "65532 65532 65532 65532" ]] || die "process Uid (real, effective, saved, fs): $(st Uid)"
 [[ $(st Gid) == "65532 65532 65532 65532" ]] || die "process Gid (real, effective, saved, fs): $(st Gid)"
@@ -443,13 +451,13 @@ st() { awk -v k="$1:" '$1 == k {$1 = ""; sub(/^ /, ""); print}' "/proc/$PID/stat
   || die "capabilities: eff $(st CapEff) prm $(st CapPrm) bnd $(st CapBnd)"
 [[ $(st NoNewPrivs) == 1 ]] || die "NoNewPrivs $(st NoNewPrivs)"
 [[ $(st NSpid | awk '{print $NF}') == 1 ]] || die "not PID 1 in its namespace: NSpid $(st NSpid)"
-procs=$("$DOCKER" top "$C" -eo uid,pid,comm | tail -n +2)
+procs=$(dk top "$C" -eo uid,pid,comm | tail -n +2)
 [[ $(wc -l <<<"$procs") == 1 && $(awk '{print $1}' <<<"$procs") == 65532 ]] || die "docker top: $procs"
 rootopts=$(awk '$5 == "/" {print $6}' "/proc/$PID/mountinfo")
 [[ ,$rootopts, == *,ro,* ]] || die "root filesystem mounted $rootopts"
 ok "process: PID 1 (host pid $PID), uid/gid 65532 (docker top: $(tr -s ' ' <<<"$procs")), CapEff/CapBnd 0, NoNewPrivs 1, root mounted $rootopts"
 
-"$LOAD" webhook --url "http://127.0.0.1:$BP$WEBHOOK_PATH" --secret "$SECRET" --connections 1 --requests 1 \
+timeout 60 "$LOAD" webhook --url "http://127.0.0.1:$BP$WEBHOOK_PATH" --secret "$SECRET" --connections 1 --requests 1 \
   --id-prefix image-one --record "$VX_WORK/one.csv" --json >"$VX_WORK/one.json"
 V=$(timeout 60 "$LOAD" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" --record "$VX_WORK/one.csv" --all-accepted) \
   || { echo "$V"; die "verify failed"; }
@@ -470,11 +478,11 @@ before=$(wc -l <"$VX_WORK/drain.csv")
 t0=$(now_ms)
 timeout $((GRACE + 30)) "$DOCKER" stop -t "$GRACE" "$C" >/dev/null || die "docker stop did not return"
 STOP_MS=$(($(now_ms) - t0))
-EXIT=$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$C")
-OOM=$("$DOCKER" inspect -f '{{.State.OOMKilled}}' "$C")
+EXIT=$(dk inspect -f '{{.State.ExitCode}}' "$C")
+OOM=$(dk inspect -f '{{.State.OOMKilled}}' "$C")
 timeout 60 tail --pid="$LOADER" -f /dev/null || die "the load did not end"
 wait "$LOADER" || die "vx-load failed"
-"$DOCKER" logs "$C" >"$VX_WORK/container.log" 2>&1
+dk logs "$C" >"$VX_WORK/container.log" 2>&1
 V=$(timeout 60 "$LOAD" verify --nats "nats://127.0.0.1:$NP" --stream "$STREAM" --record "$VX_WORK/drain.csv") \
   || { echo "$V"; die "verify failed"; }
 # Delivered: the deliveries that reached the bridge (an HTTP answer, or a connection it closed
@@ -519,7 +527,7 @@ C2=vxb-image-check-rw-$$
 free_port BP2
 run_container "$C2" 0 "$BP2"
 wait_http "http://127.0.0.1:$BP2$(jqp .probes.readinessProbe.path)" 60 || die "writable-root container not ready"
-"$LOAD" webhook --url "http://127.0.0.1:$BP2$WEBHOOK_PATH" --secret "$SECRET" --connections 4 --requests 50 \
+timeout 120 "$LOAD" webhook --url "http://127.0.0.1:$BP2$WEBHOOK_PATH" --secret "$SECRET" --connections 4 --requests 50 \
   --id-prefix image-rw --record "$VX_WORK/rw.csv" --json >/dev/null
 (($(awk -F, '$2 == 202' "$VX_WORK/rw.csv" | wc -l) == 50)) || die "writable-root run: not every webhook answered 202"
 timeout $((GRACE + 30)) "$DOCKER" stop -t "$GRACE" "$C2" >/dev/null
@@ -528,7 +536,7 @@ process_diff "$C2"
 ok "docker diff: nothing but the mount points with a writable root too (50 webhooks, readiness, stop): the process writes nothing"
 
 set +e
-"$DOCKER" run --rm --network none --entrypoint /bin/sh "$IMAGE" -c true >"$VX_WORK/sh.log" 2>&1
+dk run --rm --network none --entrypoint /bin/sh "$IMAGE" -c true >"$VX_WORK/sh.log" 2>&1
 SH_CODE=$?
 set -e
 ((SH_CODE != 0)) || die "docker run --entrypoint /bin/sh succeeded: the image has a shell"
