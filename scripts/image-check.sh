@@ -300,11 +300,13 @@ dk cp "$cid:/usr/local/bin/vx-bridge" "$OUT/vx-bridge"
 dk export "$cid" | tar -tv >"$VX_WORK/rootfs.txt"
 dk rm "$cid" >/dev/null
 BIN_BYTES=$(stat -c %s "$OUT/vx-bridge")
+BIN_SHA=$(sha256sum "$OUT/vx-bridge" | cut -d' ' -f1)
 BIN_MIB=$(awk -v b="$BIN_BYTES" 'BEGIN {printf "%.1f", b / 1048576}')
 
 # ---------------------------------------------------------------- 5. supply chain
 phase "supply chain: cargo auditable, SBOM"
-objcopy --dump-section ".dep-v0=$VX_WORK/dep-v0.zlib" "$OUT/vx-bridge" 2>"$VX_WORK/objcopy.log" \
+# (An output file is named: without one, objcopy rewrites its input, the artifact, in place.)
+objcopy --dump-section ".dep-v0=$VX_WORK/dep-v0.zlib" "$OUT/vx-bridge" "$VX_WORK/objcopy.out" 2>"$VX_WORK/objcopy.log" \
   || die "the image's binary has no .dep-v0 section: not built with cargo auditable ($(head -1 "$VX_WORK/objcopy.log"))"
 rm -f "$VX_ROOT/vx-bridge_bin.cdx.json"
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s) \
@@ -553,7 +555,8 @@ exes=$(awk '$1 ~ /^-..x/ {print $6}' "$VX_WORK/rootfs.txt" \
   | grep -vE '^(lib|usr/lib|lib64)/|\.so(\.[0-9.]+)?$' || true)
 [[ $exes == usr/local/bin/vx-bridge ]] || die "executables in the image besides the bridge: $exes"
 ok "exported filesystem: $(wc -l <<<"$names") entries, no shell, no package manager, one executable: /$exes"
-fig "image $IMAGE: ${IMAGE_MIB} MiB; binary /usr/local/bin/vx-bridge: ${BIN_MIB} MiB ($BIN_BYTES bytes)"
+[[ $(sha256sum "$OUT/vx-bridge" | cut -d' ' -f1) == "$BIN_SHA" ]] || die "$OUT/vx-bridge changed after it was copied out of the image"
+fig "image $IMAGE: ${IMAGE_MIB} MiB; binary /usr/local/bin/vx-bridge: ${BIN_MIB} MiB ($BIN_BYTES bytes, sha256 $BIN_SHA, as $OUT/vx-bridge)"
 
 TOTAL=$((SECONDS - START))
 echo
