@@ -1,4 +1,4 @@
-//! Reading a stream back for `verify`, once per node that holds it: waits until the stream has a
+//! Reading a stream back for `verify`, once per node that holds it (headers and bodies): waits until the stream has a
 //! leader and every replica is current, then reads each node's copy with an R1 consumer (the
 //! server places one on a random peer of the stream, so consumers are made until every peer has
 //! been read). A clustered stream's replicas can differ (a replica that was catching up, or one
@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::pull, stream::Stream};
 use futures::StreamExt as _;
 
-/// One stored message: the delivery id (from `Nats-Msg-Id`) and its `ce-id`.
+/// One stored message: the delivery id (from `Nats-Msg-Id`), its `ce-id`, its session
+/// (`ce-subject`), its type (`ce-type` without the `vx.verification.` prefix) and its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Stored {
     pub(crate) delivery: String,
     pub(crate) ce_id: String,
+    pub(crate) request_id: String,
+    pub(crate) kind: String,
+    pub(crate) body: bytes::Bytes,
 }
 
 /// One node's copy of the stream, by stream sequence.
@@ -110,12 +114,13 @@ async fn wait_current(
     }
 }
 
-/// Reads the copy of the node the consumer landed on (headers only, no acks).
-async fn read_copy(
+/// Every message the consumer has pending when it was made, by stream sequence (no acks): the
+/// copy of the node it was placed on.
+pub(crate) async fn read_all(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
-    node: String,
+    what: &str,
     deadline: Instant,
-) -> anyhow::Result<NodeCopy> {
+) -> anyhow::Result<BTreeMap<u64, async_nats::Message>> {
     let mut by_seq = BTreeMap::new();
     let pending = consumer.cached_info().num_pending;
     if pending > 0 {
@@ -124,30 +129,56 @@ async fn read_copy(
             let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
             let Ok(Some(msg)) = tokio::time::timeout(left, messages.next()).await else {
                 anyhow::bail!(
-                    "{node}: read {} of {pending} messages before the deadline",
+                    "{what}: read {} of {pending} messages before the deadline",
                     by_seq.len()
                 );
             };
             let msg = msg?;
             let info = msg.info().map_err(|e| anyhow::anyhow!("{e}"))?;
             let (seq, left_on_node) = (info.stream_sequence, info.pending);
-            let h = |k: &str| {
-                msg.headers
-                    .as_ref()
-                    .and_then(|h| h.get(k))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
-            let stored = Stored {
-                delivery: delivery_of(&h("Nats-Msg-Id")).to_owned(),
-                ce_id: h("ce-id"),
-            };
-            by_seq.insert(seq, stored);
+            by_seq.insert(seq, msg.message.clone());
             if left_on_node == 0 {
                 break;
             }
         }
     }
+    Ok(by_seq)
+}
+
+/// A header's value, or empty.
+pub(crate) fn header(msg: &async_nats::Message, k: &str) -> String {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(k))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Reads the copy of the node the consumer landed on (no acks).
+async fn read_copy(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    node: String,
+    deadline: Instant,
+) -> anyhow::Result<NodeCopy> {
+    let by_seq = read_all(consumer, &node, deadline)
+        .await?
+        .into_iter()
+        .map(|(seq, msg)| {
+            let h = |k: &str| header(&msg, k);
+            let kind = h("ce-type");
+            let stored = Stored {
+                delivery: delivery_of(&h("Nats-Msg-Id")).to_owned(),
+                ce_id: h("ce-id"),
+                request_id: h("ce-subject"),
+                kind: kind
+                    .strip_prefix("vx.verification.")
+                    .unwrap_or(&kind)
+                    .to_owned(),
+                body: msg.payload,
+            };
+            (seq, stored)
+        })
+        .collect();
     Ok(NodeCopy { node, by_seq })
 }
 
@@ -172,7 +203,6 @@ pub(crate) async fn read(
             .create_consumer(pull::Config {
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_policy: jetstream::consumer::AckPolicy::None,
-                headers_only: true,
                 memory_storage: true,
                 num_replicas: 1,
                 inactive_threshold: Duration::from_secs(30),

@@ -5,10 +5,15 @@
 //!   (a bare hyper client: one connection per worker, no pool) for T seconds, or a fixed count,
 //!   optionally at a fixed total rate; reports req/s, latency percentiles and answers by code.
 //!   `--record` writes one CSV line per answer so a suite can check that every 202 is stored.
+//! - `resend` sends every recorded delivery that was never answered 202 again, with the same
+//!   delivery id and body, as a sender retries after an outage (records its answers too).
 //! - `verify` reads such records back against the stream (every 202 stored, under its event id,
 //!   once; every other answer retryable; time to recover after marked events), on the leader's
 //!   copy and on every replica's (`copies`), and `leader` prints a stream's cluster leader, for
-//!   the reliability suites in `scripts/reliability/`.
+//!   the reliability suites in `scripts/reliability/`. With `--sessions-bucket`/`--keys-bucket`/
+//!   `--reconcile-stream` it also checks the state derived from the stream (`state`): the session
+//!   view converged to what the stream implies, every open session watched, every encrypted
+//!   event's data key present and opening it.
 //! - `status`: drives `{prefix}.status.get` (or any subject) over NATS request-reply; `--burst`
 //!   sends N identical lookups at once.
 //! - `jspub`: the raw JetStream baseline: the same event messages the bridge would publish, each
@@ -30,8 +35,10 @@ mod copies;
 mod jspub;
 mod mock_vx;
 mod naive;
+mod resend;
 mod send;
 mod startup;
+mod state;
 mod stats;
 mod status;
 mod verify;
@@ -43,6 +50,7 @@ use crate::baseline::{EchoArgs, Serve202Args};
 use crate::jspub::JsPubArgs;
 use crate::mock_vx::MockVxArgs;
 use crate::naive::NaiveArgs;
+use crate::resend::ResendArgs;
 use crate::send::SendArgs;
 use crate::startup::StartupArgs;
 use crate::status::StatusArgs;
@@ -72,6 +80,8 @@ enum Mode {
     Webhook(WebhookArgs),
     /// POST one signed webhook with a given body; print the HTTP status code.
     Send(SendArgs),
+    /// Send every recorded delivery never answered 202 again (same id and body).
+    Resend(ResendArgs),
     /// Send status requests over NATS.
     Status(StatusArgs),
     /// Publish to JetStream directly (baseline).
@@ -116,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         match cli.mode {
             Mode::Webhook(a) => webhook::run(a).await,
             Mode::Send(a) => send::run(a).await,
+            Mode::Resend(a) => resend::run(a).await,
             Mode::Status(a) => status::run(a).await,
             Mode::Jspub(a) => jspub::run(a).await,
             Mode::Echo(a) => baseline::echo(a).await,

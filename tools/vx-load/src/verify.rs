@@ -38,6 +38,17 @@ pub(crate) struct VerifyArgs {
     /// this many ms after its start must hold no 503 (the bridge's `nats.outage_wait`).
     #[arg(long)]
     no_503_if_recovered_within_ms: Option<u64>,
+    /// Every delivery that was answered anything but 202 must have been answered 202 later (the
+    /// records of `resend` are among `--record`): a 503 only where a retry then succeeded.
+    #[arg(long)]
+    require_retried: bool,
+    /// Fail when the copies differ at any sequence (a diverged replica), even where no 202 is
+    /// missing from one.
+    #[arg(long)]
+    no_divergence: bool,
+    /// The state derived from the stream (session view, watches, data keys).
+    #[command(flatten)]
+    state: crate::state::StateArgs,
 }
 
 #[derive(clap::Args)]
@@ -91,6 +102,10 @@ fn retryable(code: &str) -> bool {
 }
 
 async fn connect_js(urls: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    Ok(async_nats::jetstream::new(connect(urls).await?))
+}
+
+async fn connect(urls: &str) -> anyhow::Result<async_nats::Client> {
     let addrs = urls
         .split(',')
         .map(|u| u.trim().parse::<async_nats::ServerAddr>())
@@ -99,12 +114,13 @@ async fn connect_js(urls: &str) -> anyhow::Result<async_nats::jetstream::Context
         .retry_on_initial_connect()
         .connect(addrs)
         .await?;
-    Ok(async_nats::jetstream::new(client))
+    Ok(client)
 }
 
 pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     let answers = read_records(&a.records)?;
-    let js = connect_js(&a.nats).await?;
+    let client = connect(&a.nats).await?;
+    let js = async_nats::jetstream::new(client.clone());
     let read = crate::copies::read(&js, &a.stream, Duration::from_secs(a.wait)).await?;
     let total = read.messages;
     // The leader's copy is the stream: what acknowledged writes promise. The other copies are
@@ -169,6 +185,16 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
                 && !accepted.contains_key(x.msg_id.as_str())
         })
         .count();
+    // Deliveries refused (anything but 202) and never answered 202 afterwards, also not by a
+    // retry (`resend`'s records are among the answers).
+    let unretried = &never_accepted;
+    let divergence = diverged(&read);
+    let (state, state_ok) = if a.state.any() {
+        let (r, ok) = crate::state::check(client.clone(), read.leader_copy(), &a.state).await?;
+        (Some(r), ok)
+    } else {
+        (None, true)
+    };
     let mut recoveries = Vec::new();
     if let Some(path) = &a.marks {
         for line in std::fs::read_to_string(path)?.lines() {
@@ -250,6 +276,13 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
     if a.all_accepted && !never_accepted.is_empty() {
         ok = false;
     }
+    if a.require_retried && !unretried.is_empty() {
+        ok = false;
+    }
+    if a.no_divergence && !divergence.is_empty() {
+        ok = false;
+    }
+    ok &= state_ok;
     let v = serde_json::json!({
         "ok": ok,
         "answers": answers.len(),
@@ -269,6 +302,12 @@ pub(crate) async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
         "non_retryable_answers": non_retryable.len(),
         "non_retryable_examples": non_retryable.iter().take(10).collect::<Vec<_>>(),
         "never_accepted_deliveries": never_accepted.len(),
+        "refused_and_never_accepted": unretried.len(),
+        "refused_and_never_accepted_examples": unretried.iter().take(10).collect::<Vec<_>>(),
+        "diverged_seqs": divergence.len(),
+        "diverged_examples": divergence.iter().take(10).collect::<Vec<_>>(),
+        "state": state,
+        "state_ok": state_ok,
         "unanswered_but_stored": unanswered_but_stored,
         "recoveries": recoveries,
         "overall": summary(&all),
@@ -329,6 +368,31 @@ fn replica_report(
         .collect()
 }
 
+/// The sequences at which the copies differ (one lacks it, or they hold different messages
+/// there), each with what every node holds: `{seq, node: delivery or null}`.
+fn diverged(read: &crate::copies::Copies) -> Vec<serde_json::Value> {
+    let seqs: std::collections::BTreeSet<u64> = read
+        .copies
+        .iter()
+        .flat_map(|c| c.by_seq.keys().copied())
+        .collect();
+    seqs.into_iter()
+        .filter_map(|q| {
+            let held: Vec<Option<&crate::copies::Stored>> =
+                read.copies.iter().map(|c| c.by_seq.get(&q)).collect();
+            let first = held.first().copied().flatten();
+            if held.iter().all(|h| *h == first) {
+                return None;
+            }
+            let mut v = serde_json::json!({ "seq": q });
+            for (c, h) in read.copies.iter().zip(&held) {
+                v[c.node.as_str()] = serde_json::json!(h.map(|s| s.delivery.as_str()));
+            }
+            Some(v)
+        })
+        .collect()
+}
+
 pub(crate) async fn leader(a: LeaderArgs) -> anyhow::Result<()> {
     let js = connect_js(&a.nats).await?;
     let mut s = js.get_stream(&a.stream).await?;
@@ -357,6 +421,9 @@ mod tests {
                     let stored = Stored {
                         delivery: (*d).into(),
                         ce_id: format!("ev-{d}"),
+                        request_id: format!("rid-{d}"),
+                        kind: "completed.pass".into(),
+                        body: bytes::Bytes::from(format!("body-{d}")),
                     };
                     (i as u64 + 1, stored)
                 })
@@ -392,5 +459,29 @@ mod tests {
         assert_eq!(r[2]["missing_examples"][0]["here_at_that_seq"], "d3");
         assert_eq!(r[2]["only_in_this_copy"], 0);
         assert_eq!(r[2]["messages"], 3);
+        // The same read, by sequence: only seq 2 differs, and every node's holding is named.
+        let d = diverged(&read);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0]["seq"], 2);
+        assert_eq!(d[0]["n1"], "d2");
+        assert_eq!(d[0]["n3"], "d3");
+    }
+
+    #[test]
+    fn copies_of_one_count_that_differ_in_content_or_length_diverge() {
+        let same = Copies {
+            leader: "n1".into(),
+            messages: 2,
+            copies: vec![copy("n1", &["d1", "d2"]), copy("n2", &["d1", "d2"])],
+        };
+        assert!(diverged(&same).is_empty());
+        let shorter = Copies {
+            leader: "n1".into(),
+            messages: 2,
+            copies: vec![copy("n1", &["d1", "d2"]), copy("n2", &["d1"])],
+        };
+        let d = diverged(&shorter);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0]["n2"], serde_json::Value::Null);
     }
 }

@@ -44,8 +44,9 @@ pub(crate) struct WebhookArgs {
     /// With --repeat: send the copies concurrently (over separate connections).
     #[arg(long)]
     concurrent_repeats: bool,
-    /// Write `msg_id,http_code,seq,duplicate,event_id,sent_ms,answered_ms` per answer to this
-    /// CSV file (times in unix milliseconds).
+    /// Write `msg_id,http_code,seq,duplicate,event_id,sent_ms,answered_ms,request_id,status` per
+    /// answer to this CSV file (times in unix milliseconds); `resend` rebuilds a delivery's body
+    /// from its request_id and status.
     #[arg(long)]
     record: Option<std::path::PathBuf>,
     /// Print the summary as one JSON object.
@@ -55,7 +56,8 @@ pub(crate) struct WebhookArgs {
     #[arg(long, default_value = "load")]
     id_prefix: String,
     /// The body's top-level `status` (the seed's is PASS), e.g. PENDING for sessions that stay
-    /// open (the reconciler's registrations).
+    /// open (the reconciler's registrations). Comma-separated: delivery n gets the (n mod k)-th
+    /// (`PASS,FAIL,PENDING,PASS` mixes terminal and watched sessions).
     #[arg(long, default_value = "PASS")]
     status: String,
     /// Webhooks per session: deliveries n·K … n·K+K−1 share one request_id (as a journey's
@@ -68,6 +70,18 @@ pub(crate) struct WebhookArgs {
 /// `s` as a JSON string literal.
 fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
+}
+
+/// The seed body with top-level `status` and request_id `session`: what delivery `n` of a run
+/// sends, and what `resend` sends again for it (the same bytes, so the same dedup id).
+pub(crate) fn body_for(status: &str, session: &uuid::Uuid) -> Bytes {
+    // The seed's first `"status"` is its top-level one.
+    let seed = SEED.replacen(
+        r#""status": "PASS""#,
+        &format!(r#""status": {}"#, json_string(status)),
+        1,
+    );
+    Bytes::from(seed.replace(SEED_ID, &session.to_string()).into_bytes())
 }
 
 /// The scheme vx-load signs with: Standard Webhooks with `secret`.
@@ -99,6 +113,12 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
     // Sessions of this run (`--per-session`): consecutive UUIDs from a random start (a v4's
     // version bits are kept only by chance: the bridge takes any UUID).
     let session_base = uuid::Uuid::new_v4().as_u128() & !0xffff_ffff;
+    let statuses: Arc<[String]> = a
+        .status
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect::<Vec<_>>()
+        .into();
     for c in 0..a.connections {
         let (stats, record, next, hmac, target, prefix) = (
             stats.clone(),
@@ -108,14 +128,7 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
             target.clone(),
             a.id_prefix.clone(),
         );
-        // The seed's first `"status"` is its top-level one.
-        let seed: Arc<str> = SEED
-            .replacen(
-                r#""status": "PASS""#,
-                &format!(r#""status": {}"#, json_string(&a.status)),
-                1,
-            )
-            .into();
+        let statuses: Arc<[String]> = statuses.clone();
         let (limit, repeat, concurrent) = (a.requests, a.repeat.max(1), a.concurrent_repeats);
         let (per_session, session_base) = (a.per_session.max(1), session_base);
         let n_conns = connections_for(concurrent, repeat);
@@ -149,7 +162,8 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
                 } else {
                     uuid::Uuid::from_u128(session_base.wrapping_add(u128::from(n / per_session)))
                 };
-                let body = Bytes::from(seed.replace(SEED_ID, &session.to_string()).into_bytes());
+                let status = &statuses[(n % statuses.len() as u64) as usize];
+                let body = body_for(status, &session);
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
@@ -184,7 +198,7 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
                         if let Ok(mut w) = rec.lock() {
                             let _ = writeln!(
                                 w,
-                                "{id},{code},{},{},{},{sent_ms},{answered_ms}",
+                                "{id},{code},{},{},{},{sent_ms},{answered_ms},{session},{status}",
                                 v["seq"],
                                 v["duplicate"],
                                 v["event_id"].as_str().unwrap_or("")
