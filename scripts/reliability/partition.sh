@@ -33,6 +33,9 @@
 # only there; no port 4222 anywhere); every process, namespace and temp dir it made is removed
 # on exit, also on failure (trap). Every loop is bounded in count and time.
 set -euo pipefail
+# The whole script is one compound command, parsed before it runs: editing the file during a
+# (long) run cannot change what that run executes.
+{
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
@@ -123,15 +126,18 @@ NS_MADE=()
 # ns MEMBER CMD...: run CMD in MEMBER's namespace (in the foreground; see start_node).
 ns() { local m=$1; shift; ip netns exec "$P-$m" "$@"; }
 
+# shellcheck disable=SC2317  # (run by the EXIT trap)
 pt_cleanup() {
   local rc=$? n pid
+  exec 3>&2 2>/dev/null   # the shell's "Killed" notices for the processes below
   for n in "${NS_MADE[@]:-}"; do
     [[ -n "$n" ]] || continue
     # Only processes inside namespaces this script made: all started by it.
     for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   done
   [[ $rc != 0 && "${VX_KEEP_ON_FAIL:-0}" == 1 ]] && VX_KEEP=1
-  vx_cleanup 2>/dev/null   # (the shell's "Killed" notices for the processes above)
+  vx_cleanup
+  [[ "${VX_KEEP:-0}" == 1 ]] && echo "work dir kept: $VX_WORK" >&3
   for n in "${NS_MADE[@]:-}"; do if [[ -n "$n" ]]; then ip netns del "$n" 2>/dev/null || true; fi; done
   return "$rc"
 }
@@ -407,3 +413,5 @@ R=$(jq -c --arg nemesis "$NEMESIS" --arg mode "$REL_MODE" --arg load "$(load_not
 result "$R"
 ((vrc == 0)) || verify_failed "$V"
 log "ok"
+exit 0
+}
