@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{StorageKind, StreamConfig};
 use crate::nats::publisher::Publisher;
 use crate::nats::subjects::{subject_matches, Subjects};
+use crate::nats::version::ServerVersion;
 
 /// The stream configuration we want, from `[nats.stream]`.
 pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config {
@@ -274,6 +275,7 @@ pub async fn keep_stream(
     let js = publisher.jetstream();
     let cfg = &cfg;
     let mut warned = false;
+    let mut warned_version = false;
     loop {
         let result = if state.is_ready() {
             // Already set up: only look that it is still there and still right.
@@ -296,6 +298,15 @@ pub async fn keep_stream(
                 // Connected, so the server's INFO (max_payload) is known.
                 on_ready(publisher.max_payload());
                 state.set_ready(true);
+                // Once per process: a replicated stream on a server version where our partition
+                // suite saw replicas diverge (`nats::version`).
+                let version = ServerVersion::parse(&js.client().server_info().version);
+                if let Some(w) = version.replicated_stream_warning(replicas) {
+                    if !warned_version {
+                        warned_version = true;
+                        tracing::warn!(stream = %cfg.name, replicas, version = %version.label(), "{w}");
+                    }
+                }
                 if replicas < 3 && !warned {
                     warned = true;
                     tracing::warn!(

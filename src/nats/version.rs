@@ -110,6 +110,23 @@ impl ServerVersion {
         }
     }
 
+    /// What to warn about when the event stream is replicated (`replicas` > 1), if anything:
+    /// on 2.9.x (every supported 2.9, i.e. 2.9.10 on) our partition suite saw a replica diverge
+    /// after a heal: the isolated ex-leader kept an entry it never committed, the majority stored
+    /// an acknowledged event at that sequence, and the ex-leader never rolled back (it then
+    /// dropped the refused delivery's retry as a duplicate, shifting every later sequence).
+    /// A consumer the server places on that replica misses the acknowledged event.
+    /// `docs/RELIABILITY.md`, "Partitions and pauses", has the run. Not seen on 2.10.26 and later.
+    pub fn replicated_stream_warning(&self, replicas: usize) -> Option<String> {
+        match self.triple() {
+            Some((2, 9, _)) if replicas > 1 => Some(format!(
+                "NATS server {}: replicated streams can diverge after a network partition on 2.9 (seen in our partition suite: a replica kept a write it never committed in place of an acknowledged event, and consumers on that replica miss the acknowledged event); the stream has {replicas} replicas: upgrade the server to 2.10.26 or newer",
+                self.label()
+            )),
+            _ => None,
+        }
+    }
+
     /// What to warn about at connect, if anything: the data-loss releases, versions below the
     /// oldest supported, and 2.9 (end of life upstream; enough for today's features only).
     pub fn warning(&self) -> Option<String> {
@@ -205,6 +222,26 @@ mod tests {
         assert!(v("2.9.10").warning().is_some_and(|w| w.contains("2.9.22")));
         for s in ["2.10.0", "2.10.26", "2.11.11", "2.12.8", "2.15.1"] {
             assert_eq!(v(s).warning(), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn replicated_streams_are_warned_about_on_2_9_only() {
+        for s in ["2.9.10", "2.9.25"] {
+            let w = v(s).replicated_stream_warning(3);
+            assert!(
+                w.as_deref()
+                    .is_some_and(|w| w.contains("diverge") && w.contains("3 replicas")),
+                "{s}: {w:?}"
+            );
+            assert!(v(s).replicated_stream_warning(2).is_some(), "{s}");
+            // One replica has nothing to diverge from.
+            assert_eq!(v(s).replicated_stream_warning(1), None, "{s}");
+        }
+        for s in [
+            "2.10.0", "2.10.26", "2.11.11", "2.12.8", "2.15.1", "3.0.0", "2.8.4", "bad",
+        ] {
+            assert_eq!(v(s).replicated_stream_warning(3), None, "{s}");
         }
     }
 
