@@ -91,9 +91,9 @@ if ((MATRIX)); then
     done
   done
   echo
-  echo "| nemesis | server | deliveries | 202 (first answer) | 503 share | retried → 202 | first 202 after heal (ms) | acknowledged then lost | replicas diverged | view / watches / keys | ok |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  jq -r 'select(.suite == "partition") | "| \(.nemesis) | \(.nats_server) | \(.deliveries) | \(.answered_202) | \(.share_503 * 10000 | round / 100) % | \(.retried_accepted)/\(.retried) | \(.first_202_after_heal_ms | map(tostring) | join(", ")) | \(.acknowledged_then_lost) | \(.replicas_diverged) | \(.state_summary) | \(.ok) |"' "$OUT/results.jsonl"
+  echo "| nemesis | server | deliveries | 202 (first answer) | 503 share | retried → 202 | first 202 after each heal (ms) | acknowledged then lost | replicas diverged (sequences) | view / watches / keys off | ok | command |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  jq -r 'select(.suite == "partition") | "| \(.nemesis) | \(.nats_server) | \(.deliveries) | \(.answered_202) | \(.share_503 * 10000 | round / 100) % | \(.retried_accepted)/\(.retried) | \(.first_202_after_heal_ms | map(tostring) | join(", ")) | \(.acknowledged_then_lost) | \(.replicas_diverged) | \(.state_summary) | \(.ok) | `\(.command)` |"' "$OUT/results.jsonl"
   exit 0
 fi
 
@@ -223,7 +223,7 @@ start_bridge() {
     VXB_WEBHOOK__AUTH__MODE=hmac VXB_WEBHOOK__AUTH__HMAC__SECRETS="[\"$REL_SECRET\"]" \
     VXB_STATUS__ENABLED=true VXB_UPSTREAM__BASE_URL=http://127.0.0.1:9 VXB_UPSTREAM__TOKEN=unreachable \
     VXB_SESSIONS__BUCKET=PT_SESSIONS VXB_KEYS__BUCKET=PT_KEYS VXB_RECONCILE__STREAM=PT_RECONCILE \
-    VXB_LOG__LEVEL=warn VXB_KEYS__KEK_FILE="$VXB_KEYS__KEK_FILE" "$@" \
+    VXB_LOG__LEVEL="${PARTITION_LOG_LEVEL:-warn,vx_bridge::sessions=info}" VXB_KEYS__KEK_FILE="$VXB_KEYS__KEK_FILE" "$@" \
     "$REL_BIN/vx-bridge" serve >>"$VX_WORK/$b.log" 2>&1 &
   PID[$b]=$!
   VX_PIDS+=("$!")

@@ -280,8 +280,8 @@ async fn handle(
         forget_erased(store, known, &msg).await;
         return;
     }
-    let (seq, stored_at) = match msg.info() {
-        Ok(info) => (info.stream_sequence, info.published),
+    let (seq, stored_at, delivered) = match msg.info() {
+        Ok(info) => (info.stream_sequence, info.published, info.delivered),
         Err(e) => {
             tracing::warn!(error = %e, "session view: a message without JetStream metadata; skipped");
             let _ = msg.ack().await;
@@ -316,6 +316,12 @@ async fn handle(
                         .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                         .await;
                     return;
+                }
+                if delivered > 1 {
+                    // The other half of the warning above: a registration that failed once is
+                    // done (the partition suite lost one watch and could not tell which half
+                    // was missing, docs/RELIABILITY.md).
+                    tracing::info!(stream_seq = seq, request_id = %state.request_id, delivered, "session view: the pending session is registered with the reconciler on a redelivery");
                 }
             }
             if let Err(e) = msg.ack().await {
