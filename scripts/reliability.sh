@@ -6,7 +6,7 @@
 # Suites: nats-restarts cluster retries sigterm status bad-input fuzz soak (default: all), and
 # partition (issue 26: network partitions and pauses of a 3-node cluster in network namespaces;
 # root only, so not among the defaults; CI runs it on the newest server). --skip leaves a suite
-# out of the default list (CI skips `cluster` on 2.9.10: R3 needs 2.10.26 or newer, issue 26).
+# out of the default list (CI skips `cluster` on 2.9.10: R3 needs 2.12.8 or newer, issue 26).
 # --short (default) is the CI version: every suite, a few seconds each, debug binaries (which
 # `cargo test` has already built), at most ~4 minutes in total on a 2-core machine.
 # --full is the version whose figures docs/RELIABILITY.md reports: release binaries, longer
