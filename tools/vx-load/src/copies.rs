@@ -85,7 +85,19 @@ async fn wait_current(
     loop {
         let why = match js.get_stream(stream).await {
             Ok(mut s) => {
-                let info = s.info().await?.clone();
+                // Right after a heal the JetStream API may answer "no responders" for a moment
+                // (no meta or stream leader yet): waited out like any other "not yet".
+                let info = match s.info().await {
+                    Ok(i) => i.clone(),
+                    Err(e) => {
+                        if Instant::now() >= deadline {
+                            anyhow::bail!("{stream}: stream info: {e} when the wait ended");
+                        }
+                        eprintln!("verify: waiting: stream info: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
                 let (leader, replicas) = match &info.cluster {
                     Some(c) => (c.leader.clone().unwrap_or_default(), c.replicas.clone()),
                     None => (String::new(), Vec::new()),
@@ -193,13 +205,13 @@ pub(crate) async fn read(
     let (s, leader, peers, messages) = wait_current(js, stream, deadline).await?;
     let mut want: Vec<String> = std::iter::once(leader.clone()).chain(peers).collect();
     let mut copies: Vec<NodeCopy> = Vec::new();
-    // Placement is random among the stream's peers: 60 consumers miss one of 3 peers with a
-    // chance of about 3 · (2/3)^60, i.e. never.
-    for _ in 0..60 {
+    // Placement is random among the stream's peers: 120 tries (some may be spent waiting out
+    // an API that is not back yet) miss one of 3 peers with a chance below 3 · (2/3)^60: never.
+    for _ in 0..120 {
         if want.is_empty() {
             break;
         }
-        let consumer = s
+        let consumer = match s
             .create_consumer(pull::Config {
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 ack_policy: jetstream::consumer::AckPolicy::None,
@@ -208,7 +220,17 @@ pub(crate) async fn read(
                 inactive_threshold: Duration::from_secs(30),
                 ..Default::default()
             })
-            .await?;
+            .await
+        {
+            Ok(c) => c,
+            // The same "not yet" as above, within the same deadline.
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("verify: waiting: creating a reading consumer: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let info = consumer.cached_info();
         let node = info
             .cluster
