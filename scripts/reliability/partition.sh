@@ -100,6 +100,7 @@ fi
 # ------------------------------------------------------------------ one run
 REL_SUITE=partition
 VX_WORK_TAG=rel-partition
+PT_KEEP="${VX_KEEP:-0}"
 # shellcheck source=../lib.sh
 source "$HERE/../lib.sh"
 export RUST_BACKTRACE=0   # verify's failure is its JSON, not a backtrace
@@ -135,6 +136,9 @@ pt_cleanup() {
     # Only processes inside namespaces this script made: all started by it.
     for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   done
+  # lib.sh's die keeps the work dir; here it is removed on failure too, unless asked for
+  # (VX_KEEP=1 always, VX_KEEP_ON_FAIL=1 on failure: the matrix, for the block files).
+  VX_KEEP=$PT_KEEP
   [[ $rc != 0 && "${VX_KEEP_ON_FAIL:-0}" == 1 ]] && VX_KEEP=1
   vx_cleanup
   [[ "${VX_KEEP:-0}" == 1 ]] && echo "work dir kept: $VX_WORK" >&3
