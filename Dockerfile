@@ -3,7 +3,7 @@
 # numeric non-root user. Build (BuildKit: the default builder since Docker 23):
 #   docker build -t vx-bridge:0.1.0 .
 # The Helm chart runs it with a read-only root filesystem and all capabilities dropped; the
-# binary writes nothing to disk. scripts/image-check.sh builds and runs this file for real.
+# binary writes nothing to disk. scripts/chart/image-check.sh builds and runs this file for real.
 #
 # No `# syntax=` line: the builder's built-in Dockerfile frontend is used (the cache mounts
 # below need BuildKit ≥ 0.8, i.e. Docker ≥ 20.10 with BuildKit), so the build fetches no
@@ -11,7 +11,7 @@
 #
 # The two base images are build arguments, so that a machine without access to the public
 # registries can build this same file on equivalent bases it made itself
-# (scripts/image-check.sh does: `--build-arg BUILD_IMAGE=… --build-arg RUNTIME_IMAGE=…`). The
+# (scripts/chart/image-check.sh does: `--build-arg BUILD_IMAGE=… --build-arg RUNTIME_IMAGE=…`). The
 # defaults are the published ones.
 
 ARG RUST_VERSION=1.95

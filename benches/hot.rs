@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench hot` (add `-- --quick` for a short run). Numbers drift on a shared
 //! machine: compare runs made one after the other, or count instructions with callgrind
-//! (`scripts/bench.sh` does).
+//! (`scripts/bench/bench.sh` does).
 
 use std::hint::black_box;
 

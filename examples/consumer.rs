@@ -11,7 +11,7 @@
 //! `cargo run --example consumer` — configured by env (examples/consumers/README.md). Prints one
 //! JSON object per line (`handled`, `duplicate_ignored`, `nak`, `status`, `status_error`, `watch`,
 //! `watch_error`, `kv`, `pii_reader`, `pii`, `erased`)
-//! so a script can check it (scripts/consumers-check.sh). Touches nothing but its own durable
+//! so a script can check it (scripts/contracts/consumers-check.sh). Touches nothing but its own durable
 //! consumer and its store file; it never deletes or edits the stream or the bucket.
 
 use std::collections::HashSet;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Shared helpers of the scripts (sourced, not run): scripts/bench.sh, scripts/prometheus-check.sh,
-# scripts/nats-sync-cost.sh and the reliability suites (scripts/reliability/*.sh). Everything runs
+# Shared helpers of the scripts (sourced, not run): scripts/bench/bench.sh, scripts/chart/prometheus-check.sh,
+# scripts/nats/nats-sync-cost.sh and the reliability suites (scripts/reliability/*.sh). Everything runs
 # on 127.0.0.1: nats-server processes on free ports with temp stores (never 4222), the vx-bridge
 # and vx-load binaries of this checkout. Every process started through VX_PIDS is killed by the
 # EXIT trap; every wait is bounded. This is the one place a script starts a nats-server.
 #
 # Sourcing it gives: VX_ROOT (the checkout), VX_WORK (a temp dir, removed on exit unless
 # VX_KEEP=1), VX_PIDS (processes to kill on exit), NATS_SERVER (the server binary: NATS_SERVER as
-# scripts/nats-servers.sh prints it, else PATH's) and NATS_VERSION; the functions below. The
+# scripts/nats/nats-servers.sh prints it, else PATH's) and NATS_VERSION; the functions below. The
 # reliability suites' settings (REL_*) are at the end.
 set -euo pipefail
 
@@ -140,11 +140,11 @@ load_note() { awk '{print $1" "$2" "$3}' /proc/loadavg; }
 # ---------------------------------------------------------------- the reliability suites
 REL_ROOT="$VX_ROOT"
 REL_MODE="${REL_MODE:-short}"            # short | full
-REL_PROFILE="${REL_PROFILE:-debug}"       # debug | release (set by scripts/reliability.sh)
+REL_PROFILE="${REL_PROFILE:-debug}"       # debug | release (set by scripts/reliability/run.sh)
 REL_BIN="$REL_ROOT/target/$REL_PROFILE"
 REL_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 REL_OUT="${REL_OUT:-$REL_ROOT/target/reliability/latest}"
-# nats.outage_wait for the bridge (ride-through mode); 0s = fail fast, as before issue 18.
+# nats.outage_wait for the bridge (ride-through mode); 0s = fail fast.
 REL_OUTAGE_WAIT="${REL_OUTAGE_WAIT:-5s}"
 REL_NATS_VERSION="$NATS_VERSION"
 [[ -n "${REL_SUITE:-}" ]] && mkdir -p "$REL_OUT"

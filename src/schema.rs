@@ -4,7 +4,7 @@
 //!
 //! The running binary validates with exactly the files consumers read. Error messages are
 //! *masked*: they name the rule that failed and where, never the value (which may be PII).
-//! No I/O, and no NATS or HTTP code (`scripts/check-layers.py`, rule 1).
+//! No I/O, and no NATS or HTTP code (`scripts/code/check-layers.py`, rule 1).
 
 use std::sync::{Arc, OnceLock};
 

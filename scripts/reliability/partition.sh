@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Suite 9 (issue 26): faults beyond kills. A 3-node JetStream cluster, each nats-server in a
+# Suite 9: faults beyond kills. A 3-node JetStream cluster, each nats-server in a
 # network namespace of its own, joined by veth pairs to a hub namespace (a Linux bridge); two
 # bridges (vx-bridge serve) in namespaces of their own, each with its vx-load sending signed
 # webhooks to it over loopback. R3 event stream, R3 session bucket, R3 keys bucket, R3 reconcile
@@ -24,7 +24,7 @@
 # down/up every 300 ms), kill-all (SIGKILL of all three nodes, restart after 3 s), sequence (the
 # issue's: leader isolated 12 s, then the leader SIGSTOPped 12 s, then bridge→leader cut 8 s).
 # --short (default; CI: leader-isolated, ~1 minute) or --full (the matrix's: 65 s of load).
-# --matrix runs every nemesis on every server (scripts/nats-servers.sh; default 2.9.10 2.10.26
+# --matrix runs every nemesis on every server (scripts/nats/nats-servers.sh; default 2.9.10 2.10.26
 # 2.12.8 2.15.1), one after another, and prints the table for docs/RELIABILITY.md; results in
 # target/reliability/partition-matrix/results.jsonl.
 #
@@ -62,7 +62,7 @@ while (($#)); do
   shift
 done
 [[ " ${NEMESES_ALL[*]} " == *" $NEMESIS "* ]] || { echo "partition.sh: unknown nemesis $NEMESIS (${NEMESES_ALL[*]})" >&2; exit 64; }
-[[ -n "$SERVER" ]] && { NATS_SERVER=$("$ROOT/scripts/nats-servers.sh" "$SERVER" | cut -d' ' -f2); export NATS_SERVER; }
+[[ -n "$SERVER" ]] && { NATS_SERVER=$("$ROOT/scripts/nats/nats-servers.sh" "$SERVER" | cut -d' ' -f2); export NATS_SERVER; }
 
 # ------------------------------------------------------------------ the matrix (no topology here)
 if ((MATRIX)); then
@@ -74,7 +74,7 @@ if ((MATRIX)); then
   (cd "$ROOT" && "${build[@]}")
   k=0
   for v in $VERSIONS; do
-    path=$("$ROOT/scripts/nats-servers.sh" "$v" | cut -d' ' -f2)
+    path=$("$ROOT/scripts/nats/nats-servers.sh" "$v" | cut -d' ' -f2)
     for n in $NEMESES; do
       k=$((k + 1))
       echo "=== $(date -u +%H:%M:%S) matrix: $n on $v (load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -9,7 +9,7 @@
 //! Authenticated bodies that fail parsing or the schema are kept on `{prefix}.rejected` before
 //! the 400/422 is sent; if they cannot be kept, the answer is 503 so the sender retries.
 //! Logs carry the request_id and outcome, never the body. The ingress never reaches the VX API
-//! client nor the status service (`scripts/check-layers.py`, rules 2 and 4).
+//! client nor the status service (`scripts/code/check-layers.py`, rules 2 and 4).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

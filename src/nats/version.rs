@@ -6,7 +6,7 @@
 //! must not do I/O, log, or touch metrics.
 //!
 //! The matrix behind these thresholds is in the README ("NATS server versions") and
-//! `docs/RELIABILITY.md`; `scripts/nats-servers.sh` installs it.
+//! `docs/RELIABILITY.md`; `scripts/nats/nats-servers.sh` installs it.
 
 use std::fmt;
 

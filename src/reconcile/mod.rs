@@ -37,7 +37,7 @@
 //!
 //! Touches: the work-queue stream, the session view (reads; VX answers as `source: lookup`),
 //! the VX API (through [`UpstreamClient`]) and the event stream (publishes only). Must not touch
-//! the ingress, nor be imported by anything below it (`scripts/check-layers.py`, rule 5).
+//! the ingress, nor be imported by anything below it (`scripts/code/check-layers.py`, rule 5).
 
 pub mod check;
 pub mod queue;

@@ -19,7 +19,7 @@
 //! cached and coalesced ([`lookup`]); errors are answered with the `Nats-Service-Error` headers
 //! and a JSON body ([`error`]). [`client`] is the requester side (the CLI and tests). Logs carry
 //! the request_id, never an email or a body. The service never reaches the ingress: the two
-//! meet only in config, events, NATS and telemetry (`scripts/check-layers.py`, rule 4).
+//! meet only in config, events, NATS and telemetry (`scripts/code/check-layers.py`, rule 4).
 
 pub mod client;
 pub mod error;

@@ -8,7 +8,7 @@
 //! at most `upstream.max_retries` times, with jittered exponential backoff. A 401 drops the
 //! OAuth token and is retried once with a new one. Only a validated UUID or a percent-encoded
 //! email ever becomes part of a URL. Nothing here logs a token, an email or a body. It never
-//! reaches the ingress or the publisher (`scripts/check-layers.py`, rule 2).
+//! reaches the ingress or the publisher (`scripts/code/check-layers.py`, rule 2).
 
 pub mod breaker;
 pub mod reply;

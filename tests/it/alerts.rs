@@ -2,7 +2,7 @@
 //! about them: the README's alert table is generated from them, each alert's `runbook_url` names
 //! a section of `docs/RUNBOOK.md` that says what it means, what to check and what to do, and the
 //! promtool unit tests have a firing and a silent case for each. promtool itself runs in
-//! `scripts/prometheus-check.sh` (CI); these tests need no Prometheus.
+//! `scripts/chart/prometheus-check.sh` (CI); these tests need no Prometheus.
 
 use std::collections::BTreeSet;
 

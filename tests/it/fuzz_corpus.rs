@@ -1,6 +1,6 @@
 //! The fuzz targets' seed corpora (`fuzz/corpus/<target>/`), replayed through the same
 //! harnesses (`vx_bridge::fuzzing`) on stable Rust, so every `cargo test` runs them. The long
-//! cargo-fuzz runs are `scripts/reliability.sh --full fuzz`.
+//! cargo-fuzz runs are `scripts/reliability/run.sh --full fuzz`.
 
 use std::path::Path;
 

@@ -164,7 +164,7 @@ async fn the_gauge_reports_the_real_server_version_as_supported() {
     assert!(!reported.is_empty());
     let bridge = BinaryBridge::spawn(&test_config(&nats.url()), &[], Stdio::null());
     bridge.wait_ready().await;
-    // Every server the matrix runs (scripts/nats-servers.sh) is supported.
+    // Every server the matrix runs (scripts/nats/nats-servers.sh) is supported.
     wait_for_series(
         &bridge.base(),
         &[format!(

@@ -1,5 +1,5 @@
 //! Real `nats-server` processes for tests: the binary named by `NATS_SERVER` (a path, as
-//! `scripts/nats-servers.sh` prints it) or `nats-server` on PATH, JetStream on, a free port on
+//! `scripts/nats/nats-servers.sh` prints it) or `nats-server` on PATH, JetStream on, a free port on
 //! 127.0.0.1, a temp store, SIGKILLed on `Drop`. A single server or a cluster of N. Plus the
 //! stream helpers tests read back with. Never touches port 4222 or a server it did not start.
 
@@ -17,7 +17,7 @@ pub fn free_port() -> u16 {
     vx_bridge::demo::free_port().expect("free port")
 }
 
-/// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats-servers.sh`
+/// The server binary every test starts: `NATS_SERVER` (a path, as `scripts/nats/nats-servers.sh`
 /// prints it), else `nats-server` on PATH.
 pub fn nats_server_bin() -> String {
     std::env::var("NATS_SERVER")
@@ -70,7 +70,7 @@ impl NatsServer {
         .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats-servers.sh and NATS_SERVER=<path>)",
+                    "cannot start {} ({e}): install nats-server (apt-get install nats-server, or scripts/nats/nats-servers.sh and NATS_SERVER=<path>)",
                     nats_server_bin()
                 )
             });

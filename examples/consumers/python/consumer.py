@@ -4,7 +4,7 @@ A durable pull consumer on `{prefix}.completed.>` and `{prefix}.pending`, idempo
 `event_id` (a file of handled ids that survives a restart), ack after handling, NAK with delay
 on a transient failure, `{prefix}.status.get` with its error headers, `{prefix}.watch` for a
 session it created, and a watch of the session view (KV bucket VX_SESSIONS). The models in vx_events/ are generated from schemas/*.json
-(scripts/gen-consumer-types.sh); do not edit them.
+(scripts/contracts/gen-consumer-types.sh); do not edit them.
 
 PII: with VX_KEK_FILE (and read access to the keys bucket VX_KEYS_BUCKET), the kit decrypts each
 event's `result_encrypted` (vx_pii.py) and prints how it read it, never the PII; without it, it
@@ -13,7 +13,7 @@ SHA-256 of the VX body, no PII) and deletes it on `{prefix}.erased`.
 
 Run: examples/consumers/python/run.sh (configured by env, see ../README.md). Prints one JSON
 object per line (handled, duplicate_ignored, nak, status, status_error, watch, watch_error, kv,
-pii_reader, pii, erased) for scripts/consumers-check.sh. Touches nothing but its own durable
+pii_reader, pii, erased) for scripts/contracts/consumers-check.sh. Touches nothing but its own durable
 consumer, its store file and its session directory.
 """
 

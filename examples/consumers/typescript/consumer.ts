@@ -6,7 +6,7 @@
  * by `event_id` (a file of handled ids that survives a restart), ack after handling, NAK with
  * delay on a transient failure, `{prefix}.status.get` with its error headers, `{prefix}.watch`
  * for a session it created, and a watch of the session view (KV bucket VX_SESSIONS). The types in generated/ come from schemas/*.json
- * (scripts/gen-consumer-types.sh); do not edit them.
+ * (scripts/contracts/gen-consumer-types.sh); do not edit them.
  *
  * PII: with VX_KEK_FILE (and read access to the keys bucket VX_KEYS_BUCKET), the kit decrypts each
  * event's `result_encrypted` (pii.ts) and prints how it read it, never the PII; without it, it
@@ -15,7 +15,7 @@
  *
  * Run: examples/consumers/typescript/run.sh (configured by env, see ../README.md). Prints one
  * JSON object per line (handled, duplicate_ignored, nak, status, status_error, watch,
- * watch_error, kv, pii_reader, pii, erased) for scripts/consumers-check.sh. Touches nothing but
+ * watch_error, kv, pii_reader, pii, erased) for scripts/contracts/consumers-check.sh. Touches nothing but
  * its own durable consumer, its store file and its session directory.
  */
 import { appendFileSync, existsSync, fsyncSync, openSync, readFileSync } from "node:fs";

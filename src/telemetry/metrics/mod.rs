@@ -43,7 +43,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// The `# HELP` text of every metric (the README's metrics table says the same; `promtool
-/// check metrics` in scripts/prometheus-check.sh wants one for each).
+/// check metrics` in scripts/chart/prometheus-check.sh wants one for each).
 pub const METRIC_HELP: &[(&str, &str)] = &[
     ("vx_bridge_webhooks_total", "webhooks by how they ended"),
     (

@@ -1,4 +1,4 @@
-//! `vx-load`: a load generator for vx-bridge, used by `scripts/bench.sh` and the fault suites.
+//! `vx-load`: a load generator for vx-bridge, used by `scripts/bench/bench.sh` and the fault suites.
 //!
 //! Modes, each bounded in time and aimed only where its `--url`/`--nats`/`--listen` point:
 //! - `webhook`: signed, seed-like webhooks with distinct request_ids over N HTTP/1.1 connections

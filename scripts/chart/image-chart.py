@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""What the chart asks of the container, for scripts/image-check.sh to run the image that way.
+"""What the chart asks of the container, for scripts/chart/image-check.sh to run the image that way.
 
-Usage: image_chart.py RENDERED.yaml OUT_DIR SECRETS.json
+Usage: image-chart.py RENDERED.yaml OUT_DIR SECRETS.json
 
 Reads the main Deployment of a `helm template` output and writes under OUT_DIR what its pod
 would see: the config file of its ConfigMap key, and each projected secret file, made from
@@ -61,14 +61,14 @@ def main():
                 for item in s["items"]:
                     ref = f'{s["name"]}/{item["key"]}'
                     if ref not in secrets:
-                        sys.exit(f"image_chart: the chart mounts secret {ref}, which the install commands do not create")
+                        sys.exit(f"image-chart: the chart mounts secret {ref}, which the install commands do not create")
                     path = os.path.join(host, item["path"])
                     with open(path, "w") as f:
                         f.write(secrets[ref])
                     os.chmod(path, mode)
             mounts.append({"host": host, "container": m["mountPath"], "mode": oct(mode)[2:]})
         else:
-            sys.exit(f"image_chart: volume {m['name']} is neither a ConfigMap nor a projected Secret")
+            sys.exit(f"image-chart: volume {m['name']} is neither a ConfigMap nor a projected Secret")
 
     config_file = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "config")
     cm_key = volumes["config"]["configMap"]["items"][0]["key"]

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Image check (issue 27): builds the container image from the repository's one Dockerfile and runs
+# Image check: builds the container image from the repository's one Dockerfile and runs
 # it the way the Helm chart does, then checks what a first `helm install` would otherwise be the
 # first to learn. Needs root (dockerd, debootstrap); every wait is bounded; on failure the work
 # dir is kept and every container, server and daemon this script started is stopped.
 #
 #   1. tools: docker.io (dockerd + a BuildKit-capable client), debootstrap, jq, binutils, a
 #      nats-server (apt); cargo-auditable and cargo-cyclonedx (crates.io, pinned); the chart
-#      tools (scripts/chart-tools.sh); vx-load (this workspace, debug build).
+#      tools (scripts/chart/chart-tools.sh); vx-load (this workspace, debug build).
 #   2. dockerd --iptables=false --bridge=none --storage-driver=vfs, when no daemon answers
 #      (stopped at the end only if this script started it; its log: $CACHE/dockerd.log).
 #   3. base images, made here since public registries are out of reach, cached in docker and as
@@ -35,13 +35,13 @@
 #      hangs, the log says it drained; `docker diff` empty (also for a run with a writable root);
 #      no shell (`--entrypoint /bin/sh` fails, none in the exported filesystem); sizes.
 #
-# Usage: scripts/image-check.sh          (as root; VXB_IMAGE_CACHE, VXB_IMAGE_REPOSITORY,
+# Usage: scripts/chart/image-check.sh          (as root; VXB_IMAGE_CACHE, VXB_IMAGE_REPOSITORY,
 #        VXB_IMAGE_TAG, VXB_DEBIAN_MIRROR, VXB_IMAGE_BUILD_TIMEOUT, NATS_SERVER may be set)
 # Output: one line per check, then a one-line summary with the figures and the total time.
 set -euo pipefail
 VX_WORK_TAG=image
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../lib.sh"
 cd "$VX_ROOT"
 
 START=$SECONDS
@@ -124,7 +124,7 @@ cargo_tool() {   # cargo_tool CRATE VERSION: installed at that version, or insta
 }
 cargo_tool cargo-auditable "$AUDITABLE_VERSION"
 cargo_tool cargo-cyclonedx "$CYCLONEDX_VERSION"
-timeout 900 bash scripts/chart-tools.sh >"$VX_WORK/chart-tools.log" 2>&1 || { tail -5 "$VX_WORK/chart-tools.log"; die "chart tools"; }
+timeout 900 bash scripts/chart/chart-tools.sh >"$VX_WORK/chart-tools.log" 2>&1 || { tail -5 "$VX_WORK/chart-tools.log"; die "chart tools"; }
 HELM=$VX_ROOT/.cache/chart-tools/helm
 PY=$VX_ROOT/.cache/chart-tools/venv/bin/python
 timeout 1800 nice -n 10 cargo build --locked --quiet --bin vx-load 2>"$VX_WORK/vx-load-build.log" \
@@ -357,7 +357,7 @@ HELM_FLAGS=(--set secrets.webhook.existingSecret=vx-webhook --set secrets.kek.ex
 timeout 120 "$HELM" template vx-bridge ./helm/vx-bridge "${HELM_FLAGS[@]}" >"$VX_WORK/chart.yaml" 2>"$VX_WORK/helm.log" \
   || { cat "$VX_WORK/helm.log"; die "helm template failed"; }
 mkdir -p "$VX_WORK/mnt"
-POD=$("$PY" scripts/image_chart.py "$VX_WORK/chart.yaml" "$VX_WORK/mnt" "$VX_WORK/secrets.json") \
+POD=$("$PY" scripts/chart/image-chart.py "$VX_WORK/chart.yaml" "$VX_WORK/mnt" "$VX_WORK/secrets.json") \
   || die "cannot read the chart's Deployment"
 jqp() { jq -r "$1" <<<"$POD"; }
 [[ $(jqp .image) == "$IMAGE" ]] || die "the chart runs image $(jqp .image), not $IMAGE"

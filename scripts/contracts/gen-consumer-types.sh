@@ -6,11 +6,11 @@
 #   - TypeScript types: examples/consumers/typescript/generated/ (json-schema-to-typescript,
 #     pinned in examples/consumers/typescript/package-lock.json, installed with `npm ci`).
 #
-#   scripts/gen-consumer-types.sh           regenerate the committed files
-#   scripts/gen-consumer-types.sh --check   regenerate into a temp dir and fail (exit 1, with the
+#   scripts/contracts/gen-consumer-types.sh           regenerate the committed files
+#   scripts/contracts/gen-consumer-types.sh --check   regenerate into a temp dir and fail (exit 1, with the
 #                                           diff) when the committed files differ (CI drift check)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$PWD
 check=0
 case "${1:-}" in
@@ -60,7 +60,7 @@ if ((check)); then
   diff -ru "$py_dir/vx_events" "$out/python/vx_events" || rc=1
   diff -ru "$ts_dir/generated" "$out/typescript/generated" || rc=1
   if ((rc)); then
-    echo "gen-consumer-types: the generated types differ from schemas/: run scripts/gen-consumer-types.sh and commit" >&2
+    echo "gen-consumer-types: the generated types differ from schemas/: run scripts/contracts/gen-consumer-types.sh and commit" >&2
     exit 1
   fi
   echo "gen-consumer-types: generated types match schemas/"

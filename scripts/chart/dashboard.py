@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generates the vx-bridge Grafana dashboard with grafana-foundation-sdk (Grafana's own typed
-builders; pinned in scripts/chart-tools.sh) and prints its JSON. The output is committed as
+builders; pinned in scripts/chart/chart-tools.sh) and prints its JSON. The output is committed as
 helm/vx-bridge/files/dashboard.json (docs/grafana-dashboard.json links to it); the chart ships
 it as a ConfigMap (grafanaDashboard.enabled), chart-check.sh checks the file equals this output,
-and scripts/prometheus-check.sh runs every query against a real Prometheus scraping the real
+and scripts/chart/prometheus-check.sh runs every query against a real Prometheus scraping the real
 bridge: a panel without data fails there.
 
 Usage: dashboard.py [OUT.json]   (without OUT: print)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Where vx-bridge's resident memory is at the ingress peak, and what settings change it: the
-# conditions of scripts/bench.sh's (c) peak run (same bridge environment, 64 connections, its own
+# conditions of scripts/bench/bench.sh's (c) peak run (same bridge environment, 64 connections, its own
 # nats-server with a file store), one short closed-loop run per variant, each against a fresh server.
 #
-#   scripts/rss.sh [NAME[:VAR=value,VAR=value...]]...     (default: one variant, `default`)
-#   e.g. scripts/rss.sh default purge0:MIMALLOC_PURGE_DELAY=0 noview:VXB_SESSIONS__ENABLED=false
+#   scripts/bench/rss.sh [NAME[:VAR=value,VAR=value...]]...     (default: one variant, `default`)
+#   e.g. scripts/bench/rss.sh default purge0:MIMALLOC_PURGE_DELAY=0 noview:VXB_SESSIONS__ENABLED=false
 #   (BIN=path among the variables runs that binary instead of target/release/vx-bridge)
 #
 # Per variant: VmHWM after the run, the split of the resident set near the end of the load (from
@@ -17,7 +17,7 @@
 # Only 127.0.0.1 is a target; everything started is stopped on exit (scripts/lib.sh).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DURATION=${RSS_DURATION:-8s}
 WARMUP=${RSS_WARMUP:-1s}

@@ -5,7 +5,7 @@
 #  - every schemas/*.schema.json against the JSON Schema draft 2020-12 meta-schema (PyPI jsonschema).
 # Tools are installed once, pinned, under target/contract-tools/. Exits non-zero on any failure.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 tools=target/contract-tools
 mkdir -p "$tools"
 
@@ -58,7 +58,7 @@ PY
 
 if [ -f schemas/asyncapi.yaml ]; then
   echo "--- AsyncAPI"
-  cp scripts/asyncapi-validate.mjs "$tools/node/asyncapi-validate.mjs"
+  cp scripts/contracts/asyncapi-validate.mjs "$tools/node/asyncapi-validate.mjs"
   node "$tools/node/asyncapi-validate.mjs" "$PWD/schemas/asyncapi.yaml"
 fi
 echo "contracts OK"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Code-size figures for refactor notes: the longest non-test functions, the largest non-test
 files, and #[source]/#[from] counts, over src/ (and the given roots). Test modules
-(`#[cfg(test)] mod ... { }`) are left out. Usage: scripts/code-stats.py [--top N] [ROOT...]"""
+(`#[cfg(test)] mod ... { }`) are left out. Usage: scripts/code/code-stats.py [--top N] [ROOT...]"""
 import re, sys, pathlib
 
 def strip_tests(lines):

@@ -2,7 +2,7 @@
 # Measures, per replica, the figures docs/SCALING.md's capacity model is built from, and prints
 # them as one JSON object per line (also kept in target/scaling/results.jsonl):
 #
-#   scripts/scaling.sh [--sessions N] [--checks N]
+#   scripts/bench/scaling.sh [--sessions N] [--checks N]
 #
 #   ingress      webhooks/s of one bridge (session view off in that process), N distinct
 #                sessions as fast as 64 connections go; bytes per event in the stream
@@ -15,7 +15,7 @@
 # Release build; its own nats-server (NATS_SERVER or PATH) on a free port with a temp store and
 # its monitoring port for the stream sizes (/jsz). Everything on 127.0.0.1, stopped on exit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SESSIONS=20000
 CHECKS=2000
 while (($#)); do

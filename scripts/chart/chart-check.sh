@@ -7,15 +7,15 @@
 #   dupkeys   yamllint key-duplicates on the rendered output (and yamllint on the values files)
 #   drift     vx-bridge check-config on each rendered Deployment's config and secret files
 #   promql    promtool check rules on the rendered PrometheusRule and on every query of the
-#             rendered dashboard ConfigMap (scripts/prometheus_check.py render-rules)
-# plus chart/crate version agreement, the dashboard file equal to scripts/dashboard.py's output,
+#             rendered dashboard ConfigMap (scripts/chart/prometheus-check.py render-rules)
+# plus chart/crate version agreement, the dashboard file equal to scripts/chart/dashboard.py's output,
 # and helm/ci-broken-values.yaml on which EVERY check must fail.
 #
-# Usage: scripts/chart-check.sh [VXB_BIN]   (or env VXB_BIN; default target/debug/vx-bridge,
+# Usage: scripts/chart/chart-check.sh [VXB_BIN]   (or env VXB_BIN; default target/debug/vx-bridge,
 #        already built). Tools are installed once into .cache/chart-tools (see chart-tools.sh).
 # Exit 0 only when all checks pass on all scenarios and all checks fail on the broken file.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD CHART=helm/vx-bridge BROKEN=helm/ci-broken-values.yaml
 VXB_BIN=${1:-${VXB_BIN:-target/debug/vx-bridge}}
 KUBE_VERSIONS=(1.29.0 1.36.0)
@@ -26,8 +26,8 @@ start=$SECONDS
 
 [ -x "$VXB_BIN" ] || { echo "chart-check: $VXB_BIN is not an executable vx-bridge binary (build it first)"; exit 2; }
 command -v promtool >/dev/null || { echo "chart-check: promtool missing (Debian: apt-get install prometheus)"; exit 2; }
-bash scripts/chart-tools.sh || { echo "chart-check: cannot install the tools"; exit 2; }
-cp scripts/chart-k8s-models.mjs "$T/node/"   # ES modules resolve next to their node_modules
+bash scripts/chart/chart-tools.sh || { echo "chart-check: cannot install the tools"; exit 2; }
+cp scripts/chart/chart-k8s-models.mjs "$T/node/"   # ES modules resolve next to their node_modules
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 API=(--api-versions monitoring.coreos.com/v1)   # as if the ServiceMonitor CRD were installed
 fails=() ; ran=0
@@ -60,8 +60,8 @@ check_set() {
   run "$name" models node "$T/node/chart-k8s-models.mjs" "$m"; res[models]=$?
   run "$name" dupkeys "$T/venv/bin/yamllint" -f parsable -d '{rules: {key-duplicates: enable}}' "$values" "$m"
   res[dupkeys]=$?
-  run "$name" drift "$T/venv/bin/python" scripts/chart-drift.py "$VXB_BIN" "$m"; res[drift]=$?
-  run "$name" promql bash -c '"$1" scripts/prometheus_check.py render-rules "$2" "$3" && promtool check rules "$3"' \
+  run "$name" drift "$T/venv/bin/python" scripts/chart/chart-drift.py "$VXB_BIN" "$m"; res[drift]=$?
+  run "$name" promql bash -c '"$1" scripts/chart/prometheus-check.py render-rules "$2" "$3" && promtool check rules "$3"' \
     _ "$T/venv/bin/python" "$m" "$OUT/$name.rules.yaml"; res[promql]=$?
   local line="" c
   for c in lint render k8s models dupkeys drift promql; do
@@ -94,15 +94,15 @@ ran=$((ran + 1))
 
 ran=$((ran + 1))   # the README's values table is the one generated from values.yaml
 cp "$CHART/README.md" "$OUT/README.md"
-"$T/venv/bin/python" scripts/chart-values-table.py "$CHART/values.yaml" "$OUT/README.md" \
+"$T/venv/bin/python" scripts/chart/chart-values-table.py "$CHART/values.yaml" "$OUT/README.md" \
   && cmp -s "$CHART/README.md" "$OUT/README.md" && echo "README values table up to date: ok" \
-  || { echo "README values table out of date: run scripts/chart-values-table.py $CHART/values.yaml $CHART/README.md"
+  || { echo "README values table out of date: run scripts/chart/chart-values-table.py $CHART/values.yaml $CHART/README.md"
        fails+=("readme"); }
 
 ran=$((ran + 1))   # the shipped dashboard is the generator's output
-"$T/venv/bin/python" scripts/dashboard.py "$OUT/dashboard.json" \
+"$T/venv/bin/python" scripts/chart/dashboard.py "$OUT/dashboard.json" \
   && cmp -s "$CHART/files/dashboard.json" "$OUT/dashboard.json" && echo "dashboard up to date: ok" \
-  || { echo "dashboard out of date: run $T/venv/bin/python scripts/dashboard.py $CHART/files/dashboard.json"
+  || { echo "dashboard out of date: run $T/venv/bin/python scripts/chart/dashboard.py $CHART/files/dashboard.json"
        fails+=("dashboard"); }
 
 for f in "$CHART"/ci/*-values.yaml; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers of scripts/prometheus-check.sh and scripts/chart-check.sh for the operator's view:
+"""Helpers of scripts/chart/prometheus-check.sh and scripts/chart/chart-check.sh for the operator's view:
 the alert rules (helm/vx-bridge/files/alerts.yaml) and the Grafana dashboard
 (helm/vx-bridge/files/dashboard.json). Python 3 with PyYAML only; talks to a local Prometheus
 over HTTP; never prints a secret (there is none in what it reads).
@@ -37,7 +37,7 @@ import yaml
 
 # What the live check expects of each alert: "fires" (the load provokes it: it must appear in
 # ALERTS, pending or firing); "data" (the load does not provoke it: its query part must return
-# series); "info" (the NATS server version gauge of issue 12: if the scrape has no
+# series); "info" (the NATS server version gauge: if the scrape has no
 # vx_bridge_nats_server_info it is skipped, else it must fire exactly when `support` says so).
 # A new alert needs a line here (the check fails on an alert without one).
 ALERT_MODE = {
@@ -232,7 +232,7 @@ def live(prom, rules, dashboard, start, end, scrape):
         names.add(name)
         mode = ALERT_MODE.get(name)
         if mode is None:
-            failures.append(f"{name}: no line in ALERT_MODE (scripts/prometheus_check.py)")
+            failures.append(f"{name}: no line in ALERT_MODE (scripts/chart/prometheus-check.py)")
             continue
         res, err = query(prom, "query", query=e, time=end)
         if res is None:
@@ -254,7 +254,7 @@ def live(prom, rules, dashboard, start, end, scrape):
         has_data = bool(inner) and finite(inner)
         if mode.startswith("info:"):
             if not info_series:
-                print(f"  alert {name:32} skipped: vx_bridge_nats_server_info not exported yet (issue 12)")
+                print(f"  alert {name:32} skipped: vx_bridge_nats_server_info not exported yet")
                 continue
             want = mode.split(":")[1] in info_series
             ok = was_active == want

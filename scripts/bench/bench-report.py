@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Renders docs/PERFORMANCE.md from one benchmark run's results (scripts/bench.sh).
+"""Renders docs/PERFORMANCE.md from one benchmark run's results (scripts/bench/bench.sh).
 
-    scripts/bench_report.py RESULTS_DIR OUT [--analysis scripts/bench-analysis.md]
+    scripts/bench/bench-report.py RESULTS_DIR OUT [--analysis docs/bench-analysis.md]
 
 RESULTS_DIR is what bench.sh keeps of a run (target/bench/last-run): run.json (the run's
 settings and figures bench.sh measured itself), the vx-load summaries (*.json), CPU seconds per
@@ -184,7 +184,7 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
     ready_ms = startup["median_ms"]
     lines = []
     p = lines.append
-    invoked = "scripts/bench.sh" + (" --quick" if quick else "") + (f" --before {before}" if before else "")
+    invoked = "scripts/bench/bench.sh" + (" --quick" if quick else "") + (f" --before {before}" if before else "")
     p("# Performance")
     p("")
     p(
@@ -336,7 +336,7 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         p("## Latency against offered rate")
         p("")
         p("Open-loop runs (`vx-load webhook --rate`) at fractions of each one's own peak, then the closed-loop")
-        p("peak, all in this run; drawn by `scripts/bench_plot.py` (matplotlib) from the same results.")
+        p("peak, all in this run; drawn by `scripts/bench/bench-plot.py` (matplotlib) from the same results.")
         p("")
         p("![p50 and p99 latency against rate](perf-latency.png)")
         p("")
@@ -389,7 +389,7 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         lines.extend(analysis.read_text().rstrip("\n").split("\n"))
     p("")
     p(
-        f"Reproduce: `scripts/bench.sh{f' --before {before}' if before else ''}` "
+        f"Reproduce: `scripts/bench/bench.sh{f' --before {before}' if before else ''}` "
         "(needs nats-server; installs jq and valgrind with apt-get when missing)."
     )
     p("Micro-benchmarks of the hot functions: `cargo bench --bench hot`.")

@@ -15,9 +15,9 @@
 #      part has data, and every alert the faults provoke became active (ALERTS).
 # Everything runs on 127.0.0.1, on free ports, and is killed by the EXIT trap. Bounded: every
 # wait has a timeout. NATS_SERVER picks the nats-server binary (default: nats-server on PATH).
-# Usage: scripts/prometheus-check.sh   (binaries: target/debug, built by cargo build)
+# Usage: scripts/chart/prometheus-check.sh   (binaries: target/debug, built by cargo build)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN=${VXB_BIN_DIR:-target/debug}
 NATS_SERVER=${NATS_SERVER:-nats-server}
 RULES=helm/vx-bridge/files/alerts.yaml
@@ -42,7 +42,7 @@ log "promtool: $(promtool --version 2>&1 | head -1)"
 promtool check rules "$RULES" | sed 's/^/  /'
 promtool test rules "$TESTS" | sed 's/^/  /'
 log "mutants: each alert's firing cases and silent cases must each catch a wrong expr"
-$PY scripts/prometheus_check.py mutants "$RULES" "$TESTS" >"$W/mutants.txt" || { cat "$W/mutants.txt"; die "mutants"; }
+$PY scripts/chart/prometheus-check.py mutants "$RULES" "$TESTS" >"$W/mutants.txt" || { cat "$W/mutants.txt"; die "mutants"; }
 echo "  $(grep -c caught "$W/mutants.txt") mutants, all caught"
 
 for p in NPORT BPORT VPORT PPORT; do free_port "$p" || die "no free port"; done   # four distinct
@@ -134,12 +134,12 @@ curl -sf "$BRIDGE/metrics" | promtool check metrics >"$W/lint.txt" 2>&1 || { cat
 echo "  $(curl -sf "$BRIDGE/metrics" | grep -c '^vx_bridge_') samples, no lint finding"
 
 log "promtool test from the healthy scrape: no alert may fire"
-$PY scripts/prometheus_check.py healthy-test "$W/scrape.prom" "$W/healthy.test.yaml" "$RULES" | sed 's/^/  /'
+$PY scripts/chart/prometheus-check.py healthy-test "$W/scrape.prom" "$W/healthy.test.yaml" "$RULES" | sed 's/^/  /'
 promtool test rules "$W/healthy.test.yaml" >"$W/healthy.out" 2>&1 || { cat "$W/healthy.out"; die "an alert fires on the healthy bridge"; }
 echo "  SUCCESS"
 # The same test must fail on a bridge whose connected gauge reads 0 (the bug it guards).
 sed 's/^vx_bridge_nats_connected\(.*\) 1$/vx_bridge_nats_connected\1 0/' "$W/scrape.prom" >"$W/stuck.prom"
-$PY scripts/prometheus_check.py healthy-test "$W/stuck.prom" "$W/stuck.test.yaml" "$RULES" >/dev/null
+$PY scripts/chart/prometheus-check.py healthy-test "$W/stuck.prom" "$W/stuck.test.yaml" "$RULES" >/dev/null
 if promtool test rules "$W/stuck.test.yaml" >"$W/stuck.out" 2>&1; then die "the healthy test passes with vx_bridge_nats_connected = 0"; fi
 grep -q VxBridgeNatsDisconnected "$W/stuck.out" || die "stuck gauge: VxBridgeNatsDisconnected did not fire"
 echo "  and it fails (VxBridgeNatsDisconnected) when vx_bridge_nats_connected reads 0"
@@ -206,5 +206,5 @@ echo "  outcomes: accepted duplicate unauthorized invalid rejected unavailable t
 
 log "every dashboard query and alert expression against Prometheus ($((T1 - T0)) s of data)"
 curl -sf "$BRIDGE/metrics" >"$W/final.prom"
-$PY scripts/prometheus_check.py live "$PROM" "$RULES" "$DASH" "$T0" "$T1" "$W/final.prom" || die "live check"
+$PY scripts/chart/prometheus-check.py live "$PROM" "$RULES" "$DASH" "$T0" "$T1" "$W/final.prom" || die "live check"
 log "prometheus-check: ok ($((SECONDS - start)) s)"

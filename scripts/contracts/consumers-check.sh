@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Proves the consumer kits (examples/consumers/: Rust, Python, TypeScript) against the real bridge.
 #
-#   scripts/consumers-check.sh [rust|python|typescript ...]    (default: all three)
+#   scripts/contracts/consumers-check.sh [rust|python|typescript ...]    (default: all three)
 #
 # Starts its own nats-server on a free port (NATS_SERVER, else the newest of
-# scripts/nats-servers.sh: the kits' consumer has two filter subjects, which needs >= 2.10), the
+# scripts/nats/nats-servers.sh: the kits' consumer has two filter subjects, which needs >= 2.10), the
 # mock VX API (`vx-bridge mock-vx`) and `vx-bridge serve` with the status service pointed at it;
 # sends Standard Webhooks-signed webhooks; runs each kit twice under its own durable:
 #   run 1: VX_NAK_FIRST=1 (the first delivery is NAKed with a delay) and VX_EXIT_BEFORE_ACK=2
@@ -21,13 +21,13 @@
 # decrypts the 4th event to the exact bytes sent (SHA-256); `vx-bridge erase` of that session
 # then reaches every kit as `{prefix}.erased`, and each deletes its file for the session. Everything runs on 127.0.0.1 and is stopped on exit (scripts/lib.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 KITS=("$@")
 ((${#KITS[@]})) || KITS=(rust python typescript)
 
 if [ -z "${NATS_SERVER:-}" ]; then
-  NATS_SERVER=$(scripts/nats-servers.sh --newest | cut -d' ' -f2)
+  NATS_SERVER=$(scripts/nats/nats-servers.sh --newest | cut -d' ' -f2)
 fi
 export NATS_SERVER
 REL_SUITE=consumers

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks vx-bridge against its baselines in one run and writes docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh [--quick] [--before REV] [--no-profile] [--out FILE]
+#   scripts/bench/bench.sh [--quick] [--before REV] [--no-profile] [--out FILE]
 #
 #   --quick       3 s per measurement instead of 10 s (a smoke run; the document says so)
 #   --before REV  also build git revision REV (into target/bench-before) and measure its
@@ -12,7 +12,7 @@
 #   --out FILE    write the report there instead of docs/PERFORMANCE.md
 #   --report-from DIR  measure nothing: write the report again from a kept run's results
 #                 (every run keeps them in target/bench/last-run), e.g. after editing
-#                 scripts/bench-analysis.md (the report is rendered by scripts/bench_report.py)
+#                 docs/bench-analysis.md (the report is rendered by scripts/bench/bench-report.py)
 #
 # Environment: BENCH_DURATION (10s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (64),
 # BENCH_IN_FLIGHT (256), BENCH_PROFILE_REQUESTS (2000), BENCH_SWEEP ("0.25 0.5 0.75 0.9": the
@@ -39,7 +39,7 @@
 # Only 127.0.0.1 is ever a target; every loop is bounded; everything started is stopped on exit.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 QUICK=0
 BEFORE=""
@@ -78,7 +78,7 @@ need() {  # need TOOL PACKAGE: install PACKAGE with apt-get when TOOL is missing
   echo "bench.sh: $1 is missing; installing Debian package $2 with apt-get" >&2
   apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
 }
-# NATS_SERVER picks the server binary (scripts/nats-servers.sh prints the matrix's paths).
+# NATS_SERVER picks the server binary (scripts/nats/nats-servers.sh prints the matrix's paths).
 NATS_SERVER="${NATS_SERVER:-nats-server}"
 command -v "$NATS_SERVER" >/dev/null || { echo "bench.sh: $NATS_SERVER not found (apt-get install nats-server, or NATS_SERVER=<path>)" >&2; exit 1; }
 need jq jq
@@ -431,7 +431,7 @@ fi
 
 # ---------------------------------------------------------------- report
 say "writing $OUT"
-python3 "$ROOT/scripts/bench_report.py" "$REPORT_FROM" "$OUT" --analysis "$ROOT/scripts/bench-analysis.md"
+python3 "$ROOT/scripts/bench/bench-report.py" "$REPORT_FROM" "$OUT" --analysis "$ROOT/docs/bench-analysis.md"
 # The picture: next to the report, from the same results (matplotlib in its own pinned venv).
-python3 "$ROOT/scripts/bench_plot.py" --venv "$REPORT_FROM" "$(dirname "$OUT")/perf-latency.png"
+python3 "$ROOT/scripts/bench/bench-plot.py" --venv "$REPORT_FROM" "$(dirname "$OUT")/perf-latency.png"
 say "done: $OUT"

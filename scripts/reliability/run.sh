@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Reliability suites (issue 6). One entry point:
+# Reliability suites. One entry point:
 #
-#   scripts/reliability.sh [--short|--full] [--debug|--release] [--skip SUITE]... [suite...]
+#   scripts/reliability/run.sh [--short|--full] [--debug|--release] [--skip SUITE]... [suite...]
 #
 # Suites: nats-restarts cluster retries sigterm status bad-input fuzz soak (default: all), and
-# partition (issue 26: network partitions and pauses of a 3-node cluster in network namespaces;
+# partition (network partitions and pauses of a 3-node cluster in network namespaces;
 # root only, so not among the defaults; CI runs it on the newest server). --skip leaves a suite
-# out of the default list (CI skips `cluster` on 2.9.10: R3 needs 2.12.8 or newer, issue 26).
+# out of the default list (CI skips `cluster` on 2.9.10: R3 needs 2.12.8 or newer).
 # --short (default) is the CI version: every suite, a few seconds each, debug binaries (which
 # `cargo test` has already built), at most ~4 minutes in total on a 2-core machine.
 # --full is the version whose figures docs/RELIABILITY.md reports: release binaries, longer
@@ -17,7 +17,7 @@
 # bridge's nats.outage_wait, default 5s; 0s = fail fast): with it above 0, nats-restarts and
 # cluster fail on any 503 during an outage that ended more than 1 s before outage_wait.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 MODE=short
 PROFILE=""
@@ -44,7 +44,7 @@ for s in "${SUITES[@]}"; do [[ $SKIP == *" $s "* ]] || KEEP+=("$s"); done
 SUITES=("${KEEP[@]}")
 [[ -n "$PROFILE" ]] || { [[ $MODE == full ]] && PROFILE=release || PROFILE=debug; }
 
-# NATS_SERVER picks the server binary (scripts/nats-servers.sh prints the matrix's paths).
+# NATS_SERVER picks the server binary (scripts/nats/nats-servers.sh prints the matrix's paths).
 NATS_SERVER="${NATS_SERVER:-nats-server}"
 command -v "$NATS_SERVER" >/dev/null || { echo "$NATS_SERVER not found (set NATS_SERVER or put nats-server on PATH)" >&2; exit 1; }
 export NATS_SERVER
@@ -67,7 +67,7 @@ declare -A STATUS
 started=$SECONDS
 for s in "${SUITES[@]}"; do
   script="scripts/reliability/$s.sh"
-  [[ -f "$script" ]] || { echo "unknown suite $s" >&2; exit 64; }
+  [[ -f "$script" && $s != run ]] || { echo "unknown suite $s" >&2; exit 64; }
   echo "=== suite $s ($MODE, $PROFILE) at $((SECONDS - started))s, load $(cut -d' ' -f1-3 /proc/loadavg)"
   t0=$SECONDS
   if timeout --kill-after=10 "$LIMIT" bash "$script"; then
