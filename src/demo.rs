@@ -47,31 +47,8 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     println!(
         "vx-bridge demo: VX webhooks and polling -> NATS JetStream events, and a status lookup over NATS\n"
     );
-    let (nats_url, _nats) = match find_nats(&base.nats.url).await {
-        Some(url) => {
-            println!("[1/7] NATS: using the server at {url}");
-            (url, None)
-        }
-        None => match start_nats(nats_server).await? {
-            Some((url, guard)) => {
-                println!(
-                    "[1/7] NATS: none answered at {}; started nats-server at {url} (temporary)",
-                    base.nats.url
-                );
-                (url, Some(guard))
-            }
-            None => {
-                eprintln!(
-                    "No NATS server answers at {} and no `nats-server` is on PATH.\n\
-                     Install one, then run the demo again:\n\
-                     \x20 Debian/Ubuntu:  sudo apt-get install nats-server\n\
-                     \x20 macOS:          brew install nats-server\n\
-                     \x20 or point the demo at a server: VXB_NATS__URL=nats://host:4222 vx-bridge demo",
-                    base.nats.url
-                );
-                return Ok(1);
-            }
-        },
+    let Some((nats_url, _nats)) = demo_nats(&base.nats.url, nats_server).await? else {
+        return Ok(1);
     };
 
     // What VX answers once a polled session completes: the sample (fake PII, masked below).
@@ -82,39 +59,11 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     println!("[2/7] mock VX API listening on http://{vx_addr}");
 
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let mut config = Config {
-        log: base.log.clone(),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.nats.url = nats_url.clone();
-    config.nats.subject_prefix = format!("demo{}.verification", &unique[..8]);
-    config.nats.stream.name = format!("VX_DEMO_{}", &unique[..8]);
-    config.nats.stream.storage = StorageKind::Memory;
-    // The view (and the work queue, whose storage follows the stream's) in memory too.
-    config.sessions.bucket = format!("VX_DEMO_SESSIONS_{}", &unique[..8]);
-    config.webhook.auth.mode = Some(AuthMode::Hmac);
-    config.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
-    config.webhook.auth.hmac.secrets = vec![Secret::new(DEMO_SECRET)];
-    config.status.enabled = true;
-    config.upstream.base_url = format!("http://{vx_addr}");
-    config.upstream.token = Some(Secret::new(DEMO_TOKEN));
-    // Polling mode for the one session step 6 watches: a short schedule, and the webhook
-    // sessions are not registered (their webhooks complete them; step 6 shows the reconciler
-    // alone).
-    config.reconcile.enabled = Some(true);
-    config.reconcile.watch_pending = false;
-    config.reconcile.schedule = vec![POLL_EVERY];
-    config.reconcile.stream = format!("VX_DEMO_RECONCILE_{}", &unique[..8]);
     // Personal data is encrypted on the bus (the default): an ephemeral KEK for this run only,
     // removed with its folder when the demo ends.
     let kek_dir = tempfile::tempdir().context("a folder for the demo's KEK")?;
     let kek_file = kek_dir.path().join("kek");
-    std::fs::write(&kek_file, crate::pii::kek::generate_line("demo")?)
-        .context("writing the demo's KEK")?;
-    config.keys.kek_file = Some(kek_file.clone());
-    config.keys.bucket = format!("VX_DEMO_KEYS_{}", &unique[..8]);
-    config.validate().context("demo configuration")?;
+    let config = demo_config(&base, &nats_url, vx_addr, &unique, &kek_file)?;
 
     let listener = TcpListener::bind(config.http.listen).await?;
     let bridge_addr = listener.local_addr()?;
@@ -153,50 +102,14 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     );
 
     let alice = "4ed2ec66-9471-415d-99ce-7bd1742fc2b8";
-    let bob = uuid::Uuid::new_v4().to_string();
-    let deliveries = [
-        (alice.to_owned(), "PENDING", CurrentStatus::InProgress),
-        (alice.to_owned(), "PASS", CurrentStatus::Completed),
-        (bob.clone(), "FAIL", CurrentStatus::Completed),
-    ];
-    let http = reqwest::Client::new();
-    let url = format!("http://{bridge_addr}{}", config.http.webhook_path);
-    let mut stored = 0;
-    for (i, (rid, status, vx_state)) in deliveries.iter().enumerate() {
-        vx.tell(rid, *vx_state);
-        let body = sample_body(rid, status, i)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs() as i64;
-        let mut req = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.clone());
-        for (k, v) in sign_headers(
-            &config.webhook.auth.hmac,
-            DEMO_SECRET,
-            &body,
-            now,
-            &format!("msg_demo_{unique}_{i}"),
-        ) {
-            req = req.header(k, v);
-        }
-        let res = req.send().await?;
-        let code = res.status();
-        let answer: Value = res.json().await.unwrap_or(Value::Null);
-        println!(
-            "  POST webhook  status={status:<8} request_id={rid}  ->  HTTP {code} seq={}",
-            answer["seq"]
-        );
-        if code == StatusCode::ACCEPTED {
-            stored += 1;
-        }
-        let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .context("no event arrived within 5 s")?
-            .context("subscription closed")?;
-        print_event(&msg, &reader).await;
-    }
+    let demo = Demo {
+        vx: &vx,
+        config: &config,
+        bridge: bridge_addr,
+        unique: &unique,
+        reader: &reader,
+    };
+    let stored = demo.send_webhooks(alice, &mut events).await?;
 
     println!("[5/7] status lookup over NATS ({prefix}.status.get):");
     let reply = client
@@ -243,6 +156,144 @@ pub async fn run_demo(base: Config, nats_server: Option<PathBuf>) -> anyhow::Res
     } else {
         1
     })
+}
+
+/// Step 1: the NATS server at `url` when one answers with JetStream, else one started from
+/// `bin` (kept running by the guard); `None`, with how to install one, when there is neither.
+async fn demo_nats(
+    url: &str,
+    bin: Option<PathBuf>,
+) -> anyhow::Result<Option<(String, Option<NatsGuard>)>> {
+    if let Some(found) = find_nats(url).await {
+        println!("[1/7] NATS: using the server at {found}");
+        return Ok(Some((found, None)));
+    }
+    match start_nats(bin).await? {
+        Some((started, guard)) => {
+            println!(
+                "[1/7] NATS: none answered at {url}; started nats-server at {started} (temporary)"
+            );
+            Ok(Some((started, Some(guard))))
+        }
+        None => {
+            eprintln!(
+                "No NATS server answers at {url} and no `nats-server` is on PATH.\n\
+                 Install one, then run the demo again:\n\
+                 \x20 Debian/Ubuntu:  sudo apt-get install nats-server\n\
+                 \x20 macOS:          brew install nats-server\n\
+                 \x20 or point the demo at a server: VXB_NATS__URL=nats://host:4222 vx-bridge demo"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Steps 2 and 3's configuration: everything under names unique to this run (`unique`), in
+/// memory, HMAC-signed webhooks, the status service against the mock VX API at `vx_addr`,
+/// polling mode on a short schedule, and personal data encrypted under the KEK it writes to
+/// `kek_file`.
+fn demo_config(
+    base: &Config,
+    nats_url: &str,
+    vx_addr: SocketAddr,
+    unique: &str,
+    kek_file: &std::path::Path,
+) -> anyhow::Result<Config> {
+    let mut config = Config {
+        log: base.log.clone(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.nats.url = nats_url.to_owned();
+    config.nats.subject_prefix = format!("demo{}.verification", &unique[..8]);
+    config.nats.stream.name = format!("VX_DEMO_{}", &unique[..8]);
+    config.nats.stream.storage = StorageKind::Memory;
+    // The view (and the work queue, whose storage follows the stream's) in memory too.
+    config.sessions.bucket = format!("VX_DEMO_SESSIONS_{}", &unique[..8]);
+    config.webhook.auth.mode = Some(AuthMode::Hmac);
+    config.webhook.auth.hmac.scheme = HmacScheme::StandardWebhooks;
+    config.webhook.auth.hmac.secrets = vec![Secret::new(DEMO_SECRET)];
+    config.status.enabled = true;
+    config.upstream.base_url = format!("http://{vx_addr}");
+    config.upstream.token = Some(Secret::new(DEMO_TOKEN));
+    // Polling mode for the one session step 6 watches: a short schedule, and the webhook
+    // sessions are not registered (their webhooks complete them; step 6 shows the reconciler
+    // alone).
+    config.reconcile.enabled = Some(true);
+    config.reconcile.watch_pending = false;
+    config.reconcile.schedule = vec![POLL_EVERY];
+    config.reconcile.stream = format!("VX_DEMO_RECONCILE_{}", &unique[..8]);
+    std::fs::write(kek_file, crate::pii::kek::generate_line("demo")?)
+        .context("writing the demo's KEK")?;
+    config.keys.kek_file = Some(kek_file.to_owned());
+    config.keys.bucket = format!("VX_DEMO_KEYS_{}", &unique[..8]);
+    config.validate().context("demo configuration")?;
+    Ok(config)
+}
+
+/// What the demo's steps share once the bridge runs.
+struct Demo<'a> {
+    vx: &'a MockVx,
+    config: &'a Config,
+    bridge: SocketAddr,
+    unique: &'a str,
+    reader: &'a crate::pii::KeyStore,
+}
+
+impl Demo<'_> {
+    /// Step 4: three signed webhooks (PENDING then PASS for `alice`, FAIL for another
+    /// session), each followed by its event as a subscriber receives it; how many were stored.
+    async fn send_webhooks(
+        &self,
+        alice: &str,
+        events: &mut (impl futures::Stream<Item = async_nats::Message> + Unpin),
+    ) -> anyhow::Result<usize> {
+        let bob = uuid::Uuid::new_v4().to_string();
+        let deliveries = [
+            (alice.to_owned(), "PENDING", CurrentStatus::InProgress),
+            (alice.to_owned(), "PASS", CurrentStatus::Completed),
+            (bob.clone(), "FAIL", CurrentStatus::Completed),
+        ];
+        let http = reqwest::Client::new();
+        let url = format!("http://{}{}", self.bridge, self.config.http.webhook_path);
+        let mut stored = 0;
+        for (i, (rid, status, vx_state)) in deliveries.iter().enumerate() {
+            self.vx.tell(rid, *vx_state);
+            let body = sample_body(rid, status, i)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64;
+            let mut req = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            for (k, v) in sign_headers(
+                &self.config.webhook.auth.hmac,
+                DEMO_SECRET,
+                &body,
+                now,
+                &format!("msg_demo_{}_{i}", self.unique),
+            ) {
+                req = req.header(k, v);
+            }
+            let res = req.send().await?;
+            let code = res.status();
+            let answer: Value = res.json().await.unwrap_or(Value::Null);
+            println!(
+                "  POST webhook  status={status:<8} request_id={rid}  ->  HTTP {code} seq={}",
+                answer["seq"]
+            );
+            if code == StatusCode::ACCEPTED {
+                stored += 1;
+            }
+            let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .context("no event arrived within 5 s")?
+                .context("subscription closed")?;
+            print_event(&msg, self.reader).await;
+        }
+        Ok(stored)
+    }
 }
 
 /// Step 6: watches a new session no webhook is sent for, prints the watch reply, the poll event
