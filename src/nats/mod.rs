@@ -7,6 +7,7 @@
 //! - [`publisher`]: one publish with an awaited PubAck, and why it failed.
 //! - [`ridethrough`]: retrying a publish through a short NATS outage (`nats.outage_wait`).
 //! - [`version`]: what the server's version means (support, known data loss, features).
+//! - [`failure`]: a failed JetStream API call and what it was doing.
 //!
 //! The types most callers need are re-exported here ([`connect()`], [`Publisher`], [`Subjects`], …).
 //!
@@ -14,6 +15,7 @@
 //! the VX API.
 
 pub mod connect;
+pub mod failure;
 pub mod publisher;
 pub mod ridethrough;
 pub mod stream;
@@ -21,6 +23,7 @@ pub mod subjects;
 pub mod version;
 
 pub use connect::connect;
+pub use failure::JetStreamFailure;
 pub use publisher::{wire_size, PublishError, Publisher, Stored};
 pub use stream::{check_subjects, desired_stream, ensure_stream, StreamError};
 pub use subjects::Subjects;

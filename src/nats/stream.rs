@@ -18,6 +18,7 @@ use crate::config::{StorageKind, StreamConfig};
 use crate::nats::publisher::Publisher;
 use crate::nats::subjects::{subject_matches, Subjects};
 use crate::nats::version::ServerVersion;
+use crate::nats::JetStreamFailure;
 
 /// The stream configuration we want, from `[nats.stream]`.
 pub fn desired_stream(cfg: &StreamConfig, subjects: &Subjects) -> stream::Config {
@@ -133,28 +134,8 @@ pub enum StreamError {
         source: jetstream::Error,
     },
     /// The JetStream API failed.
-    #[error("JetStream: {op} stream {stream}")]
-    Api {
-        /// What was being done: `creating`, `opening`.
-        op: &'static str,
-        /// Stream name.
-        stream: String,
-        /// The client's error.
-        #[source]
-        source: async_nats::Error,
-    },
-}
-
-impl StreamError {
-    /// For `map_err`: the JetStream API failed while doing `op` to `stream`.
-    fn api<E: Into<async_nats::Error>>(op: &'static str, stream: &str) -> impl FnOnce(E) -> Self {
-        let stream = stream.to_owned();
-        move |e| StreamError::Api {
-            op,
-            stream,
-            source: e.into(),
-        }
-    }
+    #[error(transparent)]
+    Api(#[from] crate::nats::JetStreamFailure),
 }
 
 /// JetStream errors meaning the stream's replicas do not fit the servers: replicas > 1 on a
@@ -184,7 +165,7 @@ pub async fn ensure_stream(
                         source: inner.clone(),
                     }
                 }
-                _ => StreamError::api("creating", &cfg.name)(e),
+                _ => JetStreamFailure::during(format!("creating stream {}", cfg.name))(e).into(),
             })?
     } else {
         let stream = js.get_stream(&cfg.name).await.map_err(|e| match e.kind() {
@@ -193,7 +174,7 @@ pub async fn ensure_stream(
             {
                 StreamError::Missing(cfg.name.clone())
             }
-            _ => StreamError::api("opening", &cfg.name)(e),
+            _ => JetStreamFailure::during(format!("opening stream {}", cfg.name))(e).into(),
         })?;
         stream.cached_info().clone()
     };
@@ -285,7 +266,9 @@ pub async fn keep_stream(
                     check_subjects(&cfg.name, &info.config.subjects, &subjects)
                         .map(|_| info.config.num_replicas)
                 }
-                Err(e) => Err(StreamError::api("opening", &cfg.name)(e)),
+                Err(e) => {
+                    Err(JetStreamFailure::during(format!("opening stream {}", cfg.name))(e).into())
+                }
             }
         } else {
             ensure_stream(js, cfg, &subjects).await
@@ -300,9 +283,9 @@ pub async fn keep_stream(
                 state.set_ready(true);
                 // Once per process: a replicated stream on a server version where our partition
                 // suite saw replicas diverge (`nats::version`).
-                let version = ServerVersion::parse(&js.client().server_info().version);
-                if let Some(w) = version.replicated_stream_warning(replicas) {
-                    if !warned_version {
+                if !warned_version {
+                    let version = ServerVersion::parse(&js.client().server_info().version);
+                    if let Some(w) = version.replicated_stream_warning(replicas) {
                         warned_version = true;
                         tracing::warn!(stream = %cfg.name, replicas, version = %version.label(), "{w}");
                     }

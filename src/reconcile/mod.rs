@@ -53,6 +53,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::nats::JetStreamFailure;
 use crate::nats::{Publisher, Subjects};
 use crate::sessions::{ViewRead, ViewReader};
 use crate::telemetry::{ReconcileCheck, RECONCILE_CHECKS, RECONCILE_PUBLISHED};
@@ -207,7 +208,7 @@ async fn run_once(
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(QueueError::api("reading the consumer's messages"))?;
+        .map_err(JetStreamFailure::during("reading the consumer's messages"))?;
     tracing::info!(stream = %config.reconcile.stream, consumer = queue::CONSUMER, concurrency, "reconciler running");
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     let mut in_flight = FuturesUnordered::new();
@@ -227,7 +228,7 @@ async fn run_once(
             }
             next = messages.next(), if in_flight.len() < concurrency => match next {
                 Some(Ok(msg)) => in_flight.push(handle(ctx, msg)),
-                Some(Err(e)) => break Err(QueueError::api("reading the consumer's messages")(e)),
+                Some(Err(e)) => break Err(JetStreamFailure::during("reading the consumer's messages")(e).into()),
                 None => break Err(QueueError::Ended),
             },
         }

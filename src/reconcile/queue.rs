@@ -4,7 +4,6 @@
 //!
 //! Touches only that stream and consumer; never the event stream or the session bucket.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -13,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::schedule::{Schedule, Work};
 use crate::config::{Config, StorageKind};
+use crate::nats::JetStreamFailure;
 use crate::nats::Subjects;
 
 /// Durable name of the reconciler's consumer, shared by every replica.
@@ -37,33 +37,14 @@ pub enum QueueError {
     #[error("superseded by another check")]
     Superseded,
     /// The JetStream API failed, or NATS is away.
-    #[error("JetStream: {op}")]
-    Api {
-        /// What was being done (`creating stream …`).
-        op: Cow<'static, str>,
-        /// The client's error.
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] crate::nats::JetStreamFailure),
     /// The session's work message changed under both tries of a registration.
     #[error("the session's watch changed twice while registering")]
     Contended,
     /// The consumer's message stream ended without an error of its own.
     #[error("JetStream: the consumer's message stream ended")]
     Ended,
-}
-
-impl QueueError {
-    /// For `map_err`: the JetStream API failed while doing `op`.
-    pub(crate) fn api<E: Into<async_nats::Error>>(
-        op: impl Into<Cow<'static, str>>,
-    ) -> impl FnOnce(E) -> Self {
-        let op = op.into();
-        move |e| QueueError::Api {
-            op,
-            source: e.into(),
-        }
-    }
 }
 
 /// The work-queue stream we want, from `[reconcile]` (storage follows the event stream's).
@@ -95,11 +76,11 @@ pub async fn ensure(
     let name = &config.reconcile.stream;
     js.create_or_update_stream(desired_stream(config))
         .await
-        .map_err(QueueError::api(format!("creating stream {name}")))?;
+        .map_err(JetStreamFailure::during(format!("creating stream {name}")))?;
     let s = js
         .get_stream(name)
         .await
-        .map_err(QueueError::api(format!("opening stream {name}")))?;
+        .map_err(JetStreamFailure::during(format!("opening stream {name}")))?;
     let consumer = s
         .get_or_create_consumer(
             CONSUMER,
@@ -117,7 +98,9 @@ pub async fn ensure(
             },
         )
         .await
-        .map_err(QueueError::api(format!("creating consumer {CONSUMER}")))?;
+        .map_err(JetStreamFailure::during(format!(
+            "creating consumer {CONSUMER}"
+        )))?;
     Ok((s, consumer))
 }
 
@@ -203,11 +186,11 @@ impl Registrar {
             .js
             .get_stream_no_info(&self.stream)
             .await
-            .map_err(QueueError::api("opening the work queue"))?;
+            .map_err(JetStreamFailure::during("opening the work queue"))?;
         match stream.direct_get_last_for_subject(subject).await {
             Ok(msg) => Ok(Work::from_json(&msg.payload).ok()),
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(QueueError::api("reading a work message")(e)),
+            Err(e) => Err(JetStreamFailure::during("reading a work message")(e).into()),
         }
     }
 }
@@ -233,6 +216,6 @@ pub async fn publish_work(
     result.map_err(|e| match e.kind() {
         K::WrongLastSequence => QueueError::Superseded,
         K::StreamNotFound => QueueError::NoStream,
-        _ => QueueError::api("publishing a work message")(e),
+        _ => JetStreamFailure::during("publishing a work message")(e).into(),
     })
 }

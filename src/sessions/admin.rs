@@ -9,6 +9,7 @@ use async_nats::jetstream::{self, kv};
 use super::rebuild::RebuildReport;
 use super::ViewError;
 use crate::config::Config;
+use crate::nats::JetStreamFailure;
 use crate::nats::Subjects;
 
 fn context(client: &async_nats::Client, config: &Config) -> jetstream::Context {
@@ -25,17 +26,17 @@ pub async fn get(
     request_id: &str,
 ) -> Result<Option<String>, ViewError> {
     let js = context(client, config);
-    let store = js
-        .get_key_value(&config.sessions.bucket)
-        .await
-        .map_err(ViewError::api(format!(
-            "opening bucket {}",
-            config.sessions.bucket
-        )))?;
+    let store =
+        js.get_key_value(&config.sessions.bucket)
+            .await
+            .map_err(JetStreamFailure::during(format!(
+                "opening bucket {}",
+                config.sessions.bucket
+            )))?;
     match store
         .entry(request_id.to_ascii_lowercase())
         .await
-        .map_err(ViewError::api("reading the key"))?
+        .map_err(JetStreamFailure::during("reading the key"))?
     {
         Some(e) if e.operation == kv::Operation::Put => {
             Ok(Some(String::from_utf8_lossy(&e.value).into_owned()))

@@ -5,6 +5,7 @@ use async_nats::jetstream::{self, kv};
 
 use super::ViewError;
 use crate::config::{SessionsConfig, StreamConfig};
+use crate::nats::JetStreamFailure;
 
 /// The bucket we want, from `[sessions]`, as the configuration of its stream `KV_<bucket>`
 /// (storage follows the event stream's).
@@ -29,13 +30,16 @@ pub async fn ensure_bucket(
     if cfg.create {
         js.create_or_update_stream(desired_bucket(cfg, stream))
             .await
-            .map_err(ViewError::api(format!("creating bucket {}", cfg.bucket)))?;
+            .map_err(JetStreamFailure::during(format!(
+                "creating bucket {}",
+                cfg.bucket
+            )))?;
     }
     js.get_key_value(&cfg.bucket).await.map_err(|e| {
         if crate::nats::stream::is_missing_bucket(&e) {
             ViewError::Missing(cfg.bucket.clone())
         } else {
-            ViewError::api(format!("opening bucket {}", cfg.bucket))(e)
+            JetStreamFailure::during(format!("opening bucket {}", cfg.bucket))(e).into()
         }
     })
 }

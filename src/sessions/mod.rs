@@ -45,7 +45,6 @@ pub use reader::{ViewRead, ViewReader};
 pub use terminal::TerminalStates;
 pub use writer::{apply, apply_known, apply_lookup, KnownKeys};
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether the bucket and the consumer are in place (part of `/readyz`).
@@ -78,33 +77,14 @@ pub enum ViewError {
     #[error("event stream {0} not found")]
     NoStream(String),
     /// The JetStream API failed.
-    #[error("JetStream: {op}")]
-    Api {
-        /// What was being done (`opening bucket …`).
-        op: Cow<'static, str>,
-        /// The client's error.
-        #[source]
-        source: async_nats::Error,
-    },
+    #[error(transparent)]
+    Api(#[from] crate::nats::JetStreamFailure),
     /// A message stream ended or stalled without an error of its own.
     #[error("JetStream: {0}")]
     Stopped(&'static str),
     /// A state could not be encoded as JSON.
     #[error("encoding a session state")]
     Encode(#[from] serde_json::Error),
-}
-
-impl ViewError {
-    /// For `map_err`: the JetStream API failed while doing `op`.
-    pub(crate) fn api<E: Into<async_nats::Error>>(
-        op: impl Into<Cow<'static, str>>,
-    ) -> impl FnOnce(E) -> Self {
-        let op = op.into();
-        move |e| ViewError::Api {
-            op,
-            source: e.into(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -118,7 +98,9 @@ mod tests {
             EntryErrorKind::TimedOut,
             std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed"),
         );
-        let e = ViewError::api("reading a state")(cause);
+        let e = ViewError::from(crate::nats::JetStreamFailure::during("reading a state")(
+            cause,
+        ));
         // Display is this layer's context only; the cause is the source.
         assert_eq!(e.to_string(), "JetStream: reading a state");
         let source = std::error::Error::source(&e).expect("the client's error is the source");

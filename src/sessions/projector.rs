@@ -15,6 +15,7 @@ use super::rule::{EventFields, SessionState, Source};
 use super::writer::{apply_known, KnownKeys, KNOWN_KEYS, KNOWN_KEYS_TTL};
 use super::{ensure_bucket, TerminalStates, ViewError, ViewState};
 use crate::config::{Config, SessionsConfig, StreamConfig};
+use crate::nats::JetStreamFailure;
 use crate::nats::Subjects;
 use crate::telemetry::{SessionUpdate, SESSION_UPDATES};
 
@@ -64,7 +65,7 @@ pub async fn ensure_consumer(
         {
             ViewError::NoStream(stream.to_owned())
         }
-        _ => ViewError::api(format!("opening stream {stream}"))(e),
+        _ => JetStreamFailure::during(format!("opening stream {stream}"))(e).into(),
     })?;
     s.get_or_create_consumer(
         CONSUMER,
@@ -81,7 +82,7 @@ pub async fn ensure_consumer(
         },
     )
     .await
-    .map_err(ViewError::api(format!("creating consumer {CONSUMER}")))
+    .map_err(|e| JetStreamFailure::during(format!("creating consumer {CONSUMER}"))(e).into())
 }
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
@@ -190,7 +191,7 @@ async fn run_once(
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(ViewError::api("reading the consumer's messages"))?;
+        .map_err(JetStreamFailure::during("reading the consumer's messages"))?;
     if !state.is_ready() {
         tracing::info!(bucket = %cfg.bucket, consumer = CONSUMER, "session view ready");
     }
@@ -210,7 +211,7 @@ async fn run_once(
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
                 Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
-                Some(Err(e)) => break Err(ViewError::api("reading the consumer's messages")(e)),
+                Some(Err(e)) => break Err(JetStreamFailure::during("reading the consumer's messages")(e).into()),
                 None => break Err(ViewError::Stopped("the consumer's message stream ended")),
             },
         }

@@ -19,6 +19,7 @@ use super::projector::source_of;
 use super::rule::{EventFields, SessionState};
 use super::{apply, desired_bucket, ViewError};
 use crate::config::{SessionsConfig, StreamConfig};
+use crate::nats::JetStreamFailure;
 use crate::telemetry::SessionUpdate;
 
 /// Events whose writes run at once.
@@ -58,18 +59,28 @@ pub async fn rebuild(
     let kv_stream = desired_bucket(&target, stream);
     js.create_or_update_stream(kv_stream.clone())
         .await
-        .map_err(ViewError::api(format!("creating bucket {}", target.bucket)))?;
+        .map_err(JetStreamFailure::during(format!(
+            "creating bucket {}",
+            target.bucket
+        )))?;
     let kv = js
         .get_stream(&kv_stream.name)
         .await
-        .map_err(ViewError::api(format!("opening bucket {}", target.bucket)))?;
-    kv.purge()
-        .await
-        .map_err(ViewError::api(format!("purging bucket {}", target.bucket)))?;
+        .map_err(JetStreamFailure::during(format!(
+            "opening bucket {}",
+            target.bucket
+        )))?;
+    kv.purge().await.map_err(JetStreamFailure::during(format!(
+        "purging bucket {}",
+        target.bucket
+    )))?;
     let store = js
         .get_key_value(&target.bucket)
         .await
-        .map_err(ViewError::api(format!("opening bucket {}", target.bucket)))?;
+        .map_err(JetStreamFailure::during(format!(
+            "opening bucket {}",
+            target.bucket
+        )))?;
 
     let mut events = js
         .get_stream(&stream.name)
@@ -80,12 +91,12 @@ pub async fn rebuild(
             {
                 ViewError::NoStream(stream.name.clone())
             }
-            _ => ViewError::api(format!("opening stream {}", stream.name))(e),
+            _ => JetStreamFailure::during(format!("opening stream {}", stream.name))(e).into(),
         })?;
     let last_seq = events
         .info()
         .await
-        .map_err(ViewError::api(format!(
+        .map_err(JetStreamFailure::during(format!(
             "reading the state of stream {}",
             stream.name
         )))?
@@ -105,11 +116,17 @@ pub async fn rebuild(
             ..Default::default()
         })
         .await
-        .map_err(ViewError::api(format!("reading stream {}", stream.name)))?;
+        .map_err(JetStreamFailure::during(format!(
+            "reading stream {}",
+            stream.name
+        )))?;
     let mut messages = reader
         .messages()
         .await
-        .map_err(ViewError::api(format!("reading stream {}", stream.name)))?;
+        .map_err(JetStreamFailure::during(format!(
+            "reading stream {}",
+            stream.name
+        )))?;
     let mut keys = HashSet::new();
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -119,7 +136,9 @@ pub async fn rebuild(
         let msg = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                return Err(ViewError::api(format!("reading stream {}", stream.name))(e))
+                return Err(
+                    JetStreamFailure::during(format!("reading stream {}", stream.name))(e).into(),
+                )
             }
             None => return Err(ViewError::Stopped("the stream reader ended early")),
         };

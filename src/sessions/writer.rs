@@ -11,6 +11,7 @@ use async_nats::jetstream::kv;
 use super::rule::{self, decide, decide_lookup, Decision, SessionState};
 use super::ViewError;
 use crate::clock::{Clock, SystemClock};
+use crate::nats::JetStreamFailure;
 use crate::telemetry::{SessionUpdate, SESSION_UPDATES};
 
 /// Applies `state` to its key under the monotonic rule, with compare-and-set on the key's
@@ -103,7 +104,7 @@ pub async fn apply_known(
                 return Ok(SessionUpdate::Applied);
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
-            Err(e) => return Err(ViewError::api("writing a state")(e)),
+            Err(e) => return Err(JetStreamFailure::during("writing a state")(e).into()),
         }
     }
     let (outcome, revision, rank) = write_under(store, key, value, incoming, |current| {
@@ -166,7 +167,7 @@ async fn write_under(
         let entry = store
             .entry(key)
             .await
-            .map_err(ViewError::api("reading a state"))?;
+            .map_err(JetStreamFailure::during("reading a state"))?;
         let (current, revision) = match entry {
             Some(e) if e.operation == kv::Operation::Put => {
                 // A value we cannot read (written by hand, or a future version) is replaced.
@@ -191,7 +192,7 @@ async fn write_under(
                     .get(SessionUpdate::ConflictRetried)
                     .increment(1);
             }
-            Err(e) => return Err(ViewError::api("writing a state")(e)),
+            Err(e) => return Err(JetStreamFailure::during("writing a state")(e).into()),
         }
     }
 }
