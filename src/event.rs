@@ -222,6 +222,34 @@ impl Origin<'_> {
     }
 }
 
+/// The header that carries the envelope's `status`, `reference` and `progress.stops`, the fields of
+/// the session view that no CloudEvents header holds (`ce-id`, `ce-type`, `ce-subject` and
+/// `ce-time` hold the others), so that the view projects an event from its headers alone.
+pub const VIEW_HEADER: &str = "vx-view";
+
+/// The longest [`VIEW_HEADER`] value written; a longer one (a very long `reference`) is left out,
+/// and the view reads that event's body instead.
+pub const VIEW_HEADER_MAX: usize = 1024;
+
+/// The [`VIEW_HEADER`] value: `{"status":…,"reference":…,"stops":N}` as compact JSON (serde_json
+/// escapes control characters, so it holds no line break); `None` when over [`VIEW_HEADER_MAX`].
+fn view_header(summary: &Summary<'_>) -> Option<String> {
+    #[derive(Serialize)]
+    struct View<'a> {
+        status: &'a str,
+        reference: Option<&'a str>,
+        stops: usize,
+    }
+    let view = View {
+        status: summary.status,
+        reference: summary.reference,
+        stops: summary.stops,
+    };
+    // A struct of strings and a number always serializes.
+    let text = serde_json::to_string(&view).ok()?;
+    (text.len() <= VIEW_HEADER_MAX).then_some(text)
+}
+
 /// The `Nats-Msg-Id` of a poll event: `poll:{request_id}:{status}`, request_id lower-cased.
 pub fn poll_msg_id(request_id: &str, status: &str) -> String {
     format!("poll:{}:{status}", request_id.to_ascii_lowercase())
@@ -355,6 +383,9 @@ pub fn draft_event<'o>(
         received_at,
         Some(summary.request_id),
     );
+    if let Some(view) = view_header(&summary) {
+        headers.push((VIEW_HEADER, view));
+    }
     if let Some(source) = origin.source_header() {
         headers.push(("vx-source", source.to_owned()));
     }
@@ -537,8 +568,9 @@ fn cloudevents_headers(
     time: &str,
     subject: Option<&str>,
 ) -> Vec<(&'static str, String)> {
-    // Room for the subject, two reason (or source) headers and the trace context without growing.
-    let mut headers = Vec::with_capacity(12);
+    // Room for the subject, the view's header, two reason (or source) headers and the trace
+    // context without growing.
+    let mut headers = Vec::with_capacity(13);
     headers.extend([
         ("Nats-Msg-Id", msg_id.to_owned()),
         ("ce-specversion", "1.0".to_owned()),

@@ -25,7 +25,8 @@
 //! re-projects the whole stream (`vx-bridge sessions rebuild`).
 //!
 //! Files: `bucket.rs` (the bucket's setup), `writer.rs` (compare-and-set writes, [`KnownKeys`]),
-//! `projector.rs` (the consumer and the projection), `reader.rs` (the status service's side),
+//! `projector.rs` (the consumer and the projection), `fields.rs` (an event's view fields, from
+//! its headers or its body), `reader.rs` (the status service's side),
 //! `rule.rs` (what a state is and which one wins), `terminal.rs` (terminal states in memory),
 //! `rebuild.rs` and `admin.rs` (the CLI's operations).
 
@@ -35,6 +36,7 @@ pub mod rule;
 pub mod terminal;
 
 mod bucket;
+mod fields;
 mod projector;
 mod reader;
 mod writer;

@@ -1,7 +1,9 @@
 //! The projector: one durable pull consumer on the event stream ([`CONSUMER`]), shared by every
 //! replica, whose events are decided by the rule and written by `writer.rs`; an event is acked
-//! only after its write or its skip. It must not touch the event stream's messages or config
-//! (it only reads them), nor anything on the HTTP path.
+//! only after its write or its skip. The consumer delivers headers only: an event's view fields
+//! are in its headers (`fields.rs`); the body is read by sequence only for an event without them
+//! and for an erasure notice. It must not touch the event stream's messages or config (it only
+//! reads them), nor anything on the HTTP path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,8 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::rule::{EventFields, SessionState, Source};
+use super::fields;
+use super::rule::{SessionState, Source};
 use super::writer::{apply_known, KnownKeys, KNOWN_KEYS, KNOWN_KEYS_TTL};
 use super::{ensure_bucket, TerminalStates, ViewError, ViewState};
 use crate::config::{Config, SessionsConfig, StreamConfig};
@@ -50,15 +53,21 @@ struct Projection {
     terminal: Option<TerminalStates>,
 }
 
+/// How often the projector samples its backlog (`vx_bridge_sessions_pending`): one consumer info
+/// request each time.
+const LAG_SAMPLE: Duration = Duration::from_millis(500);
+
 /// How long the projector lets the events in hand finish once `shutdown` is cancelled (each
 /// is acked, or left for a redelivery).
 pub const DRAIN: Duration = Duration::from_secs(5);
 
-/// The projector's durable consumer on the event stream (created if missing).
+/// The projector's durable consumer on the event stream (created if missing), and the stream (to
+/// read a body by sequence). A consumer made before it delivered headers only is updated to do
+/// so; where the server refuses, it goes on delivering bodies, which the projector reads too.
 pub async fn ensure_consumer(
     js: &jetstream::Context,
     stream: &str,
-) -> Result<consumer::PullConsumer, ViewError> {
+) -> Result<(jetstream::stream::Stream, consumer::PullConsumer), ViewError> {
     let s = js.get_stream(stream).await.map_err(|e| match e.kind() {
         jetstream::context::GetStreamErrorKind::JetStream(j)
             if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
@@ -67,22 +76,40 @@ pub async fn ensure_consumer(
         }
         _ => JetStreamFailure::during(format!("opening stream {stream}"))(e).into(),
     })?;
-    s.get_or_create_consumer(
-        CONSUMER,
-        consumer::pull::Config {
-            durable_name: Some(CONSUMER.into()),
-            description: Some("vx-bridge session view projector".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            deliver_policy: consumer::DeliverPolicy::All,
-            // An event delivered but never acked (its projector died, or NATS restarted before
-            // the ack) comes again after this; a write takes milliseconds.
-            ack_wait: Duration::from_secs(10),
-            max_ack_pending: 4 * CONCURRENCY as i64,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| JetStreamFailure::during(format!("creating consumer {CONSUMER}"))(e).into())
+    let config = consumer::pull::Config {
+        durable_name: Some(CONSUMER.into()),
+        description: Some("vx-bridge session view projector".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        deliver_policy: consumer::DeliverPolicy::All,
+        // An event delivered but never acked (its projector died, or NATS restarted before
+        // the ack) comes again after this; a write takes milliseconds.
+        ack_wait: Duration::from_secs(10),
+        max_ack_pending: 4 * CONCURRENCY as i64,
+        // The view's fields are in the headers: the ~2–4 KB body is not sent to be skipped.
+        headers_only: true,
+        ..Default::default()
+    };
+    let mut consumer = s
+        .get_or_create_consumer(CONSUMER, config.clone())
+        .await
+        .map_err(|e| JetStreamFailure::during(format!("creating consumer {CONSUMER}"))(e))?;
+    if !consumer.cached_info().config.headers_only {
+        match s.create_consumer(config).await {
+            Ok(updated) => {
+                tracing::info!(
+                    consumer = CONSUMER,
+                    "session view: the consumer now delivers headers only"
+                );
+                consumer = updated;
+            }
+            Err(e) => tracing::info!(
+                consumer = CONSUMER,
+                error = %crate::telemetry::error_chain(&e),
+                "session view: the consumer could not be set to deliver headers only; it goes on reading whole events"
+            ),
+        }
+    }
+    Ok((s, consumer))
 }
 
 /// Starts the projector: keeps the bucket and the consumer in place and projects every event
@@ -184,7 +211,7 @@ async fn run_once(
             "the session bucket is replicated on a NATS server before 2.9.22, where two racing compare-and-set writes can both succeed: the view may keep an older state of a session; upgrade the server or use sessions.replicas = 1"
         );
     }
-    let consumer = ensure_consumer(js, &stream.name).await?;
+    let (events, consumer) = ensure_consumer(js, &stream.name).await?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(CONCURRENCY)
@@ -196,7 +223,7 @@ async fn run_once(
         tracing::info!(bucket = %cfg.bucket, consumer = CONSUMER, "session view ready");
     }
     state.set_ready(true);
-    let mut lag = tokio::time::interval(Duration::from_secs(2));
+    let mut lag = tokio::time::interval(LAG_SAMPLE);
     // Per connection: after a reconnect the bucket may have been recreated.
     let known = KnownKeys::new(KNOWN_KEYS, KNOWN_KEYS_TTL);
     let mut in_flight = FuturesUnordered::new();
@@ -210,7 +237,7 @@ async fn run_once(
                 }
             }
             next = messages.next(), if in_flight.len() < CONCURRENCY => match next {
-                Some(Ok(msg)) => in_flight.push(handle(&store, &known, projection, msg)),
+                Some(Ok(msg)) => in_flight.push(handle(&store, &events, &known, projection, msg)),
                 Some(Err(e)) => break Err(JetStreamFailure::during("reading the consumer's messages")(e).into()),
                 None => break Err(ViewError::Stopped("the consumer's message stream ended")),
             },
@@ -224,14 +251,56 @@ async fn run_once(
     result
 }
 
+/// The message's body: as delivered, or read from the stream by its sequence when the consumer
+/// delivered headers only. `Err`: the read failed (the message should come again).
+async fn body_of(
+    events: &jetstream::stream::Stream,
+    msg: &jetstream::Message,
+    seq: u64,
+) -> Result<bytes::Bytes, async_nats::Error> {
+    if !msg.payload.is_empty() || !msg.headers.as_ref().is_some_and(is_headers_only) {
+        return Ok(msg.payload.clone());
+    }
+    Ok(events.get_raw_message(seq).await?.payload)
+}
+
+/// A message delivered without its body (`headers_only`): the server says its size instead.
+fn is_headers_only(headers: &async_nats::HeaderMap) -> bool {
+    headers.get("Nats-Msg-Size").is_some()
+}
+
+/// Asks for the message again a second later (the projection could not finish).
+async fn retry_later(msg: &jetstream::Message) {
+    let _ = msg
+        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+        .await;
+}
+
 /// Purges the view key of an erased session (`{prefix}.erased`), then acks; a failure leaves
 /// the message for a redelivery.
-async fn forget_erased(store: &kv::Store, known: &KnownKeys, msg: &jetstream::Message) {
+async fn forget_erased(
+    store: &kv::Store,
+    events: &jetstream::stream::Stream,
+    known: &KnownKeys,
+    msg: &jetstream::Message,
+) {
     #[derive(serde::Deserialize)]
     struct Erased {
         request_id: String,
     }
-    let Ok(e) = serde_json::from_slice::<Erased>(&msg.payload) else {
+    let body = match msg.info() {
+        Ok(info) => body_of(events, msg, info.stream_sequence).await,
+        Err(_) => Ok(msg.payload.clone()),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %crate::telemetry::error_chain(&*e), "session view: reading an erasure notice failed; it will come again");
+            retry_later(msg).await;
+            return;
+        }
+    };
+    let Ok(e) = serde_json::from_slice::<Erased>(&body) else {
         let _ = msg.ack().await;
         return;
     };
@@ -247,9 +316,7 @@ async fn forget_erased(store: &kv::Store, known: &KnownKeys, msg: &jetstream::Me
         }
         Err(e) => {
             tracing::warn!(request_id = %key, error = %e, "session view: purging an erased session's key failed; the message will come again");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            retry_later(msg).await;
         }
     }
 }
@@ -268,6 +335,7 @@ pub(super) fn source_of(msg: &jetstream::Message) -> Source {
 /// redelivery a second later.
 async fn handle(
     store: &kv::Store,
+    events: &jetstream::stream::Stream,
     known: &KnownKeys,
     projection: &Projection,
     msg: jetstream::Message,
@@ -278,7 +346,7 @@ async fn handle(
         return;
     }
     if msg.subject.as_str() == projection.erased {
-        forget_erased(store, known, &msg).await;
+        forget_erased(store, events, known, &msg).await;
         return;
     }
     let (seq, stored_at, delivered) = match msg.info() {
@@ -290,7 +358,20 @@ async fn handle(
         }
     };
     let source = source_of(&msg);
-    let event = match serde_json::from_slice::<EventFields>(&msg.payload) {
+    let from_body = match fields::from_headers(msg.headers.as_ref()) {
+        Some(event) => Ok(event),
+        // An event stored without the view's header: its body, read by sequence when the
+        // consumer delivered headers only.
+        None => match body_of(events, &msg, seq).await {
+            Ok(body) => fields::from_body(&body),
+            Err(e) => {
+                tracing::warn!(stream_seq = seq, error = %crate::telemetry::error_chain(&*e), "session view: reading an event's body failed; it will come again");
+                retry_later(&msg).await;
+                return;
+            }
+        },
+    };
+    let event = match from_body {
         Ok(e) => e,
         Err(e) => {
             // Only the position and the kind of error: serde's message may quote a value.
@@ -313,9 +394,7 @@ async fn handle(
             if let (true, Some(hook)) = (register, &projection.on_pending) {
                 if let Err(e) = hook.pending(&state.request_id, stored_at).await {
                     tracing::warn!(stream_seq = seq, request_id = %state.request_id, error = %crate::telemetry::error_chain(&*e), "session view: registering the pending session with the reconciler failed; the event will come again");
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
+                    retry_later(&msg).await;
                     return;
                 }
                 if delivered > 1 {
@@ -331,9 +410,7 @@ async fn handle(
         }
         Err(e) => {
             tracing::warn!(stream_seq = seq, error = %crate::telemetry::error_chain(&e), "session view: write failed; the event will come again");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
+            retry_later(&msg).await;
         }
     }
 }

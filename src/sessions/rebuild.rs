@@ -15,8 +15,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt as _;
 
+use super::fields;
 use super::projector::source_of;
-use super::rule::{EventFields, SessionState};
+use super::rule::SessionState;
 use super::{apply, desired_bucket, ViewError};
 use crate::config::{SessionsConfig, StreamConfig};
 use crate::nats::JetStreamFailure;
@@ -148,7 +149,10 @@ pub async fn rebuild(
         };
         let seq = info.stream_sequence;
         let fields = (msg.subject.as_str() != rejected)
-            .then(|| serde_json::from_slice::<EventFields>(&msg.payload).ok())
+            .then(|| {
+                fields::from_headers(msg.headers.as_ref())
+                    .or_else(|| fields::from_body(&msg.payload).ok())
+            })
             .flatten();
         match fields {
             Some(event) => {

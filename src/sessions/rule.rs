@@ -69,22 +69,24 @@ pub struct SessionState {
     pub stops: u64,
 }
 
-/// The fields of a published event the view reads (`result` is skipped unparsed).
-#[derive(Debug, Deserialize)]
+/// The fields of a published event the view reads (`result` is skipped unparsed), from its body
+/// or its headers (`super::fields`).
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 pub struct EventFields {
-    event_id: String,
+    pub(super) event_id: String,
     #[serde(rename = "type")]
-    event_type: String,
-    request_id: String,
-    status: String,
-    reference: Option<String>,
-    received_at: String,
-    progress: Progress,
+    pub(super) event_type: String,
+    pub(super) request_id: String,
+    pub(super) status: String,
+    pub(super) reference: Option<String>,
+    pub(super) received_at: String,
+    pub(super) progress: Progress,
 }
 
-#[derive(Debug, Deserialize)]
-struct Progress {
-    stops: u64,
+/// The envelope's `progress`.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub(super) struct Progress {
+    pub(super) stops: u64,
 }
 
 impl SessionState {

@@ -83,6 +83,12 @@ async fn each_status_is_published_on_its_subject_with_headers_and_a_valid_envelo
             event["received_at"].as_str().map(str::to_owned)
         );
         assert!(h("ce-source").is_some());
+        // The view's fields, as the envelope has them.
+        let view: Value = serde_json::from_str(&h("vx-view").expect("vx-view")).unwrap();
+        assert_eq!(view["status"], event["status"]);
+        assert_eq!(view["reference"], event["reference"]);
+        assert_eq!(view["stops"], event["progress"]["stops"]);
+        assert_eq!(view.as_object().unwrap().len(), 3, "{view}");
     }
     bridge.stop().await.unwrap();
 }

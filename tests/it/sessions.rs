@@ -838,3 +838,98 @@ async fn a_projector_only_bridge_projects_what_an_ingress_without_the_view_store
     projector.stop().await.unwrap();
     ingress.stop().await.unwrap();
 }
+
+/// An event as stored before `vx-view` existed: the bridge's own message without that header.
+fn event_without_view_header(
+    cfg: &Config,
+    status: &str,
+    request_id: &str,
+) -> (String, async_nats::HeaderMap, bytes::Bytes) {
+    let raw = body_with(status, request_id);
+    let body: Value = serde_json::from_slice(&raw).unwrap();
+    let msg = vx_bridge::event::build_event(
+        &vx_bridge::nats::Subjects::new(&cfg.nats.subject_prefix),
+        vx_bridge::event::Origin::Webhook { delivery_id: None },
+        &raw,
+        &body,
+        "2026-12-07T12:00:00Z",
+        &vx_bridge::telemetry::TraceContext::continue_or_start(None, None),
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    for (k, v) in &msg.headers {
+        if *k != vx_bridge::event::VIEW_HEADER {
+            headers.insert(*k, v.as_str());
+        }
+    }
+    (msg.subject, headers, msg.payload)
+}
+
+#[tokio::test]
+async fn events_without_the_view_header_and_a_consumer_that_delivers_bodies_are_projected_all_the_same(
+) {
+    let nats = NatsServer::start();
+    let cfg = test_config(&nats.url());
+    // The stream and the consumer as a release before the header made them: the consumer
+    // delivers whole messages.
+    let bridge = Bridge::start(cfg.clone()).await;
+    bridge.stop().await.unwrap();
+    let js = js(&nats).await;
+    let stream = js.get_stream(&cfg.nats.stream.name).await.unwrap();
+    stream.delete_consumer(CONSUMER).await.unwrap();
+    let old = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(CONSUMER.into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(10),
+            max_ack_pending: 256,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!old.cached_info().config.headers_only);
+    // Events stored without the header: a PENDING then a PASS of one session, a PENDING of another.
+    let (a, b) = (new_request_id(), new_request_id());
+    for (status, id) in [("PENDING", &a), ("PASS", &a), ("PENDING", &b)] {
+        let (subject, headers, payload) = event_without_view_header(&cfg, status, id);
+        js.publish_with_headers(subject, headers, payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let bridge = Bridge::start(cfg.clone()).await;
+    // A webhook whose reference is too long for the header: its body decides.
+    let c = new_request_id();
+    let mut long: Value = serde_json::from_slice(&body_with("FAIL", &c)).unwrap();
+    long["reference"] = Value::from("r".repeat(2000));
+    let sender = Sender::new(&bridge);
+    let long = serde_json::to_vec(&long).unwrap();
+    assert_eq!(sender.send("msg_long", &long).await.status(), 202);
+    // And an ordinary one, from its headers.
+    let d = new_request_id();
+    assert_eq!(
+        sender.send("msg_d", &body_with("PASS", &d)).await.status(),
+        202
+    );
+    wait_projected(&js, &cfg, Duration::from_secs(20)).await;
+
+    let info = consumer_info(&js, &cfg).await;
+    assert!(
+        info.config.headers_only,
+        "the consumer was updated to deliver headers only"
+    );
+    let want = expected_from_stream(states_in_stream(&js, &cfg).await);
+    assert_eq!(want.len(), 4);
+    let got = bucket_values(&js, &cfg.sessions.bucket).await;
+    assert_eq!(got, want);
+    assert_eq!(got[&a.to_ascii_lowercase()].status, "PASS");
+    assert_eq!(
+        got[&c.to_ascii_lowercase()]
+            .reference
+            .as_deref()
+            .map(str::len),
+        Some(2000)
+    );
+    bridge.stop().await.unwrap();
+}
