@@ -4,10 +4,7 @@
 //! This module must not log a body, a header value or a secret, and must not let async-nats log
 //! at TRACE (it logs whole payloads there).
 
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::{FormatFields, FormattedFields};
-
+use super::json_line::SpanJsonFields;
 use crate::config::{LogConfig, LogFormat};
 
 /// Keeps the trace exporter (if any) alive; flushes and stops it when dropped.
@@ -88,171 +85,10 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
     guard
 }
 
-/// The JSON field formatter of spans: `tracing_subscriber`'s own for a new span; a field
-/// recorded later (`span.record`, as the webhook span does for `trace_id`, `request_id` and
-/// `outcome`) is written as a JSON member straight onto the span's object, instead of
-/// collecting it into a map, parsing the object and writing it whole again. The text stays one
-/// JSON object with each key once: a key recorded again takes the slow path (parse, replace,
-/// write), keeping the last value as `JsonFields` does.
-struct SpanJsonFields;
-
-impl<'w> FormatFields<'w> for SpanJsonFields {
-    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
-        JsonFields::new().format_fields(writer, fields)
-    }
-
-    fn add_fields(
-        &self,
-        current: &'w mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> std::fmt::Result {
-        let mut added = JsonMembers::default();
-        fields.record(&mut added);
-        let Ok(members) = String::from_utf8(added.text) else {
-            return Err(std::fmt::Error);
-        };
-        if added.names.iter().any(|n| has_member(&current.fields, n)) {
-            return merge_reparsed(&mut current.fields, &members);
-        }
-        splice_members(&mut current.fields, &members);
-        Ok(())
-    }
-}
-
-/// Span fields as JSON object members (`"name":value`, comma-separated), the values as
-/// `JsonFields` writes them (`Debug` ones as strings; `log.` metadata skipped, `r#` dropped).
-#[derive(Default)]
-struct JsonMembers {
-    text: Vec<u8>,
-    names: Vec<&'static str>,
-}
-
-impl JsonMembers {
-    fn member(&mut self, name: &'static str, value: impl serde::Serialize) {
-        let name = name.strip_prefix("r#").unwrap_or(name);
-        let start = self.text.len();
-        if !self.text.is_empty() {
-            self.text.push(b',');
-        }
-        let written = serde_json::to_writer(&mut self.text, name).and_then(|()| {
-            self.text.push(b':');
-            serde_json::to_writer(&mut self.text, &value)
-        });
-        if written.is_err() {
-            self.text.truncate(start);
-        } else {
-            self.names.push(name);
-        }
-    }
-}
-
-impl tracing::field::Visit for JsonMembers {
-    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.member(field.name(), serde_json::Value::from(value));
-    }
-
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.member(field.name(), value);
-    }
-
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.member(field.name(), value);
-    }
-
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.member(field.name(), value);
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.member(field.name(), value);
-    }
-
-    fn record_bytes(&mut self, field: &tracing::field::Field, value: &[u8]) {
-        self.member(field.name(), value);
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if !field.name().starts_with("log.") {
-            self.member(field.name(), format!("{value:?}"));
-        }
-    }
-}
-
-/// Whether the JSON object `object` has the member `name` (a key is the only place where
-/// `{"name":` or `,"name":` can occur: inside a string a quote is escaped).
-fn has_member(object: &str, name: &str) -> bool {
-    let Ok(key) = serde_json::to_string(name) else {
-        return true;
-    };
-    [b'{', b','].iter().any(|open| {
-        object.match_indices(key.as_str()).any(|(at, _)| {
-            at > 0
-                && object.as_bytes()[at - 1] == *open
-                && object.as_bytes().get(at + key.len()) == Some(&b':')
-        })
-    })
-}
-
-/// Appends `members` (as [`JsonMembers`] writes them) to the JSON object `current` (which may
-/// be empty text or `{}`).
-fn splice_members(current: &mut String, members: &str) {
-    if members.is_empty() {
-        return;
-    }
-    match current.strip_suffix('}') {
-        Some(open) if open.len() > 1 => {
-            current.truncate(open.len());
-            current.push(',');
-        }
-        _ => {
-            current.clear();
-            current.push('{');
-        }
-    }
-    current.push_str(members);
-    current.push('}');
-}
-
-/// The slow path: `current` parsed, `members` put in (a key again takes the new value), and
-/// written again.
-fn merge_reparsed(current: &mut String, members: &str) -> std::fmt::Result {
-    let parse =
-        |text: &str| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text);
-    let mut object = if current.is_empty() {
-        serde_json::Map::new()
-    } else {
-        parse(current).map_err(|_| std::fmt::Error)?
-    };
-    object.extend(parse(&format!("{{{members}}}")).map_err(|_| std::fmt::Error)?);
-    *current = serde_json::to_string(&object).map_err(|_| std::fmt::Error)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tracing::level_filters::LevelFilter;
-
-    #[test]
-    fn span_fields_recorded_later_are_appended_as_json_each_key_once() {
-        let mut s = String::new();
-        splice_members(&mut s, "\"a\":1");
-        assert_eq!(s, "{\"a\":1}");
-        splice_members(&mut s, "");
-        assert_eq!(s, "{\"a\":1}");
-        splice_members(&mut s, "\"b\":\"x}\\\",\\\"c\\\":\",\"c\":null");
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["b"], "x}\",\"c\":");
-        assert_eq!(v["c"], serde_json::Value::Null);
-        assert!(has_member(&s, "a") && has_member(&s, "c"));
-        // Inside a string value a quote is escaped: not a member.
-        assert!(!has_member(&s, "x"));
-        let mut empty = "{}".to_owned();
-        splice_members(&mut empty, "\"d\":true");
-        assert_eq!(empty, "{\"d\":true}");
-        merge_reparsed(&mut empty, "\"d\":false,\"e\":2").unwrap();
-        assert_eq!(empty, "{\"d\":false,\"e\":2}");
-    }
 
     #[test]
     fn a_json_log_line_shows_the_span_fields_recorded_later_once_with_the_last_value() {

@@ -1,4 +1,5 @@
-//! Telemetry: logs (`logging.rs`: the subscriber and its filter, OTLP span export), metrics
+//! Telemetry: logs (`logging.rs`: the subscriber and its filter, OTLP span export;
+//! `json_line.rs`: the JSON log line's span fields), metrics
 //! (`metrics/`: the Prometheus recorder, every metric's help, and every metric as a family of
 //! handles keyed by a label enum) and trace context (`trace.rs`: W3C `traceparent`/`tracestate`).
 //!
@@ -8,6 +9,7 @@
 //! low-cardinality enums only, never a request_id or PII. This module must not depend on the
 //! parts it observes (event, nats, ingress, status, upstream): they call it, not the reverse.
 
+mod json_line;
 mod logging;
 mod metrics;
 mod trace;
