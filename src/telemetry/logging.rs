@@ -4,7 +4,7 @@
 //! This module must not log a body, a header value or a secret, and must not let async-nats log
 //! at TRACE (it logs whole payloads there).
 
-use super::json_line::SpanJsonFields;
+use super::json_line::{JsonLine, SpanJsonFields};
 use crate::config::{LogConfig, LogFormat};
 
 /// Keeps the trace exporter (if any) alive; flushes and stops it when dropped.
@@ -49,13 +49,12 @@ pub fn init_logging(cfg: &LogConfig) -> TelemetryGuard {
 
     let filter = log_filter(&cfg.level);
     let fmt: BoxedLayer = match cfg.format {
+        // What `.json().flatten_event(true).with_current_span(true).with_span_list(false)`
+        // writes, with less work (`json_line`).
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_ansi(false)
             .fmt_fields(SpanJsonFields)
-            .with_timer(crate::timestamp::LogTimer)
+            .event_format(JsonLine::new(crate::timestamp::LogTimer))
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => {

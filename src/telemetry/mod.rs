@@ -1,5 +1,5 @@
 //! Telemetry: logs (`logging.rs`: the subscriber and its filter, OTLP span export;
-//! `json_line.rs`: the JSON log line's span fields), metrics
+//! `json_line.rs`: the JSON log line's span and event formatters), metrics
 //! (`metrics/`: the Prometheus recorder, every metric's help, and every metric as a family of
 //! handles keyed by a label enum) and trace context (`trace.rs`: W3C `traceparent`/`tracestate`).
 //!
