@@ -240,6 +240,11 @@ async fn trace_logs_of_every_webhook_and_status_outcome_hold_no_pii_and_no_secre
         text.contains("webhook stored"),
         "the capture holds the bridge's own logs"
     );
+    // Every line, of every crate at TRACE, is one JSON object.
+    for line in text.lines() {
+        let parsed: Result<serde_json::Map<String, Value>, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "not a JSON object: {line}");
+    }
     for value in PII {
         let hits: Vec<&str> = text.lines().filter(|l| l.contains(value)).take(3).collect();
         assert!(hits.is_empty(), "PII {value:?} in logs: {hits:#?}");
