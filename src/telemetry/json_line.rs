@@ -47,13 +47,31 @@ impl<'w> FormatFields<'w> for SpanJsonFields {
         current: &'w mut FormattedFields<Self>,
         fields: &Record<'_>,
     ) -> fmt::Result {
-        let mut members = SpanMembers {
-            object: &mut current.fields,
-            member: Vec::new(),
-            result: Ok(()),
-        };
-        fields.record(&mut members);
-        members.result
+        thread_local! {
+            static MEMBER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        MEMBER.with(|member| {
+            // A `Debug` value that records span fields while it is formatted finds it taken.
+            let mut own;
+            let mut taken;
+            let member = match member.try_borrow_mut() {
+                Ok(m) => {
+                    taken = m;
+                    &mut *taken
+                }
+                Err(_) => {
+                    own = Vec::new();
+                    &mut own
+                }
+            };
+            let mut members = SpanMembers {
+                object: &mut current.fields,
+                member,
+                result: Ok(()),
+            };
+            fields.record(&mut members);
+            members.result
+        })
     }
 }
 
@@ -62,8 +80,8 @@ impl<'w> FormatFields<'w> for SpanJsonFields {
 /// (both for `Debug` values only, as `JsonFields` does).
 struct SpanMembers<'a> {
     object: &'a mut String,
-    /// `"name":value` of the field at hand (the buffer reused for each field of the record).
-    member: Vec<u8>,
+    /// `"name":value` of the field at hand (a per-thread buffer, reused).
+    member: &'a mut Vec<u8>,
     result: fmt::Result,
 }
 
@@ -73,13 +91,13 @@ impl SpanMembers<'_> {
             return;
         }
         self.member.clear();
-        let mut json = Json(&mut self.member);
+        let mut json = Json(self.member);
         let written = json.str(name).and_then(|()| {
             json.raw(b":");
             value(&mut json)
         });
         self.result = written.and_then(|()| {
-            let member = std::str::from_utf8(&self.member).map_err(|_| fmt::Error)?;
+            let member = std::str::from_utf8(self.member).map_err(|_| fmt::Error)?;
             upsert_member(self.object, name, member)
         });
     }
@@ -135,6 +153,7 @@ fn upsert_member(object: &mut String, name: &str, member: &str) -> fmt::Result {
         return Err(fmt::Error);
     }
     let value = &member[quoted_len(member).ok_or(fmt::Error)? + 1..];
+    object.reserve(member.len() + 1);
     let end = object.len() - 1;
     let mut at = 1;
     while at < end {
@@ -144,9 +163,7 @@ fn upsert_member(object: &mut String, name: &str, member: &str) -> fmt::Result {
             return Err(fmt::Error);
         }
         let value_at = at + key_len + 1;
-        let next = object[value_at..end]
-            .find(",\"")
-            .map_or(end, |i| value_at + i);
+        let next = member_end(&object.as_bytes()[..end], value_at);
         match key_name(key)?.as_ref().cmp(name) {
             std::cmp::Ordering::Less => at = next + 1,
             std::cmp::Ordering::Equal => {
@@ -167,6 +184,23 @@ fn upsert_member(object: &mut String, name: &str, member: &str) -> fmt::Result {
         object.insert_str(end, member);
     }
     Ok(())
+}
+
+/// Where the member whose value starts at `from` ends in `members` (the object's text without
+/// its closing brace): at the comma of the next member, or at the end.
+fn member_end(members: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(i) = members
+        .get(at..)
+        .and_then(|m| m.iter().position(|&b| b == b','))
+    {
+        at += i;
+        if members.get(at + 1) == Some(&b'"') {
+            return at;
+        }
+        at += 1;
+    }
+    members.len()
 }
 
 /// The length of the JSON string `text` starts with (quotes included), if it starts with one.
@@ -230,7 +264,12 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         thread_local! {
-            static BUFFERS: RefCell<LineBuffers> = RefCell::new(LineBuffers::default());
+            static BUFFERS: RefCell<LineBuffers> = const {
+                RefCell::new(LineBuffers {
+                    line: Vec::new(),
+                    timestamp: String::new(),
+                })
+            };
         }
         BUFFERS.with(|buffers| {
             // A `Debug` value that logs while it is formatted finds the buffers taken.
