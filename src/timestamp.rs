@@ -28,7 +28,20 @@ pub struct LogTimer;
 
 impl tracing_subscriber::fmt::time::FormatTime for LogTimer {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        w.write_str(&format_timestamp(SystemTime::now()))
+        write_log_time(w, SystemTime::now())
+    }
+}
+
+/// `t` as [`format_timestamp`] writes it, without a `String`: humantime's RFC 3339 with
+/// milliseconds is the same text (UTC, `Z`, digits cut), in a tenth of the instructions of the
+/// `time` format description (once per log line). It takes 1970..=9999 only (before 1970 it
+/// would panic), so a clock outside that takes `format_timestamp`, as before.
+fn write_log_time(w: &mut impl std::fmt::Write, t: SystemTime) -> std::fmt::Result {
+    /// 10000-01-01T00:00:00Z.
+    const YEAR_10000: u64 = 253_402_300_800;
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) if d.as_secs() < YEAR_10000 => write!(w, "{}", humantime::format_rfc3339_millis(t)),
+        _ => w.write_str(&format_timestamp(t)),
     }
 }
 
@@ -49,6 +62,41 @@ mod tests {
             format_timestamp(UNIX_EPOCH + Duration::from_secs(1)),
             "1970-01-01T00:00:01.000Z"
         );
+    }
+
+    #[test]
+    fn log_lines_get_the_same_timestamps() {
+        let at = |secs: i64, nanos: u32| {
+            let d = Duration::new(secs.unsigned_abs(), nanos);
+            if secs < 0 {
+                UNIX_EPOCH - d
+            } else {
+                UNIX_EPOCH + d
+            }
+        };
+        let mut times = vec![
+            at(0, 0),
+            at(0, 999_999),
+            at(1_764_237_600, 123_456_789),
+            at(1_764_237_600, 999_999_999),
+            at(951_782_400, 5_000_000),       // 2000-02-29
+            at(4_107_542_400, 0),             // 2100-03-01
+            at(253_402_300_799, 999_999_999), // 9999-12-31T23:59:59.999
+            at(-1, 500_000_000),              // before 1970: the slow path
+        ];
+        // Every day of four years from 2024 (leap years, month ends), at varied times of day.
+        times.extend((0..4 * 366).map(|day| {
+            at(
+                1_704_067_200 + day * 86_400 + day * 59,
+                1_000_000 * day as u32 % 1_000_000_000,
+            )
+        }));
+        times.push(SystemTime::now());
+        for t in times {
+            let mut logged = String::new();
+            write_log_time(&mut logged, t).unwrap();
+            assert_eq!(logged, format_timestamp(t), "{t:?}");
+        }
     }
 
     #[test]
