@@ -152,7 +152,9 @@ fn upsert_member(object: &mut String, name: &str, member: &str) -> fmt::Result {
     if !(object.starts_with('{') && object.ends_with('}')) {
         return Err(fmt::Error);
     }
-    let value = &member[quoted_len(member).ok_or(fmt::Error)? + 1..];
+    let value = quoted_len(member)
+        .and_then(|n| member.get(n + 1..))
+        .ok_or(fmt::Error)?;
     object.reserve(member.len() + 1);
     let end = object.len() - 1;
     let mut at = 1;
