@@ -10,9 +10,21 @@ use std::time::SystemTime;
 
 use time::{OffsetDateTime, UtcOffset};
 
-/// Formats `t` in the bridge's timestamp format (converted to UTC first).
+/// Formats `t` in the bridge's timestamp format (converted to UTC first): humantime's RFC 3339
+/// with milliseconds for 1970..=9999 (the same text in a tenth of the instructions; once per
+/// webhook, its `received_at`), else the `time` format description.
 pub fn format_timestamp(t: impl Into<OffsetDateTime>) -> String {
-    let utc = t.into().to_offset(UtcOffset::UTC);
+    let t = t.into();
+    let mut out = String::with_capacity(24);
+    match write_log_time(&mut out, SystemTime::from(t)) {
+        Ok(()) => out,
+        Err(_) => format_with_time(t),
+    }
+}
+
+/// [`format_timestamp`] through the `time` format description (any year `time` can write).
+fn format_with_time(t: OffsetDateTime) -> String {
+    let utc = t.to_offset(UtcOffset::UTC);
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
@@ -32,16 +44,16 @@ impl tracing_subscriber::fmt::time::FormatTime for LogTimer {
     }
 }
 
-/// `t` as [`format_timestamp`] writes it, without a `String`: humantime's RFC 3339 with
-/// milliseconds is the same text (UTC, `Z`, digits cut), in a tenth of the instructions of the
-/// `time` format description (once per log line). It takes 1970..=9999 only (before 1970 it
-/// would panic), so a clock outside that takes `format_timestamp`, as before.
+/// `t` in the bridge's format, without a `String`: humantime's RFC 3339 with milliseconds is the
+/// same text (UTC, `Z`, digits cut), in a tenth of the instructions of the `time` format
+/// description (once per log line). It takes 1970..=9999 only (before 1970 it would panic), so a
+/// clock outside that takes the format description.
 fn write_log_time(w: &mut impl std::fmt::Write, t: SystemTime) -> std::fmt::Result {
     /// 10000-01-01T00:00:00Z.
     const YEAR_10000: u64 = 253_402_300_800;
     match t.duration_since(std::time::UNIX_EPOCH) {
         Ok(d) if d.as_secs() < YEAR_10000 => write!(w, "{}", humantime::format_rfc3339_millis(t)),
-        _ => w.write_str(&format_timestamp(t)),
+        _ => w.write_str(&format_with_time(OffsetDateTime::from(t))),
     }
 }
 
@@ -65,7 +77,7 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_get_the_same_timestamps() {
+    fn log_lines_and_events_get_the_format_descriptions_timestamps() {
         let at = |secs: i64, nanos: u32| {
             let d = Duration::new(secs.unsigned_abs(), nanos);
             if secs < 0 {
@@ -93,9 +105,12 @@ mod tests {
         }));
         times.push(SystemTime::now());
         for t in times {
+            // Against the `time` format description, the independent reference.
+            let reference = format_with_time(OffsetDateTime::from(t));
             let mut logged = String::new();
             write_log_time(&mut logged, t).unwrap();
-            assert_eq!(logged, format_timestamp(t), "{t:?}");
+            assert_eq!(logged, reference, "{t:?}");
+            assert_eq!(format_timestamp(t), reference, "{t:?}");
         }
     }
 
