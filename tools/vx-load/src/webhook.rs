@@ -60,9 +60,10 @@ pub(crate) struct WebhookArgs {
     /// (`PASS,FAIL,PENDING,PASS` mixes terminal and watched sessions).
     #[arg(long, default_value = "PASS")]
     status: String,
-    /// Webhooks per session: deliveries n·K … n·K+K−1 share one request_id (as a journey's
-    /// PENDING and final webhooks do). 1: every delivery is a new session, the worst case of
-    /// `events.pii = "encrypted"` (a data key made per webhook).
+    /// Webhooks per session: K deliveries in a row on one connection share one request_id, as a
+    /// journey's PENDING and final webhooks do (one after the other, never at once). 1: every
+    /// delivery is a new session, the worst case of `events.pii = "encrypted"` (a data key made
+    /// per webhook).
     #[arg(long, default_value_t = 1)]
     per_session: u64,
 }
@@ -110,9 +111,6 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
         .rate
         .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
     let mut tasks = Vec::new();
-    // Sessions of this run (`--per-session`): consecutive UUIDs from a random start (a v4's
-    // version bits are kept only by chance: the bridge takes any UUID).
-    let session_base = uuid::Uuid::new_v4().as_u128() & !0xffff_ffff;
     let statuses: Arc<[String]> = a
         .status
         .split(',')
@@ -130,11 +128,13 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
         );
         let statuses: Arc<[String]> = statuses.clone();
         let (limit, repeat, concurrent) = (a.requests, a.repeat.max(1), a.concurrent_repeats);
-        let (per_session, session_base) = (a.per_session.max(1), session_base);
+        let per_session = a.per_session.max(1);
         let n_conns = connections_for(concurrent, repeat);
         let connections = a.connections;
         tasks.push(tokio::spawn(async move {
             let mut slots: Vec<Option<Sender>> = (0..n_conns).map(|_| None).collect();
+            // This connection's current session and the deliveries it still gets.
+            let (mut session, mut left) = (uuid::Uuid::new_v4(), per_session);
             let mut tick = per_conn_interval.map(|i| {
                 // Spread the workers' first ticks evenly over one interval.
                 let offset = i.mul_f64(c as f64 / connections as f64);
@@ -157,11 +157,10 @@ pub(crate) async fn run(a: WebhookArgs) -> anyhow::Result<()> {
                     }
                 }
                 let id = format!("{prefix}_{n}");
-                let session = if per_session == 1 {
-                    uuid::Uuid::new_v4()
-                } else {
-                    uuid::Uuid::from_u128(session_base.wrapping_add(u128::from(n / per_session)))
-                };
+                if left == 0 {
+                    (session, left) = (uuid::Uuid::new_v4(), per_session);
+                }
+                left -= 1;
                 let status = &statuses[(n % statuses.len() as u64) as usize];
                 let body = body_for(status, &session);
                 let now = std::time::SystemTime::now()
