@@ -351,8 +351,8 @@ def render(run: Run, analysis: Path | None, nats_server: str) -> str:
         f"(view on: {rss_kib / 1024:.1f} MiB) | |"
     )
     p(
-        f"| ready ≤ 200 ms after start (median of 5, exec to /readyz 200) | {num(ready_ms)} ms "
-        f"(min {num(startup['min_ms'])}, max {num(startup['max_ms'])}) | {yes_no(ready_ms <= 200)} |"
+        f"| ready ≤ 200 ms after start (median of 5, exec to /readyz 200) | {ready_ms:.1f} ms "
+        f"(min {startup['min_ms']:.1f}, max {startup['max_ms']:.1f}) | {yes_no(ready_ms <= 200)} |"
     )
     p(f"| binary size (release, debug info stripped) | {float(v('BIN_BYTES')) / 1048576:.1f} MiB | |")
     if has_before:
