@@ -142,10 +142,14 @@ impl Lookups {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    /// The cached reply for `key`, if there is one (counted as a cache hit); never asks the
-    /// upstream.
-    pub async fn cached(&self, key: &Key) -> Option<Arc<Fetched>> {
-        let hit = self.cache.get(key).await?;
+    /// The cached reply for `key` fetched at `since` or later, if there is one (counted as a
+    /// cache hit: only an answer that is used counts); never asks the upstream.
+    pub async fn cached_since(&self, key: &Key, since: OffsetDateTime) -> Option<Arc<Fetched>> {
+        let hit = self
+            .cache
+            .get(key)
+            .await
+            .filter(|f| f.checked_at >= since)?;
         STATUS_CACHE.get(StatusCache::Hit).increment(1);
         Some(hit)
     }

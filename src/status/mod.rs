@@ -511,11 +511,7 @@ async fn status_get(state: &ServiceState, payload: &[u8], trace: &TraceContext) 
             }
             let watched = view.watched_since();
             let cached = match watched {
-                Some(since) => state
-                    .lookups
-                    .cached(&key)
-                    .await
-                    .filter(|f| f.checked_at >= since),
+                Some(since) => state.lookups.cached_since(&key, since).await,
                 None => None,
             };
             if let Some(fetched) = cached {
