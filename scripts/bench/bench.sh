@@ -258,54 +258,34 @@ if [ -n "$BEFORE_BIN" ]; then
   say "(c) before: vx-bridge at $BEFORE_REV"
   ingress cbefore "$BEFORE_BIN"
 fi
+peak() {  # NAME "EXTRA vx-load ARGS" [VAR=value ...]: one closed-loop peak run of a bridge with
+  # those settings against its own nats-server; its CPU per process and its peak RSS are noted
+  local name=$1 load_args=$2 port t_nats t_srv; shift 2
+  start_nats "$name"
+  free_port port
+  start_bridge "$name" "$BIN" "$port" "$@"
+  t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
+  # shellcheck disable=SC2086  # the extra arguments are words
+  webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/$name.json" $load_args
+  cpu_note "$name-nats-cpu" "$BENCH_NATS_PID" "$t_nats"; cpu_note "$name-srv-cpu" "$BRIDGE_PID" "$t_srv"
+  awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/$name-rss-kib"
+  stop "$BRIDGE_PID"
+  stop_nats "$name"
+}
 say "(c) vx-bridge with the session view off (sessions.enabled = false), peak only, for its CPU and RSS"
-start_nats cnoview
-free_port port
-start_bridge cnoview "$BIN" "$port" VXB_SESSIONS__ENABLED=false
-t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
-webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cnoview.json"
-cpu_note cnoview-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cnoview-srv-cpu "$BRIDGE_PID" "$t_srv"
-awk '/VmHWM/ {print $2}' "/proc/$BRIDGE_PID/status" >"$TMP/cnoview-rss-kib"
-stop "$BRIDGE_PID"
-stop_nats cnoview
+peak cnoview "" VXB_SESSIONS__ENABLED=false
 say "(c) vx-bridge with the session view off, 2 webhooks per session (a journey's PENDING and result), peak only"
-start_nats cnoview2
-free_port port
-start_bridge cnoview2 "$BIN" "$port" VXB_SESSIONS__ENABLED=false
-t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
-webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cnoview2.json" --per-session 2
-cpu_note cnoview2-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cnoview2-srv-cpu "$BRIDGE_PID" "$t_srv"
-stop "$BRIDGE_PID"
-stop_nats cnoview2
+peak cnoview2 "--per-session 2" VXB_SESSIONS__ENABLED=false
 say "(c) vx-bridge with events.pii = clear (personal data in clear, no data keys), peak only: the baseline of mode encrypted (the default)"
-start_nats cclear
-free_port port
-start_bridge cclear "$BIN" "$port" VXB_EVENTS__PII=clear
-t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
-webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cclear.json"
-cpu_note cclear-nats-cpu "$BENCH_NATS_PID" "$t_nats"; cpu_note cclear-srv-cpu "$BRIDGE_PID" "$t_srv"
-stop "$BRIDGE_PID"
-stop_nats cclear
+peak cclear "" VXB_EVENTS__PII=clear
 # A journey sends more than one webhook (PENDING, then PASS or FAIL): with two per session, one
 # data key is made per two webhooks; the same load in both modes.
 for mode in encrypted clear; do
   say "(c) vx-bridge, events.pii = $mode, 2 webhooks per session, peak only"
-  start_nats "c2$mode"
-  free_port port
-  start_bridge "c2$mode" "$BIN" "$port" VXB_EVENTS__PII=$mode
-  t_nats=$(ticks "$BENCH_NATS_PID"); t_srv=$(ticks "$BRIDGE_PID")
-  webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/c2$mode.json" --per-session 2
-  cpu_note "c2$mode-nats-cpu" "$BENCH_NATS_PID" "$t_nats"; cpu_note "c2$mode-srv-cpu" "$BRIDGE_PID" "$t_srv"
-  stop "$BRIDGE_PID"
-  stop_nats "c2$mode"
+  peak "c2$mode" "--per-session 2" VXB_EVENTS__PII=$mode
 done
 say "(c) vx-bridge with log.level = warn (no log line per webhook), peak only"
-start_nats cwarn
-free_port port
-start_bridge cwarn "$BIN" "$port" VXB_LOG__LEVEL=warn
-webhook "http://127.0.0.1:$port/webhooks/vx" "$TMP/cwarn.json"
-stop "$BRIDGE_PID"
-stop_nats cwarn
+peak cwarn "" VXB_LOG__LEVEL=warn
 
 say "start to ready (5 starts, each from exec to /readyz 200)"
 start_nats s
